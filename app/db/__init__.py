@@ -1,0 +1,1 @@
+"""Database layer: models, engine, pgqueuer schema and the repository (all SQL lives here)."""

@@ -1,0 +1,132 @@
+"""SQLAlchemy table definitions for dl_jobs and dl_job_events.
+
+Tables carry no schema: the engine maps the default schema to PG_SCHEMA_QUEUE through
+`schema_translate_map`, so one definition serves any deployment.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.jobs.states import JobStatus
+
+_STATUS_LIST = ", ".join(f"'{s.value}'" for s in JobStatus)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names for Alembic."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSONB, uuid.UUID: UUID(as_uuid=True)}
+
+
+class DlJob(Base):
+    """The durable lifecycle record of one job, the one users query."""
+
+    __tablename__ = "dl_jobs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    queue: Mapped[str] = mapped_column(Text)
+    task: Mapped[str] = mapped_column(Text)
+    args: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    lock_key: Mapped[str] = mapped_column(Text)
+    partition_key: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
+    available_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    status: Mapped[str] = mapped_column(Text, server_default=text("'queued'"))
+    attempt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default=text("5"))
+    lease_ttl_sec: Mapped[int] = mapped_column(Integer, server_default=text("60"))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    producer: Mapped[str | None] = mapped_column(Text)
+    consumer_group: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[str | None] = mapped_column(Text)
+    # The pgqueuer row that dispatches (or last dispatched) this job.
+    pgq_job_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_STATUS_LIST})", name="status_valid"),
+        CheckConstraint("attempt >= 0", name="attempt_non_negative"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        CheckConstraint("lease_ttl_sec >= 1", name="lease_ttl_positive"),
+        CheckConstraint("length(queue) > 0 AND length(task) > 0", name="names_present"),
+        CheckConstraint("length(lock_key) > 0", name="lock_key_present"),
+        # Status lookups of live work, and the reaper's scan of leases.
+        Index(
+            "ix_dl_jobs_live_status",
+            "queue",
+            "status",
+            "priority",
+            "available_at",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+        Index(
+            "ix_dl_jobs_lease_expiry",
+            "lease_expires_at",
+            postgresql_where=text("status = 'running'"),
+        ),
+        # Listing newest first, with job_id as the keyset tiebreaker.
+        Index("ix_dl_jobs_created", text("created_at DESC"), text("job_id DESC")),
+        Index("ix_dl_jobs_status_finished", "status", "finished_at"),
+        Index(
+            "ix_dl_jobs_live_lock_key",
+            "lock_key",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+        Index("ix_dl_jobs_pgq_job_id", "pgq_job_id"),
+    )
+
+
+class DlJobEvent(Base):
+    """One lifecycle transition of a job (append-only history)."""
+
+    __tablename__ = "dl_job_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dl_jobs.job_id", ondelete="CASCADE"), index=False
+    )
+    event: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    __table_args__ = (Index("ix_dl_job_events_job_id_id", "job_id", "id"),)

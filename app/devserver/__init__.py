@@ -1,0 +1,1 @@
+"""Developer runtime: embedded PostgreSQL and the `make run` process supervisor."""

@@ -1,0 +1,174 @@
+"""A private PostgreSQL server for `make run`, tests and benchmarks when no DATABASE_URL is set.
+
+PostgreSQL refuses to run as root, and CI is root: as root the server runs inside a user
+namespace where root is mapped to `nobody`, which needs no chown of the data folder.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class EmbeddedPostgresError(Exception):
+    """The embedded PostgreSQL server could not be set up or started."""
+
+
+def find_bindir() -> Path:
+    """The folder holding initdb and postgres: pg_config's, PATH's, or Debian's newest."""
+    candidates: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(initdb).resolve().parent)
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    for folder in candidates:
+        if (folder / "initdb").exists() and (folder / "postgres").exists():
+            return folder
+    raise EmbeddedPostgresError(
+        "no PostgreSQL server binaries found (initdb, postgres); install PostgreSQL "
+        "(Debian: apt-get install postgresql) or set DATABASE_URL"
+    )
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _root_wrapper() -> list[str]:
+    """The command prefix that lets root run PostgreSQL (empty for other users)."""
+    if os.geteuid() != 0:
+        return []
+    nobody = pwd.getpwnam("nobody")
+    return [
+        "unshare",
+        "--user",
+        f"--map-user={nobody.pw_uid}",
+        f"--map-group={nobody.pw_gid}",
+        "--",
+    ]
+
+
+@dataclass
+class EmbeddedPostgres:
+    """One PostgreSQL server on loopback TCP with its data in `data_dir`."""
+
+    data_dir: Path
+    port: int
+    user: str = "postgres"
+    database: str = "dataloader"
+    extra_settings: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The DSN of the application database."""
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    @property
+    def log_file(self) -> Path:
+        """Where the server writes its log."""
+        return self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    def start(self, timeout_sec: float = 30) -> None:
+        """initdb on first use, start the server, wait for it, create the database."""
+        bindir = find_bindir()
+        wrapper = _root_wrapper()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            result = subprocess.run(
+                [
+                    *wrapper,
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "--locale=C",
+                    "-E",
+                    "UTF8",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise EmbeddedPostgresError(f"initdb failed: {result.stderr.strip()}")
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": "",
+            "max_connections": "200",
+            **self.extra_settings,
+        }
+        args = [f"-c{key}={value}" for key, value in settings.items()]
+        log = self.log_file.open("ab")
+        # Own session: a terminal's Ctrl-C reaches the supervisor, which stops us last.
+        self.process = subprocess.Popen(
+            [*wrapper, str(bindir / "postgres"), "-D", str(self.data_dir), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self._wait_ready(bindir, timeout_sec)
+        self._create_database(bindir)
+
+    def _wait_ready(self, bindir: Path, timeout_sec: float) -> None:
+        deadline = time.monotonic() + timeout_sec
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                tail = self.log_file.read_text(errors="replace")[-2000:]
+                raise EmbeddedPostgresError(f"postgres exited at start:\n{tail}")
+            ready = subprocess.run(
+                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"],
+                check=False,
+            )
+            if ready.returncode == 0:
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise EmbeddedPostgresError(f"postgres did not accept connections in {timeout_sec}s")
+
+    def _create_database(self, bindir: Path) -> None:
+        if not self.database.replace("_", "").isalnum():
+            raise EmbeddedPostgresError(f"database name {self.database!r} is not an identifier")
+        psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user]
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"
+        exists = subprocess.run(
+            [*psql, "-d", "postgres", "-tAc", query], capture_output=True, text=True, check=True
+        )
+        if exists.stdout.strip() != "1":
+            subprocess.run(
+                [*psql, "-d", "postgres", "-qc", f'CREATE DATABASE "{self.database}"'],
+                check=True,
+                capture_output=True,
+            )
+
+    def stop(self, timeout_sec: float = 30) -> None:
+        """Fast shutdown (SIGINT); immediate (SIGQUIT) if it does not stop in time."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout_sec)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGQUIT)
+            process.wait(timeout=10)

@@ -1,0 +1,13 @@
+"""Objects the controllers receive, built once at start and kept on app.state."""
+
+from __future__ import annotations
+
+from litestar.datastructures import State
+
+from app.jobs.service import JobService
+
+
+def provide_job_service(state: State) -> JobService:
+    """The JobService made at start-up."""
+    service: JobService = state.job_service
+    return service

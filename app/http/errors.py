@@ -1,0 +1,101 @@
+"""The one place where errors become HTTP answers; nothing a client sends yields a 500."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from app.jobs.errors import (
+    InvalidJobError,
+    JobError,
+    JobFinishedError,
+    JobNotFoundError,
+)
+
+logger = logging.getLogger("app.http")
+
+_STATUS_BY_ERROR: list[tuple[type[JobError], int]] = [
+    (InvalidJobError, HTTP_400_BAD_REQUEST),
+    (JobNotFoundError, HTTP_404_NOT_FOUND),
+    (JobFinishedError, HTTP_409_CONFLICT),
+]
+
+
+def _body(status_code: int, detail: str, **extra: object) -> Response[dict[str, object]]:
+    return Response({"status_code": status_code, "detail": detail, **extra}, status_code=status_code)
+
+
+def _readable(message: str) -> str:
+    """msgspec names a failed regex by its source; say what the rule is instead."""
+    if "matching regex" not in message:
+        return message
+    if "\\s" in message:
+        return "Expected non-blank text without NUL characters"
+    return "Expected only letters, digits and the characters . _ : -"
+
+
+def job_error_handler(_: Request[object, object, object], exc: Exception) -> Response[dict[str, object]]:
+    """A domain error: the client's fault, with the domain's message."""
+    assert isinstance(exc, JobError)
+    status_code = next(
+        (code for kind, code in _STATUS_BY_ERROR if isinstance(exc, kind)), HTTP_400_BAD_REQUEST
+    )
+    extra: dict[str, object] = {}
+    if isinstance(exc, JobFinishedError):
+        extra["job_status"] = exc.status
+    return _body(status_code, exc.message, **extra)
+
+
+def http_exception_handler(
+    _: Request[object, object, object], exc: Exception
+) -> Response[dict[str, object]]:
+    """Litestar's own 4xx (validation, size, routing), with the first problem in `detail`."""
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail
+    extra = exc.extra
+    if isinstance(extra, list) and extra and isinstance(extra[0], dict) and extra[0].get("message"):
+        first = extra[0]
+        where = first.get("key")
+        message = _readable(str(first["message"]))
+        detail = message + (f" (field `{where}`)" if where else "")
+    body: dict[str, object] = {"status_code": exc.status_code, "detail": detail}
+    if extra:
+        body["extra"] = extra
+    return Response(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def database_error_handler(
+    _: Request[object, object, object], exc: Exception
+) -> Response[dict[str, object]]:
+    """Data the database refused is a 400; a database that is gone is a 503."""
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        if sqlstate.startswith("22"):  # data exception: the value itself is unacceptable
+            return _body(HTTP_400_BAD_REQUEST, f"value rejected by the database: {exc.orig}")
+        if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+            return _body(HTTP_503_SERVICE_UNAVAILABLE, "database unavailable")
+    if isinstance(exc, PoolTimeoutError | OSError):
+        return _body(HTTP_503_SERVICE_UNAVAILABLE, "database unavailable")
+    logger.exception("unexpected database error")
+    return _body(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    JobError: job_error_handler,
+    HTTPException: http_exception_handler,
+    DBAPIError: database_error_handler,
+    PoolTimeoutError: database_error_handler,
+    OSError: database_error_handler,
+}

@@ -1,0 +1,54 @@
+"""/api/v1/jobs: trigger, status and cancel."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Controller, get, post
+from litestar.di import Provide
+from litestar.status_codes import HTTP_200_OK
+
+from app.http.dependencies import provide_job_service
+from app.http.schemas import JobStatusResponse, JobTriggerRequest, JobTriggerResponse
+from app.jobs.errors import InvalidJobError
+from app.jobs.service import JobService
+
+
+class JobsController(Controller):
+    """Create, look at and cancel jobs."""
+
+    path = "/api/v1/jobs"
+    tags = ["jobs"]
+    dependencies = {"jobs": Provide(provide_job_service, sync_to_thread=False)}
+
+    @post(
+        "/trigger",
+        status_code=HTTP_200_OK,
+        summary="Create a job, or return the one with the same idempotency_key",
+        raises=[],
+    )
+    async def trigger(self, data: JobTriggerRequest, jobs: JobService) -> JobTriggerResponse:
+        """Create a job in one transaction: dl_jobs row, event and pgqueuer dispatch."""
+        result = await jobs.trigger(data)
+        return JobTriggerResponse(job_id=result.job_id, status=result.status, created=result.created)
+
+    @get("/{job_id:str}/status", summary="A job's status, progress and timings")
+    async def status(self, job_id: str, jobs: JobService) -> JobStatusResponse:
+        """The job as stored now; 404 when unknown, 400 when the id is not a UUID."""
+        return await jobs.status(parse_job_id(job_id))
+
+    @post("/{job_id:str}/cancel", status_code=HTTP_200_OK, summary="Cancel a job")
+    async def cancel(self, job_id: str, jobs: JobService) -> JobStatusResponse:
+        """Queued: canceled at once. Running: flagged, stopped at its next checkpoint.
+
+        Finished: 409 with its status. Unknown: 404.
+        """
+        return await jobs.cancel(parse_job_id(job_id))
+
+
+def parse_job_id(raw: str) -> uuid.UUID:
+    """A job id from the path; a clear 400 when it is not a UUID."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise InvalidJobError(f"job_id {raw[:64]!r} is not a UUID") from None

@@ -1,0 +1,44 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+from app.jobs.spec import JobSpec
+from app.jobs.views import JobView
+
+# The trigger body is the domain's JobSpec, so HTTP and in-app callers share one validation.
+JobTriggerRequest = JobSpec
+JobStatusResponse = JobView
+
+
+class JobTriggerResponse(msgspec.Struct, kw_only=True):
+    """The job a trigger created or found by its idempotency_key."""
+
+    job_id: uuid.UUID
+    status: str
+    created: bool
+
+
+class HealthResponse(msgspec.Struct):
+    """Liveness: the process answers."""
+
+    status: str = "healthy"
+
+
+class ReadyResponse(msgspec.Struct):
+    """Readiness: the database answers."""
+
+    status: str
+    database: str
+
+
+class InfoResponse(msgspec.Struct, kw_only=True):
+    """What is running, and since when."""
+
+    service: str
+    version: str
+    environment: str
+    uptime_sec: float

@@ -1,0 +1,79 @@
+"""What a caller asks for when it creates a job, validated the same way over HTTP and in-app."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from app.jobs.errors import InvalidJobError
+
+# Names that travel into pgqueuer entrypoints, logs and metrics labels.
+_NAME = r"^[A-Za-z0-9_.:\-]+$"
+# Free text must hold one visible character and no NUL (PostgreSQL text rejects NUL).
+_TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
+
+QueueName = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=100, pattern=_NAME, examples=["etl.default"]),
+]
+TaskName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=200, pattern=_NAME, examples=["noop"])
+]
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=_TEXT)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_TEXT)]
+Priority = Annotated[int, msgspec.Meta(ge=0, le=10_000, description="lower runs first")]
+MaxAttempts = Annotated[int, msgspec.Meta(ge=1, le=100)]
+LeaseTtlSec = Annotated[int, msgspec.Meta(ge=1, le=86_400)]
+
+DEFAULT_PRIORITY = 100
+DEFAULT_MAX_ATTEMPTS = 5
+MAX_ARGS_DEPTH = 32
+
+
+class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A job to create: where it runs, what it runs, and how it may run."""
+
+    queue: QueueName
+    task: TaskName
+    lock_key: Key
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
+    idempotency_key: Key | None = None
+    partition_key: Label | None = None
+    priority: Priority = DEFAULT_PRIORITY
+    available_at: datetime | None = None
+    max_attempts: MaxAttempts = DEFAULT_MAX_ATTEMPTS
+    lease_ttl_sec: LeaseTtlSec | None = None
+    producer: Label | None = None
+    consumer_group: Label | None = None
+
+
+def _check_json_value(value: object, path: str, depth: int) -> None:
+    """Reject what PostgreSQL's jsonb refuses (NUL characters) and absurd nesting."""
+    if depth > MAX_ARGS_DEPTH:
+        raise InvalidJobError(f"args nests deeper than {MAX_ARGS_DEPTH} levels at `{path}`")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidJobError(f"args holds a NUL character at `{path}`")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise InvalidJobError(f"args holds a NUL character in a key at `{path}`")
+            _check_json_value(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json_value(item, f"{path}[{index}]", depth + 1)
+
+
+def validated(spec: JobSpec) -> JobSpec:
+    """The spec re-checked against its constraints (in-app callers build it by hand)."""
+    try:
+        checked = msgspec.convert(msgspec.to_builtins(spec), JobSpec)
+    except msgspec.ValidationError as exc:
+        raise InvalidJobError(str(exc)) from None
+    _check_json_value(checked.args, "$.args", 1)
+    if checked.available_at is not None and checked.available_at.tzinfo is None:
+        # A timestamp without a zone is read as UTC, the server's reference.
+        checked.available_at = checked.available_at.replace(tzinfo=UTC)
+    return checked

@@ -1,0 +1,45 @@
+"""Job statuses and lifecycle events."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life; the last four are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    LOST = "lost"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the job can no longer change (short of an explicit retry)."""
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.LOST}
+)
+
+
+class JobEvent(StrEnum):
+    """The kinds of rows written to dl_job_events, one per lifecycle transition."""
+
+    QUEUED = "queued"
+    STARTED = "started"
+    LOCK_BUSY = "lock_busy"
+    PROGRESS = "progress"
+    SUCCEEDED = "succeeded"
+    RETRY_SCHEDULED = "retry_scheduled"
+    FAILED = "failed"
+    CANCEL_REQUESTED = "cancel_requested"
+    CANCELED = "canceled"
+    LEASE_EXPIRED = "lease_expired"
+    LOST = "lost"
+    REQUEUED = "requeued"
+    REDISPATCHED = "redispatched"
+    INTERRUPTED = "interrupted"

@@ -1,0 +1,53 @@
+"""How a job is shown to users: the status answer, built from the dl_jobs row."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from app.db.models import DlJob
+
+
+class JobView(msgspec.Struct, kw_only=True):
+    """Everything stored about a job that a user would want to see."""
+
+    job_id: uuid.UUID
+    status: str
+    queue: str
+    task: str
+    args: dict[str, Any]
+    lock_key: str
+    idempotency_key: str | None
+    partition_key: str | None
+    priority: int
+    available_at: datetime
+    attempt: int
+    max_attempts: int
+    lease_ttl_sec: int
+    lease_expires_at: datetime | None
+    heartbeat_at: datetime | None
+    cancel_requested: bool
+    progress: dict[str, Any] | None
+    error: str | None
+    producer: str | None
+    consumer_group: str | None
+    worker_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: DlJob) -> JobView:
+        """Copy the user-facing columns of a dl_jobs row."""
+        return cls(**{name: getattr(row, name) for name in cls.__struct_fields__})
+
+
+class EnqueueResult(msgspec.Struct, kw_only=True):
+    """The job a trigger resolved to, and whether this call created it."""
+
+    job_id: uuid.UUID
+    status: str
+    created: bool

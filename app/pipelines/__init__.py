@@ -1,0 +1,1 @@
+"""Pipelines: the registry of task names, and the built-in pipelines."""

@@ -1,0 +1,31 @@
+"""What a running pipeline is handed besides its args."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class PipelineContext:
+    """The job a pipeline runs for, a way to report progress, and its cancellation."""
+
+    job_id: uuid.UUID
+    attempt: int
+    task: str
+    queue: str
+    cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
+    progress_sink: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was asked to stop; a pipeline may check it between steps."""
+        return self.cancel_event.is_set()
+
+    def report_progress(self, progress: dict[str, Any]) -> None:
+        """Record progress; the worker saves it with the next heartbeat."""
+        if self.progress_sink is not None:
+            self.progress_sink(progress)

@@ -1,0 +1,146 @@
+"""Settings from the environment (and a `.env` file), built once per process."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from typing import Annotated
+from urllib.parse import quote
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class SettingsError(Exception):
+    """A setting from the environment is missing or invalid."""
+
+
+class QueueConfig(BaseModel):
+    """One queue a worker serves and how many of its jobs may run at once, fleet-wide."""
+
+    queue: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+    concurrency: Annotated[int, Field(ge=1, le=10_000)] = 1
+
+
+class Settings(BaseSettings):
+    """Every tunable of the API and the worker, named as in the original spec."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    app_host: str = "127.0.0.1"
+    app_port: Annotated[int, Field(ge=1, le=65535)] = 8081
+    app_env: str = "development"
+    app_max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+
+    database_url: str | None = None
+    pg_host: str | None = None
+    pg_port: Annotated[int, Field(ge=1, le=65535)] = 5432
+    pg_user: str = "postgres"
+    pg_password: str = ""
+    pg_database: str = "dataloader"
+    pg_schema_queue: str = "public"
+    pg_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
+    pg_max_overflow: Annotated[int, Field(ge=0, le=1000)] = 10
+
+    workers_json: list[QueueConfig] = Field(
+        default_factory=lambda: [QueueConfig(queue="etl.default", concurrency=2)]
+    )
+    worker_id: str | None = None
+    dl_pipeline_modules: list[str] = Field(default_factory=list)
+    dl_heartbeat_sec: Annotated[float, Field(gt=0, le=3600)] = 10
+    dl_default_lease_ttl_sec: Annotated[int, Field(ge=1, le=86_400)] = 60
+    dl_reaper_period_sec: Annotated[float, Field(gt=0, le=3600)] = 10
+    dl_claim_backoff_sec: Annotated[float, Field(ge=0, le=86_400)] = 15
+    dl_retry_backoff_sec: Annotated[float, Field(ge=0, le=86_400)] = 30
+    dl_retry_jitter: Annotated[float, Field(ge=0, le=1)] = 0.1
+    dl_shutdown_timeout_sec: Annotated[float, Field(ge=0, le=86_400)] = 30
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.match(r"^postgres(ql)?(\+asyncpg)?://", value):
+            raise ValueError("must start with postgresql:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("pg_schema_queue")
+    @classmethod
+    def _check_schema(cls, value: str) -> str:
+        if not _SCHEMA_NAME.match(value):
+            raise ValueError("must be a lower-case SQL identifier (letters, digits, _)")
+        return value
+
+    @field_validator("dl_pipeline_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("workers_json", mode="before")
+    @classmethod
+    def _parse_workers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_queues_unique(self) -> Settings:
+        names = [q.queue for q in self.workers_json]
+        if len(names) != len(set(names)):
+            raise ValueError("WORKERS_JSON lists a queue twice")
+        if not names:
+            raise ValueError("WORKERS_JSON lists no queue")
+        return self
+
+    @property
+    def has_database(self) -> bool:
+        """Whether a server was configured (else the dev runner starts an embedded one)."""
+        return bool(self.database_url or self.pg_host)
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The plain `postgresql://` DSN that asyncpg and `pgq` accept."""
+        if self.database_url:
+            return re.sub(r"^postgres(ql)?(\+asyncpg)?://", "postgresql://", self.database_url)
+        if not self.pg_host:
+            raise SettingsError("DATABASE_URL or PG_HOST must be set")
+        auth = quote(self.pg_user, safe="")
+        if self.pg_password:
+            auth += ":" + quote(self.pg_password, safe="")
+        return f"postgresql://{auth}@{self.pg_host}:{self.pg_port}/{quote(self.pg_database)}"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The same DSN spelled for SQLAlchemy's asyncpg dialect."""
+        return self.asyncpg_dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming the first bad setting by its environment variable."""
+    first = error.errors()[0]
+    loc = first.get("loc") or ("settings",)
+    name = str(loc[0]).upper()
+    return f"invalid setting {name}: {first.get('msg', 'invalid value')}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning a validation error into SettingsError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+    except ValueError as exc:  # pydantic-settings could not decode a JSON-valued variable
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field.group(1).upper() if field else "settings"
+        raise SettingsError(f"invalid setting {name}: not valid JSON") from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
