@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from pgqueuer.domain.types import JobId
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
@@ -56,10 +57,10 @@ async def enqueue_dispatch_in_session(
 async def withdraw_dispatch_in_session(session: AsyncSession, schema: str, pgq_job_id: int) -> None:
     """Remove a queued dispatch (logged as canceled) so it never starts."""
     queries = queries_for(await _driver_connection(session), pgqueuer_settings(schema))
-    await queries.mark_job_as_cancelled([pgq_job_id])
+    await queries.mark_job_as_cancelled([JobId(pgq_job_id)])
 
 
 async def signal_cancel_in_session(session: AsyncSession, schema: str, pgq_job_id: int) -> None:
     """Tell the worker running this dispatch to look at its cancel flag now (on commit)."""
     queries = queries_for(await _driver_connection(session), pgqueuer_settings(schema))
-    await queries.notify_job_cancellation([pgq_job_id])
+    await queries.notify_job_cancellation([JobId(pgq_job_id)])

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import Table, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DlJob, DlJobEvent
 from app.jobs.states import JobStatus
 
-jobs = DlJob.__table__
-events = DlJobEvent.__table__
+jobs = cast(Table, DlJob.__table__)
+events = cast(Table, DlJobEvent.__table__)
 
 
 async def insert_job(
@@ -48,9 +48,7 @@ async def get_job(session: AsyncSession, job_id: uuid.UUID) -> DlJob | None:
 
 async def link_dispatch(session: AsyncSession, job_id: uuid.UUID, pgq_job_id: int) -> None:
     """Record which pgqueuer row dispatches the job."""
-    await session.execute(
-        update(jobs).where(jobs.c.job_id == job_id).values(pgq_job_id=pgq_job_id)
-    )
+    await session.execute(update(jobs).where(jobs.c.job_id == job_id).values(pgq_job_id=pgq_job_id))
 
 
 async def add_event(
@@ -66,7 +64,9 @@ async def add_event(
     )
 
 
-async def cancel_if_queued(session: AsyncSession, job_id: uuid.UUID) -> tuple[int, int | None] | None:
+async def cancel_if_queued(
+    session: AsyncSession, job_id: uuid.UUID
+) -> tuple[int, int | None] | None:
     """Move a queued job to canceled; returns (attempt, pgq_job_id) or None if not queued.
 
     The row lock orders this against a worker's start: whichever commits first wins.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
@@ -34,7 +35,9 @@ _STATUS_BY_ERROR: list[tuple[type[JobError], int]] = [
 
 
 def _body(status_code: int, detail: str, **extra: object) -> Response[dict[str, object]]:
-    return Response({"status_code": status_code, "detail": detail, **extra}, status_code=status_code)
+    return Response(
+        {"status_code": status_code, "detail": detail, **extra}, status_code=status_code
+    )
 
 
 def _readable(message: str) -> str:
@@ -46,7 +49,7 @@ def _readable(message: str) -> str:
     return "Expected only letters, digits and the characters . _ : -"
 
 
-def job_error_handler(_: Request[object, object, object], exc: Exception) -> Response[dict[str, object]]:
+def job_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     """A domain error: the client's fault, with the domain's message."""
     assert isinstance(exc, JobError)
     status_code = next(
@@ -59,7 +62,7 @@ def job_error_handler(_: Request[object, object, object], exc: Exception) -> Res
 
 
 def http_exception_handler(
-    _: Request[object, object, object], exc: Exception
+    _: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, object]]:
     """Litestar's own 4xx (validation, size, routing), with the first problem in `detail`."""
     assert isinstance(exc, HTTPException)
@@ -77,7 +80,7 @@ def http_exception_handler(
 
 
 def database_error_handler(
-    _: Request[object, object, object], exc: Exception
+    _: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, object]]:
     """Data the database refused is a 400; a database that is gone is a 503."""
     if isinstance(exc, DBAPIError):

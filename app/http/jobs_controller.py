@@ -30,7 +30,9 @@ class JobsController(Controller):
     async def trigger(self, data: JobTriggerRequest, jobs: JobService) -> JobTriggerResponse:
         """Create a job in one transaction: dl_jobs row, event and pgqueuer dispatch."""
         result = await jobs.trigger(data)
-        return JobTriggerResponse(job_id=result.job_id, status=result.status, created=result.created)
+        return JobTriggerResponse(
+            job_id=result.job_id, status=result.status, created=result.created
+        )
 
     @get("/{job_id:str}/status", summary="A job's status, progress and timings")
     async def status(self, job_id: str, jobs: JobService) -> JobStatusResponse:

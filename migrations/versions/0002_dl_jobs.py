@@ -32,7 +32,9 @@ def upgrade() -> None:
         sa.Column("job_id", postgresql.UUID(as_uuid=True), nullable=False),
         sa.Column("queue", sa.Text(), nullable=False),
         sa.Column("task", sa.Text(), nullable=False),
-        sa.Column("args", postgresql.JSONB(), server_default=sa.text("'{}'::jsonb"), nullable=False),
+        sa.Column(
+            "args", postgresql.JSONB(), server_default=sa.text("'{}'::jsonb"), nullable=False
+        ),
         sa.Column("idempotency_key", sa.Text(), nullable=True),
         sa.Column("lock_key", sa.Text(), nullable=False),
         sa.Column("partition_key", sa.Text(), nullable=True),
@@ -115,9 +117,7 @@ def upgrade() -> None:
         ),
         schema=schema,
     )
-    op.create_index(
-        "ix_dl_job_events_job_id_id", "dl_job_events", ["job_id", "id"], schema=schema
-    )
+    op.create_index("ix_dl_job_events_job_id_id", "dl_job_events", ["job_id", "id"], schema=schema)
 
 
 def downgrade() -> None:

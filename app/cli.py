@@ -1,0 +1,71 @@
+"""Server-side commands: `python -m app run | serve | migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app.settings import Settings, SettingsError, get_settings
+
+
+def _settings_or_exit() -> Settings:
+    """Settings, or one clear line naming the bad one and exit code 2."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(f"dataloader: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def serve(settings: Settings) -> int:
+    """Serve the HTTP API with uvicorn."""
+    import uvicorn
+
+    from app.asgi import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.app_host,
+        port=settings.app_port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def migrate(settings: Settings) -> int:
+    """Apply every pending Alembic migration."""
+    from app.db.migrate import upgrade_to_head
+
+    upgrade_to_head(settings.sqlalchemy_url, settings.pg_schema_queue)
+    return 0
+
+
+def run(settings: Settings, workers: int) -> int:
+    """Embedded PostgreSQL if needed, migrations, the API and the workers."""
+    from app.devserver.supervisor import Supervisor
+
+    return Supervisor(settings, worker_count=workers).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command."""
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve the HTTP API")
+    commands.add_parser("migrate", help="apply database migrations")
+    run_parser = commands.add_parser("run", help="run everything for development")
+    run_parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    args = parser.parse_args(argv)
+    settings = _settings_or_exit()
+    if args.command in ("serve", "migrate") and not settings.has_database:
+        print(
+            "dataloader: set DATABASE_URL (or PG_HOST); `make run` starts an embedded PostgreSQL",
+            file=sys.stderr,
+        )
+        return 2
+    if args.command == "serve":
+        return serve(settings)
+    if args.command == "migrate":
+        return migrate(settings)
+    return run(settings, args.workers)

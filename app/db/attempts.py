@@ -1,0 +1,250 @@
+"""SQL for one attempt's transitions. Every write after the start is fenced by attempt.
+
+Each transition writes its dl_jobs change and its dl_job_events row in one statement
+(a data-modifying CTE), so history and state never disagree and it costs one round trip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    Update,
+    func,
+    insert,
+    literal,
+    literal_column,
+    null,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from app.db.models import DlJob, DlJobEvent
+from app.jobs.states import JobEvent, JobStatus
+
+jobs = cast(Table, DlJob.__table__)
+events = cast(Table, DlJobEvent.__table__)
+ONE_SECOND: ColumnElement[Any] = literal_column("interval '1 second'")
+
+
+@dataclass(frozen=True)
+class StartedAttempt:
+    """What a runner needs to know about the attempt it just started."""
+
+    job_id: uuid.UUID
+    queue: str
+    task: str
+    args: dict[str, Any]
+    lock_key: str
+    priority: int
+    attempt: int
+    max_attempts: int
+    lease_ttl_sec: int
+
+
+@dataclass(frozen=True)
+class DispatchCheck:
+    """Whether a dispatch may start its job, and the job's lock_key."""
+
+    lock_key: str
+    startable: bool
+
+
+def _with_event(
+    change: Update, event: JobEvent, details: dict[str, Any] | None = None
+) -> Select[Any]:
+    """Run `change` (which must return job_id and attempt) and log `event` for each row."""
+    changed = change.cte("changed")
+    logged = (
+        insert(events)
+        .from_select(
+            ["job_id", "event", "attempt", "details"],
+            select(
+                changed.c.job_id,
+                literal(event.value),
+                changed.c.attempt,
+                type_coerce(details, JSONB) if details is not None else null(),
+            ),
+        )
+        .cte("logged")
+    )
+    return select(changed).add_cte(logged)
+
+
+def _fenced(job_id: uuid.UUID, attempt: int) -> Update:
+    """An update that only touches the job while this attempt is the running one."""
+    return update(jobs).where(
+        jobs.c.job_id == job_id,
+        jobs.c.attempt == attempt,
+        jobs.c.status == JobStatus.RUNNING,
+    )
+
+
+async def check_dispatch(
+    connection: AsyncConnection, job_id: uuid.UUID, pgq_job_id: int
+) -> DispatchCheck | None:
+    """The job's lock_key, and whether this dispatch is the one that may start it."""
+    row = (
+        await connection.execute(
+            select(
+                jobs.c.lock_key, jobs.c.status, jobs.c.pgq_job_id, jobs.c.cancel_requested
+            ).where(jobs.c.job_id == job_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    startable = (
+        row.status == JobStatus.QUEUED and row.pgq_job_id == pgq_job_id and not row.cancel_requested
+    )
+    return DispatchCheck(lock_key=row.lock_key, startable=startable)
+
+
+async def start_attempt(
+    connection: AsyncConnection, job_id: uuid.UUID, pgq_job_id: int, worker_id: str
+) -> StartedAttempt | None:
+    """queued -> running with attempt+1 and a fresh lease, only from this job's current dispatch."""
+    change = (
+        update(jobs)
+        .where(
+            jobs.c.job_id == job_id,
+            jobs.c.status == JobStatus.QUEUED,
+            jobs.c.pgq_job_id == pgq_job_id,
+            jobs.c.cancel_requested.is_(False),
+        )
+        .values(
+            status=JobStatus.RUNNING,
+            attempt=jobs.c.attempt + 1,
+            lease_expires_at=func.now() + jobs.c.lease_ttl_sec * ONE_SECOND,
+            heartbeat_at=func.now(),
+            started_at=func.coalesce(jobs.c.started_at, func.now()),
+            worker_id=worker_id,
+            updated_at=func.now(),
+        )
+        .returning(
+            jobs.c.job_id,
+            jobs.c.queue,
+            jobs.c.task,
+            jobs.c.args,
+            jobs.c.lock_key,
+            jobs.c.priority,
+            jobs.c.attempt,
+            jobs.c.max_attempts,
+            jobs.c.lease_ttl_sec,
+        )
+    )
+    row = (
+        await connection.execute(_with_event(change, JobEvent.STARTED, {"worker_id": worker_id}))
+    ).first()
+    if row is None:
+        return None
+    return StartedAttempt(**row._asdict())
+
+
+async def heartbeat(
+    connection: AsyncConnection,
+    job_id: uuid.UUID,
+    attempt: int,
+    progress: dict[str, Any] | None,
+) -> bool | None:
+    """Extend the lease and save progress; returns cancel_requested, or None when fenced out."""
+    values: dict[str, Any] = {
+        "heartbeat_at": func.now(),
+        "lease_expires_at": func.now() + jobs.c.lease_ttl_sec * ONE_SECOND,
+    }
+    if progress is not None:
+        values["progress"] = type_coerce(progress, JSONB)
+    row = (
+        await connection.execute(
+            _fenced(job_id, attempt).values(**values).returning(jobs.c.cancel_requested)
+        )
+    ).first()
+    return None if row is None else bool(row[0])
+
+
+async def finish_attempt(
+    connection: AsyncConnection,
+    job_id: uuid.UUID,
+    attempt: int,
+    status: JobStatus,
+    event: JobEvent,
+    *,
+    progress: dict[str, Any] | None = None,
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> bool:
+    """running -> a final status, fenced; returns whether this attempt still owned the job."""
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": func.now(),
+        "lease_expires_at": None,
+        "updated_at": func.now(),
+        "error": error,
+    }
+    if progress is not None:
+        values["progress"] = type_coerce(progress, JSONB)
+    change = _fenced(job_id, attempt).values(**values).returning(jobs.c.job_id, jobs.c.attempt)
+    return (await connection.execute(_with_event(change, event, details))).first() is not None
+
+
+async def requeue_attempt_in_session(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    attempt: int,
+    event: JobEvent,
+    *,
+    delay_sec: float,
+    count_attempt: bool,
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> StartedAttempt | None:
+    """running -> queued after `delay_sec`, fenced; the caller adds the new dispatch.
+
+    With count_attempt False the attempt is given back (lock busy, shutdown).
+    """
+    values: dict[str, Any] = {
+        "status": JobStatus.QUEUED,
+        "available_at": func.now() + literal(delay_sec) * ONE_SECOND,
+        "lease_expires_at": None,
+        "updated_at": func.now(),
+    }
+    if not count_attempt:
+        values["attempt"] = jobs.c.attempt - 1
+    if error is not None:
+        values["error"] = error
+    change = (
+        _fenced(job_id, attempt)
+        .values(**values)
+        .returning(
+            jobs.c.job_id,
+            jobs.c.queue,
+            jobs.c.task,
+            jobs.c.args,
+            jobs.c.lock_key,
+            jobs.c.priority,
+            jobs.c.attempt,
+            jobs.c.max_attempts,
+            jobs.c.lease_ttl_sec,
+        )
+    )
+    row = (await session.execute(_with_event(change, event, details))).first()
+    return None if row is None else StartedAttempt(**row._asdict())
+
+
+async def set_dispatch(session: AsyncSession, job_id: uuid.UUID, pgq_job_id: int) -> None:
+    """Point the job at its new dispatch, so older dispatches can no longer start it."""
+    await session.execute(update(jobs).where(jobs.c.job_id == job_id).values(pgq_job_id=pgq_job_id))
+
+
+async def database_now(connection: AsyncConnection) -> datetime:
+    """The database clock."""
+    now: datetime = (await connection.execute(select(func.now()))).scalar_one()
+    return now

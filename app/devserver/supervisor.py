@@ -1,0 +1,131 @@
+"""`make run`: embedded PostgreSQL (unless configured), migrations, the API and one worker.
+
+Children run in their own sessions so that a terminal's Ctrl-C reaches only this process,
+which then stops them in order: API and worker first, PostgreSQL last. If this process is
+killed outright, each child gets SIGTERM from the kernel (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from app.db.migrate import PROJECT_ROOT, upgrade_to_head
+from app.devserver.embedded_postgres import EmbeddedPostgres
+from app.settings import Settings
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(sig: int) -> Callable[[], None]:
+    """A preexec_fn asking the kernel to signal the child when this process dies."""
+
+    def apply() -> None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, sig)
+
+    return apply
+
+
+def embedded_data_dir() -> Path:
+    """Where `make run` keeps its PostgreSQL data (git-ignored, reused)."""
+    return Path(os.environ.get("DL_EMBEDDED_PG_DIR", PROJECT_ROOT / ".data" / "postgres"))
+
+
+def embedded_port() -> int:
+    """The loopback port of the embedded PostgreSQL."""
+    return int(os.environ.get("DL_EMBEDDED_PG_PORT", "54329"))
+
+
+class Supervisor:
+    """Starts the processes of a development deployment and stops them all on a signal."""
+
+    def __init__(self, settings: Settings, worker_count: int = 1) -> None:
+        self.settings = settings
+        self.worker_count = worker_count
+        self.postgres: EmbeddedPostgres | None = None
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.stopping = False
+
+    def run(self) -> int:
+        """Run until a signal or a child's exit; returns the exit code."""
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        env = dict(os.environ)
+        try:
+            if not self.settings.has_database:
+                self.postgres = EmbeddedPostgres(embedded_data_dir(), embedded_port())
+                self.postgres.start()
+                env["DATABASE_URL"] = self.postgres.url
+                _say(
+                    f"embedded PostgreSQL at {self.postgres.url} (data in {self.postgres.data_dir})"
+                )
+            url = env.get("DATABASE_URL") or self.settings.sqlalchemy_url
+            upgrade_to_head(url, self.settings.pg_schema_queue)
+            _say("migrations applied")
+            self._spawn("api", [sys.executable, "-m", "app", "serve"], env)
+            for index in range(self.worker_count):
+                worker_env = {**env, "WORKER_ID": env.get("WORKER_ID", f"dev-worker-{index + 1}")}
+                self._spawn(
+                    f"worker-{index + 1}",
+                    [sys.executable, "-m", "pgqueuer", "run", "worker.main:factory"],
+                    worker_env,
+                )
+            _say(f"API on http://{self.settings.app_host}:{self.settings.app_port}; Ctrl-C stops")
+            return self._watch()
+        finally:
+            self._stop_all()
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(signal.SIGTERM),
+        )
+        self.children.append((name, process))
+
+    def _watch(self) -> int:
+        while not self.stopping:
+            for name, process in self.children:
+                code = process.poll()
+                if code is not None:
+                    _say(f"{name} exited with code {code}; stopping everything")
+                    return code or 1
+            time.sleep(0.2)
+        return 0
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stopping:  # a second signal: stop now
+            for _, process in self.children:
+                if process.poll() is None:
+                    process.kill()
+        self.stopping = True
+
+    def _stop_all(self) -> None:
+        for _, process in self.children:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.dl_shutdown_timeout_sec + 5
+        for name, process in self.children:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _say(f"{name} did not stop in time; killing it")
+                process.kill()
+                process.wait()
+        if self.postgres is not None:
+            self.postgres.stop()
+            _say("embedded PostgreSQL stopped")
+
+
+def _say(message: str) -> None:
+    print(f"[dataloader] {message}", file=sys.stderr, flush=True)

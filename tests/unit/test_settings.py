@@ -1,0 +1,206 @@
+"""load_settings(): defaults, DSN composition, WORKERS_JSON, and one clear error per bad value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from app.devserver.embedded_postgres import free_port
+from app.settings import QueueConfig, Settings, SettingsError, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No setting leaks in from the caller's environment or a `.env` file."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_load_settings_defaults_match_the_spec() -> None:
+    settings = load_settings()
+
+    assert settings.app_port == 8081
+    assert settings.dl_heartbeat_sec == 10
+    assert settings.dl_default_lease_ttl_sec == 60
+    assert settings.dl_reaper_period_sec == 10
+    assert settings.dl_claim_backoff_sec == 15
+    assert settings.pg_schema_queue == "public"
+    assert settings.workers_json == [QueueConfig(queue="etl.default", concurrency=2)]
+    assert settings.has_database is False
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://alice:secret@db.example:6543/jobs",
+        "postgresql+asyncpg://alice:secret@db.example:6543/jobs",
+        "postgres://alice:secret@db.example:6543/jobs",
+    ],
+)
+def test_load_settings_database_url_spellings_give_one_dsn(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+
+    settings = load_settings()
+
+    assert settings.has_database is True
+    assert settings.asyncpg_dsn == "postgresql://alice:secret@db.example:6543/jobs"
+    assert settings.sqlalchemy_url == "postgresql+asyncpg://alice:secret@db.example:6543/jobs"
+
+
+def test_load_settings_pg_parts_compose_a_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PG_HOST", "db.internal")
+    monkeypatch.setenv("PG_PORT", "6543")
+    monkeypatch.setenv("PG_USER", "loader")
+    monkeypatch.setenv("PG_PASSWORD", "pa ss")
+    monkeypatch.setenv("PG_DATABASE", "jobs")
+
+    settings = load_settings()
+
+    assert settings.has_database is True
+    assert settings.asyncpg_dsn == "postgresql://loader:pa%20ss@db.internal:6543/jobs"
+    assert settings.sqlalchemy_url == "postgresql+asyncpg://loader:pa%20ss@db.internal:6543/jobs"
+
+
+def test_load_settings_password_with_special_characters_is_quoted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    password = "p@ss:w/rd?#%&="
+    monkeypatch.setenv("PG_HOST", "db.internal")
+    monkeypatch.setenv("PG_USER", "us@er")
+    monkeypatch.setenv("PG_PASSWORD", password)
+
+    dsn = load_settings().asyncpg_dsn
+    parts = urlsplit(dsn)
+
+    assert parts.hostname == "db.internal"
+    assert parts.port == 5432
+    assert parts.path == "/dataloader"
+    assert parts.username is not None
+    assert parts.password is not None
+    assert unquote(parts.username) == "us@er"
+    assert unquote(parts.password) == password
+
+
+def test_load_settings_without_database_has_no_dsn() -> None:
+    settings = load_settings()
+
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        _ = settings.asyncpg_dsn
+
+
+def test_load_settings_workers_json_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "WORKERS_JSON", '[{"queue": "etl.fast", "concurrency": 8}, {"queue": "etl.slow"}]'
+    )
+
+    settings = load_settings()
+
+    assert settings.workers_json == [
+        QueueConfig(queue="etl.fast", concurrency=8),
+        QueueConfig(queue="etl.slow", concurrency=1),
+    ]
+
+
+def test_load_settings_overrides_beat_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PG_SCHEMA_QUEUE", "fromenv")
+
+    settings = load_settings(pg_schema_queue="jobqueue", dl_heartbeat_sec=2.5)
+
+    assert settings.pg_schema_queue == "jobqueue"
+    assert settings.dl_heartbeat_sec == 2.5
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("APP_PORT", "x"),
+        ("APP_PORT", "0"),
+        ("APP_PORT", "70000"),
+        ("APP_MAX_BODY_BYTES", "10"),
+        ("DATABASE_URL", "mysql://x"),
+        ("DATABASE_URL", "http://db/jobs"),
+        ("PG_PORT", "0"),
+        ("PG_POOL_SIZE", "0"),
+        ("PG_SCHEMA_QUEUE", "Job-Queue"),
+        ("PG_SCHEMA_QUEUE", "1queue"),
+        ("PG_SCHEMA_QUEUE", 'x"; DROP SCHEMA public; --'),
+        ("WORKERS_JSON", "not json"),
+        ("WORKERS_JSON", '{"queue": "etl.default"}'),
+        ("WORKERS_JSON", "[]"),
+        ("WORKERS_JSON", '[{"queue": "a"}, {"queue": "a"}]'),
+        ("WORKERS_JSON", '[{"queue": "a", "concurrency": 0}]'),
+        ("WORKERS_JSON", '[{"queue": "has space"}]'),
+        ("DL_PIPELINE_MODULES", "[not json"),
+        ("DL_HEARTBEAT_SEC", "abc"),
+        ("DL_HEARTBEAT_SEC", "0"),
+        ("DL_HEARTBEAT_SEC", "-1"),
+        ("DL_DEFAULT_LEASE_TTL_SEC", "0"),
+        ("DL_DEFAULT_LEASE_TTL_SEC", "86401"),
+        ("DL_DEFAULT_LEASE_TTL_SEC", "1.5"),
+        ("DL_REAPER_PERIOD_SEC", "0"),
+        ("DL_CLAIM_BACKOFF_SEC", "-1"),
+        ("DL_RETRY_BACKOFF_SEC", "soon"),
+        ("DL_RETRY_JITTER", "2"),
+        ("DL_SHUTDOWN_TIMEOUT_SEC", "-5"),
+    ],
+)
+def test_load_settings_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+
+    assert variable in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def _run_app(env_overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m app serve` with a clean settings environment plus `env_overrides`."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.lower() not in Settings.model_fields
+    }
+    env.update(
+        {
+            "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none",
+            "APP_HOST": "127.0.0.1",
+            "APP_PORT": str(free_port()),
+            **env_overrides,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("DL_HEARTBEAT_SEC", "abc"), ("DATABASE_URL", "mysql://x")],
+)
+def test_app_cli_bad_setting_exits_2_with_one_line(variable: str, value: str) -> None:
+    result = _run_app({variable: value})
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0]
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,1 @@
+"""The `pgq run` worker: runs registered pipelines under lock, lease and heartbeat."""

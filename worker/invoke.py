@@ -1,0 +1,43 @@
+"""Call a pipeline whatever its shape: async generator, coroutine, or plain function."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+from app.pipelines.context import PipelineContext
+from app.pipelines.registry import Pipeline
+
+
+class PipelineCanceled(Exception):
+    """The pipeline stopped at a checkpoint because its job was canceled."""
+
+
+def _call_args(func: Pipeline, args: dict[str, Any], ctx: PipelineContext) -> tuple[Any, ...]:
+    """(args, ctx) for pipelines that take a context, (args,) for those that do not."""
+    parameters = inspect.signature(func).parameters
+    return (args, ctx) if len(parameters) >= 2 else (args,)
+
+
+def is_interruptible(func: Pipeline) -> bool:
+    """Plain functions run in a thread and cannot be stopped before they return."""
+    return inspect.isasyncgenfunction(func) or inspect.iscoroutinefunction(func)
+
+
+async def run_pipeline(func: Pipeline, args: dict[str, Any], ctx: PipelineContext) -> None:
+    """Run to completion; each async-generator yield is a checkpoint that may report progress."""
+    call = _call_args(func, args, ctx)
+    if inspect.isasyncgenfunction(func):
+        async for item in func(*call):
+            if isinstance(item, dict):
+                ctx.report_progress(item)
+            if ctx.cancelled:
+                raise PipelineCanceled
+        return
+    if inspect.iscoroutinefunction(func):
+        result = await func(*call)
+    else:
+        result = await asyncio.to_thread(func, *call)
+    if isinstance(result, dict) and result:
+        ctx.report_progress(result)

@@ -1,0 +1,116 @@
+"""`pgq run worker.main:factory`: one pgqueuer entrypoint per configured queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from pgqueuer import PgQueuer
+from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
+from pgqueuer.models import Job
+
+from app.db.engine import create_engine, create_session_factory
+from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
+from app.pipelines.registry import load_pipelines
+from app.settings import Settings, SettingsError, get_settings
+from worker.identity import worker_id
+from worker.maintenance.leader import MaintenanceLoop
+from worker.maintenance.reaper import Reaper
+from worker.runner import Runner
+
+logger = logging.getLogger("worker")
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(f"dataloader worker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _drain_then_interrupt(pgq: PgQueuer, runner: Runner, timeout_sec: float) -> None:
+    """Once shutdown starts, let running jobs finish for `timeout_sec`, then interrupt them."""
+    # pgq run swaps pgq.shutdown for its own event after start, so read the attribute anew.
+    while not pgq.shutdown.is_set():  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    logger.info("shutting down: draining %d running job(s)", len(runner.active))
+    await asyncio.sleep(timeout_sec)
+    runner.interrupt_all()
+
+
+def _second_signal_stops_now(pgq: PgQueuer, runner: Runner) -> None:
+    """First SIGTERM/SIGINT drains; a second one interrupts running jobs at once."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if pgq.shutdown.is_set():
+            runner.interrupt_all()
+        pgq.shutdown.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal)
+
+
+@asynccontextmanager
+async def factory() -> AsyncIterator[PgQueuer]:
+    """Build the worker: pgqueuer entrypoints, the attempt runner, the maintenance loop."""
+    settings = _settings_or_exit()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    load_pipelines(settings.dl_pipeline_modules)
+    schema = settings.pg_schema_queue
+    ident = worker_id(settings)
+    total_concurrency = sum(q.concurrency for q in settings.workers_json)
+    engine = create_engine(settings, pool_size=total_concurrency + 4)
+    sessions = create_session_factory(engine)
+    lock_pool = await asyncpg.create_pool(
+        settings.asyncpg_dsn, min_size=1, max_size=total_concurrency + 1
+    )
+    connection = await asyncpg.connect(settings.asyncpg_dsn)
+    queries = queries_for(connection, pgqueuer_settings(schema))
+    pgq = PgQueuer(AsyncpgDriver(connection), queries=queries)
+    runner = Runner(settings, engine, sessions, lock_pool, ident)
+
+    for queue in settings.workers_json:
+
+        async def handle(job: Job, ctx: Any) -> None:
+            if job.payload is None:
+                return
+            await runner.run_dispatch(uuid.UUID(bytes=job.payload), int(job.id), ctx.cancellation)
+
+        pgq.entrypoint(queue.queue, concurrency_limit=queue.concurrency, accepts_context=True)(
+            handle
+        )
+
+    maintenance = MaintenanceLoop(
+        settings.asyncpg_dsn, Reaper(sessions, schema), settings.dl_reaper_period_sec
+    )
+    background = [
+        asyncio.create_task(maintenance.run()),
+        asyncio.create_task(_drain_then_interrupt(pgq, runner, settings.dl_shutdown_timeout_sec)),
+    ]
+    _second_signal_stops_now(pgq, runner)
+    logger.info(
+        "worker %s serving %s",
+        ident,
+        ", ".join(f"{q.queue}x{q.concurrency}" for q in settings.workers_json),
+    )
+    try:
+        yield pgq
+    finally:
+        maintenance.stopped.set()
+        for task in background[1:]:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await lock_pool.close()
+        await connection.close()
+        await engine.dispose()

@@ -1,0 +1,1 @@
+"""Background services that run on the elected leader only."""

@@ -1,0 +1,69 @@
+"""Leader election by a session advisory lock, and the maintenance loop the leader runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from app.db import locks
+from worker.maintenance.reaper import Reaper
+
+logger = logging.getLogger("worker.leader")
+
+# Any fixed number; every worker of one database competes for it.
+LEADER_LOCK_ID = 0x646C5F6C65616472  # "dl_leadr"
+
+
+@dataclass
+class MaintenanceLoop:
+    """Tries to become leader each period; the leader runs the reaper."""
+
+    dsn: str
+    reaper: Reaper
+    period_sec: float
+    connection: Any = None
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this process holds the leader lock now."""
+        return self.connection is not None and not self.connection.is_closed()
+
+    async def _elect(self) -> bool:
+        if self.is_leader:
+            return True
+        connection = await asyncpg.connect(self.dsn)
+        if await locks.try_lock_id(connection, LEADER_LOCK_ID):
+            self.connection = connection
+            logger.info("became maintenance leader")
+            return True
+        await connection.close()
+        return False
+
+    async def tick(self) -> None:
+        """One period: elect, and reap when leading."""
+        if await self._elect():
+            await self.reaper.run_once()
+
+    async def run(self) -> None:
+        """Tick every period until stopped; errors are logged and the loop goes on."""
+        while not self.stopped.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                logger.warning("maintenance tick failed", exc_info=True)
+                await self._resign()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), self.period_sec)
+        await self._resign()
+
+    async def _resign(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None and not connection.is_closed():
+            with contextlib.suppress(Exception):
+                await connection.close()

@@ -1,0 +1,274 @@
+"""One attempt of one job: lock, start, run with heartbeat, then finish, retry or cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.db import attempts, locks
+from app.jobs.lifecycle import postpone_in_session, requeue_in_session
+from app.jobs.states import JobEvent, JobStatus
+from app.pipelines.context import PipelineContext
+from app.pipelines.registry import get_pipeline
+from app.settings import Settings
+from worker.invoke import PipelineCanceled, is_interruptible, run_pipeline
+
+logger = logging.getLogger("worker.runner")
+
+ERROR_LIMIT = 4000
+TRACEBACK_LIMIT = 20_000
+WATCH_INTERVAL_SEC = 0.05
+
+
+class Outcome(enum.Enum):
+    """How an attempt ended, from the runner's point of view."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    FENCED = "fenced"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass
+class AttemptRun:
+    """The live state of one running attempt, shared by its pipeline and its heartbeat."""
+
+    started: attempts.StartedAttempt
+    context: PipelineContext
+    progress: dict[str, Any] | None = None
+    progress_dirty: bool = False
+    fenced: asyncio.Event = field(default_factory=asyncio.Event)
+    interrupt: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def save_progress(self, progress: dict[str, Any]) -> None:
+        """Keep the latest progress; the heartbeat writes it."""
+        self.progress = progress
+        self.progress_dirty = True
+
+
+@dataclass
+class Runner:
+    """Runs attempts for a worker process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    lock_pool: asyncpg.Pool
+    worker_id: str
+    active: dict[uuid.UUID, AttemptRun] = field(default_factory=dict)
+
+    def interrupt_all(self) -> None:
+        """Stop every running attempt at its next checkpoint and give its attempt back."""
+        for run in self.active.values():
+            run.interrupt.set()
+
+    async def run_dispatch(self, job_id: uuid.UUID, pgq_job_id: int, pgq_cancel: Any) -> None:
+        """Handle one pgqueuer dispatch of `job_id`."""
+        async with self.engine.connect() as connection:
+            check = await attempts.check_dispatch(connection, job_id, pgq_job_id)
+        if check is None or not check.startable:
+            return  # canceled, finished, or superseded by a newer dispatch
+        async with self.lock_pool.acquire() as lock_connection:
+            if not await locks.try_lock(lock_connection, check.lock_key):
+                await self._postpone(job_id, pgq_job_id, check.lock_key)
+                return
+            try:
+                await self._run_locked(job_id, pgq_job_id, pgq_cancel)
+            finally:
+                await locks.unlock(lock_connection, check.lock_key)
+
+    async def _postpone(self, job_id: uuid.UUID, pgq_job_id: int, lock_key: str) -> None:
+        async with self.sessions() as session, session.begin():
+            postponed = await postpone_in_session(
+                session,
+                self.settings.pg_schema_queue,
+                job_id,
+                pgq_job_id,
+                delay_sec=self.settings.dl_claim_backoff_sec,
+                lock_key=lock_key,
+            )
+        if postponed:
+            logger.info("lock busy, job postponed", extra={"job_id": str(job_id)})
+
+    async def _run_locked(self, job_id: uuid.UUID, pgq_job_id: int, pgq_cancel: Any) -> None:
+        async with self.engine.begin() as connection:
+            started = await attempts.start_attempt(connection, job_id, pgq_job_id, self.worker_id)
+        if started is None:
+            return
+        context = PipelineContext(
+            job_id=job_id, attempt=started.attempt, task=started.task, queue=started.queue
+        )
+        run = AttemptRun(started=started, context=context)
+        context.progress_sink = run.save_progress
+        self.active[job_id] = run
+        log = {"job_id": str(job_id), "attempt": started.attempt, "worker_id": self.worker_id}
+        logger.info("attempt started", extra=log)
+        try:
+            outcome, error = await self._execute(run, pgq_cancel)
+            await self._finish(run, outcome, error)
+            logger.info("attempt ended: %s", outcome.value, extra=log)
+        finally:
+            self.active.pop(job_id, None)
+
+    async def _execute(
+        self, run: AttemptRun, pgq_cancel: Any
+    ) -> tuple[Outcome, BaseException | None]:
+        """Run the pipeline beside its heartbeat until it ends or must stop."""
+        func = get_pipeline(run.started.task)
+        if func is None:
+            return Outcome.FAILED, LookupError(f"no pipeline registered for {run.started.task!r}")
+        body = asyncio.create_task(run_pipeline(func, run.started.args, run.context))
+        heart = asyncio.create_task(self._heartbeat_loop(run))
+        stop_reason: Outcome | None = None
+        try:
+            while not body.done():
+                await asyncio.wait({body}, timeout=WATCH_INTERVAL_SEC)
+                if body.done():
+                    break
+                if pgq_cancel is not None and pgq_cancel.cancel_called:
+                    run.context.cancel_event.set()
+                stop_reason = self._stop_reason(run)
+                if stop_reason is not None and is_interruptible(func):
+                    body.cancel()
+                    break
+        finally:
+            heart.cancel()
+            with contextlib.suppress(BaseException):
+                await heart
+        try:
+            await body
+        except asyncio.CancelledError:
+            return stop_reason or Outcome.CANCELED, None
+        except PipelineCanceled:
+            return self._stop_reason(run) or Outcome.CANCELED, None
+        except Exception as exc:  # a pipeline's failure is data about the job, not a crash
+            return self._stop_reason(run) or Outcome.FAILED, exc
+        return self._stop_reason(run) or Outcome.SUCCEEDED, None
+
+    @staticmethod
+    def _stop_reason(run: AttemptRun) -> Outcome | None:
+        if run.fenced.is_set():
+            return Outcome.FENCED
+        if run.context.cancel_event.is_set():
+            return Outcome.CANCELED
+        if run.interrupt.is_set():
+            return Outcome.INTERRUPTED
+        return None
+
+    async def _heartbeat_loop(self, run: AttemptRun) -> None:
+        """Extend the lease, save progress, read the cancel flag, every DL_HEARTBEAT_SEC."""
+        while True:
+            await asyncio.sleep(self.settings.dl_heartbeat_sec)
+            progress = run.progress if run.progress_dirty else None
+            try:
+                async with self.engine.begin() as connection:
+                    cancel = await attempts.heartbeat(
+                        connection, run.started.job_id, run.started.attempt, progress
+                    )
+            except Exception:  # the database may be back by the next beat
+                logger.warning("heartbeat failed", exc_info=True)
+                continue
+            if cancel is None:
+                logger.warning(
+                    "lease lost: another attempt owns the job",
+                    extra={"job_id": str(run.started.job_id)},
+                )
+                run.fenced.set()
+                return
+            run.progress_dirty = run.progress_dirty and progress is not run.progress
+            if cancel:
+                run.context.cancel_event.set()
+
+    async def _finish(self, run: AttemptRun, outcome: Outcome, error: BaseException | None) -> None:
+        started = run.started
+        if outcome is Outcome.FENCED:
+            return  # a newer attempt owns the job: write nothing
+        if outcome is Outcome.INTERRUPTED:
+            await self._requeue(run, JobEvent.INTERRUPTED, delay_sec=0, count_attempt=False)
+            return
+        async with self.engine.begin() as connection:
+            if outcome is Outcome.SUCCEEDED:
+                await attempts.finish_attempt(
+                    connection,
+                    started.job_id,
+                    started.attempt,
+                    JobStatus.SUCCEEDED,
+                    JobEvent.SUCCEEDED,
+                    progress=run.progress,
+                )
+                return
+            if outcome is Outcome.CANCELED:
+                await attempts.finish_attempt(
+                    connection,
+                    started.job_id,
+                    started.attempt,
+                    JobStatus.CANCELED,
+                    JobEvent.CANCELED,
+                    progress=run.progress,
+                )
+                return
+        assert error is not None
+        message = f"{type(error).__name__}: {error}"[:ERROR_LIMIT]
+        trace = "".join(traceback.format_exception(error))[-TRACEBACK_LIMIT:]
+        details = {"error": message, "traceback": trace}
+        if started.attempt < started.max_attempts:
+            await self._requeue(
+                run,
+                JobEvent.RETRY_SCHEDULED,
+                delay_sec=self._backoff_sec(started.attempt),
+                count_attempt=True,
+                error=message,
+                details=details,
+            )
+            return
+        async with self.engine.begin() as connection:
+            await attempts.finish_attempt(
+                connection,
+                started.job_id,
+                started.attempt,
+                JobStatus.FAILED,
+                JobEvent.FAILED,
+                progress=run.progress,
+                error=message,
+                details=details,
+            )
+
+    async def _requeue(
+        self,
+        run: AttemptRun,
+        event: JobEvent,
+        *,
+        delay_sec: float,
+        count_attempt: bool,
+        error: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        async with self.sessions() as session, session.begin():
+            await requeue_in_session(
+                session,
+                self.settings.pg_schema_queue,
+                run.started.job_id,
+                run.started.attempt,
+                event,
+                delay_sec=delay_sec,
+                count_attempt=count_attempt,
+                error=error,
+                details=details,
+            )
+
+    def _backoff_sec(self, attempt: int) -> float:
+        """DL_RETRY_BACKOFF_SEC x attempt, spread by DL_RETRY_JITTER either way."""
+        base = self.settings.dl_retry_backoff_sec * attempt
+        jitter = self.settings.dl_retry_jitter
+        return max(0.0, base * (1 + random.uniform(-jitter, jitter)))
