@@ -67,8 +67,10 @@ class Supervisor:
                 _say(
                     f"embedded PostgreSQL at {self.postgres.url} (data in {self.postgres.data_dir})"
                 )
-            url = env.get("DATABASE_URL") or self.settings.sqlalchemy_url
-            upgrade_to_head(url, self.settings.pg_schema_queue)
+            settings = self.settings
+            if self.postgres is not None:
+                settings = settings.model_copy(update={"database_url": self.postgres.url})
+            upgrade_to_head(settings.sqlalchemy_url, settings.pg_schema_queue)
             _say("migrations applied")
             self._spawn("api", [sys.executable, "-m", "app", "serve"], env)
             for index in range(self.worker_count):
@@ -94,7 +96,11 @@ class Supervisor:
         self.children.append((name, process))
 
     def _watch(self) -> int:
+        parent = os.getppid()
         while not self.stopping:
+            if os.getppid() != parent:  # `make` (or the shell) that started us is gone
+                _say("parent process exited; stopping everything")
+                return 1
             for name, process in self.children:
                 code = process.poll()
                 if code is not None:
