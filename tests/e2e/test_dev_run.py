@@ -70,7 +70,9 @@ def test_dev_run_serves_runs_a_job_and_stops_cleanly(
         _wait_for(lambda: _healthy(base), 60, "the API")
         children = _descendants(process.pid)
         names = " ".join(" ".join(child.cmdline()) for child in children)
-        assert "postgres" in names and "pgqueuer" in names and "app serve" in names
+        assert "postgres" in names
+        assert "pgqueuer" in names
+        assert "app serve" in names
 
         created = httpx.post(
             f"{base}/api/v1/jobs/trigger",
