@@ -123,9 +123,11 @@ class Settings(BaseSettings):
 def describe_validation_error(error: ValidationError) -> str:
     """One line naming the first bad setting by its environment variable."""
     first = error.errors()[0]
-    loc = first.get("loc") or ("settings",)
-    name = str(loc[0]).upper()
-    return f"invalid setting {name}: {first.get('msg', 'invalid value')}"
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    loc = first.get("loc")
+    if not loc:  # a check across settings: its message names the variable itself
+        return f"invalid setting: {message}"
+    return f"invalid setting {str(loc[0]).upper()}: {message}"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -95,7 +95,24 @@ def database_error_handler(
     return _body(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
 
 
+def undecodable_body_handler(
+    _: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, object]]:
+    """A body that is not UTF-8 cannot be JSON."""
+    return _body(HTTP_400_BAD_REQUEST, "request body is not valid UTF-8 JSON")
+
+
+def unexpected_error_handler(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, object]]:
+    """A bug of ours: log it with its traceback, answer 500 without details."""
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _body(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    UnicodeDecodeError: undecodable_body_handler,
+    Exception: unexpected_error_handler,
     JobError: job_error_handler,
     HTTPException: http_exception_handler,
     DBAPIError: database_error_handler,

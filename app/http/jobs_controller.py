@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import Provide
-from litestar.status_codes import HTTP_200_OK
+from litestar.exceptions import HTTPException
+from litestar.status_codes import HTTP_200_OK, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from app.http.dependencies import provide_job_service
 from app.http.schemas import JobStatusResponse, JobTriggerRequest, JobTriggerResponse
@@ -27,8 +29,11 @@ class JobsController(Controller):
         summary="Create a job, or return the one with the same idempotency_key",
         raises=[],
     )
-    async def trigger(self, data: JobTriggerRequest, jobs: JobService) -> JobTriggerResponse:
+    async def trigger(
+        self, request: Request[Any, Any, Any], data: JobTriggerRequest, jobs: JobService
+    ) -> JobTriggerResponse:
         """Create a job in one transaction: dl_jobs row, event and pgqueuer dispatch."""
+        require_json(request)
         result = await jobs.trigger(data)
         return JobTriggerResponse(
             job_id=result.job_id, status=result.status, created=result.created
@@ -46,6 +51,16 @@ class JobsController(Controller):
         Finished: 409 with its status. Unknown: 404.
         """
         return await jobs.cancel(parse_job_id(job_id))
+
+
+def require_json(request: Request[Any, Any, Any]) -> None:
+    """415 unless the body is declared as JSON."""
+    media_type = request.content_type[0]
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise HTTPException(
+            status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail=f"Content-Type must be application/json, not {media_type or 'missing'!r}",
+        )
 
 
 def parse_job_id(raw: str) -> uuid.UUID:

@@ -30,6 +30,9 @@ LeaseTtlSec = Annotated[int, msgspec.Meta(ge=1, le=86_400)]
 DEFAULT_PRIORITY = 100
 DEFAULT_MAX_ATTEMPTS = 5
 MAX_ARGS_DEPTH = 32
+# Outside these bounds a timestamp is a mistake, and PostgreSQL or asyncpg would mangle it.
+EARLIEST_AVAILABLE_AT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_AVAILABLE_AT = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -76,4 +79,11 @@ def validated(spec: JobSpec) -> JobSpec:
     if checked.available_at is not None and checked.available_at.tzinfo is None:
         # A timestamp without a zone is read as UTC, the server's reference.
         checked.available_at = checked.available_at.replace(tzinfo=UTC)
+    if checked.available_at is not None and not (
+        EARLIEST_AVAILABLE_AT <= checked.available_at < LATEST_AVAILABLE_AT
+    ):
+        raise InvalidJobError(
+            f"available_at must be between {EARLIEST_AVAILABLE_AT:%Y-%m-%d} and "
+            f"{LATEST_AVAILABLE_AT:%Y-%m-%d} (field `available_at`)"
+        )
     return checked

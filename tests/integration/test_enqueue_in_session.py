@@ -185,7 +185,7 @@ async def test_enqueue_in_session_unknown_task_raises_and_writes_nothing(
 ) -> None:
     async with sessions() as session, session.begin():
         await session.execute(text("INSERT INTO orders(id) VALUES (1)"))
-        with pytest.raises(UnknownTaskError, match="no.such.task"):
+        with pytest.raises(UnknownTaskError, match=r"no\.such\.task"):
             await enqueue_in_session(session, spec(task="no.such.task"), settings)
         # The caller may still commit its own work; the failed enqueue must add nothing to it.
 

@@ -76,9 +76,7 @@ async def pgqueuer_types(connection: asyncpg.Connection) -> set[str]:
 
 
 async def schema_exists(connection: asyncpg.Connection, schema: str) -> bool:
-    return bool(
-        await connection.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)
-    )
+    return bool(await connection.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema))
 
 
 async def assert_installed(connection: asyncpg.Connection, dsn: str, schema: str) -> None:
@@ -107,9 +105,7 @@ async def insert_job(connection: asyncpg.Connection, schema: str, **values: obje
 
 
 @pytest.mark.parametrize("schema", ["public", "jobqueue"])
-async def test_migrations_upgrade_downgrade_upgrade_round_trip(
-    empty_dsn: str, schema: str
-) -> None:
+async def test_migrations_upgrade_downgrade_upgrade_round_trip(empty_dsn: str, schema: str) -> None:
     url = sqlalchemy_url(empty_dsn)
     connection = await asyncpg.connect(empty_dsn)
     try:
@@ -145,9 +141,7 @@ async def test_migrations_upgrade_twice_is_a_no_op(empty_dsn: str, schema: str) 
 
 
 @pytest.mark.parametrize("schema", ["public", "jobqueue"])
-async def test_migrations_dl_jobs_constraints_reject_bad_rows(
-    empty_dsn: str, schema: str
-) -> None:
+async def test_migrations_dl_jobs_constraints_reject_bad_rows(empty_dsn: str, schema: str) -> None:
     await asyncio.to_thread(upgrade_to_head, sqlalchemy_url(empty_dsn), schema)
     connection = await asyncpg.connect(empty_dsn)
     try:

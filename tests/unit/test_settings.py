@@ -169,9 +169,7 @@ def test_load_settings_bad_value_names_the_variable(
 def _run_app(env_overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`python -m app serve` with a clean settings environment plus `env_overrides`."""
     env = {
-        key: value
-        for key, value in os.environ.items()
-        if key.lower() not in Settings.model_fields
+        key: value for key, value in os.environ.items() if key.lower() not in Settings.model_fields
     }
     env.update(
         {
