@@ -75,9 +75,8 @@ async def drain(dsn: str, jobs: int, workers: int, concurrency: int) -> None:
         for process in processes:
             process.wait()
         await engine.dispose()
-    print(
-        f"enqueue: {jobs} jobs in {enqueue_sec:.2f}s ({jobs / enqueue_sec:,.0f} jobs/s, one transaction)"
-    )
+    rate = jobs / enqueue_sec
+    print(f"enqueue: {jobs} jobs in {enqueue_sec:.2f}s ({rate:,.0f} jobs/s, one transaction)")
     print(
         f"drain: {jobs} jobs, {workers} workers x concurrency {concurrency}: "
         f"{span:.2f}s first start to last finish ({jobs / span:,.0f} jobs/s)"
