@@ -9,7 +9,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -49,7 +49,8 @@ class Settings(BaseSettings):
         default_factory=lambda: [QueueConfig(queue="etl.default", concurrency=2)]
     )
     worker_id: str | None = None
-    dl_pipeline_modules: list[str] = Field(default_factory=list)
+    # Comma-separated (or a JSON list); NoDecode lets the validator below see the raw text.
+    dl_pipeline_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     dl_heartbeat_sec: Annotated[float, Field(gt=0, le=3600)] = 10
     dl_default_lease_ttl_sec: Annotated[int, Field(ge=1, le=86_400)] = 60
     dl_reaper_period_sec: Annotated[float, Field(gt=0, le=3600)] = 10
@@ -77,7 +78,9 @@ class Settings(BaseSettings):
     @field_validator("dl_pipeline_modules", mode="before")
     @classmethod
     def _split_modules(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip().startswith("["):
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 

@@ -99,7 +99,7 @@ class Runner:
                 lock_key=lock_key,
             )
         if postponed:
-            logger.info("lock busy, job postponed", extra={"job_id": str(job_id)})
+            logger.info("lock busy, job postponed: job %s lock_key %r", job_id, lock_key)
 
     async def _run_locked(self, job_id: uuid.UUID, pgq_job_id: int, pgq_cancel: Any) -> None:
         async with self.engine.begin() as connection:
@@ -113,11 +113,26 @@ class Runner:
         context.progress_sink = run.save_progress
         self.active[job_id] = run
         log = {"job_id": str(job_id), "attempt": started.attempt, "worker_id": self.worker_id}
-        logger.info("attempt started", extra=log)
+        logger.info("attempt started: job %s attempt %d", job_id, started.attempt, extra=log)
         try:
             outcome, error = await self._execute(run, pgq_cancel)
-            await self._finish(run, outcome, error)
-            logger.info("attempt ended: %s", outcome.value, extra=log)
+            if not await self._finish(run, outcome, error) and outcome is not Outcome.FENCED:
+                logger.warning(
+                    "lease lost: job %s attempt %d ended %s but another attempt owns the job;"
+                    " nothing written",
+                    job_id,
+                    started.attempt,
+                    outcome.value,
+                    extra=log,
+                )
+                outcome = Outcome.FENCED
+            logger.info(
+                "attempt ended: %s: job %s attempt %d",
+                outcome.value,
+                job_id,
+                started.attempt,
+                extra=log,
+            )
         finally:
             self.active.pop(job_id, None)
 
@@ -181,7 +196,9 @@ class Runner:
                 continue
             if cancel is None:
                 logger.warning(
-                    "lease lost: another attempt owns the job",
+                    "lease lost: another attempt owns the job: job %s attempt %d",
+                    run.started.job_id,
+                    run.started.attempt,
                     extra={"job_id": str(run.started.job_id)},
                 )
                 run.fenced.set()
@@ -190,16 +207,16 @@ class Runner:
             if cancel:
                 run.context.cancel_event.set()
 
-    async def _finish(self, run: AttemptRun, outcome: Outcome, error: BaseException | None) -> None:
+    async def _finish(self, run: AttemptRun, outcome: Outcome, error: BaseException | None) -> bool:
+        """Write how the attempt ended; False when another attempt owns the job (no write)."""
         started = run.started
         if outcome is Outcome.FENCED:
-            return  # a newer attempt owns the job: write nothing
+            return False  # a newer attempt owns the job: write nothing
         if outcome is Outcome.INTERRUPTED:
-            await self._requeue(run, JobEvent.INTERRUPTED, delay_sec=0, count_attempt=False)
-            return
+            return await self._requeue(run, JobEvent.INTERRUPTED, delay_sec=0, count_attempt=False)
         async with self.engine.begin() as connection:
             if outcome is Outcome.SUCCEEDED:
-                await attempts.finish_attempt(
+                return await attempts.finish_attempt(
                     connection,
                     started.job_id,
                     started.attempt,
@@ -207,9 +224,8 @@ class Runner:
                     JobEvent.SUCCEEDED,
                     progress=run.progress,
                 )
-                return
             if outcome is Outcome.CANCELED:
-                await attempts.finish_attempt(
+                return await attempts.finish_attempt(
                     connection,
                     started.job_id,
                     started.attempt,
@@ -217,13 +233,12 @@ class Runner:
                     JobEvent.CANCELED,
                     progress=run.progress,
                 )
-                return
         assert error is not None
         message = f"{type(error).__name__}: {error}"[:ERROR_LIMIT]
         trace = "".join(traceback.format_exception(error))[-TRACEBACK_LIMIT:]
         details = {"error": message, "traceback": trace}
         if started.attempt < started.max_attempts:
-            await self._requeue(
+            return await self._requeue(
                 run,
                 JobEvent.RETRY_SCHEDULED,
                 delay_sec=self._backoff_sec(started.attempt),
@@ -231,9 +246,8 @@ class Runner:
                 error=message,
                 details=details,
             )
-            return
         async with self.engine.begin() as connection:
-            await attempts.finish_attempt(
+            return await attempts.finish_attempt(
                 connection,
                 started.job_id,
                 started.attempt,
@@ -253,9 +267,9 @@ class Runner:
         count_attempt: bool,
         error: str | None = None,
         details: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> bool:
         async with self.sessions() as session, session.begin():
-            await requeue_in_session(
+            return await requeue_in_session(
                 session,
                 self.settings.pg_schema_queue,
                 run.started.job_id,

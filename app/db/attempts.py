@@ -209,6 +209,7 @@ async def requeue_attempt_in_session(
     """running -> queued after `delay_sec`, fenced; the caller adds the new dispatch.
 
     With count_attempt False the attempt is given back (lock busy, shutdown).
+    A job whose cancel was requested is not requeued (None): see finish_canceled_in_session.
     """
     values: dict[str, Any] = {
         "status": JobStatus.QUEUED,
@@ -222,6 +223,7 @@ async def requeue_attempt_in_session(
         values["error"] = error
     change = (
         _fenced(job_id, attempt)
+        .where(jobs.c.cancel_requested.is_(False))
         .values(**values)
         .returning(
             jobs.c.job_id,
@@ -237,6 +239,37 @@ async def requeue_attempt_in_session(
     )
     row = (await session.execute(_with_event(change, event, details))).first()
     return None if row is None else StartedAttempt(**row._asdict())
+
+
+async def finish_canceled_in_session(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    attempt: int,
+    *,
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> bool:
+    """running -> canceled, fenced, for an attempt that stopped after a cancel was requested.
+
+    A job that would go back to queued (retry, expired lease, shutdown) while its cancel
+    flag is set ends here instead: queued with the flag set, it could never start again.
+    """
+    values: dict[str, Any] = {
+        "status": JobStatus.CANCELED,
+        "finished_at": func.now(),
+        "lease_expires_at": None,
+        "updated_at": func.now(),
+    }
+    if error is not None:
+        values["error"] = error
+    change = (
+        _fenced(job_id, attempt)
+        .where(jobs.c.cancel_requested.is_(True))
+        .values(**values)
+        .returning(jobs.c.job_id, jobs.c.attempt)
+    )
+    row = (await session.execute(_with_event(change, JobEvent.CANCELED, details))).first()
+    return row is not None
 
 
 async def set_dispatch(session: AsyncSession, job_id: uuid.UUID, pgq_job_id: int) -> None:

@@ -27,7 +27,10 @@ async def requeue_in_session(
     error: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> bool:
-    """running -> queued (fenced by attempt) plus a new dispatch; False when fenced out."""
+    """running -> queued (fenced by attempt) plus a new dispatch; False when fenced out.
+
+    When a cancel was requested meanwhile, the job ends canceled instead of running again.
+    """
     requeued = await attempts.requeue_attempt_in_session(
         session,
         job_id,
@@ -39,7 +42,13 @@ async def requeue_in_session(
         details=details,
     )
     if requeued is None:
-        return False
+        return await attempts.finish_canceled_in_session(
+            session,
+            job_id,
+            attempt,
+            error=error,
+            details={**(details or {}), "instead_of": event.value},
+        )
     pgq_job_id = await enqueue_dispatch_in_session(
         session,
         schema,

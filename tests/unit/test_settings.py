@@ -202,3 +202,19 @@ def test_app_cli_bad_setting_exits_2_with_one_line(variable: str, value: str) ->
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("pkg.pipelines", ["pkg.pipelines"]),
+        ("a.one, b.two", ["a.one", "b.two"]),
+        ('["a.one", "b.two"]', ["a.one", "b.two"]),
+        ("", []),
+    ],
+)
+def test_load_settings_pipeline_modules_accept_commas_and_json(
+    monkeypatch: pytest.MonkeyPatch, raw: str, expected: list[str]
+) -> None:
+    monkeypatch.setenv("DL_PIPELINE_MODULES", raw)
+    assert load_settings().dl_pipeline_modules == expected

@@ -17,6 +17,11 @@ logger = logging.getLogger("worker.leader")
 
 # Any fixed number; every worker of one database competes for it.
 LEADER_LOCK_ID = 0x646C5F6C65616472  # "dl_leadr"
+# A leader whose process hangs (SIGSTOP, a blocked event loop, a frozen VM) keeps its
+# connection, and so the lock, open. The server closes a session idle for this many
+# periods, which frees the lock for another worker; a live leader pings every period.
+IDLE_PERIODS = 3
+MIN_IDLE_SEC = 2.0
 
 
 @dataclass
@@ -36,8 +41,14 @@ class MaintenanceLoop:
 
     async def _elect(self) -> bool:
         if self.is_leader:
+            # Proves the lock's session is still ours and keeps it from the idle timeout;
+            # raises when the server closed it, and the loop then resigns.
+            await self.connection.execute("SELECT 1")
             return True
         connection = await asyncpg.connect(self.dsn)
+        idle_ms = int(max(self.period_sec * IDLE_PERIODS, MIN_IDLE_SEC) * 1000)
+        with contextlib.suppress(asyncpg.PostgresError):  # idle_session_timeout: PostgreSQL 14+
+            await connection.execute(f"SET idle_session_timeout = {idle_ms}")
         if await locks.try_lock_id(connection, LEADER_LOCK_ID):
             self.connection = connection
             logger.info("became maintenance leader")
