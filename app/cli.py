@@ -5,16 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.settings import Settings, SettingsError, get_settings
-
-
-def _settings_or_exit() -> Settings:
-    """Settings, or one clear line naming the bad one and exit code 2."""
-    try:
-        return get_settings()
-    except SettingsError as exc:
-        print(f"dataloader: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+from app.settings import Settings, settings_or_exit
 
 
 def serve(settings: Settings) -> int:
@@ -57,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="run everything for development")
     run_parser.add_argument("--workers", type=int, default=1, help="worker processes")
     args = parser.parse_args(argv)
-    settings = _settings_or_exit()
+    settings = settings_or_exit("dataloader")
     if args.command in ("serve", "migrate") and not settings.has_database:
         print(
             "dataloader: set DATABASE_URL (or PG_HOST); `make run` starts an embedded PostgreSQL",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 from typing import Annotated
 from urllib.parse import quote
 
@@ -149,3 +150,12 @@ def load_settings(**overrides: object) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return load_settings()
+
+
+def settings_or_exit(program: str) -> Settings:
+    """The process settings, or one line naming the bad setting and exit code 2."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

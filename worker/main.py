@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,21 +19,13 @@ from pgqueuer.models import Job
 from app.db.engine import create_engine, create_session_factory
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
 from app.pipelines.registry import load_pipelines
-from app.settings import Settings, SettingsError, get_settings
+from app.settings import settings_or_exit
 from worker.identity import worker_id
 from worker.maintenance.leader import MaintenanceLoop
 from worker.maintenance.reaper import Reaper
 from worker.runner import Runner
 
 logger = logging.getLogger("worker")
-
-
-def _settings_or_exit() -> Settings:
-    try:
-        return get_settings()
-    except SettingsError as exc:
-        print(f"dataloader worker: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 async def _drain_then_interrupt(pgq: PgQueuer, runner: Runner, timeout_sec: float) -> None:
@@ -64,7 +55,7 @@ def _second_signal_stops_now(pgq: PgQueuer, runner: Runner) -> None:
 @asynccontextmanager
 async def factory() -> AsyncIterator[PgQueuer]:
     """Build the worker: pgqueuer entrypoints, the attempt runner, the maintenance loop."""
-    settings = _settings_or_exit()
+    settings = settings_or_exit("dataloader worker")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     load_pipelines(settings.dl_pipeline_modules)
     schema = settings.pg_schema_queue

@@ -37,6 +37,15 @@ ONE_SECOND: ColumnElement[Any] = literal_column("interval '1 second'")
 
 
 @dataclass(frozen=True)
+class QueuedJob:
+    """A queued job's dispatch-relevant fields."""
+
+    queue: str
+    priority: int
+    attempt: int
+
+
+@dataclass(frozen=True)
 class StartedAttempt:
     """What a runner needs to know about the attempt it just started."""
 
@@ -49,6 +58,22 @@ class StartedAttempt:
     attempt: int
     max_attempts: int
     lease_ttl_sec: int
+
+
+ATTEMPT_COLUMNS = tuple(
+    jobs.c[name]
+    for name in (
+        "job_id",
+        "queue",
+        "task",
+        "args",
+        "lock_key",
+        "priority",
+        "attempt",
+        "max_attempts",
+        "lease_ttl_sec",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -129,17 +154,7 @@ async def start_attempt(
             worker_id=worker_id,
             updated_at=func.now(),
         )
-        .returning(
-            jobs.c.job_id,
-            jobs.c.queue,
-            jobs.c.task,
-            jobs.c.args,
-            jobs.c.lock_key,
-            jobs.c.priority,
-            jobs.c.attempt,
-            jobs.c.max_attempts,
-            jobs.c.lease_ttl_sec,
-        )
+        .returning(*ATTEMPT_COLUMNS)
     )
     row = (
         await connection.execute(_with_event(change, JobEvent.STARTED, {"worker_id": worker_id}))
@@ -225,17 +240,7 @@ async def requeue_attempt_in_session(
         _fenced(job_id, attempt)
         .where(jobs.c.cancel_requested.is_(False))
         .values(**values)
-        .returning(
-            jobs.c.job_id,
-            jobs.c.queue,
-            jobs.c.task,
-            jobs.c.args,
-            jobs.c.lock_key,
-            jobs.c.priority,
-            jobs.c.attempt,
-            jobs.c.max_attempts,
-            jobs.c.lease_ttl_sec,
-        )
+        .returning(*ATTEMPT_COLUMNS)
     )
     row = (await session.execute(_with_event(change, event, details))).first()
     return None if row is None else StartedAttempt(**row._asdict())
@@ -270,6 +275,25 @@ async def finish_canceled_in_session(
     )
     row = (await session.execute(_with_event(change, JobEvent.CANCELED, details))).first()
     return row is not None
+
+
+async def postpone_queued(
+    session: AsyncSession, job_id: uuid.UUID, pgq_job_id: int, delay_sec: float
+) -> QueuedJob | None:
+    """Push a queued job's available_at out, only while `pgq_job_id` is its dispatch."""
+    row = (
+        await session.execute(
+            update(jobs)
+            .where(
+                jobs.c.job_id == job_id,
+                jobs.c.status == JobStatus.QUEUED,
+                jobs.c.pgq_job_id == pgq_job_id,
+            )
+            .values(available_at=func.now() + literal(delay_sec) * ONE_SECOND)
+            .returning(jobs.c.queue, jobs.c.priority, jobs.c.attempt)
+        )
+    ).first()
+    return None if row is None else QueuedJob(**row._asdict())
 
 
 async def set_dispatch(session: AsyncSession, job_id: uuid.UUID, pgq_job_id: int) -> None:

@@ -6,13 +6,11 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import attempts, repository
 from app.db.dispatch import enqueue_dispatch_in_session
-from app.db.models import DlJob
-from app.jobs.states import JobEvent, JobStatus
+from app.jobs.states import JobEvent
 
 
 async def requeue_in_session(
@@ -49,15 +47,9 @@ async def requeue_in_session(
             error=error,
             details={**(details or {}), "instead_of": event.value},
         )
-    pgq_job_id = await enqueue_dispatch_in_session(
-        session,
-        schema,
-        queue=requeued.queue,
-        job_id=job_id,
-        priority=requeued.priority,
-        delay=timedelta(seconds=delay_sec),
+    await _new_dispatch_in_session(
+        session, schema, job_id, requeued.queue, requeued.priority, timedelta(seconds=delay_sec)
     )
-    await attempts.set_dispatch(session, job_id, pgq_job_id)
     return True
 
 
@@ -74,28 +66,12 @@ async def postpone_in_session(
 
     Conditioned on the dispatch that tried, so a concurrent cancel or redispatch wins.
     """
-    result = await session.execute(
-        update(DlJob)
-        .where(
-            DlJob.job_id == job_id,
-            DlJob.status == JobStatus.QUEUED,
-            DlJob.pgq_job_id == pgq_job_id,
-        )
-        .values(available_at=func.now() + delay_sec * attempts.ONE_SECOND)
-        .returning(DlJob.queue, DlJob.priority, DlJob.attempt)
-    )
-    row = result.first()
+    row = await attempts.postpone_queued(session, job_id, pgq_job_id, delay_sec)
     if row is None:
         return False
-    new_dispatch = await enqueue_dispatch_in_session(
-        session,
-        schema,
-        queue=row.queue,
-        job_id=job_id,
-        priority=row.priority,
-        delay=timedelta(seconds=delay_sec),
+    await _new_dispatch_in_session(
+        session, schema, job_id, row.queue, row.priority, timedelta(seconds=delay_sec)
     )
-    await attempts.set_dispatch(session, job_id, new_dispatch)
     await repository.add_event(
         session,
         job_id,
@@ -115,8 +91,20 @@ async def redispatch_in_session(
     delay: timedelta,
 ) -> None:
     """Give a queued job that lost its dispatch a new one."""
+    await _new_dispatch_in_session(session, schema, job_id, queue, priority, delay)
+    await repository.add_event(session, job_id, JobEvent.REDISPATCHED, 0)
+
+
+async def _new_dispatch_in_session(
+    session: AsyncSession,
+    schema: str,
+    job_id: uuid.UUID,
+    queue: str,
+    priority: int,
+    delay: timedelta,
+) -> None:
+    """Enqueue a pgqueuer row for the job and make it the only one that may start it."""
     pgq_job_id = await enqueue_dispatch_in_session(
         session, schema, queue=queue, job_id=job_id, priority=priority, delay=delay
     )
     await attempts.set_dispatch(session, job_id, pgq_job_id)
-    await repository.add_event(session, job_id, JobEvent.REDISPATCHED, 0)
