@@ -71,13 +71,13 @@ async def factory() -> AsyncIterator[PgQueuer]:
     pgq = PgQueuer(AsyncpgDriver(connection), queries=queries)
     runner = Runner(settings, engine, sessions, lock_pool, ident)
 
+    async def handle(job: Job, ctx: Any) -> None:
+        """Every queue's entrypoint: the payload is the dl_jobs id."""
+        if job.payload is None:
+            return
+        await runner.run_dispatch(uuid.UUID(bytes=job.payload), int(job.id), ctx.cancellation)
+
     for queue in settings.workers_json:
-
-        async def handle(job: Job, ctx: Any) -> None:
-            if job.payload is None:
-                return
-            await runner.run_dispatch(uuid.UUID(bytes=job.payload), int(job.id), ctx.cancellation)
-
         pgq.entrypoint(queue.queue, concurrency_limit=queue.concurrency, accepts_context=True)(
             handle
         )

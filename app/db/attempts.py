@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -294,14 +293,3 @@ async def postpone_queued(
         )
     ).first()
     return None if row is None else QueuedJob(**row._asdict())
-
-
-async def set_dispatch(session: AsyncSession, job_id: uuid.UUID, pgq_job_id: int) -> None:
-    """Point the job at its new dispatch, so older dispatches can no longer start it."""
-    await session.execute(update(jobs).where(jobs.c.job_id == job_id).values(pgq_job_id=pgq_job_id))
-
-
-async def database_now(connection: AsyncConnection) -> datetime:
-    """The database clock."""
-    now: datetime = (await connection.execute(select(func.now()))).scalar_one()
-    return now

@@ -8,7 +8,6 @@ from typing import Any
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
 _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
 _TRY_LOCK_ID = "SELECT pg_try_advisory_lock($1)"
-_UNLOCK_ID = "SELECT pg_advisory_unlock($1)"
 
 
 async def try_lock(connection: Any, key: str) -> bool:
@@ -24,8 +23,3 @@ async def unlock(connection: Any, key: str) -> bool:
 async def try_lock_id(connection: Any, lock_id: int) -> bool:
     """Take a numbered lock (leader election) if nobody holds it."""
     return bool(await connection.fetchval(_TRY_LOCK_ID, lock_id))
-
-
-async def unlock_id(connection: Any, lock_id: int) -> bool:
-    """Release a numbered lock held by this connection."""
-    return bool(await connection.fetchval(_UNLOCK_ID, lock_id))

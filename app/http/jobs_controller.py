@@ -34,10 +34,7 @@ class JobsController(Controller):
     ) -> JobTriggerResponse:
         """Create a job in one transaction: dl_jobs row, event and pgqueuer dispatch."""
         require_json(request)
-        result = await jobs.trigger(data)
-        return JobTriggerResponse(
-            job_id=result.job_id, status=result.status, created=result.created
-        )
+        return await jobs.trigger(data)
 
     @get("/{job_id:str}/status", summary="A job's status, progress and timings")
     async def status(self, job_id: str, jobs: JobService) -> JobStatusResponse:

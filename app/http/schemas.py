@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
 import msgspec
 
 from app.jobs.spec import JobSpec
-from app.jobs.views import JobView
+from app.jobs.views import EnqueueResult, JobView
 
 # The trigger body is the domain's JobSpec, so HTTP and in-app callers share one validation.
 JobTriggerRequest = JobSpec
 JobStatusResponse = JobView
-
-
-class JobTriggerResponse(msgspec.Struct, kw_only=True):
-    """The job a trigger created or found by its idempotency_key."""
-
-    job_id: uuid.UUID
-    status: str
-    created: bool
+JobTriggerResponse = EnqueueResult
 
 
 class HealthResponse(msgspec.Struct):

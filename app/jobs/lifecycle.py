@@ -107,4 +107,4 @@ async def _new_dispatch_in_session(
     pgq_job_id = await enqueue_dispatch_in_session(
         session, schema, queue=queue, job_id=job_id, priority=priority, delay=delay
     )
-    await attempts.set_dispatch(session, job_id, pgq_job_id)
+    await repository.link_dispatch(session, job_id, pgq_job_id)

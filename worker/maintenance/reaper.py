@@ -43,7 +43,7 @@ class Reaper:
             for job in await reaper_queries.lock_expired_leases(session, self.batch_size):
                 details = {"worker_id": job.worker_id}
                 if job.attempt < job.max_attempts:
-                    await requeue_in_session(
+                    requeued += await requeue_in_session(
                         session,
                         self.schema,
                         job.job_id,
@@ -54,9 +54,8 @@ class Reaper:
                         error=f"lease expired on attempt {job.attempt}",
                         details=details,
                     )
-                    requeued += 1
                 else:
-                    await attempts.finish_attempt(
+                    lost += await attempts.finish_attempt(
                         await session.connection(),
                         job.job_id,
                         job.attempt,
@@ -65,7 +64,6 @@ class Reaper:
                         error=f"lease expired on the last attempt ({job.attempt})",
                         details=details,
                     )
-                    lost += 1
         redispatched = 0
         async with self.sessions() as session, session.begin():
             for queued in await reaper_queries.lock_undispatched(session, self.batch_size):
