@@ -21,6 +21,7 @@ from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
 from app.pipelines.registry import load_pipelines
 from app.settings import settings_or_exit
 from worker.identity import worker_id
+from worker.lock_session import LockSession
 from worker.maintenance.leader import MaintenanceLoop
 from worker.maintenance.reaper import Reaper
 from worker.runner import Runner
@@ -60,16 +61,17 @@ async def factory() -> AsyncIterator[PgQueuer]:
     load_pipelines(settings.dl_pipeline_modules)
     schema = settings.pg_schema_queue
     ident = worker_id(settings)
-    total_concurrency = sum(q.concurrency for q in settings.workers_json)
-    engine = create_engine(settings, pool_size=total_concurrency + 4)
+    # Starts and finishes share the lock session's one connection; the pool serves only
+    # heartbeats, retries and postponements, so it need not grow with concurrency.
+    engine = create_engine(settings)
     sessions = create_session_factory(engine)
-    lock_pool = await asyncpg.create_pool(
-        settings.asyncpg_dsn, min_size=1, max_size=total_concurrency + 1
-    )
+    locks = LockSession(settings.asyncpg_dsn, schema, ident)
+    await locks.open()
     connection = await asyncpg.connect(settings.asyncpg_dsn)
     queries = queries_for(connection, pgqueuer_settings(schema))
     pgq = PgQueuer(AsyncpgDriver(connection), queries=queries)
-    runner = Runner(settings, engine, sessions, lock_pool, ident)
+    runner = Runner(settings, engine, sessions, locks, ident)
+    locks.on_locks_lost = runner.interrupt_jobs
 
     async def handle(job: Job, ctx: Any) -> None:
         """Every queue's entrypoint: the payload is the dl_jobs id."""
@@ -102,6 +104,6 @@ async def factory() -> AsyncIterator[PgQueuer]:
         for task in background[1:]:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        await lock_pool.close()
+        await locks.close()
         await connection.close()
         await engine.dispose()

@@ -12,16 +12,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.db import attempts, locks
+from app.db import attempts
+from app.db.attempt_batches import FinishRequest
 from app.jobs.lifecycle import postpone_in_session, requeue_in_session
 from app.jobs.states import JobEvent, JobStatus
 from app.pipelines.context import PipelineContext
 from app.pipelines.registry import get_pipeline
 from app.settings import Settings
 from worker.invoke import PipelineCanceled, is_interruptible, run_pipeline
+from worker.lock_session import LockSession
 
 logger = logging.getLogger("worker.runner")
 
@@ -64,7 +65,7 @@ class Runner:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    lock_pool: asyncpg.Pool
+    locks: LockSession
     worker_id: str
     active: dict[uuid.UUID, AttemptRun] = field(default_factory=dict)
 
@@ -73,20 +74,27 @@ class Runner:
         for run in self.active.values():
             run.interrupt.set()
 
+    def interrupt_jobs(self, job_ids: list[uuid.UUID]) -> None:
+        """Stop these attempts at their next checkpoint and give their attempts back."""
+        for job_id in job_ids:
+            run = self.active.get(job_id)
+            if run is not None:
+                run.interrupt.set()
+
     async def run_dispatch(self, job_id: uuid.UUID, pgq_job_id: int, pgq_cancel: Any) -> None:
         """Handle one pgqueuer dispatch of `job_id`."""
-        async with self.engine.connect() as connection:
-            check = await attempts.check_dispatch(connection, job_id, pgq_job_id)
-        if check is None or not check.startable:
+        answer = await self.locks.start(job_id, pgq_job_id)
+        if answer is None:
             return  # canceled, finished, or superseded by a newer dispatch
-        async with self.lock_pool.acquire() as lock_connection:
-            if not await locks.try_lock(lock_connection, check.lock_key):
-                await self._postpone(job_id, pgq_job_id, check.lock_key)
-                return
-            try:
-                await self._run_locked(job_id, pgq_job_id, pgq_cancel)
-            finally:
-                await locks.unlock(lock_connection, check.lock_key)
+        if answer.attempt is None:
+            if answer.lock_busy:
+                await self._postpone(job_id, pgq_job_id, answer.lock_key)
+            return
+        try:
+            await self._run_started(answer.attempt, pgq_cancel)
+        finally:
+            # A no-op when the final write already released it through the lock session.
+            self.locks.release(answer.lock_key, job_id)
 
     async def _postpone(self, job_id: uuid.UUID, pgq_job_id: int, lock_key: str) -> None:
         async with self.sessions() as session, session.begin():
@@ -101,11 +109,9 @@ class Runner:
         if postponed:
             logger.info("lock busy, job postponed: job %s lock_key %r", job_id, lock_key)
 
-    async def _run_locked(self, job_id: uuid.UUID, pgq_job_id: int, pgq_cancel: Any) -> None:
-        async with self.engine.begin() as connection:
-            started = await attempts.start_attempt(connection, job_id, pgq_job_id, self.worker_id)
-        if started is None:
-            return
+    async def _run_started(self, started: attempts.StartedAttempt, pgq_cancel: Any) -> None:
+        """Run a started attempt to its end and write how it ended."""
+        job_id = started.job_id
         context = PipelineContext(
             job_id=job_id, attempt=started.attempt, task=started.task, queue=started.queue
         )
@@ -208,31 +214,19 @@ class Runner:
                 run.context.cancel_event.set()
 
     async def _finish(self, run: AttemptRun, outcome: Outcome, error: BaseException | None) -> bool:
-        """Write how the attempt ended; False when another attempt owns the job (no write)."""
+        """Write how the attempt ended; False when another attempt owns the job (no write).
+
+        Final writes go through the lock session, which frees the lock once they commit.
+        """
         started = run.started
         if outcome is Outcome.FENCED:
             return False  # a newer attempt owns the job: write nothing
         if outcome is Outcome.INTERRUPTED:
             return await self._requeue(run, JobEvent.INTERRUPTED, delay_sec=0, count_attempt=False)
-        async with self.engine.begin() as connection:
-            if outcome is Outcome.SUCCEEDED:
-                return await attempts.finish_attempt(
-                    connection,
-                    started.job_id,
-                    started.attempt,
-                    JobStatus.SUCCEEDED,
-                    JobEvent.SUCCEEDED,
-                    progress=run.progress,
-                )
-            if outcome is Outcome.CANCELED:
-                return await attempts.finish_attempt(
-                    connection,
-                    started.job_id,
-                    started.attempt,
-                    JobStatus.CANCELED,
-                    JobEvent.CANCELED,
-                    progress=run.progress,
-                )
+        if outcome is Outcome.SUCCEEDED:
+            return await self._final(run, JobStatus.SUCCEEDED, JobEvent.SUCCEEDED)
+        if outcome is Outcome.CANCELED:
+            return await self._final(run, JobStatus.CANCELED, JobEvent.CANCELED)
         assert error is not None
         message = f"{type(error).__name__}: {error}"[:ERROR_LIMIT]
         trace = "".join(traceback.format_exception(error))[-TRACEBACK_LIMIT:]
@@ -246,17 +240,30 @@ class Runner:
                 error=message,
                 details=details,
             )
-        async with self.engine.begin() as connection:
-            return await attempts.finish_attempt(
-                connection,
-                started.job_id,
-                started.attempt,
-                JobStatus.FAILED,
-                JobEvent.FAILED,
-                progress=run.progress,
-                error=message,
-                details=details,
-            )
+        return await self._final(
+            run, JobStatus.FAILED, JobEvent.FAILED, error=message, details=details
+        )
+
+    async def _final(
+        self,
+        run: AttemptRun,
+        status: JobStatus,
+        event: JobEvent,
+        *,
+        error: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> bool:
+        """running -> a final status through the lock session (batched with other finishes)."""
+        request = FinishRequest(
+            job_id=run.started.job_id,
+            attempt=run.started.attempt,
+            status=status,
+            event=event,
+            progress=run.progress,
+            error=error,
+            details=details,
+        )
+        return await self.locks.finish(request, run.started.lock_key)
 
     async def _requeue(
         self,

@@ -1,0 +1,239 @@
+"""Batched attempt transitions on the worker's lock connection (plain asyncpg).
+
+Starting and finishing jobs one transaction each costs about ten round trips per job; under
+load these statements start or finish every waiting attempt at once instead. Each is one
+statement (an implicit transaction) that writes dl_jobs and its dl_job_events rows together,
+with the same fences as app.db.attempts: a start only from the job's current dispatch, a
+finish only while the attempt is still the running one.
+
+Advisory locks taken here are session-level: they outlive the statement and are released by
+`unlock_keys` on the same connection, after the finishing write has committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from app.db.attempts import StartedAttempt
+from app.jobs.states import JobEvent, JobStatus
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class BatchStatements:
+    """The batch SQL with the queue schema's table names filled in."""
+
+    start: str
+    finish: str
+    unlock: str = """
+        SELECT k FROM unnest($1::text[]) AS k
+        WHERE NOT pg_advisory_unlock(hashtextextended(k, 0))
+    """
+    relock: str = """
+        SELECT k FROM unnest($1::text[]) AS k
+        WHERE NOT pg_try_advisory_lock(hashtextextended(k, 0))
+    """
+    # Locks this session holds that no running attempt owns: left by a statement that failed
+    # after taking them (session-level locks ignore the rollback).
+    reconcile: str = """
+        SELECT pg_advisory_unlock(held.key)
+        FROM (
+            SELECT (classid::bigint << 32) | objid::bigint AS key
+            FROM pg_locks
+            WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+              AND pid = pg_backend_pid()
+        ) AS held
+        WHERE held.key NOT IN (SELECT hashtextextended(k, 0) FROM unnest($1::text[]) AS k)
+    """
+
+
+def batch_statements(schema: str) -> BatchStatements:
+    """The statements for tables in `schema`."""
+    jobs = f"{_quote_ident(schema)}.dl_jobs"
+    events = f"{_quote_ident(schema)}.dl_job_events"
+    queued, running = JobStatus.QUEUED.value, JobStatus.RUNNING.value
+    start = f"""
+        WITH request AS (
+            SELECT r.job_id, r.pgq_job_id, r.ord
+            FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS r(job_id, pgq_job_id, ord)
+        ),
+        startable AS (
+            SELECT j.job_id, j.lock_key, r.pgq_job_id,
+                   row_number() OVER (PARTITION BY j.lock_key ORDER BY r.ord) AS rank_in_batch
+            FROM request r JOIN {jobs} j ON j.job_id = r.job_id
+            WHERE j.status = '{queued}' AND j.pgq_job_id = r.pgq_job_id
+              AND NOT j.cancel_requested
+        ),
+        locked AS MATERIALIZED (
+            -- CASE fixes the evaluation order: a lock is only tried for the first job of
+            -- each lock_key in the batch, and never for a key this session already holds
+            -- (session locks stack, so trying it again would succeed).
+            SELECT s.job_id, s.lock_key, s.pgq_job_id,
+                   CASE WHEN s.rank_in_batch = 1 AND s.lock_key <> ALL($3::text[])
+                        THEN pg_try_advisory_lock(hashtextextended(s.lock_key, 0))
+                        ELSE false END AS got_lock
+            FROM startable s
+        ),
+        started AS (
+            UPDATE {jobs} j
+            SET status = '{running}', attempt = j.attempt + 1,
+                lease_expires_at = now() + j.lease_ttl_sec * interval '1 second',
+                heartbeat_at = now(), started_at = coalesce(j.started_at, now()),
+                worker_id = $4, updated_at = now()
+            FROM locked l
+            WHERE j.job_id = l.job_id AND l.got_lock AND j.status = '{queued}'
+              AND j.pgq_job_id = l.pgq_job_id AND NOT j.cancel_requested
+            RETURNING j.job_id, j.queue, j.task, j.args, j.lock_key, j.priority, j.attempt,
+                      j.max_attempts, j.lease_ttl_sec
+        ),
+        logged AS (
+            INSERT INTO {events} (job_id, event, attempt, details)
+            SELECT s.job_id, '{JobEvent.STARTED.value}', s.attempt,
+                   jsonb_build_object('worker_id', $4::text)
+            FROM started s
+        )
+        SELECT l.job_id, l.lock_key, l.got_lock, s.job_id IS NOT NULL AS started,
+               s.queue, s.task, s.args, s.priority, s.attempt, s.max_attempts, s.lease_ttl_sec
+        FROM locked l LEFT JOIN started s ON s.job_id = l.job_id
+    """
+    finish = f"""
+        WITH request AS (
+            SELECT *
+            FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[],
+                        $6::text[], $7::jsonb[])
+                 AS r(job_id, attempt, status, event, progress, error, details)
+        ),
+        finished AS (
+            UPDATE {jobs} j
+            SET status = r.status, finished_at = now(), lease_expires_at = NULL,
+                updated_at = now(), error = r.error, progress = coalesce(r.progress, j.progress)
+            FROM request r
+            WHERE j.job_id = r.job_id AND j.attempt = r.attempt AND j.status = '{running}'
+            RETURNING j.job_id, j.attempt, r.event, r.details
+        ),
+        logged AS (
+            INSERT INTO {events} (job_id, event, attempt, details)
+            SELECT f.job_id, f.event, f.attempt, f.details FROM finished f
+        )
+        SELECT f.job_id FROM finished f
+    """
+    return BatchStatements(start=start, finish=finish)
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """A pgqueuer dispatch asking to start its job."""
+
+    job_id: uuid.UUID
+    pgq_job_id: int
+
+
+@dataclass(frozen=True)
+class StartAnswer:
+    """What the start statement did with one request.
+
+    `attempt` is set when the job started (its lock is now held by this session).
+    `lock_key` without an attempt and with `lock_busy` means another holder has the key;
+    `got_lock` without an attempt means the lock was taken but the job changed meanwhile,
+    so the caller must give the lock back. A request with no answer was not startable.
+    """
+
+    job_id: uuid.UUID
+    lock_key: str
+    got_lock: bool
+    attempt: StartedAttempt | None
+
+    @property
+    def lock_busy(self) -> bool:
+        return not self.got_lock
+
+
+@dataclass(frozen=True)
+class FinishRequest:
+    """A running attempt's final write."""
+
+    job_id: uuid.UUID
+    attempt: int
+    status: JobStatus
+    event: JobEvent
+    progress: dict[str, Any] | None = None
+    error: str | None = None
+    details: dict[str, Any] | None = None
+
+
+async def start_batch(
+    connection: Any,
+    statements: BatchStatements,
+    requests: list[StartRequest],
+    held_keys: list[str],
+    worker_id: str,
+) -> dict[uuid.UUID, StartAnswer]:
+    """Lock and start every startable request; the answers by job id."""
+    rows = await connection.fetch(
+        statements.start,
+        [r.job_id for r in requests],
+        [r.pgq_job_id for r in requests],
+        held_keys,
+        worker_id,
+    )
+    answers: dict[uuid.UUID, StartAnswer] = {}
+    for row in rows:
+        attempt = None
+        if row["started"]:
+            attempt = StartedAttempt(
+                job_id=row["job_id"],
+                queue=row["queue"],
+                task=row["task"],
+                args=row["args"],
+                lock_key=row["lock_key"],
+                priority=row["priority"],
+                attempt=row["attempt"],
+                max_attempts=row["max_attempts"],
+                lease_ttl_sec=row["lease_ttl_sec"],
+            )
+        answers[row["job_id"]] = StartAnswer(
+            job_id=row["job_id"],
+            lock_key=row["lock_key"],
+            got_lock=row["got_lock"],
+            attempt=attempt,
+        )
+    return answers
+
+
+async def finish_batch(
+    connection: Any, statements: BatchStatements, requests: list[FinishRequest]
+) -> set[uuid.UUID]:
+    """Write every final status; the job ids whose attempt still owned the job."""
+    rows = await connection.fetch(
+        statements.finish,
+        [r.job_id for r in requests],
+        [r.attempt for r in requests],
+        [r.status.value for r in requests],
+        [r.event.value for r in requests],
+        [r.progress for r in requests],
+        [r.error for r in requests],
+        [r.details for r in requests],
+    )
+    return {row["job_id"] for row in rows}
+
+
+async def unlock_keys(connection: Any, statements: BatchStatements, keys: list[str]) -> list[str]:
+    """Release session locks; returns the keys this session did not hold."""
+    return [row["k"] for row in await connection.fetch(statements.unlock, keys)]
+
+
+async def relock_keys(connection: Any, statements: BatchStatements, keys: list[str]) -> list[str]:
+    """Take locks again on a new session; returns the keys someone else holds now."""
+    return [row["k"] for row in await connection.fetch(statements.relock, keys)]
+
+
+async def release_unowned_locks(
+    connection: Any, statements: BatchStatements, owned_keys: list[str]
+) -> None:
+    """Drop every advisory lock of this session whose key is not in `owned_keys`."""
+    await connection.execute(statements.reconcile, owned_keys)

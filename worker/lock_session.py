@@ -1,0 +1,239 @@
+"""The worker's lock session: one connection that holds every lock_key lock of this process.
+
+Attempts ask it to start and finish; it gathers whatever requests are waiting and serves
+them together, one statement for all starts and one for all finishes, in this order:
+finishes, then unlocks, then starts, so a lock freed in a round can be taken in the same one.
+Batches form only under load: a lone request is served at once, without waiting for company.
+
+Session-level locks stack within one session, so this process also remembers which keys it
+holds and never tries one of them again: a second job with a held key is "lock busy".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from app.db import attempt_batches as batches
+from app.db.attempt_batches import FinishRequest, StartAnswer, StartRequest
+
+logger = logging.getLogger("worker.lock_session")
+
+RECONNECT_DELAY_SEC = 1.0
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    for type_name in ("jsonb", "json"):
+        await connection.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+@dataclass
+class _Pending:
+    starts: list[tuple[StartRequest, asyncio.Future[StartAnswer | None]]] = field(
+        default_factory=list
+    )
+    finishes: list[tuple[FinishRequest, str, asyncio.Future[bool]]] = field(default_factory=list)
+    releases: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.starts or self.finishes or self.releases)
+
+
+@dataclass
+class LockSession:
+    """Serves start, finish and release requests for this worker, batched, in one task."""
+
+    dsn: str
+    schema: str
+    worker_id: str
+    # Called with the jobs whose locks were lost with the connection and are now held
+    # elsewhere: they must stop, or two holders of one lock_key could run at once.
+    on_locks_lost: Callable[[list[uuid.UUID]], None] = lambda jobs: None
+    held: dict[str, uuid.UUID] = field(default_factory=dict)
+    _unlock_pending: set[str] = field(default_factory=set)
+    _pending: _Pending = field(default_factory=_Pending)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _connection: asyncpg.Connection | None = None
+    _task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self._statements = batches.batch_statements(self.schema)
+
+    async def open(self) -> None:
+        """Connect and start serving."""
+        self._connection = await self._connect()
+        self._task = asyncio.create_task(self._serve(), name="lock-session")
+
+    async def close(self) -> None:
+        """Stop serving and disconnect (the server releases any lock still held)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+
+    async def start(self, job_id: uuid.UUID, pgq_job_id: int) -> StartAnswer | None:
+        """Lock and start the job of this dispatch; None when it is not startable."""
+        future: asyncio.Future[StartAnswer | None] = asyncio.get_running_loop().create_future()
+        self._pending.starts.append((StartRequest(job_id, pgq_job_id), future))
+        self._wakeup.set()
+        return await future
+
+    async def finish(self, request: FinishRequest, lock_key: str) -> bool:
+        """Write the attempt's final status, then release its lock; False when fenced out."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.finishes.append((request, lock_key, future))
+        self._wakeup.set()
+        return await future
+
+    def release(self, lock_key: str, job_id: uuid.UUID) -> None:
+        """Give a job's lock back without a final write (the job was requeued another way).
+
+        Only the job holding the key releases it: a late second release must not free the
+        lock of a newer job that took the same key.
+        """
+        if self._forget(lock_key, job_id):
+            self._queue_unlock(lock_key)
+
+    def _forget(self, lock_key: str, job_id: uuid.UUID) -> bool:
+        if self.held.get(lock_key) != job_id:
+            return False
+        del self.held[lock_key]
+        return True
+
+    def _queue_unlock(self, lock_key: str) -> None:
+        self._pending.releases.append(lock_key)
+        self._wakeup.set()
+
+    async def _connect(self) -> asyncpg.Connection:
+        connection: asyncpg.Connection = await asyncpg.connect(self.dsn)
+        await _init_connection(connection)
+        return connection
+
+    async def _serve(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            pending, self._pending = self._pending, _Pending()
+            try:
+                connection = await self._usable_connection()
+            except Exception:
+                logger.exception("lock session cannot reach the database")
+                self._fail_all(pending, ConnectionError("lock session has no database connection"))
+                await asyncio.sleep(RECONNECT_DELAY_SEC)
+                continue
+            await self._finish(connection, pending)
+            await self._unlock(connection, pending.releases)
+            await self._start(connection, pending)
+
+    async def _usable_connection(self) -> asyncpg.Connection:
+        """The connection, reopened after a loss; locks lost with it are taken again."""
+        if self._connection is not None and not self._connection.is_closed():
+            return self._connection
+        self._connection = await self._connect()
+        self._unlock_pending.clear()  # the old session's locks died with it
+        if self.held:
+            taken = await batches.relock_keys(self._connection, self._statements, list(self.held))
+            lost = [self.held.pop(key) for key in taken]
+            if lost:
+                logger.error(
+                    "lock session reconnected; %d lock(s) now held elsewhere: stopping those jobs",
+                    len(lost),
+                )
+                self.on_locks_lost(lost)
+        return self._connection
+
+    async def _finish(self, connection: asyncpg.Connection, pending: _Pending) -> None:
+        if not pending.finishes:
+            return
+        requests = [request for request, _, _ in pending.finishes]
+        error: Exception | None = None
+        owned: set[uuid.UUID] = set()
+        try:
+            owned = await batches.finish_batch(connection, self._statements, requests)
+        except Exception as exc:
+            logger.exception("finishing %d attempt(s) failed", len(requests))
+            error = exc
+        for request, lock_key, future in pending.finishes:
+            # The lock goes back whatever happened to the write: the pipeline has stopped.
+            if self._forget(lock_key, request.job_id):
+                pending.releases.append(lock_key)
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(request.job_id in owned)
+
+    async def _unlock(self, connection: asyncpg.Connection, keys: list[str]) -> None:
+        keys = [*self._unlock_pending, *keys]
+        if not keys:
+            return
+        try:
+            await batches.unlock_keys(connection, self._statements, keys)
+        except Exception:
+            # Until they are released, treat them as held so no start stacks on them.
+            logger.exception("releasing %d lock(s) failed; retrying next round", len(keys))
+            self._unlock_pending.update(keys)
+            self._wakeup.set()
+        else:
+            self._unlock_pending.clear()
+
+    async def _start(self, connection: asyncpg.Connection, pending: _Pending) -> None:
+        if not pending.starts:
+            return
+        requests = [request for request, _ in pending.starts]
+        blocked = [*self.held, *self._unlock_pending]
+        try:
+            answers = await batches.start_batch(
+                connection, self._statements, requests, blocked, self.worker_id
+            )
+        except Exception as exc:
+            logger.exception("starting %d attempt(s) failed", len(requests))
+            await self._release_strays(connection)
+            for _, future in pending.starts:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for request, future in pending.starts:
+            answer = answers.get(request.job_id)
+            if answer is not None and answer.attempt is not None:
+                self.held[answer.lock_key] = request.job_id
+            elif answer is not None and answer.got_lock:
+                self._queue_unlock(answer.lock_key)  # the job changed between lock and start
+            if not future.done():
+                future.set_result(answer)
+
+    async def _release_strays(self, connection: asyncpg.Connection) -> None:
+        """After a failed start, drop locks it may have taken (they survive the rollback)."""
+        if connection.is_closed():
+            return
+        try:
+            await batches.release_unowned_locks(
+                connection, self._statements, [*self.held, *self._unlock_pending]
+            )
+        except Exception:
+            logger.exception("could not release stray locks; reconnecting")
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    def _fail_all(self, pending: _Pending, error: BaseException) -> None:
+        """No connection: nothing was written, and its locks went with the old session."""
+        for _, future in pending.starts:
+            if not future.done():
+                future.set_exception(error)
+        for request, lock_key, finish_future in pending.finishes:
+            self._forget(lock_key, request.job_id)
+            if not finish_future.done():
+                finish_future.set_exception(error)
