@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from app.settings import Settings, settings_or_exit
 
 
-def serve(settings: Settings) -> int:
-    """Serve the HTTP API with uvicorn."""
+def serve(settings: Settings, workers: int | None = None) -> int:
+    """Serve the HTTP API with uvicorn, in `workers` processes sharing the port."""
     import uvicorn
 
     from app.asgi import create_app
 
+    workers = workers or settings.app_workers
+    # Several processes each build their own app (and engine) from the environment.
+    target: Any = create_app(settings) if workers == 1 else "app.asgi:create_app"
     uvicorn.run(
-        create_app(settings),
+        target,
+        factory=workers > 1,
+        workers=workers,
         host=settings.app_host,
         port=settings.app_port,
         log_level="info",
+        access_log=settings.app_access_log,
         timeout_graceful_shutdown=10,
     )
     return 0
@@ -43,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve the HTTP API")
+    serve_parser = commands.add_parser("serve", help="serve the HTTP API")
+    serve_parser.add_argument(
+        "--workers", type=int, default=None, help="API processes (default APP_WORKERS, 1)"
+    )
     commands.add_parser("migrate", help="apply database migrations")
     run_parser = commands.add_parser("run", help="run everything for development")
     run_parser.add_argument("--workers", type=int, default=1, help="worker processes")
@@ -56,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if args.command == "serve":
-        return serve(settings)
+        return serve(settings, args.workers)
     if args.command == "migrate":
         return migrate(settings)
     return run(settings, args.workers)

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     app_host: str = "127.0.0.1"
     app_port: Annotated[int, Field(ge=1, le=65535)] = 8081
     app_env: str = "development"
+    app_workers: Annotated[int, Field(ge=1, le=64)] = 1
+    app_access_log: bool = True
     app_max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
 
     database_url: str | None = None

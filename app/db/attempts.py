@@ -75,14 +75,6 @@ ATTEMPT_COLUMNS = tuple(
 )
 
 
-@dataclass(frozen=True)
-class DispatchCheck:
-    """Whether a dispatch may start its job, and the job's lock_key."""
-
-    lock_key: str
-    startable: bool
-
-
 def _with_event(
     change: Update, event: JobEvent, details: dict[str, Any] | None = None
 ) -> Select[Any]:
@@ -111,56 +103,6 @@ def _fenced(job_id: uuid.UUID, attempt: int) -> Update:
         jobs.c.attempt == attempt,
         jobs.c.status == JobStatus.RUNNING,
     )
-
-
-async def check_dispatch(
-    connection: AsyncConnection, job_id: uuid.UUID, pgq_job_id: int
-) -> DispatchCheck | None:
-    """The job's lock_key, and whether this dispatch is the one that may start it."""
-    row = (
-        await connection.execute(
-            select(
-                jobs.c.lock_key, jobs.c.status, jobs.c.pgq_job_id, jobs.c.cancel_requested
-            ).where(jobs.c.job_id == job_id)
-        )
-    ).first()
-    if row is None:
-        return None
-    startable = (
-        row.status == JobStatus.QUEUED and row.pgq_job_id == pgq_job_id and not row.cancel_requested
-    )
-    return DispatchCheck(lock_key=row.lock_key, startable=startable)
-
-
-async def start_attempt(
-    connection: AsyncConnection, job_id: uuid.UUID, pgq_job_id: int, worker_id: str
-) -> StartedAttempt | None:
-    """queued -> running with attempt+1 and a fresh lease, only from this job's current dispatch."""
-    change = (
-        update(jobs)
-        .where(
-            jobs.c.job_id == job_id,
-            jobs.c.status == JobStatus.QUEUED,
-            jobs.c.pgq_job_id == pgq_job_id,
-            jobs.c.cancel_requested.is_(False),
-        )
-        .values(
-            status=JobStatus.RUNNING,
-            attempt=jobs.c.attempt + 1,
-            lease_expires_at=func.now() + jobs.c.lease_ttl_sec * ONE_SECOND,
-            heartbeat_at=func.now(),
-            started_at=func.coalesce(jobs.c.started_at, func.now()),
-            worker_id=worker_id,
-            updated_at=func.now(),
-        )
-        .returning(*ATTEMPT_COLUMNS)
-    )
-    row = (
-        await connection.execute(_with_event(change, JobEvent.STARTED, {"worker_id": worker_id}))
-    ).first()
-    if row is None:
-        return None
-    return StartedAttempt(**row._asdict())
 
 
 async def heartbeat(

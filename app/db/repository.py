@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DlJob, DlJobEvent
@@ -17,28 +15,18 @@ jobs = cast(Table, DlJob.__table__)
 events = cast(Table, DlJobEvent.__table__)
 
 
-async def insert_job(
-    session: AsyncSession, values: dict[str, Any]
-) -> tuple[uuid.UUID, datetime, datetime] | None:
-    """Insert a job unless its idempotency_key exists; returns (id, available_at, db now).
-
-    ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to commit or roll
-    back, so N racing triggers make exactly one row.
-    """
-    statement = (
-        pg_insert(jobs)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[jobs.c.idempotency_key])
-        .returning(jobs.c.job_id, jobs.c.available_at, func.now())
+async def find_by_idempotency_keys(
+    session: AsyncSession, keys: list[str]
+) -> dict[str, tuple[uuid.UUID, str]]:
+    """(job_id, status) of the jobs created with these idempotency keys."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(jobs.c.idempotency_key, jobs.c.job_id, jobs.c.status).where(
+            jobs.c.idempotency_key.in_(keys)
+        )
     )
-    row = (await session.execute(statement)).first()
-    return None if row is None else (row[0], row[1], row[2])
-
-
-async def find_by_idempotency_key(session: AsyncSession, key: str) -> DlJob | None:
-    """The job created with this idempotency key, if any."""
-    result = await session.execute(select(DlJob).where(DlJob.idempotency_key == key))
-    return result.scalar_one_or_none()
+    return {row[0]: (row[1], row[2]) for row in rows}
 
 
 async def get_job(session: AsyncSession, job_id: uuid.UUID) -> DlJob | None:

@@ -11,7 +11,14 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_200_OK, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from app.http.dependencies import provide_job_service
-from app.http.schemas import JobStatusResponse, JobTriggerRequest, JobTriggerResponse
+from app.http.schemas import (
+    BULK_TRIGGER_LIMIT,
+    JobBulkTriggerRequest,
+    JobBulkTriggerResponse,
+    JobStatusResponse,
+    JobTriggerRequest,
+    JobTriggerResponse,
+)
 from app.jobs.errors import InvalidJobError
 from app.jobs.service import JobService
 
@@ -35,6 +42,27 @@ class JobsController(Controller):
         """Create a job in one transaction: dl_jobs row, event and pgqueuer dispatch."""
         require_json(request)
         return await jobs.trigger(data)
+
+    @post(
+        "/trigger/bulk",
+        status_code=HTTP_200_OK,
+        summary=f"Create up to {BULK_TRIGGER_LIMIT} jobs in one transaction",
+        raises=[],
+    )
+    async def trigger_bulk(
+        self, request: Request[Any, Any, Any], data: JobBulkTriggerRequest, jobs: JobService
+    ) -> JobBulkTriggerResponse:
+        """All jobs or none: one invalid item rejects the request with a 400 naming it.
+
+        Each item follows the single trigger's idempotency rules; `created` tells which
+        items made a new job.
+        """
+        require_json(request)
+        if not 1 <= len(data.jobs) <= BULK_TRIGGER_LIMIT:
+            raise InvalidJobError(
+                f"jobs: expected 1 to {BULK_TRIGGER_LIMIT} items, got {len(data.jobs)}"
+            )
+        return JobBulkTriggerResponse(jobs=await jobs.trigger_many(data.jobs))
 
     @get("/{job_id:str}/status", summary="A job's status, progress and timings")
     async def status(self, job_id: str, jobs: JobService) -> JobStatusResponse:

@@ -12,6 +12,22 @@ JobTriggerRequest = JobSpec
 JobStatusResponse = JobView
 JobTriggerResponse = EnqueueResult
 
+BULK_TRIGGER_LIMIT = 1000
+
+
+class JobBulkTriggerRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Up to BULK_TRIGGER_LIMIT jobs created in one transaction: all of them, or none."""
+
+    # The length is checked by the handler: Litestar turns a failed length constraint on a
+    # body field into a 500 instead of a 400.
+    jobs: list[JobSpec]
+
+
+class JobBulkTriggerResponse(msgspec.Struct, kw_only=True):
+    """One answer per requested job, in request order."""
+
+    jobs: list[EnqueueResult]
+
 
 class HealthResponse(msgspec.Struct):
     """Liveness: the process answers."""

@@ -1,17 +1,17 @@
-"""enqueue_in_session(): create a job inside the caller's SQLAlchemy transaction."""
+"""enqueue_in_session() and enqueue_many_in_session(): create jobs in the caller's transaction."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import repository
-from app.db.dispatch import enqueue_dispatch_in_session
-from app.jobs.errors import UnknownTaskError
+from app.db.job_inserts import NewJob, insert_jobs_in_session
+from app.jobs.errors import InvalidJobError, UnknownTaskError
 from app.jobs.spec import JobSpec, validated
-from app.jobs.states import JobEvent, JobStatus
+from app.jobs.states import JobStatus
 from app.jobs.views import EnqueueResult
 from app.pipelines.registry import is_registered, registered_names
 from app.settings import Settings, get_settings
@@ -26,51 +26,80 @@ async def enqueue_in_session(
     and a worker is woken by pgqueuer's NOTIFY at that moment. With an idempotency_key that
     already exists, the existing job is returned whatever its state and nothing is written.
     """
+    return (await _enqueue(session, [spec], settings, name_items=False))[0]
+
+
+async def enqueue_many_in_session(
+    session: AsyncSession, specs: Sequence[JobSpec], settings: Settings | None = None
+) -> list[EnqueueResult]:
+    """enqueue_in_session() for many jobs in one statement; results in input order.
+
+    Every spec is checked before anything is written: one bad item rejects the whole call
+    (InvalidJobError naming `jobs[i]`). Items sharing an idempotency_key, with each other or
+    with an existing job, resolve to one job; only the first is reported as created.
+    """
+    return await _enqueue(session, specs, settings, name_items=True)
+
+
+async def _enqueue(
+    session: AsyncSession,
+    specs: Sequence[JobSpec],
+    settings: Settings | None,
+    *,
+    name_items: bool,
+) -> list[EnqueueResult]:
     settings = settings or get_settings()
-    spec = validated(spec)
+    checked = [
+        _checked(spec, f"jobs[{index}]: " if name_items else "") for index, spec in enumerate(specs)
+    ]
+    if not checked:
+        return []
+    new_jobs = [_new_job(spec, settings) for spec in checked]
+    outcomes = await insert_jobs_in_session(session, settings.pg_schema_queue, new_jobs)
+    skipped_keys = [
+        job.idempotency_key
+        for job, outcome in zip(new_jobs, outcomes, strict=True)
+        if not outcome.created and job.idempotency_key is not None
+    ]
+    # The session sees its own inserts and every committed job that won a key race.
+    existing = await repository.find_by_idempotency_keys(session, skipped_keys)
+    results = []
+    for job, outcome in zip(new_jobs, outcomes, strict=True):
+        if outcome.created:
+            results.append(EnqueueResult(job_id=job.job_id, status=JobStatus.QUEUED, created=True))
+            continue
+        assert job.idempotency_key is not None  # only the key can conflict
+        job_id, status = existing[job.idempotency_key]
+        results.append(EnqueueResult(job_id=job_id, status=status, created=False))
+    return results
+
+
+def _checked(spec: JobSpec, where: str) -> JobSpec:
+    """The validated spec; errors name the item of a bulk request."""
+    try:
+        spec = validated(spec)
+    except InvalidJobError as error:
+        raise type(error)(where + error.message) from None
     if not is_registered(spec.task):
         known = ", ".join(registered_names())
-        raise UnknownTaskError(f"unknown task {spec.task!r} (registered: {known})")
-    # The row is written first: it opens the database transaction that pgqueuer joins.
-    inserted = await repository.insert_job(session, _row_values(spec, settings))
-    if inserted is None:
-        assert spec.idempotency_key is not None  # only the key can conflict
-        existing = await repository.find_by_idempotency_key(session, spec.idempotency_key)
-        assert existing is not None  # the conflicting row is committed and visible
-        return EnqueueResult(job_id=existing.job_id, status=existing.status, created=False)
-    job_id, available_at, db_now = inserted
-    pgq_job_id = await enqueue_dispatch_in_session(
-        session,
-        settings.pg_schema_queue,
-        queue=spec.queue,
-        job_id=job_id,
-        priority=spec.priority,
-        delay=max(available_at - db_now, timedelta(0)),
-    )
-    await repository.link_dispatch(session, job_id, pgq_job_id)
-    await repository.add_event(
-        session, job_id, JobEvent.QUEUED, 0, {"queue": spec.queue, "task": spec.task}
-    )
-    return EnqueueResult(job_id=job_id, status=JobStatus.QUEUED, created=True)
+        raise UnknownTaskError(f"{where}unknown task {spec.task!r} (registered: {known})")
+    return spec
 
 
-def _row_values(spec: JobSpec, settings: Settings) -> dict[str, object]:
+def _new_job(spec: JobSpec, settings: Settings) -> NewJob:
     """The dl_jobs columns for a new job."""
-    values: dict[str, object] = {
-        "job_id": uuid.uuid4(),
-        "queue": spec.queue,
-        "task": spec.task,
-        "args": spec.args,
-        "idempotency_key": spec.idempotency_key,
-        "lock_key": spec.lock_key,
-        "partition_key": spec.partition_key,
-        "priority": spec.priority,
-        "max_attempts": spec.max_attempts,
-        "lease_ttl_sec": spec.lease_ttl_sec or settings.dl_default_lease_ttl_sec,
-        "producer": spec.producer,
-        "consumer_group": spec.consumer_group,
-        "status": JobStatus.QUEUED,
-    }
-    if spec.available_at is not None:
-        values["available_at"] = spec.available_at
-    return values
+    return NewJob(
+        job_id=uuid.uuid4(),
+        queue=spec.queue,
+        task=spec.task,
+        args=spec.args,
+        idempotency_key=spec.idempotency_key,
+        lock_key=spec.lock_key,
+        partition_key=spec.partition_key,
+        priority=spec.priority,
+        max_attempts=spec.max_attempts,
+        lease_ttl_sec=spec.lease_ttl_sec or settings.dl_default_lease_ttl_sec,
+        producer=spec.producer,
+        consumer_group=spec.consumer_group,
+        available_at=spec.available_at,
+    )

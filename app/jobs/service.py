@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import repository
 from app.db.dispatch import signal_cancel_in_session, withdraw_dispatch_in_session
-from app.jobs.enqueue import enqueue_in_session
+from app.jobs.enqueue import enqueue_in_session, enqueue_many_in_session
 from app.jobs.errors import JobFinishedError, JobNotFoundError
 from app.jobs.spec import JobSpec
 from app.jobs.states import JobEvent
@@ -28,6 +28,11 @@ class JobService:
         """Create a job (or return the one with the same idempotency_key) and commit."""
         async with self.sessions() as session, session.begin():
             return await enqueue_in_session(session, spec, self.settings)
+
+    async def trigger_many(self, specs: list[JobSpec]) -> list[EnqueueResult]:
+        """Create many jobs in one transaction (all or none) and commit."""
+        async with self.sessions() as session, session.begin():
+            return await enqueue_many_in_session(session, specs, self.settings)
 
     async def status(self, job_id: uuid.UUID) -> JobView:
         """The job as stored now."""
