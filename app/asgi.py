@@ -29,10 +29,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine = create_engine(settings)
         app.state.settings = settings
         app.state.started_monotonic = time.monotonic()
-        app.state.job_service = JobService(create_session_factory(engine), settings)
+        job_service = JobService(create_session_factory(engine), settings)
+        app.state.job_service = job_service
         try:
             yield
         finally:
+            await job_service.close()
             await engine.dispose()
 
     return Litestar(

@@ -50,7 +50,8 @@ async def _enqueue(
 ) -> list[EnqueueResult]:
     settings = settings or get_settings()
     checked = [
-        _checked(spec, f"jobs[{index}]: " if name_items else "") for index, spec in enumerate(specs)
+        check_spec(spec, f"jobs[{index}]: " if name_items else "")
+        for index, spec in enumerate(specs)
     ]
     if not checked:
         return []
@@ -74,8 +75,8 @@ async def _enqueue(
     return results
 
 
-def _checked(spec: JobSpec, where: str) -> JobSpec:
-    """The validated spec; errors name the item of a bulk request."""
+def check_spec(spec: JobSpec, where: str = "") -> JobSpec:
+    """The validated spec, or InvalidJobError prefixed by `where` (the item of a bulk call)."""
     try:
         spec = validated(spec)
     except InvalidJobError as error:

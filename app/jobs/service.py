@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import repository
 from app.db.dispatch import signal_cancel_in_session, withdraw_dispatch_in_session
-from app.jobs.enqueue import enqueue_in_session, enqueue_many_in_session
+from app.jobs.enqueue import enqueue_many_in_session
 from app.jobs.errors import JobFinishedError, JobNotFoundError
 from app.jobs.spec import JobSpec
 from app.jobs.states import JobEvent
+from app.jobs.trigger_batcher import TriggerBatcher
 from app.jobs.views import EnqueueResult, JobView
 from app.settings import Settings
 
@@ -23,11 +24,21 @@ class JobService:
 
     sessions: async_sessionmaker[AsyncSession]
     settings: Settings
+    batcher: TriggerBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batcher = TriggerBatcher(self.sessions, self.settings)
+
+    async def close(self) -> None:
+        """Stop background work (the trigger batcher)."""
+        await self.batcher.close()
 
     async def trigger(self, spec: JobSpec) -> EnqueueResult:
-        """Create a job (or return the one with the same idempotency_key) and commit."""
-        async with self.sessions() as session, session.begin():
-            return await enqueue_in_session(session, spec, self.settings)
+        """Create a job (or return the one with the same idempotency_key) once committed.
+
+        Concurrent triggers share a transaction (group commit); see TriggerBatcher.
+        """
+        return await self.batcher.trigger(spec)
 
     async def trigger_many(self, specs: list[JobSpec]) -> list[EnqueueResult]:
         """Create many jobs in one transaction (all or none) and commit."""
