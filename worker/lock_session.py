@@ -133,8 +133,9 @@ class LockSession:
                 self._fail_all(pending, ConnectionError("lock session has no database connection"))
                 await asyncio.sleep(RECONNECT_DELAY_SEC)
                 continue
-            await self._finish(connection, pending)
+            settle_finishes = await self._finish(connection, pending)
             await self._unlock(connection, pending.releases)
+            settle_finishes()  # callers learn the outcome once their lock is free again
             await self._start(connection, pending)
 
     async def _usable_connection(self) -> asyncpg.Connection:
@@ -154,9 +155,12 @@ class LockSession:
                 self.on_locks_lost(lost)
         return self._connection
 
-    async def _finish(self, connection: asyncpg.Connection, pending: _Pending) -> None:
+    async def _finish(
+        self, connection: asyncpg.Connection, pending: _Pending
+    ) -> Callable[[], None]:
+        """Write the final statuses; returns how to tell the callers (after the unlock)."""
         if not pending.finishes:
-            return
+            return lambda: None
         requests = [request for request, _, _ in pending.finishes]
         error: Exception | None = None
         owned: set[uuid.UUID] = set()
@@ -165,16 +169,21 @@ class LockSession:
         except Exception as exc:
             logger.exception("finishing %d attempt(s) failed", len(requests))
             error = exc
-        for request, lock_key, future in pending.finishes:
+        for request, lock_key, _ in pending.finishes:
             # The lock goes back whatever happened to the write: the pipeline has stopped.
             if self._forget(lock_key, request.job_id):
                 pending.releases.append(lock_key)
-            if future.done():
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(request.job_id in owned)
+
+        def settle() -> None:
+            for request, _, future in pending.finishes:
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(request.job_id in owned)
+
+        return settle
 
     async def _unlock(self, connection: asyncpg.Connection, keys: list[str]) -> None:
         keys = [*self._unlock_pending, *keys]
@@ -206,9 +215,17 @@ class LockSession:
                 if not future.done():
                     future.set_exception(exc)
             return
+        answered: set[uuid.UUID] = set()
         for request, future in pending.starts:
-            answer = answers.get(request.job_id)
-            if answer is not None and answer.attempt is not None:
+            # One start per job: a second request for it in the same round gets nothing.
+            answer = None if request.job_id in answered else answers.get(request.job_id)
+            answered.add(request.job_id)
+            if answer is not None and answer.got_lock and future.done():
+                # Its caller was cancelled while waiting: nobody will run the attempt, so
+                # give the lock back; the expired lease sends the job back to the queue.
+                logger.warning("start of job %s abandoned by its caller", request.job_id)
+                self._queue_unlock(answer.lock_key)
+            elif answer is not None and answer.attempt is not None:
                 self.held[answer.lock_key] = request.job_id
             elif answer is not None and answer.got_lock:
                 self._queue_unlock(answer.lock_key)  # the job changed between lock and start

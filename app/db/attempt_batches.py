@@ -59,8 +59,10 @@ def batch_statements(schema: str) -> BatchStatements:
     queued, running = JobStatus.QUEUED.value, JobStatus.RUNNING.value
     start = f"""
         WITH request AS (
-            SELECT r.job_id, r.pgq_job_id, r.ord
+            -- One request per job: the same dispatch asked twice still starts once.
+            SELECT DISTINCT ON (r.job_id) r.job_id, r.pgq_job_id, r.ord
             FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS r(job_id, pgq_job_id, ord)
+            ORDER BY r.job_id, r.ord
         ),
         startable AS (
             SELECT j.job_id, j.lock_key, r.pgq_job_id,

@@ -97,8 +97,10 @@ def _statement(schema: str) -> TextClause:
             SELECT job_id, queue, task, args, idempotency_key, lock_key, partition_key, priority,
                    max_attempts, lease_ttl_sec, producer, consumer_group,
                    coalesce(available_at, now()), '{JobStatus.QUEUED.value}', pgq_id
-            FROM input ORDER BY ord
-            ON CONFLICT (idempotency_key) DO NOTHING
+            -- Key order, so two calls sharing keys wait on each other without deadlock;
+            -- among items sharing a key the first in the call wins.
+            FROM input ORDER BY idempotency_key, ord
+            ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING job_id, queue, task, priority, available_at, pgq_job_id
         ),
         dispatched AS (

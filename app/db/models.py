@@ -56,7 +56,7 @@ class DlJob(Base):
     queue: Mapped[str] = mapped_column(Text)
     task: Mapped[str] = mapped_column(Text)
     args: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
-    idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
     lock_key: Mapped[str] = mapped_column(Text)
     partition_key: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
@@ -105,13 +105,24 @@ class DlJob(Base):
         ),
         # Listing newest first, with job_id as the keyset tiebreaker.
         Index("ix_dl_jobs_created", text("created_at DESC"), text("job_id DESC")),
-        Index("ix_dl_jobs_status_finished", "status", "finished_at"),
+        Index(
+            "ix_dl_jobs_status_finished",
+            "status",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
         Index(
             "ix_dl_jobs_live_lock_key",
             "lock_key",
             postgresql_where=text("status IN ('queued', 'running')"),
         ),
-        Index("ix_dl_jobs_pgq_job_id", "pgq_job_id"),
+        # Partial: jobs without a key add no entry on each of their updates.
+        Index(
+            "uq_dl_jobs_idempotency_key",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
 
 

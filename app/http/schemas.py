@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from app.jobs.spec import JobSpec
@@ -18,9 +20,7 @@ BULK_TRIGGER_LIMIT = 1000
 class JobBulkTriggerRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Up to BULK_TRIGGER_LIMIT jobs created in one transaction: all of them, or none."""
 
-    # The length is checked by the handler: Litestar turns a failed length constraint on a
-    # body field into a 500 instead of a 400.
-    jobs: list[JobSpec]
+    jobs: Annotated[list[JobSpec], msgspec.Meta(min_length=1, max_length=BULK_TRIGGER_LIMIT)]
 
 
 class JobBulkTriggerResponse(msgspec.Struct, kw_only=True):
