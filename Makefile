@@ -32,3 +32,8 @@ test: lint pytest
 
 clean-data:
 	rm -rf .data
+
+# Benchmarks: `make bench`, or e.g. `make bench BENCH_ARGS="--quick"` / `"--only 1,2 --reps 5"`.
+.PHONY: bench
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)

@@ -68,7 +68,10 @@ def batch_statements(schema: str) -> BatchStatements:
             SELECT j.job_id, j.lock_key, r.pgq_job_id,
                    row_number() OVER (PARTITION BY j.lock_key ORDER BY r.ord) AS rank_in_batch
             FROM request r JOIN {jobs} j ON j.job_id = r.job_id
-            WHERE j.status = '{queued}' AND j.pgq_job_id = r.pgq_job_id
+            -- Spelled out so the planner looks the ids up by primary key instead of
+            -- scanning every queued job (its estimate of unnest's rows is blind).
+            WHERE j.job_id = ANY($1::uuid[])
+              AND j.status = '{queued}' AND j.pgq_job_id = r.pgq_job_id
               AND NOT j.cancel_requested
         ),
         locked AS MATERIALIZED (
@@ -88,7 +91,8 @@ def batch_statements(schema: str) -> BatchStatements:
                 heartbeat_at = now(), started_at = coalesce(j.started_at, now()),
                 worker_id = $4, updated_at = now()
             FROM locked l
-            WHERE j.job_id = l.job_id AND l.got_lock AND j.status = '{queued}'
+            WHERE j.job_id = l.job_id AND j.job_id = ANY($1::uuid[])
+              AND l.got_lock AND j.status = '{queued}'
               AND j.pgq_job_id = l.pgq_job_id AND NOT j.cancel_requested
             RETURNING j.job_id, j.queue, j.task, j.args, j.lock_key, j.priority, j.attempt,
                       j.max_attempts, j.lease_ttl_sec
@@ -115,7 +119,8 @@ def batch_statements(schema: str) -> BatchStatements:
             SET status = r.status, finished_at = now(), lease_expires_at = NULL,
                 updated_at = now(), error = r.error, progress = coalesce(r.progress, j.progress)
             FROM request r
-            WHERE j.job_id = r.job_id AND j.attempt = r.attempt AND j.status = '{running}'
+            WHERE j.job_id = r.job_id AND j.job_id = ANY($1::uuid[])
+              AND j.attempt = r.attempt AND j.status = '{running}'
             RETURNING j.job_id, j.attempt, r.event, r.details
         ),
         logged AS (

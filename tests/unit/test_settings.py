@@ -138,7 +138,7 @@ def test_load_settings_overrides_beat_the_environment(monkeypatch: pytest.Monkey
         ("WORKERS_JSON", '{"queue": "etl.default"}'),
         ("WORKERS_JSON", "[]"),
         ("WORKERS_JSON", '[{"queue": "a"}, {"queue": "a"}]'),
-        ("WORKERS_JSON", '[{"queue": "a", "concurrency": 0}]'),
+        ("WORKERS_JSON", '[{"queue": "a", "concurrency": -1}]'),
         ("WORKERS_JSON", '[{"queue": "has space"}]'),
         ("DL_PIPELINE_MODULES", "[not json"),
         ("DL_HEARTBEAT_SEC", "abc"),

@@ -1,0 +1,85 @@
+"""Creating `noop` jobs in-app through the project's enqueue path, in batches.
+
+`enqueue_many()` is the one adapter: it calls `enqueue_many_in_session` when the project has
+it, else `enqueue_in_session` once per job inside the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.db.engine import create_engine, create_session_factory
+from app.jobs import enqueue as project_enqueue
+from app.jobs.spec import JobSpec
+from app.jobs.views import EnqueueResult
+from app.settings import Settings, load_settings
+from bench.server import QUEUE_SCHEMA
+
+QUEUE = "bench"
+TASK = "noop"
+
+
+def enqueue_path() -> str:
+    """Which project function `enqueue_many()` uses."""
+    if hasattr(project_enqueue, "enqueue_many_in_session"):
+        return "enqueue_many_in_session"
+    return "enqueue_in_session (loop, one transaction)"
+
+
+async def enqueue_many(
+    session: AsyncSession, specs: Sequence[JobSpec], settings: Settings
+) -> list[EnqueueResult]:
+    """Every spec enqueued in the session's transaction, by the fastest path available."""
+    many = getattr(project_enqueue, "enqueue_many_in_session", None)
+    if many is not None:
+        return cast(list[EnqueueResult], await many(session, list(specs), settings))
+    return [await project_enqueue.enqueue_in_session(session, spec, settings) for spec in specs]
+
+
+def noop_spec(lock_key: str) -> JobSpec:
+    """A zero-sleep noop job."""
+    return JobSpec(queue=QUEUE, task=TASK, lock_key=lock_key, args={})
+
+
+def trigger_body(lock_key: str) -> dict[str, Any]:
+    """The JSON body of `POST /api/v1/jobs/trigger` for the same job."""
+    return {"queue": QUEUE, "task": TASK, "lock_key": lock_key, "args": {}}
+
+
+def trigger_bytes(lock_key: str) -> bytes:
+    """`trigger_body` encoded."""
+    return json.dumps(trigger_body(lock_key), separators=(",", ":")).encode()
+
+
+@dataclass
+class InApp:
+    """A SQLAlchemy engine on one database, for enqueueing from the benchmark process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+    async def enqueue(self, count: int, per_transaction: int, prefix: str) -> None:
+        """`count` noop jobs with lock_keys `<prefix>-<n>`, `per_transaction` per commit."""
+        for start in range(0, count, per_transaction):
+            end = min(count, start + per_transaction)
+            specs = [noop_spec(f"{prefix}-{n}") for n in range(start, end)]
+            async with self.sessions() as session, session.begin():
+                await enqueue_many(session, specs, self.settings)
+
+
+@asynccontextmanager
+async def in_app(dsn: str) -> AsyncIterator[InApp]:
+    """An `InApp` on `dsn`, disposed afterwards."""
+    settings = load_settings(database_url=dsn, pg_schema_queue=QUEUE_SCHEMA)
+    engine = create_engine(settings)
+    try:
+        yield InApp(settings, engine, create_session_factory(engine))
+    finally:
+        await engine.dispose()

@@ -1,0 +1,33 @@
+"""The scenarios, by number: each module has NUMBER, TITLE and `async run(ctx, result)`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bench.context import RunContext
+from bench.report import ScenarioResult
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scenario's number, title and entry point."""
+
+    number: int
+    title: str
+    run: Callable[[RunContext, ScenarioResult], Awaitable[None]]
+
+
+def all_scenarios() -> dict[int, Scenario]:
+    """Every scenario by number."""
+    from bench.scenarios import (
+        s1_peer,
+        s2_lifecycle,
+        s3_enqueue,
+        s4_latency,
+        s5_scale,
+        s6_memory,
+    )
+
+    modules = (s1_peer, s2_lifecycle, s3_enqueue, s4_latency, s5_scale, s6_memory)
+    return {m.NUMBER: Scenario(m.NUMBER, m.TITLE, m.run) for m in modules}
