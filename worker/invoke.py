@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from functools import cache
 from typing import Any
 
 from app.pipelines.context import PipelineContext
@@ -14,10 +15,15 @@ class PipelineCanceled(Exception):
     """The pipeline stopped at a checkpoint because its job was canceled."""
 
 
+@cache
+def _takes_context(func: Pipeline) -> bool:
+    # Cached: inspecting a signature costs more than running a short job.
+    return len(inspect.signature(func).parameters) >= 2
+
+
 def _call_args(func: Pipeline, args: dict[str, Any], ctx: PipelineContext) -> tuple[Any, ...]:
     """(args, ctx) for pipelines that take a context, (args,) for those that do not."""
-    parameters = inspect.signature(func).parameters
-    return (args, ctx) if len(parameters) >= 2 else (args,)
+    return (args, ctx) if _takes_context(func) else (args,)
 
 
 def is_interruptible(func: Pipeline) -> bool:

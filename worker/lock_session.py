@@ -1,9 +1,9 @@
 """The worker's lock session: one connection that holds every lock_key lock of this process.
 
-Attempts ask it to start and finish; it gathers whatever requests are waiting and serves
-them together, one statement for all starts and one for all finishes, in this order:
-finishes, then unlocks, then starts, so a lock freed in a round can be taken in the same one.
-Batches form only under load: a lone request is served at once, without waiting for company.
+Attempts ask it to start (lock + queued -> running, one statement for every waiting start)
+and give locks back when they end (worker.finish_writer hands them back after the final
+write commits). Each round first releases, then starts, so a lock freed in a round can be
+taken in the same one. Batches form only under load: a lone request is served at once.
 
 Session-level locks stack within one session, so this process also remembers which keys it
 holds and never tries one of them again: a second job with a held key is "lock busy".
@@ -22,18 +22,25 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from app.db import attempt_batches as batches
-from app.db.attempt_batches import FinishRequest, StartAnswer, StartRequest
+from app.db.attempt_batches import StartAnswer, StartRequest
 
 logger = logging.getLogger("worker.lock_session")
 
 RECONNECT_DELAY_SEC = 1.0
 
 
-async def _init_connection(connection: asyncpg.Connection) -> None:
+async def connect_with_json(dsn: str) -> asyncpg.Connection:
+    """An asyncpg connection that reads and writes json/jsonb as Python objects."""
+    connection: asyncpg.Connection = await asyncpg.connect(dsn)
     for type_name in ("jsonb", "json"):
         await connection.set_type_codec(
             type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
         )
+    return connection
+
+
+def _nothing() -> None:
+    return None
 
 
 @dataclass
@@ -41,16 +48,13 @@ class _Pending:
     starts: list[tuple[StartRequest, asyncio.Future[StartAnswer | None]]] = field(
         default_factory=list
     )
-    finishes: list[tuple[FinishRequest, str, asyncio.Future[bool]]] = field(default_factory=list)
-    releases: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.starts or self.finishes or self.releases)
+    # Keys to unlock, each with what to do once it is free (or could not be freed).
+    releases: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
 
 
 @dataclass
 class LockSession:
-    """Serves start, finish and release requests for this worker, batched, in one task."""
+    """Serves start and release requests for this worker, batched, in one task."""
 
     dsn: str
     schema: str
@@ -90,21 +94,20 @@ class LockSession:
         self._wakeup.set()
         return await future
 
-    async def finish(self, request: FinishRequest, lock_key: str) -> bool:
-        """Write the attempt's final status, then release its lock; False when fenced out."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.finishes.append((request, lock_key, future))
-        self._wakeup.set()
-        return await future
-
     def release(self, lock_key: str, job_id: uuid.UUID) -> None:
         """Give a job's lock back without a final write (the job was requeued another way).
 
         Only the job holding the key releases it: a late second release must not free the
         lock of a newer job that took the same key.
         """
+        self.release_then(lock_key, job_id, _nothing)
+
+    def release_then(self, lock_key: str, job_id: uuid.UUID, then: Callable[[], None]) -> None:
+        """release(), and call `then` once the lock is free (at once if it was not held)."""
         if self._forget(lock_key, job_id):
-            self._queue_unlock(lock_key)
+            self._queue_unlock(lock_key, then)
+        else:
+            then()
 
     def _forget(self, lock_key: str, job_id: uuid.UUID) -> bool:
         if self.held.get(lock_key) != job_id:
@@ -112,14 +115,12 @@ class LockSession:
         del self.held[lock_key]
         return True
 
-    def _queue_unlock(self, lock_key: str) -> None:
-        self._pending.releases.append(lock_key)
+    def _queue_unlock(self, lock_key: str, then: Callable[[], None] = _nothing) -> None:
+        self._pending.releases.append((lock_key, then))
         self._wakeup.set()
 
     async def _connect(self) -> asyncpg.Connection:
-        connection: asyncpg.Connection = await asyncpg.connect(self.dsn)
-        await _init_connection(connection)
-        return connection
+        return await connect_with_json(self.dsn)
 
     async def _serve(self) -> None:
         while True:
@@ -133,9 +134,7 @@ class LockSession:
                 self._fail_all(pending, ConnectionError("lock session has no database connection"))
                 await asyncio.sleep(RECONNECT_DELAY_SEC)
                 continue
-            settle_finishes = await self._finish(connection, pending)
             await self._unlock(connection, pending.releases)
-            settle_finishes()  # callers learn the outcome once their lock is free again
             await self._start(connection, pending)
 
     async def _usable_connection(self) -> asyncpg.Connection:
@@ -155,38 +154,10 @@ class LockSession:
                 self.on_locks_lost(lost)
         return self._connection
 
-    async def _finish(
-        self, connection: asyncpg.Connection, pending: _Pending
-    ) -> Callable[[], None]:
-        """Write the final statuses; returns how to tell the callers (after the unlock)."""
-        if not pending.finishes:
-            return lambda: None
-        requests = [request for request, _, _ in pending.finishes]
-        error: Exception | None = None
-        owned: set[uuid.UUID] = set()
-        try:
-            owned = await batches.finish_batch(connection, self._statements, requests)
-        except Exception as exc:
-            logger.exception("finishing %d attempt(s) failed", len(requests))
-            error = exc
-        for request, lock_key, _ in pending.finishes:
-            # The lock goes back whatever happened to the write: the pipeline has stopped.
-            if self._forget(lock_key, request.job_id):
-                pending.releases.append(lock_key)
-
-        def settle() -> None:
-            for request, _, future in pending.finishes:
-                if future.done():
-                    continue
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(request.job_id in owned)
-
-        return settle
-
-    async def _unlock(self, connection: asyncpg.Connection, keys: list[str]) -> None:
-        keys = [*self._unlock_pending, *keys]
+    async def _unlock(
+        self, connection: asyncpg.Connection, releases: list[tuple[str, Callable[[], None]]]
+    ) -> None:
+        keys = [*self._unlock_pending, *(key for key, _ in releases)]
         if not keys:
             return
         try:
@@ -198,6 +169,8 @@ class LockSession:
             self._wakeup.set()
         else:
             self._unlock_pending.clear()
+        for _, then in releases:
+            then()
 
     async def _start(self, connection: asyncpg.Connection, pending: _Pending) -> None:
         if not pending.starts:
@@ -250,7 +223,5 @@ class LockSession:
         for _, future in pending.starts:
             if not future.done():
                 future.set_exception(error)
-        for request, lock_key, finish_future in pending.finishes:
-            self._forget(lock_key, request.job_id)
-            if not finish_future.done():
-                finish_future.set_exception(error)
+        for _, then in pending.releases:
+            then()  # the lost connection took its locks with it

@@ -20,6 +20,7 @@ from app.db.engine import create_engine, create_session_factory
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
 from app.pipelines.registry import load_pipelines
 from app.settings import settings_or_exit
+from worker.finish_writer import FinishWriter
 from worker.identity import worker_id
 from worker.lock_session import LockSession
 from worker.maintenance.leader import MaintenanceLoop
@@ -67,10 +68,12 @@ async def factory() -> AsyncIterator[PgQueuer]:
     sessions = create_session_factory(engine)
     locks = LockSession(settings.asyncpg_dsn, schema, ident)
     await locks.open()
+    finishes = FinishWriter(settings.asyncpg_dsn, locks)
+    await finishes.open()
     connection = await asyncpg.connect(settings.asyncpg_dsn)
     queries = queries_for(connection, pgqueuer_settings(schema))
     pgq = PgQueuer(AsyncpgDriver(connection), queries=queries)
-    runner = Runner(settings, engine, sessions, locks, ident)
+    runner = Runner(settings, engine, sessions, locks, finishes, ident)
     locks.on_locks_lost = runner.interrupt_jobs
 
     async def handle(job: Job, ctx: Any) -> None:
@@ -104,6 +107,7 @@ async def factory() -> AsyncIterator[PgQueuer]:
         for task in background[1:]:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await finishes.close()
         await locks.close()
         await connection.close()
         await engine.dispose()

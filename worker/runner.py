@@ -21,6 +21,7 @@ from app.jobs.states import JobEvent, JobStatus
 from app.pipelines.context import PipelineContext
 from app.pipelines.registry import get_pipeline
 from app.settings import Settings
+from worker.finish_writer import FinishWriter
 from worker.invoke import PipelineCanceled, is_interruptible, run_pipeline
 from worker.lock_session import LockSession
 
@@ -66,6 +67,7 @@ class Runner:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     locks: LockSession
+    finishes: FinishWriter
     worker_id: str
     active: dict[uuid.UUID, AttemptRun] = field(default_factory=dict)
 
@@ -119,7 +121,8 @@ class Runner:
         context.progress_sink = run.save_progress
         self.active[job_id] = run
         log = {"job_id": str(job_id), "attempt": started.attempt, "worker_id": self.worker_id}
-        logger.info("attempt started: job %s attempt %d", job_id, started.attempt, extra=log)
+        # The start is in the job's events; the log keeps one line per attempt, at its end.
+        logger.debug("attempt started: job %s attempt %d", job_id, started.attempt, extra=log)
         try:
             outcome, error = await self._execute(run, pgq_cancel)
             if not await self._finish(run, outcome, error) and outcome is not Outcome.FENCED:
@@ -216,7 +219,7 @@ class Runner:
     async def _finish(self, run: AttemptRun, outcome: Outcome, error: BaseException | None) -> bool:
         """Write how the attempt ended; False when another attempt owns the job (no write).
 
-        Final writes go through the lock session, which frees the lock once they commit.
+        Final writes go through the finish writer, which frees the lock once they commit.
         """
         started = run.started
         if outcome is Outcome.FENCED:
@@ -253,7 +256,7 @@ class Runner:
         error: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> bool:
-        """running -> a final status through the lock session (batched with other finishes)."""
+        """running -> a final status through the finish writer (batched with other finishes)."""
         request = FinishRequest(
             job_id=run.started.job_id,
             attempt=run.started.attempt,
@@ -263,7 +266,7 @@ class Runner:
             error=error,
             details=details,
         )
-        return await self.locks.finish(request, run.started.lock_key)
+        return await self.finishes.finish(request, run.started.lock_key)
 
     async def _requeue(
         self,

@@ -15,7 +15,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
-    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -132,9 +131,9 @@ class DlJobEvent(Base):
     __tablename__ = "dl_job_events"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    job_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("dl_jobs.job_id", ondelete="CASCADE"), index=False
-    )
+    # No foreign key: each event is written by the statement that writes its job's row
+    # (see migration 0003); retention deletes events with their job.
+    job_id: Mapped[uuid.UUID] = mapped_column(index=False)
     event: Mapped[str] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

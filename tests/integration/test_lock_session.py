@@ -21,6 +21,7 @@ from app.jobs.states import JobEvent, JobStatus
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
 from tests.support.workers import wait_until
+from worker.finish_writer import FinishWriter
 from worker.lock_session import LockSession
 
 load_pipelines()  # the built-in `noop`, as a worker would have it
@@ -58,6 +59,15 @@ async def lock_session(database_dsn: str, settings: Settings) -> AsyncIterator[L
     await session.open()
     yield session
     await session.close()
+
+
+@pytest.fixture
+async def finishes(database_dsn: str, lock_session: LockSession) -> AsyncIterator[FinishWriter]:
+    """The finish writer that hands locks back to `lock_session`."""
+    writer = FinishWriter(database_dsn, lock_session)
+    await writer.open()
+    yield writer
+    await writer.close()
 
 
 @dataclass
@@ -283,7 +293,7 @@ async def test_concurrent_starts_of_one_lock_key_start_exactly_one(
 
 
 async def test_start_of_a_key_this_session_holds_for_another_job_is_lock_busy(
-    db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
+    finishes: FinishWriter, db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
 ) -> None:
     holder, waiter = await enqueue("shared", "shared")
     await start_ok(lock_session, holder)
@@ -296,7 +306,7 @@ async def test_start_of_a_key_this_session_holds_for_another_job_is_lock_busy(
     assert (await job_row(db, waiter.job_id))["status"] == "queued"
     assert lock_session.held == {"shared": holder.job_id}
 
-    assert await lock_session.finish(succeeded(holder), "shared") is True
+    assert await finishes.finish(succeeded(holder), "shared") is True
     # Had the busy start stacked a second session lock, the key would still be taken here.
     await wait_lock_free(db, "shared")
     await start_ok(lock_session, waiter)
@@ -325,12 +335,12 @@ async def test_lock_held_by_another_connection_makes_start_lock_busy(
 
 
 async def test_finish_writes_final_status_and_event_and_frees_the_lock(
-    db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
+    finishes: FinishWriter, db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
 ) -> None:
     [job] = await enqueue("customer-9")
     await start_ok(lock_session, job)
 
-    owned = await lock_session.finish(
+    owned = await finishes.finish(
         succeeded(job, progress={"processed": 3}, details={"rows": 10}), "customer-9"
     )
 
@@ -353,12 +363,12 @@ async def test_finish_writes_final_status_and_event_and_frees_the_lock(
 
 
 async def test_finish_with_failed_status_keeps_error(
-    db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
+    finishes: FinishWriter, db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
 ) -> None:
     [job] = await enqueue("customer-f")
     await start_ok(lock_session, job)
 
-    owned = await lock_session.finish(
+    owned = await finishes.finish(
         FinishRequest(
             job_id=job.job_id,
             attempt=1,
@@ -377,7 +387,7 @@ async def test_finish_with_failed_status_keeps_error(
 
 
 async def test_finish_returns_only_once_the_lock_is_free(
-    db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
+    finishes: FinishWriter, db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
 ) -> None:
     """finish() promises "write the final status, then release its lock".
 
@@ -388,7 +398,7 @@ async def test_finish_returns_only_once_the_lock_is_free(
     still_held = []
     for job in jobs:
         await start_ok(lock_session, job)
-        assert await lock_session.finish(succeeded(job), job.lock_key) is True
+        assert await finishes.finish(succeeded(job), job.lock_key) is True
         if not await lock_free(db, job.lock_key):
             still_held.append(job.lock_key)
 
@@ -396,13 +406,13 @@ async def test_finish_returns_only_once_the_lock_is_free(
 
 
 async def test_finish_with_wrong_attempt_writes_nothing_but_frees_the_lock(
-    db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
+    finishes: FinishWriter, db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
 ) -> None:
     [job] = await enqueue("customer-2")
     await start_ok(lock_session, job)
     before = await job_row(db, job.job_id)
 
-    owned = await lock_session.finish(succeeded(job, attempt=2), "customer-2")
+    owned = await finishes.finish(succeeded(job, attempt=2), "customer-2")
 
     assert owned is False
     assert dict(await job_row(db, job.job_id)) == dict(before)
@@ -413,7 +423,7 @@ async def test_finish_with_wrong_attempt_writes_nothing_but_frees_the_lock(
 
 
 async def test_finish_of_a_job_that_is_no_longer_running_is_fenced(
-    db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
+    finishes: FinishWriter, db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
 ) -> None:
     [job] = await enqueue("customer-3")
     await start_ok(lock_session, job)
@@ -422,7 +432,7 @@ async def test_finish_of_a_job_that_is_no_longer_running_is_fenced(
         "UPDATE dl_jobs SET status = 'lost', finished_at = now() WHERE job_id = $1", job.job_id
     )
 
-    owned = await lock_session.finish(succeeded(job), "customer-3")
+    owned = await finishes.finish(succeeded(job), "customer-3")
 
     assert owned is False
     assert (await job_row(db, job.job_id))["status"] == "lost"
@@ -473,7 +483,7 @@ async def test_close_gives_back_every_lock(
 
 
 async def test_many_concurrent_starts_all_start_and_every_lock_is_released_after(
-    db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
+    finishes: FinishWriter, db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
 ) -> None:
     count = 200
     jobs = await enqueue(*(f"tenant-{i}" for i in range(count)))
@@ -495,7 +505,7 @@ async def test_many_concurrent_starts_all_start_and_every_lock_is_released_after
     )
     assert [(r["status"], r["n"]) for r in statuses] == [("running", count)]
 
-    owned = await asyncio.gather(*(lock_session.finish(succeeded(j), j.lock_key) for j in jobs))
+    owned = await asyncio.gather(*(finishes.finish(succeeded(j), j.lock_key) for j in jobs))
 
     assert owned == [True] * count
     assert lock_session.held == {}

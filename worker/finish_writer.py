@@ -1,0 +1,98 @@
+"""The worker's finish writer: final statuses of many attempts in one statement.
+
+It writes on a connection of its own, so finishing overlaps with the lock session starting
+the next jobs. Once a round's write is committed it hands each job's lock back to the lock
+session, and a caller hears the outcome only when its lock is free again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from functools import partial
+
+import asyncpg
+
+from app.db import attempt_batches as batches
+from app.db.attempt_batches import FinishRequest
+from worker.lock_session import LockSession, connect_with_json
+
+logger = logging.getLogger("worker.finish_writer")
+
+RECONNECT_DELAY_SEC = 1.0
+
+_Waiting = tuple[FinishRequest, str, asyncio.Future[bool]]
+
+
+@dataclass
+class FinishWriter:
+    """Serves finish requests for this worker, batched, in one task."""
+
+    dsn: str
+    locks: LockSession
+    _waiting: list[_Waiting] = field(default_factory=list)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _connection: asyncpg.Connection | None = None
+    _task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self._statements = batches.batch_statements(self.locks.schema)
+
+    async def open(self) -> None:
+        """Connect and start serving."""
+        self._connection = await connect_with_json(self.dsn)
+        self._task = asyncio.create_task(self._serve(), name="finish-writer")
+
+    async def close(self) -> None:
+        """Stop serving and disconnect."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+
+    async def finish(self, request: FinishRequest, lock_key: str) -> bool:
+        """Write the attempt's final status, then free its lock; False when fenced out."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((request, lock_key, future))
+        self._wakeup.set()
+        return await future
+
+    async def _serve(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, self._waiting = self._waiting, []
+            owned: set[uuid.UUID] = set()
+            error: Exception | None = None
+            try:
+                owned = await self._write(batch)
+            except Exception as exc:
+                logger.exception("finishing %d attempt(s) failed", len(batch))
+                error = exc
+            for request, lock_key, future in batch:
+                # The lock goes back whatever happened to the write: the pipeline has stopped.
+                settle = partial(_settle, future, request.job_id in owned, error)
+                self.locks.release_then(lock_key, request.job_id, settle)
+            if error is not None:
+                await asyncio.sleep(RECONNECT_DELAY_SEC)
+
+    async def _write(self, batch: list[_Waiting]) -> set[uuid.UUID]:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await connect_with_json(self.dsn)
+        requests = [request for request, _, _ in batch]
+        return await batches.finish_batch(self._connection, self._statements, requests)
+
+
+def _settle(future: asyncio.Future[bool], owned: bool, error: Exception | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(owned)
