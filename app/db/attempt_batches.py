@@ -88,7 +88,9 @@ def batch_statements(schema: str) -> BatchStatements:
             UPDATE {jobs} j
             SET status = '{running}', attempt = j.attempt + 1,
                 lease_expires_at = now() + j.lease_ttl_sec * interval '1 second',
-                heartbeat_at = now(), started_at = coalesce(j.started_at, now()),
+                -- clock_timestamp(): after this statement took the lock. now() is when the
+                -- statement began, which can precede the previous holder's finish.
+                heartbeat_at = now(), started_at = coalesce(j.started_at, clock_timestamp()),
                 worker_id = $4, updated_at = now()
             FROM locked l
             WHERE j.job_id = l.job_id AND j.job_id = ANY($1::uuid[])
@@ -98,8 +100,8 @@ def batch_statements(schema: str) -> BatchStatements:
                       j.max_attempts, j.lease_ttl_sec
         ),
         logged AS (
-            INSERT INTO {events} (job_id, event, attempt, details)
-            SELECT s.job_id, '{JobEvent.STARTED.value}', s.attempt,
+            INSERT INTO {events} (job_id, event, attempt, at, details)
+            SELECT s.job_id, '{JobEvent.STARTED.value}', s.attempt, clock_timestamp(),
                    jsonb_build_object('worker_id', $4::text)
             FROM started s
         )
