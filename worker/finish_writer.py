@@ -43,7 +43,7 @@ class FinishWriter:
 
     async def open(self) -> None:
         """Connect and start serving."""
-        self._connection = await connect_with_json(self.dsn)
+        self._connection = await self._connect()
         self._task = asyncio.create_task(self._serve(), name="finish-writer")
 
     async def close(self) -> None:
@@ -82,9 +82,12 @@ class FinishWriter:
             if error is not None:
                 await asyncio.sleep(RECONNECT_DELAY_SEC)
 
+    async def _connect(self) -> asyncpg.Connection:
+        return await connect_with_json(self.dsn, f"dataloader finish writer {self.locks.worker_id}")
+
     async def _write(self, batch: list[_Waiting]) -> set[uuid.UUID]:
         if self._connection is None or self._connection.is_closed():
-            self._connection = await connect_with_json(self.dsn)
+            self._connection = await self._connect()
         requests = [request for request, _, _ in batch]
         return await batches.finish_batch(self._connection, self._statements, requests)
 

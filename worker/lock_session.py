@@ -29,9 +29,14 @@ logger = logging.getLogger("worker.lock_session")
 RECONNECT_DELAY_SEC = 1.0
 
 
-async def connect_with_json(dsn: str) -> asyncpg.Connection:
-    """An asyncpg connection that reads and writes json/jsonb as Python objects."""
-    connection: asyncpg.Connection = await asyncpg.connect(dsn)
+async def connect_with_json(dsn: str, application_name: str) -> asyncpg.Connection:
+    """An asyncpg connection that reads and writes json/jsonb as Python objects.
+
+    `application_name` shows in pg_stat_activity, so operators can tell its purpose.
+    """
+    connection: asyncpg.Connection = await asyncpg.connect(
+        dsn, server_settings={"application_name": application_name[:63]}
+    )
     for type_name in ("jsonb", "json"):
         await connection.set_type_codec(
             type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
@@ -120,7 +125,7 @@ class LockSession:
         self._wakeup.set()
 
     async def _connect(self) -> asyncpg.Connection:
-        return await connect_with_json(self.dsn)
+        return await connect_with_json(self.dsn, f"dataloader lock session {self.worker_id}")
 
     async def _serve(self) -> None:
         while True:

@@ -538,3 +538,51 @@ async def test_two_starts_of_the_same_dispatch_start_one_attempt(
     row = await job_row(db, job.job_id)
     assert (row["status"], row["attempt"]) == ("running", 1)
     assert await events(db, job.job_id) == [("queued", 0), ("started", 1)]
+
+
+async def kill_lock_session_backend(db: asyncpg.Connection) -> None:
+    """Terminate the lock session's server process, as a network cut or restart would."""
+    killed = await db.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name LIKE 'dataloader lock session %'"
+        " AND datname = current_database()"
+    )
+    assert killed == 1
+
+
+async def test_lost_connection_is_reopened_and_held_locks_are_taken_again(
+    db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
+) -> None:
+    stopped: list[uuid.UUID] = []
+    lock_session.on_locks_lost = stopped.extend
+    running, later = await enqueue("kept", "after-restart")
+    await start_ok(lock_session, running)
+
+    await kill_lock_session_backend(db)
+    await wait_lock_free(db, "kept")  # the server dropped the lock with the session
+    await start_ok(lock_session, later)  # the next round reconnects first
+
+    assert await lock_free(db, "kept") is False  # taken again by the new session
+    assert lock_session.held == {"kept": running.job_id, "after-restart": later.job_id}
+    assert stopped == []
+
+
+async def test_a_lock_taken_by_someone_else_while_disconnected_stops_its_job(
+    database_dsn: str, db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
+) -> None:
+    stopped: list[uuid.UUID] = []
+    lock_session.on_locks_lost = stopped.extend
+    running, later = await enqueue("stolen", "after-restart")
+    await start_ok(lock_session, running)
+
+    await kill_lock_session_backend(db)
+    await wait_lock_free(db, "stolen")
+    thief = await asyncpg.connect(database_dsn)
+    try:
+        assert await thief.fetchval("SELECT pg_try_advisory_lock(hashtextextended('stolen', 0))")
+        await start_ok(lock_session, later)
+
+        assert stopped == [running.job_id]
+        assert lock_session.held == {"after-restart": later.job_id}
+    finally:
+        await thief.close()
