@@ -18,11 +18,12 @@ import asyncpg
 
 from app.db import attempt_batches as batches
 from app.db.attempt_batches import FinishRequest
-from worker.lock_session import LockSession, connect_with_json
+from worker.lock_session import LockSession, connect_with_json, connection_lost
 
 logger = logging.getLogger("worker.finish_writer")
 
 RECONNECT_DELAY_SEC = 1.0
+MAX_FINISHES_PER_ROUND = 1000  # more wait for the next round: statements stay bounded
 
 _Waiting = tuple[FinishRequest, str, asyncio.Future[bool]]
 
@@ -67,7 +68,10 @@ class FinishWriter:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            batch, self._waiting = self._waiting, []
+            batch = self._waiting[:MAX_FINISHES_PER_ROUND]
+            del self._waiting[:MAX_FINISHES_PER_ROUND]
+            if self._waiting:
+                self._wakeup.set()
             owned: set[uuid.UUID] = set()
             error: Exception | None = None
             try:
@@ -86,9 +90,24 @@ class FinishWriter:
         return await connect_with_json(self.dsn, f"dataloader finish writer {self.locks.worker_id}")
 
     async def _write(self, batch: list[_Waiting]) -> set[uuid.UUID]:
+        """One statement; retried once on a fresh connection if the connection was gone.
+
+        A retry after a write that did commit is harmless: the fence finds the job no longer
+        running, and the caller hears that another attempt owns it.
+        """
+        requests = [request for request, _, _ in batch]
+        try:
+            return await self._write_once(requests)
+        except Exception as exc:
+            if self._connection is None or not connection_lost(exc, self._connection):
+                raise
+            logger.warning("finish writer lost its connection; reconnecting")
+            self._connection.terminate()
+        return await self._write_once(requests)
+
+    async def _write_once(self, requests: list[FinishRequest]) -> set[uuid.UUID]:
         if self._connection is None or self._connection.is_closed():
             self._connection = await self._connect()
-        requests = [request for request, _, _ in batch]
         return await batches.finish_batch(self._connection, self._statements, requests)
 
 

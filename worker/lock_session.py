@@ -27,6 +27,9 @@ from app.db.attempt_batches import StartAnswer, StartRequest
 logger = logging.getLogger("worker.lock_session")
 
 RECONNECT_DELAY_SEC = 1.0
+# Starts served by one statement; more wait for the next round, so a worker that pulled a
+# large backlog still sends statements of a bounded size.
+MAX_STARTS_PER_ROUND = 500
 
 
 async def connect_with_json(dsn: str, application_name: str) -> asyncpg.Connection:
@@ -48,6 +51,16 @@ def _nothing() -> None:
     return None
 
 
+def connection_lost(error: BaseException, connection: asyncpg.Connection) -> bool:
+    """Whether `error` means the connection is gone (the statement never ran to its end).
+
+    A server-side kill is often noticed only by the next statement, as a protocol error.
+    """
+    return connection.is_closed() or isinstance(
+        error, asyncpg.InterfaceError | asyncpg.PostgresConnectionError | OSError
+    )
+
+
 @dataclass
 class _Pending:
     starts: list[tuple[StartRequest, asyncio.Future[StartAnswer | None]]] = field(
@@ -55,6 +68,8 @@ class _Pending:
     )
     # Keys to unlock, each with what to do once it is free (or could not be freed).
     releases: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    # Starts put back once after a lost connection; a second loss fails them.
+    retried: bool = False
 
 
 @dataclass
@@ -132,6 +147,10 @@ class LockSession:
             await self._wakeup.wait()
             self._wakeup.clear()
             pending, self._pending = self._pending, _Pending()
+            if len(pending.starts) > MAX_STARTS_PER_ROUND:
+                self._pending.starts = pending.starts[MAX_STARTS_PER_ROUND:]
+                del pending.starts[MAX_STARTS_PER_ROUND:]
+                self._wakeup.set()
             try:
                 connection = await self._usable_connection()
             except Exception:
@@ -187,6 +206,15 @@ class LockSession:
                 connection, self._statements, requests, blocked, self.worker_id
             )
         except Exception as exc:
+            if connection_lost(exc, connection) and not pending.retried:
+                # Its locks went with it; the next round reconnects, retakes the held
+                # locks, and tries these starts again.
+                logger.warning("lock session lost its connection; reconnecting")
+                connection.terminate()
+                self._pending.starts[:0] = pending.starts
+                self._pending.retried = True
+                self._wakeup.set()
+                return
             logger.exception("starting %d attempt(s) failed", len(requests))
             await self._release_strays(connection)
             for _, future in pending.starts:

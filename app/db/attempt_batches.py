@@ -79,10 +79,16 @@ def batch_statements(schema: str) -> BatchStatements:
             -- each lock_key in the batch, and never for a key this session already holds
             -- (session locks stack, so trying it again would succeed).
             SELECT s.job_id, s.lock_key, s.pgq_job_id,
-                   CASE WHEN s.rank_in_batch = 1 AND s.lock_key <> ALL($3::text[])
+                   CASE WHEN s.rank_in_batch = 1 AND NOT s.held
                         THEN pg_try_advisory_lock(hashtextextended(s.lock_key, 0))
                         ELSE false END AS got_lock
-            FROM startable s
+            FROM (
+                -- An anti-join, not `<> ALL($3)`: that compares every start with every
+                -- held key, which grows with the square of a busy worker's load.
+                SELECT st.*, h.key IS NOT NULL AS held
+                FROM startable st
+                LEFT JOIN (SELECT DISTINCT unnest($3::text[]) AS key) h ON h.key = st.lock_key
+            ) s
         ),
         started AS (
             UPDATE {jobs} j

@@ -30,7 +30,7 @@ async def run(ctx: RunContext, result: ScenarioResult) -> None:
     config = ctx.config
     result.settings = {
         "worker processes": 1,
-        "concurrency": config.concurrency_label(),
+        "concurrency": config.memory_concurrency,
         "batch size": config.batch_size,
         "warm-up jobs": config.memory_warmup,
         "jobs": config.memory_jobs,
@@ -59,7 +59,7 @@ async def run(ctx: RunContext, result: ScenarioResult) -> None:
 async def _measure(ctx: RunContext, dsn: str, processes: Processes) -> tuple[float, float, float]:
     config = ctx.config
     worker = processes.start_worker(
-        dsn, "worker0", batch_size=config.batch_size, concurrency=config.concurrency
+        dsn, "worker0", batch_size=config.batch_size, concurrency=config.memory_concurrency
     )
     await processes.wait_ready(worker)
     connection = await asyncpg.connect(dsn)

@@ -586,3 +586,23 @@ async def test_a_lock_taken_by_someone_else_while_disconnected_stops_its_job(
         assert lock_session.held == {"after-restart": later.job_id}
     finally:
         await thief.close()
+
+
+async def test_finish_writer_reconnects_when_its_connection_was_killed(
+    finishes: FinishWriter, db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
+) -> None:
+    first, second = await enqueue("fw-1", "fw-2")
+    await start_ok(lock_session, first)
+    await start_ok(lock_session, second)
+    assert await finishes.finish(succeeded(first), "fw-1") is True
+
+    killed = await db.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name LIKE 'dataloader finish writer %'"
+        " AND datname = current_database()"
+    )
+    assert killed == 1
+
+    assert await finishes.finish(succeeded(second), "fw-2") is True
+    assert (await job_row(db, second.job_id))["status"] == "succeeded"
+    assert await lock_free(db, "fw-2") is True
