@@ -72,6 +72,15 @@ class BenchConfig:
             memory_batch=100,
         )
 
+    def worker_settings(self, jobs: int) -> dict[str, object]:
+        """How a drain scenario's workers run, for its settings line."""
+        return {
+            "worker processes": self.workers,
+            "concurrency": self.concurrency_label(),
+            "batch size": self.batch_size,
+            "N": jobs,
+        }
+
     def concurrency_label(self) -> str:
         """How the fleet-wide limit reads in the settings."""
         return "unlimited" if self.concurrency == 0 else str(self.concurrency)

@@ -8,7 +8,6 @@ session, and a caller hears the outcome only when its lock is free again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +17,12 @@ import asyncpg
 
 from app.db import attempt_batches as batches
 from app.db.attempt_batches import FinishRequest
-from worker.lock_session import LockSession, connect_with_json, connection_lost
+from worker.lock_session import (
+    LockSession,
+    connect_with_json,
+    connection_lost,
+    stop_serving,
+)
 
 logger = logging.getLogger("worker.finish_writer")
 
@@ -49,13 +53,7 @@ class FinishWriter:
 
     async def close(self) -> None:
         """Stop serving and disconnect."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close()
+        await stop_serving(self._task, self._connection)
 
     async def finish(self, request: FinishRequest, lock_key: str) -> bool:
         """Write the attempt's final status, then free its lock; False when fenced out."""

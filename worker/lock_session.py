@@ -47,6 +47,19 @@ async def connect_with_json(dsn: str, application_name: str) -> asyncpg.Connecti
     return connection
 
 
+async def stop_serving(
+    task: asyncio.Task[None] | None, connection: asyncpg.Connection | None
+) -> None:
+    """Cancel a serving task and close its connection."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            await connection.close()
+
+
 def _nothing() -> None:
     return None
 
@@ -99,13 +112,7 @@ class LockSession:
 
     async def close(self) -> None:
         """Stop serving and disconnect (the server releases any lock still held)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close()
+        await stop_serving(self._task, self._connection)
 
     async def start(self, job_id: uuid.UUID, pgq_job_id: int) -> StartAnswer | None:
         """Lock and start the job of this dispatch; None when it is not startable."""

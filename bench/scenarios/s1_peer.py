@@ -21,10 +21,7 @@ async def run(ctx: RunContext, result: ScenarioResult) -> None:
     """Enqueue N jobs with pgqueuer's Queries.enqueue, drain with W peer workers."""
     config = ctx.config
     result.settings = {
-        "worker processes": config.workers,
-        "concurrency": config.concurrency_label(),
-        "batch size": config.batch_size,
-        "N": config.jobs,
+        **config.worker_settings(config.jobs),
         "enqueue": f"Queries.enqueue, {config.enqueue_batch:,} per call",
     }
     rates: list[float] = []

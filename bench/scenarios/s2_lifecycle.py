@@ -20,10 +20,7 @@ async def run(ctx: RunContext, result: ScenarioResult) -> None:
     """Enqueue N noop jobs in-app, drain with W project workers; compare with scenario 1."""
     config = ctx.config
     result.settings = {
-        "worker processes": config.workers,
-        "concurrency": config.concurrency_label(),
-        "batch size": config.batch_size,
-        "N": config.jobs,
+        **config.worker_settings(config.jobs),
         "enqueue": f"{enqueue_path()}, {config.enqueue_batch:,} per transaction",
     }
     rates: list[float] = []

@@ -39,10 +39,7 @@ async def run(ctx: RunContext, result: ScenarioResult) -> None:
     """One database: measure, add the history once, measure again."""
     config = ctx.config
     result.settings = {
-        "worker processes": config.workers,
-        "concurrency": config.concurrency_label(),
-        "batch size": config.batch_size,
-        "N": config.scale_jobs,
+        **config.worker_settings(config.scale_jobs),
         "lookups": config.scale_lookups,
         "history jobs": config.history_jobs,
         "events per history job": EVENTS_PER_JOB,

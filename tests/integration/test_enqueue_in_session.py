@@ -10,14 +10,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import create_engine, create_session_factory
-from app.jobs.enqueue import enqueue_in_session
+from app.jobs.enqueue import enqueue_in_session, enqueue_many_in_session
 from app.jobs.errors import UnknownTaskError
-from app.jobs.spec import JobSpec
 from app.jobs.views import EnqueueResult
 from app.settings import Settings
+from tests.support.specs import echo_spec as spec
 
 NOTIFY_CHANNEL = "ch_pgqueuer"
 
@@ -29,24 +29,6 @@ async def db(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     await connection.execute("CREATE TABLE orders(id int)")
     yield connection
     await connection.close()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions on this test's database."""
-    return create_session_factory(engine)
-
-
-def spec(**overrides: object) -> JobSpec:
-    """A valid job spec for the test pipeline."""
-    values: dict[str, object] = {
-        "queue": "etl.test",
-        "task": "test.echo",
-        "lock_key": "customer-1",
-        "args": {"n": 1},
-    }
-    values.update(overrides)
-    return JobSpec(**values)  # type: ignore[arg-type]
 
 
 async def counts(db: asyncpg.Connection) -> dict[str, int]:
@@ -104,12 +86,15 @@ async def test_enqueue_in_session_commit_writes_job_event_dispatch_and_business_
     assert event["event"] == "queued"
 
 
-async def test_enqueue_in_session_notifies_workers_only_on_commit(
+@pytest.mark.parametrize("jobs", [1, 3])
+async def test_enqueue_notifies_workers_only_on_commit(
     database_dsn: str,
     db: asyncpg.Connection,
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
+    jobs: int,
 ) -> None:
+    """One job through enqueue_in_session, several through enqueue_many_in_session."""
     received: list[dict[str, object]] = []
     notified = asyncio.Event()
 
@@ -122,7 +107,11 @@ async def test_enqueue_in_session_notifies_workers_only_on_commit(
         await listener.add_listener(NOTIFY_CHANNEL, on_notify)
         async with sessions() as session:
             transaction = await session.begin()
-            await enqueue_in_session(session, spec(), settings)
+            if jobs == 1:
+                await enqueue_in_session(session, spec(), settings)
+            else:
+                specs = [spec(args={"i": i}) for i in range(jobs)]
+                await enqueue_many_in_session(session, specs, settings)
             # Absence check: the one bounded wait; no notification may arrive before commit.
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(notified.wait(), timeout=0.5)
@@ -136,7 +125,7 @@ async def test_enqueue_in_session_notifies_workers_only_on_commit(
     assert received[0]["channel"] == NOTIFY_CHANNEL
     assert received[0]["operation"] == "insert"
     assert received[0]["table"] == "pgqueuer"
-    assert (await counts(db))["pgqueuer"] == 1
+    assert (await counts(db))["pgqueuer"] == jobs
 
 
 async def test_enqueue_in_session_concurrent_idempotency_key_makes_one_job(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -17,36 +16,11 @@ from app.jobs.enqueue import enqueue_in_session, enqueue_many_in_session
 from app.jobs.errors import InvalidJobError, UnknownTaskError
 from app.jobs.spec import JobSpec
 from app.settings import Settings
+from tests.support.specs import echo_spec as spec
 from tests.support.workers import wait_until
 
 NOTIFY_CHANNEL = "ch_pgqueuer"
 TABLES = ("dl_jobs", "dl_job_events", "pgqueuer", "pgqueuer_log")
-
-
-@pytest.fixture
-async def db(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """A separate asyncpg connection that sees only committed data."""
-    connection = await asyncpg.connect(database_dsn)
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions on this test's database."""
-    return create_session_factory(engine)
-
-
-def spec(**overrides: object) -> JobSpec:
-    """A valid job spec for the test pipeline."""
-    values: dict[str, object] = {
-        "queue": "etl.test",
-        "task": "test.echo",
-        "lock_key": "customer-1",
-        "args": {"n": 1},
-    }
-    values.update(overrides)
-    return JobSpec(**values)  # type: ignore[arg-type]
 
 
 async def counts(db: asyncpg.Connection) -> dict[str, int]:
@@ -303,43 +277,6 @@ async def test_enqueue_many_thousand_jobs_in_one_call(
     rows = await db.fetch("SELECT job_id, args FROM dl_jobs")
     index_of = {row["job_id"]: json.loads(row["args"])["i"] for row in rows}
     assert [index_of[r.job_id] for r in results] == list(range(1000))
-
-
-async def test_enqueue_many_notifies_workers_only_on_commit(
-    database_dsn: str,
-    db: asyncpg.Connection,
-    sessions: async_sessionmaker[AsyncSession],
-    settings: Settings,
-) -> None:
-    received: list[dict[str, object]] = []
-    notified = asyncio.Event()
-
-    def on_notify(_conn: object, _pid: int, channel: str, payload: str) -> None:
-        received.append({"channel": channel, **json.loads(payload)})
-        notified.set()
-
-    listener = await asyncpg.connect(database_dsn)
-    try:
-        await listener.add_listener(NOTIFY_CHANNEL, on_notify)
-        async with sessions() as session:
-            transaction = await session.begin()
-            await enqueue_many_in_session(
-                session, [spec(args={"i": i}) for i in range(3)], settings
-            )
-            # Absence check: the one bounded wait; no notification may arrive before commit.
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(notified.wait(), timeout=0.5)
-            assert received == []
-            await transaction.commit()
-
-        await asyncio.wait_for(notified.wait(), timeout=10)
-    finally:
-        await listener.close()
-
-    assert received[0]["channel"] == NOTIFY_CHANNEL
-    assert received[0]["operation"] == "insert"
-    assert received[0]["table"] == "pgqueuer"
-    assert (await counts(db))["pgqueuer"] == 3
 
 
 async def test_enqueue_many_concurrent_calls_sharing_keys_make_one_job_per_key(

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.attempt_batches import FinishRequest
 from app.db.attempts import StartedAttempt
-from app.db.engine import create_session_factory
 from app.jobs.enqueue import enqueue_many_in_session
 from app.jobs.spec import JobSpec
 from app.jobs.states import JobEvent, JobStatus
@@ -37,19 +36,6 @@ class Queued:
     job_id: uuid.UUID
     pgq_job_id: int
     lock_key: str
-
-
-@pytest.fixture
-async def db(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """Another connection: sees committed rows, competes for advisory locks."""
-    connection = await asyncpg.connect(database_dsn)
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return create_session_factory(engine)
 
 
 @pytest.fixture
