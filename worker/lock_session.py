@@ -172,18 +172,25 @@ class LockSession:
         """The connection, reopened after a loss; locks lost with it are taken again."""
         if self._connection is not None and not self._connection.is_closed():
             return self._connection
-        self._connection = await self._connect()
+        connection = await self._connect()
         self._unlock_pending.clear()  # the old session's locks died with it
+        taken: list[str] = []
         if self.held:
-            taken = await batches.relock_keys(self._connection, self._statements, list(self.held))
-            lost = [self.held.pop(key) for key in taken]
-            if lost:
-                logger.error(
-                    "lock session reconnected; %d lock(s) now held elsewhere: stopping those jobs",
-                    len(lost),
-                )
-                self.on_locks_lost(lost)
-        return self._connection
+            try:
+                taken = await batches.relock_keys(connection, self._statements, list(self.held))
+            except BaseException:
+                # Not usable until every held lock is back: the next round starts over.
+                connection.terminate()
+                raise
+        self._connection = connection
+        lost = [self.held.pop(key) for key in taken]
+        if lost:
+            logger.error(
+                "lock session reconnected; %d lock(s) now held elsewhere: stopping those jobs",
+                len(lost),
+            )
+            self.on_locks_lost(lost)
+        return connection
 
     async def _unlock(
         self, connection: asyncpg.Connection, releases: list[tuple[str, Callable[[], None]]]
