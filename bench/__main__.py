@@ -22,7 +22,7 @@ from typing import Any
 from app.pipelines.registry import load_pipelines
 from bench.config import ALL_SCENARIOS, BenchConfig
 from bench.context import RunContext
-from bench.enqueue import enqueue_path
+from bench.enqueue import ENQUEUE_PATH
 from bench.report import ScenarioResult, markdown, write_json
 from bench.scenarios import all_scenarios
 from bench.server import BenchServer, bench_server, create_template, drop_database, read_settings
@@ -90,7 +90,7 @@ def run_settings(config: BenchConfig, server: BenchServer) -> dict[str, Any]:
         "worker processes": config.workers,
         "fleet-wide concurrency": config.concurrency_label(),
         "batch size": config.batch_size,
-        "in-app enqueue": enqueue_path(),
+        "in-app enqueue": ENQUEUE_PATH,
         "CPUs": os.cpu_count() or 0,
         "load average at start (1/5/15 min)": _load_average(),
         "Python": platform.python_version(),

@@ -1,23 +1,21 @@
 """Creating `noop` jobs in-app through the project's enqueue path, in batches.
 
-`enqueue_many()` is the one adapter: it calls `enqueue_many_in_session` when the project has
-it, else `enqueue_in_session` once per job inside the same transaction.
+One `enqueue_many_in_session` statement per batch.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.engine import create_engine, create_session_factory
-from app.jobs import enqueue as project_enqueue
+from app.jobs.enqueue import enqueue_many_in_session
 from app.jobs.spec import JobSpec
-from app.jobs.views import EnqueueResult
 from app.settings import Settings, load_settings
 from bench.server import QUEUE_SCHEMA
 
@@ -25,21 +23,7 @@ QUEUE = "bench"
 TASK = "noop"
 
 
-def enqueue_path() -> str:
-    """Which project function `enqueue_many()` uses."""
-    if hasattr(project_enqueue, "enqueue_many_in_session"):
-        return "enqueue_many_in_session"
-    return "enqueue_in_session (loop, one transaction)"
-
-
-async def enqueue_many(
-    session: AsyncSession, specs: Sequence[JobSpec], settings: Settings
-) -> list[EnqueueResult]:
-    """Every spec enqueued in the session's transaction, by the fastest path available."""
-    many = getattr(project_enqueue, "enqueue_many_in_session", None)
-    if many is not None:
-        return cast(list[EnqueueResult], await many(session, list(specs), settings))
-    return [await project_enqueue.enqueue_in_session(session, spec, settings) for spec in specs]
+ENQUEUE_PATH = "enqueue_many_in_session"
 
 
 def noop_spec(lock_key: str) -> JobSpec:
@@ -71,7 +55,7 @@ class InApp:
             end = min(count, start + per_transaction)
             specs = [noop_spec(f"{prefix}-{n}") for n in range(start, end)]
             async with self.sessions() as session, session.begin():
-                await enqueue_many(session, specs, self.settings)
+                await enqueue_many_in_session(session, specs, self.settings)
 
 
 @asynccontextmanager

@@ -48,11 +48,18 @@ async def _enqueue(
     *,
     name_items: bool,
 ) -> list[EnqueueResult]:
-    settings = settings or get_settings()
     checked = [
         check_spec(spec, f"jobs[{index}]: " if name_items else "")
         for index, spec in enumerate(specs)
     ]
+    return await enqueue_checked_in_session(session, checked, settings)
+
+
+async def enqueue_checked_in_session(
+    session: AsyncSession, checked: Sequence[JobSpec], settings: Settings | None = None
+) -> list[EnqueueResult]:
+    """enqueue_many_in_session() for specs that already passed check_spec()."""
+    settings = settings or get_settings()
     if not checked:
         return []
     new_jobs = [_new_job(spec, settings) for spec in checked]

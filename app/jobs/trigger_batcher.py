@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.jobs.enqueue import check_spec, enqueue_many_in_session
+from app.jobs.enqueue import check_spec, enqueue_checked_in_session
 from app.jobs.spec import JobSpec
 from app.jobs.views import EnqueueResult
 from app.settings import Settings
@@ -82,7 +82,7 @@ class TriggerBatcher:
             return
         try:
             async with self.sessions() as session, session.begin():
-                results = await enqueue_many_in_session(
+                results = await enqueue_checked_in_session(
                     session, [spec for spec, _ in live], self.settings
                 )
         except Exception as error:

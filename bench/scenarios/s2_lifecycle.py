@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.context import RunContext
-from bench.enqueue import enqueue_path
+from bench.enqueue import ENQUEUE_PATH
 from bench.lifecycle import lifecycle_drain
 from bench.report import ScenarioResult, Target
 from bench.scenarios import s1_peer
@@ -21,7 +21,7 @@ async def run(ctx: RunContext, result: ScenarioResult) -> None:
     config = ctx.config
     result.settings = {
         **config.worker_settings(config.jobs),
-        "enqueue": f"{enqueue_path()}, {config.enqueue_batch:,} per transaction",
+        "enqueue": f"{ENQUEUE_PATH}, {config.enqueue_batch:,} per transaction",
     }
     rates: list[float] = []
     cross: list[float] = []

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from bench.context import RunContext
-from bench.enqueue import enqueue_path, in_app, trigger_body, trigger_bytes
+from bench.enqueue import ENQUEUE_PATH, in_app, trigger_body, trigger_bytes
 from bench.http_load import HttpConnection, encode_request, run_load
 from bench.processes import ApiServer
 from bench.report import ScenarioResult, Target
@@ -45,7 +45,7 @@ async def run(ctx: RunContext, result: ScenarioResult) -> None:
         "trigger requests": config.http_requests,
         "warm-up requests": config.http_warmup,
         "bulk jobs": config.bulk_jobs,
-        "in-app": f"{enqueue_path()}, {config.bulk_tx_size:,} per transaction",
+        "in-app": f"{ENQUEUE_PATH}, {config.bulk_tx_size:,} per transaction",
         "HTTP bulk": f"{config.http_bulk_size} per request, {config.http_bulk_concurrency} conns",
         "worker processes": 0,
     }

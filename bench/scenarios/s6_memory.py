@@ -9,7 +9,7 @@ import asyncpg
 import psutil  # type: ignore[import-untyped]
 
 from bench.context import RunContext
-from bench.enqueue import enqueue_path, in_app
+from bench.enqueue import ENQUEUE_PATH, in_app
 from bench.measure import db_now, wait_lifecycle_done
 from bench.processes import Managed, Processes
 from bench.report import ScenarioResult, Target
@@ -34,7 +34,7 @@ async def run(ctx: RunContext, result: ScenarioResult) -> None:
         "batch size": config.batch_size,
         "warm-up jobs": config.memory_warmup,
         "jobs": config.memory_jobs,
-        "enqueue": f"{enqueue_path()}, {config.memory_batch:,} per transaction, while draining",
+        "enqueue": f"{ENQUEUE_PATH}, {config.memory_batch:,} per transaction, while draining",
     }
     before: list[float] = []
     after: list[float] = []
