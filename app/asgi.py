@@ -13,7 +13,9 @@ from app import __version__
 from app.db.engine import create_engine, create_session_factory
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.jobs_controller import JobsController
+from app.http.schedules_controller import SchedulesController
 from app.http.system_controller import SystemController
+from app.jobs.schedule_service import ScheduleService
 from app.jobs.service import JobService
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings, get_settings
@@ -29,8 +31,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine = create_engine(settings)
         app.state.settings = settings
         app.state.started_monotonic = time.monotonic()
-        job_service = JobService(create_session_factory(engine), settings)
+        sessions = create_session_factory(engine)
+        job_service = JobService(sessions, settings)
         app.state.job_service = job_service
+        app.state.schedule_service = ScheduleService(sessions, settings)
         try:
             yield
         finally:
@@ -38,7 +42,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await engine.dispose()
 
     return Litestar(
-        route_handlers=[JobsController, SystemController],
+        route_handlers=[JobsController, SchedulesController, SystemController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.app_max_body_bytes,

@@ -6,10 +6,17 @@ import functools
 import json
 import re
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -66,6 +73,24 @@ class Settings(BaseSettings):
     dl_retry_backoff_sec: Annotated[float, Field(ge=0, le=86_400)] = 30
     dl_retry_jitter: Annotated[float, Field(ge=0, le=1)] = 0.1
     dl_shutdown_timeout_sec: Annotated[float, Field(ge=0, le=86_400)] = 30
+    # The leader looks for due schedules at least this often (and sleeps until the next
+    # fire time when that comes sooner).
+    dl_schedule_period_sec: Annotated[float, Field(gt=0, le=3600)] = 1.0
+
+    # Built-in pipelines. Credentials live here, never in job args.
+    # http.callback: named header sets a job selects with `"credentials": "<name>"`,
+    # e.g. {"partner": {"Authorization": "Bearer ..."}}.
+    http_callback_credentials_json: dict[str, dict[str, SecretStr]] = Field(default_factory=dict)
+    # rabbitmq.publish: amqp://user:password@host:5672/vhost
+    rabbitmq_url: SecretStr | None = None
+    # email.send
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = None
+    smtp_timeout_sec: Annotated[float, Field(gt=0, le=600)] = 30
 
     @field_validator("database_url")
     @classmethod
@@ -92,9 +117,9 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("workers_json", mode="before")
+    @field_validator("workers_json", "http_callback_credentials_json", mode="before")
     @classmethod
-    def _parse_workers(cls, value: object) -> object:
+    def _parse_json(cls, value: object) -> object:
         if isinstance(value, str):
             return json.loads(value)
         return value

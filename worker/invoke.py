@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any
 
 from app.pipelines.context import PipelineContext
-from app.pipelines.registry import Pipeline
+from app.pipelines.registry import Pipeline, convert_args
 
 
 class PipelineCanceled(Exception):
@@ -21,7 +21,7 @@ def _takes_context(func: Pipeline) -> bool:
     return len(inspect.signature(func).parameters) >= 2
 
 
-def _call_args(func: Pipeline, args: dict[str, Any], ctx: PipelineContext) -> tuple[Any, ...]:
+def _call_args(func: Pipeline, args: Any, ctx: PipelineContext) -> tuple[Any, ...]:
     """(args, ctx) for pipelines that take a context, (args,) for those that do not."""
     return (args, ctx) if _takes_context(func) else (args,)
 
@@ -32,8 +32,12 @@ def is_interruptible(func: Pipeline) -> bool:
 
 
 async def run_pipeline(func: Pipeline, args: dict[str, Any], ctx: PipelineContext) -> None:
-    """Run to completion; each async-generator yield is a checkpoint that may report progress."""
-    call = _call_args(func, args, ctx)
+    """Run to completion; each async-generator yield is a checkpoint that may report progress.
+
+    A pipeline that declares an args Struct receives its args converted (InvalidArgsError,
+    a PermanentError, when they no longer convert).
+    """
+    call = _call_args(func, convert_args(ctx.task, args), ctx)
     if inspect.isasyncgenfunction(func):
         async for item in func(*call):
             if isinstance(item, dict):

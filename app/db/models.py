@@ -140,3 +140,40 @@ class DlJobEvent(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     __table_args__ = (Index("ix_dl_job_events_job_id_id", "job_id", "id"),)
+
+
+class DlSchedule(Base):
+    """A cron schedule: when it fires, the leader creates a job from its template."""
+
+    __tablename__ = "dl_schedules"
+
+    schedule_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    cron: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str] = mapped_column(Text, server_default=text("'UTC'"))
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # The job template.
+    queue: Mapped[str] = mapped_column(Text)
+    task: Mapped[str] = mapped_column(Text)
+    args: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    lock_key: Mapped[str] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default=text("5"))
+    lease_ttl_sec: Mapped[int | None] = mapped_column(Integer)
+    # 'api' (made over HTTP) or 'code' (declared beside a pipeline, synced at worker start).
+    source: Mapped[str] = mapped_column(Text, server_default=text("'api'"))
+    # NULL: the leader sets a baseline (the next fire time after now) without firing.
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_job_id: Mapped[uuid.UUID | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("length(name) > 0 AND length(cron) > 0", name="names_present"),
+        CheckConstraint("source IN ('api', 'code')", name="source_valid"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        # The leader's scan for due schedules.
+        Index("ix_dl_schedules_due", "next_run_at", postgresql_where=text("enabled")),
+    )

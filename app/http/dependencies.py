@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from litestar.datastructures import State
 
+from app.jobs.schedule_service import ScheduleService
 from app.jobs.service import JobService
 
 
 def provide_job_service(state: State) -> JobService:
     """The JobService made at start-up."""
     service: JobService = state.job_service
+    return service
+
+
+def provide_schedule_service(state: State) -> ScheduleService:
+    """The ScheduleService made at start-up."""
+    service: ScheduleService = state.schedule_service
     return service

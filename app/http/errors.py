@@ -23,6 +23,8 @@ from app.jobs.errors import (
     JobError,
     JobFinishedError,
     JobNotFoundError,
+    ScheduleExistsError,
+    ScheduleNotFoundError,
 )
 
 logger = logging.getLogger("app.http")
@@ -31,6 +33,8 @@ _STATUS_BY_ERROR: list[tuple[type[JobError], int]] = [
     (InvalidJobError, HTTP_400_BAD_REQUEST),
     (JobNotFoundError, HTTP_404_NOT_FOUND),
     (JobFinishedError, HTTP_409_CONFLICT),
+    (ScheduleNotFoundError, HTTP_404_NOT_FOUND),
+    (ScheduleExistsError, HTTP_409_CONFLICT),
 ]
 
 

@@ -13,7 +13,8 @@ from app.jobs.errors import InvalidJobError, UnknownTaskError
 from app.jobs.spec import JobSpec, validated
 from app.jobs.states import JobStatus
 from app.jobs.views import EnqueueResult
-from app.pipelines.registry import is_registered, registered_names
+from app.pipelines.errors import InvalidArgsError
+from app.pipelines.registry import convert_args, is_registered, registered_names
 from app.settings import Settings, get_settings
 
 
@@ -91,6 +92,10 @@ def check_spec(spec: JobSpec, where: str = "") -> JobSpec:
     if not is_registered(spec.task):
         known = ", ".join(registered_names())
         raise UnknownTaskError(f"{where}unknown task {spec.task!r} (registered: {known})")
+    try:
+        convert_args(spec.task, spec.args)
+    except InvalidArgsError as error:
+        raise InvalidJobError(f"{where}{error}") from None
     return spec
 
 

@@ -33,3 +33,15 @@ class JobFinishedError(JobError):
     def __init__(self, status: str) -> None:
         super().__init__(f"job already finished with status {status!r}")
         self.status = status
+
+
+class InvalidScheduleError(InvalidJobError):
+    """The schedule is invalid."""
+
+
+class ScheduleNotFoundError(JobError):
+    """No schedule has this name."""
+
+
+class ScheduleExistsError(JobError):
+    """A schedule with this name already exists."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ import asyncpg
 
 from app.db import locks
 from worker.maintenance.reaper import Reaper
+from worker.maintenance.scheduler import Scheduler
 
 logger = logging.getLogger("worker.leader")
 
@@ -22,17 +24,28 @@ LEADER_LOCK_ID = 0x646C5F6C65616472  # "dl_leadr"
 # periods, which frees the lock for another worker; a live leader pings every period.
 IDLE_PERIODS = 3
 MIN_IDLE_SEC = 2.0
+# Wake a little after a fire time, so the schedule is due by the database clock.
+FIRE_SLACK_SEC = 0.01
+MIN_SLEEP_SEC = 0.01
 
 
 @dataclass
 class MaintenanceLoop:
-    """Tries to become leader each period; the leader runs the reaper."""
+    """Tries to become leader each period; the leader reaps, then fires due schedules.
+
+    `period_sec` paces the reaper and a non-leader's attempts to lead. The leader looks for
+    due schedules at least every `schedule_period_sec`, and wakes at the next fire time when
+    that comes sooner, so a schedule fires on time.
+    """
 
     dsn: str
     reaper: Reaper
+    scheduler: Scheduler
     period_sec: float
+    schedule_period_sec: float
     connection: Any = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _next_reap: float = 0.0
 
     @property
     def is_leader(self) -> bool:
@@ -56,24 +69,37 @@ class MaintenanceLoop:
         await connection.close()
         return False
 
-    async def tick(self) -> None:
-        """One period: elect, and reap when leading."""
-        if await self._elect():
+    async def tick(self) -> float:
+        """One pass: elect; when leading, reap (each period) and then fire due schedules.
+
+        Returns how long to sleep before the next pass.
+        """
+        if not await self._elect():
+            return self.period_sec
+        if time.monotonic() >= self._next_reap:
             await self.reaper.run_once()
+            self._next_reap = time.monotonic() + self.period_sec
+        result = await self.scheduler.run_once()
+        wait = min(self.schedule_period_sec, self._next_reap - time.monotonic())
+        if result.next_due_in_sec is not None:
+            wait = min(wait, result.next_due_in_sec + FIRE_SLACK_SEC)
+        return max(wait, MIN_SLEEP_SEC)
 
     async def run(self) -> None:
-        """Tick every period until stopped; errors are logged and the loop goes on."""
+        """Tick until stopped; errors are logged, leadership given up, and the loop goes on."""
         while not self.stopped.is_set():
+            wait = self.period_sec
             try:
-                await self.tick()
+                wait = await self.tick()
             except Exception:
                 logger.warning("maintenance tick failed", exc_info=True)
                 await self._resign()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopped.wait(), self.period_sec)
+                await asyncio.wait_for(self.stopped.wait(), wait)
         await self._resign()
 
     async def _resign(self) -> None:
+        self._next_reap = 0.0  # a new term starts with a reaper pass
         connection, self.connection = self.connection, None
         if connection is not None and not connection.is_closed():
             with contextlib.suppress(Exception):

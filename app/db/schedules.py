@@ -1,0 +1,115 @@
+"""All SQL about dl_schedules. Functions flush, never commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import DlSchedule
+
+schedules = cast(Table, DlSchedule.__table__)
+
+_DUE = or_(DlSchedule.next_run_at.is_(None), DlSchedule.next_run_at <= func.now())
+
+
+async def db_now(session: AsyncSession) -> datetime:
+    """The database clock at the start of the session's transaction (`now()`)."""
+    value: datetime = (await session.execute(select(func.now()))).scalar_one()
+    return value
+
+
+async def insert_schedule(session: AsyncSession, values: dict[str, Any]) -> DlSchedule | None:
+    """Insert a schedule; None when its name is taken."""
+    statement = (
+        insert(schedules)
+        .values(schedule_id=uuid.uuid4(), **values)
+        .on_conflict_do_nothing(index_elements=["name"])
+        .returning(schedules.c.schedule_id)
+    )
+    schedule_id = (await session.execute(statement)).scalar_one_or_none()
+    if schedule_id is None:
+        return None
+    return await session.get(DlSchedule, schedule_id)
+
+
+async def get_schedule(
+    session: AsyncSession, name: str, *, for_update: bool = False
+) -> DlSchedule | None:
+    """The schedule called `name`; with for_update, its row stays locked until commit."""
+    statement = select(DlSchedule).where(DlSchedule.name == name)
+    if for_update:
+        statement = statement.with_for_update()
+    return (
+        await session.execute(statement.execution_options(populate_existing=True))
+    ).scalar_one_or_none()
+
+
+async def list_schedules(
+    session: AsyncSession, *, after: str | None, limit: int
+) -> list[DlSchedule]:
+    """Schedules ordered by name, starting after the name `after` (keyset pagination)."""
+    statement = select(DlSchedule).order_by(DlSchedule.name).limit(limit)
+    if after is not None:
+        statement = statement.where(DlSchedule.name > after)
+    return list((await session.execute(statement)).scalars())
+
+
+async def update_schedule(
+    session: AsyncSession, schedule_id: uuid.UUID, values: dict[str, Any]
+) -> None:
+    """Set `values` on the schedule and stamp updated_at."""
+    await session.execute(
+        update(schedules)
+        .where(schedules.c.schedule_id == schedule_id)
+        .values(**values, updated_at=func.now())
+    )
+
+
+async def delete_schedule(session: AsyncSession, name: str) -> bool:
+    """Delete the schedule called `name`; whether it existed."""
+    result = await session.execute(
+        delete(schedules).where(schedules.c.name == name).returning(schedules.c.schedule_id)
+    )
+    return result.first() is not None
+
+
+async def due_schedule_ids(session: AsyncSession, limit: int) -> list[uuid.UUID]:
+    """Enabled schedules whose fire time has come by the database clock, or that need a baseline."""
+    statement = (
+        select(DlSchedule.schedule_id)
+        .where(DlSchedule.enabled, _DUE)
+        .order_by(DlSchedule.next_run_at.asc().nulls_first())
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def lock_if_due(session: AsyncSession, schedule_id: uuid.UUID) -> DlSchedule | None:
+    """The schedule, row-locked, if it is still enabled and due; None if not, or if busy.
+
+    SKIP LOCKED: a schedule another transaction is firing (or an operator is editing) is
+    left to that transaction; it is no longer due once that one commits.
+    """
+    statement = (
+        select(DlSchedule)
+        .where(DlSchedule.schedule_id == schedule_id, DlSchedule.enabled, _DUE)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def seconds_until_next_due(session: AsyncSession) -> float | None:
+    """Seconds from the database clock to the earliest enabled fire time (None: nothing)."""
+    statement = select(
+        func.extract(
+            "epoch", func.min(func.coalesce(DlSchedule.next_run_at, func.now())) - func.now()
+        )
+    ).where(DlSchedule.enabled)
+    value = (await session.execute(statement)).scalar_one_or_none()
+    return None if value is None else float(value)

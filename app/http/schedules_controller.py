@@ -1,0 +1,104 @@
+"""/api/v1/schedules: create, list, get, change, delete, enable/disable and run now."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.di import Provide
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from app.http.dependencies import provide_schedule_service
+from app.http.jobs_controller import require_json
+from app.jobs.schedule_service import ScheduleRun, ScheduleService
+from app.jobs.schedule_spec import ScheduleSpec, ScheduleUpdate, ScheduleView
+
+# Names are letters, digits and . _ : - (ScheduleName), so they travel in the path as they are.
+NAME_PATH = "/{name:str}"
+LIST_LIMIT_MAX = 500
+
+
+class ScheduleListResponse(msgspec.Struct, kw_only=True):
+    """One page of schedules by name; pass `next_after` as `after` for the next page."""
+
+    schedules: list[ScheduleView]
+    next_after: str | None
+
+
+class SchedulesController(Controller):
+    """Cron schedules that create jobs from a template."""
+
+    path = "/api/v1/schedules"
+    tags = ["schedules"]
+    dependencies = {"schedule_service": Provide(provide_schedule_service, sync_to_thread=False)}
+
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Create a schedule",
+        description="A bad cron expression, time zone or job template is a 400 saying why; "
+        "a taken name is a 409.",
+    )
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        data: ScheduleSpec,
+        schedule_service: ScheduleService,
+    ) -> ScheduleView:
+        """Store the schedule; it first fires at the next matching time after now."""
+        require_json(request)
+        return await schedule_service.create(data)
+
+    @get("/", summary="List schedules by name")
+    async def list_schedules(
+        self,
+        schedule_service: ScheduleService,
+        after: Annotated[
+            str | None,
+            Parameter(description="Return schedules named after this one", max_length=200),
+        ] = None,
+        limit: Annotated[int, Parameter(ge=1, le=LIST_LIMIT_MAX)] = 100,
+    ) -> ScheduleListResponse:
+        """Schedules in name order, `limit` at a time."""
+        page = await schedule_service.list(after=after, limit=limit)
+        next_after = page[-1].name if len(page) == limit else None
+        return ScheduleListResponse(schedules=page, next_after=next_after)
+
+    @get(NAME_PATH, summary="A schedule and its next fire times")
+    async def get_schedule(self, name: str, schedule_service: ScheduleService) -> ScheduleView:
+        """`upcoming` lists the next five fire times (UTC) of an enabled schedule."""
+        return await schedule_service.get(name)
+
+    @patch(NAME_PATH, summary="Change a schedule")
+    async def update(
+        self,
+        request: Request[Any, Any, Any],
+        name: str,
+        data: ScheduleUpdate,
+        schedule_service: ScheduleService,
+    ) -> ScheduleView:
+        """Fields left out keep their value; a new cron or zone fires from the next match."""
+        require_json(request)
+        return await schedule_service.update(name, data)
+
+    @delete(NAME_PATH, status_code=HTTP_204_NO_CONTENT, summary="Delete a schedule")
+    async def delete_schedule(self, name: str, schedule_service: ScheduleService) -> None:
+        """The schedule goes; jobs it already created stay."""
+        await schedule_service.delete(name)
+
+    @post(NAME_PATH + "/enable", status_code=HTTP_200_OK, summary="Enable a schedule")
+    async def enable(self, name: str, schedule_service: ScheduleService) -> ScheduleView:
+        """It fires next at the first matching time after now (missed times are not caught up)."""
+        return await schedule_service.set_enabled(name, True)
+
+    @post(NAME_PATH + "/disable", status_code=HTTP_200_OK, summary="Disable a schedule")
+    async def disable(self, name: str, schedule_service: ScheduleService) -> ScheduleView:
+        """It stops firing; jobs it already created are not touched."""
+        return await schedule_service.set_enabled(name, False)
+
+    @post(NAME_PATH + "/run", status_code=HTTP_200_OK, summary="Run a schedule's job now")
+    async def run_now(self, name: str, schedule_service: ScheduleService) -> ScheduleRun:
+        """Create its job at once, enabled or not; its fire times do not change."""
+        return await schedule_service.run_now(name)

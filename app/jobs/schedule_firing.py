@@ -1,0 +1,106 @@
+"""Firing one due schedule: its job and its next fire time, in the caller's transaction.
+
+The leader calls fire_if_due_in_session() once per due schedule, each in a transaction of
+its own. The job is created through enqueue_in_session(), the path every job takes, and
+next_run_at moves on in the same transaction, so a crash between the two cannot fire the
+schedule twice. The job's idempotency_key names the schedule and its fire time, which makes
+that doubly sure: a second firing of the same instance returns the first job.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import schedules
+from app.jobs.cron import parse_cron
+from app.jobs.enqueue import enqueue_in_session
+from app.jobs.errors import InvalidJobError, InvalidScheduleError
+from app.jobs.schedule_spec import job_spec_of
+from app.settings import Settings
+
+
+class FireKind(enum.Enum):
+    """What happened to one schedule the leader found due."""
+
+    FIRED = "fired"  # a job was created (or found, for an instance already fired)
+    BASELINED = "baselined"  # next_run_at was NULL: set to the next fire time, nothing fired
+    DISABLED = "disabled"  # its cron or time zone cannot be read: disabled, last_error set
+    SKIPPED_INSTANCE = "skipped_instance"  # its job template is invalid: this instance skipped
+    NOT_DUE = "not_due"  # another transaction fired or changed it meanwhile
+
+
+@dataclass(frozen=True)
+class FireOutcome:
+    """One schedule's outcome, for the leader's log and counters."""
+
+    kind: FireKind
+    name: str = ""
+    fire_time: datetime | None = None
+    job_id: uuid.UUID | None = None
+    created: bool = False
+    error: str | None = None
+
+
+def instance_key(schedule_id: uuid.UUID, fire_time: datetime) -> str:
+    """The idempotency_key of the job for one fire time of one schedule."""
+    return f"schedule:{schedule_id}:{fire_time.astimezone(UTC).isoformat()}"
+
+
+async def fire_if_due_in_session(
+    session: AsyncSession, schedule_id: uuid.UUID, settings: Settings
+) -> FireOutcome:
+    """Fire the schedule if it is still due, and move its next_run_at past now.
+
+    After downtime it fires once, for the earliest missed fire time, and next_run_at jumps
+    to the first fire time after now: one job for the missed window, not one per missed tick.
+    """
+    row = await schedules.lock_if_due(session, schedule_id)
+    if row is None:
+        return FireOutcome(FireKind.NOT_DUE)
+    now = await schedules.db_now(session)
+    try:
+        rule = parse_cron(row.cron, row.timezone)
+    except InvalidScheduleError as error:
+        # Disabled, so the next tick does not find it again: the error is recorded once.
+        await schedules.update_schedule(
+            session,
+            row.schedule_id,
+            {"enabled": False, "next_run_at": None, "last_error": error.message},
+        )
+        return FireOutcome(FireKind.DISABLED, row.name, error=error.message)
+    if row.next_run_at is None:
+        await schedules.update_schedule(
+            session, row.schedule_id, {"next_run_at": rule.next_after(now)}
+        )
+        return FireOutcome(FireKind.BASELINED, row.name)
+    fire_time = row.next_run_at
+    next_run_at = rule.next_after(max(now, fire_time))
+    spec = job_spec_of(row, idempotency_key=instance_key(row.schedule_id, fire_time))
+    try:
+        result = await enqueue_in_session(session, spec, settings)
+    except InvalidJobError as error:
+        # Checked before anything is written. Retrying each tick would not help (an unknown
+        # task, args the pipeline refuses): skip this instance, keep the schedule.
+        message = f"not fired at {fire_time.isoformat()}: {error.message}"
+        await schedules.update_schedule(
+            session, row.schedule_id, {"next_run_at": next_run_at, "last_error": message}
+        )
+        return FireOutcome(FireKind.SKIPPED_INSTANCE, row.name, fire_time, error=message)
+    await schedules.update_schedule(
+        session,
+        row.schedule_id,
+        {
+            "next_run_at": next_run_at,
+            "last_run_at": now,
+            "last_job_id": result.job_id,
+            "last_error": None,
+        },
+    )
+    return FireOutcome(
+        FireKind.FIRED, row.name, fire_time, job_id=result.job_id, created=result.created
+    )

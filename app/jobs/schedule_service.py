@@ -1,0 +1,153 @@
+"""ScheduleService: create, list, change, delete and run schedules, each in its own transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import schedules
+from app.db.models import DlSchedule
+from app.jobs.enqueue import enqueue_in_session
+from app.jobs.errors import ScheduleExistsError, ScheduleNotFoundError
+from app.jobs.schedule_spec import (
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleView,
+    check_schedule,
+    job_spec_of,
+    template_fields,
+)
+from app.jobs.views import EnqueueResult
+from app.settings import Settings
+
+
+class ScheduleRun(msgspec.Struct, kw_only=True):
+    """The job a "run now" created, and the schedule afterwards."""
+
+    job: EnqueueResult
+    schedule: ScheduleView
+
+
+@dataclass
+class ScheduleService:
+    """The operations users perform on schedules."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    settings: Settings
+
+    async def create(self, spec: ScheduleSpec) -> ScheduleView:
+        """Store a new schedule; its first fire time is the next one after now (database clock).
+
+        Raises InvalidScheduleError/InvalidJobError (bad cron, zone or template) and
+        ScheduleExistsError (the name is taken).
+        """
+        rule = check_schedule(spec)
+        async with self.sessions() as session, session.begin():
+            now = await schedules.db_now(session)
+            row = await schedules.insert_schedule(
+                session,
+                {
+                    "name": spec.name,
+                    "cron": rule.expression,
+                    "timezone": spec.timezone,
+                    "enabled": spec.enabled,
+                    **template_fields(spec),
+                    "next_run_at": rule.next_after(now) if spec.enabled else None,
+                },
+            )
+            if row is None:
+                raise ScheduleExistsError(f"a schedule named {spec.name!r} already exists")
+            return ScheduleView.from_row(row, now)
+
+    async def list(self, *, after: str | None = None, limit: int = 100) -> list[ScheduleView]:
+        """Schedules by name, `limit` at a time, starting after the name `after`."""
+        async with self.sessions() as session:
+            now = await schedules.db_now(session)
+            rows = await schedules.list_schedules(session, after=after, limit=limit)
+            return [ScheduleView.from_row(row, now) for row in rows]
+
+    async def get(self, name: str) -> ScheduleView:
+        """One schedule with its next fire times."""
+        async with self.sessions() as session:
+            now = await schedules.db_now(session)
+            return ScheduleView.from_row(await self._row(session, name), now)
+
+    async def update(self, name: str, changes: ScheduleUpdate) -> ScheduleView:
+        """Change the given fields; a new cron, zone or enabling starts from the next fire time.
+
+        The whole result is checked as on create, so an update cannot store a bad schedule.
+        """
+        async with self.sessions() as session, session.begin():
+            row = await self._row(session, name, for_update=True)
+            given = changes.changes()
+            merged = msgspec.structs.replace(_spec_of(row), **given)
+            rule = check_schedule(merged)
+            values = {
+                "cron": rule.expression,
+                "timezone": merged.timezone,
+                "enabled": merged.enabled,
+                **template_fields(merged),
+            }
+            retimed = {"cron", "timezone", "enabled"} & given.keys()
+            if retimed and (
+                merged.cron != row.cron
+                or merged.timezone != row.timezone
+                or merged.enabled != row.enabled
+            ):
+                now = await schedules.db_now(session)
+                values["next_run_at"] = rule.next_after(now) if merged.enabled else None
+                values["last_error"] = None
+            await schedules.update_schedule(session, row.schedule_id, values)
+            return await self._view(session, name)
+
+    async def set_enabled(self, name: str, enabled: bool) -> ScheduleView:
+        """Enable (from the next fire time after now) or disable a schedule."""
+        return await self.update(name, ScheduleUpdate(enabled=enabled))
+
+    async def delete(self, name: str) -> None:
+        """Delete a schedule; the jobs it created stay."""
+        async with self.sessions() as session, session.begin():
+            if not await schedules.delete_schedule(session, name):
+                raise ScheduleNotFoundError(f"schedule {name!r} not found")
+
+    async def run_now(self, name: str) -> ScheduleRun:
+        """Create the schedule's job now, enabled or not; its fire times do not change."""
+        async with self.sessions() as session, session.begin():
+            row = await self._row(session, name, for_update=True)
+            result = await enqueue_in_session(session, job_spec_of(row), self.settings)
+            now = await schedules.db_now(session)
+            await schedules.update_schedule(
+                session, row.schedule_id, {"last_run_at": now, "last_job_id": result.job_id}
+            )
+            return ScheduleRun(job=result, schedule=await self._view(session, name))
+
+    async def _row(
+        self, session: AsyncSession, name: str, *, for_update: bool = False
+    ) -> DlSchedule:
+        row = await schedules.get_schedule(session, name, for_update=for_update)
+        if row is None:
+            raise ScheduleNotFoundError(f"schedule {name!r} not found")
+        return row
+
+    async def _view(self, session: AsyncSession, name: str) -> ScheduleView:
+        now = await schedules.db_now(session)
+        return ScheduleView.from_row(await self._row(session, name), now)
+
+
+def _spec_of(row: DlSchedule) -> ScheduleSpec:
+    """The stored schedule as a ScheduleSpec, to merge an update into."""
+    return ScheduleSpec(
+        name=row.name,
+        cron=row.cron,
+        timezone=row.timezone,
+        enabled=row.enabled,
+        queue=row.queue,
+        task=row.task,
+        lock_key=row.lock_key,
+        args=dict(row.args),
+        priority=row.priority,
+        max_attempts=row.max_attempts,
+        lease_ttl_sec=row.lease_ttl_sec,
+    )

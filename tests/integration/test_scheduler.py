@@ -1,0 +1,194 @@
+"""The leader's scheduler pass, called directly: fire, baseline, disable, isolate failures."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.jobs.schedule_firing import FireKind, instance_key
+from app.jobs.schedule_service import ScheduleService
+from app.settings import Settings
+from tests.support.schedules import jobs_of, schedule_row, schedule_spec, set_columns
+from worker.maintenance.scheduler import Scheduler
+
+
+def scheduler(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Scheduler:
+    return Scheduler(sessions, settings, worker_id="test-leader")
+
+
+async def test_scheduler_baselines_a_null_next_run_at_without_firing(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    await ScheduleService(sessions, settings).create(schedule_spec())
+    await set_columns(engine, "every-minute", "next_run_at = NULL")
+
+    result = await scheduler(sessions, settings).run_once()
+
+    assert result.counts == {FireKind.BASELINED: 1}
+    row = await schedule_row(engine, "every-minute")
+    assert row["db_now"] < row["next_run_at"] <= row["db_now"] + timedelta(minutes=1)
+    assert row["next_run_at"].second == 0
+    assert await jobs_of(engine, "every-minute") == []
+    assert result.next_due_in_sec is not None
+    assert 0 < result.next_due_in_sec <= 60
+
+
+async def test_scheduler_fires_a_due_schedule_once_and_moves_next_run_at_on(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    created = await ScheduleService(sessions, settings).create(schedule_spec())
+    await set_columns(engine, "every-minute", "next_run_at = date_trunc('minute', now())")
+    due = (await schedule_row(engine, "every-minute"))["next_run_at"]
+
+    first = await scheduler(sessions, settings).run_once()
+    second = await scheduler(sessions, settings).run_once()
+
+    assert first.counts == {FireKind.FIRED: 1}
+    assert second.counts == {}
+    jobs = await jobs_of(engine, "every-minute")
+    assert len(jobs) == 1
+    job = jobs[0]
+    assert job["status"] == "queued"
+    assert job["args"] == {"n": 1}
+    assert job["lock_key"] == "schedule-key"
+    assert job["idempotency_key"] == instance_key(created.schedule_id, due)
+    row = await schedule_row(engine, "every-minute")
+    assert row["last_job_id"] == job["job_id"]
+    assert row["last_error"] is None
+    assert row["last_run_at"] is not None
+    assert row["db_now"] < row["next_run_at"] <= due + timedelta(minutes=1)
+
+
+async def test_scheduler_fires_once_for_a_missed_window_after_downtime(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    await ScheduleService(sessions, settings).create(schedule_spec())
+    # An hour of missed minutes: sixty ticks' worth.
+    await set_columns(
+        engine, "every-minute", "next_run_at = date_trunc('minute', now()) - interval '1 hour'"
+    )
+
+    result = await scheduler(sessions, settings).run_once()
+    again = await scheduler(sessions, settings).run_once()
+
+    assert result.counts == {FireKind.FIRED: 1}
+    assert again.counts == {}
+    assert len(await jobs_of(engine, "every-minute")) == 1
+    row = await schedule_row(engine, "every-minute")
+    assert row["db_now"] < row["next_run_at"] <= row["db_now"] + timedelta(minutes=1)
+
+
+async def test_scheduler_firing_the_same_instance_again_returns_the_first_job(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    await ScheduleService(sessions, settings).create(schedule_spec())
+    await set_columns(engine, "every-minute", "next_run_at = date_trunc('minute', now())")
+    due = (await schedule_row(engine, "every-minute"))["next_run_at"]
+    await scheduler(sessions, settings).run_once()
+    # As if a stale leader still saw the old fire time: the idempotency key catches it.
+    await set_columns(engine, "every-minute", "next_run_at = :due", due=due)
+
+    result = await scheduler(sessions, settings).run_once()
+
+    assert result.counts == {FireKind.FIRED: 1}
+    assert len(await jobs_of(engine, "every-minute")) == 1
+
+
+async def test_scheduler_disables_an_unreadable_cron_and_records_the_error_once(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    service = ScheduleService(sessions, settings)
+    await service.create(schedule_spec(name="bad-cron"))
+    await service.create(schedule_spec(name="bad-zone"))
+    await set_columns(engine, "bad-cron", "cron = '61 * * * *', next_run_at = now()")
+    await set_columns(engine, "bad-zone", "timezone = 'Mars/Olympus', next_run_at = now()")
+
+    result = await scheduler(sessions, settings).run_once()
+    bad_cron = await schedule_row(engine, "bad-cron")
+    bad_zone = await schedule_row(engine, "bad-zone")
+    again = await scheduler(sessions, settings).run_once()
+
+    assert result.counts == {FireKind.DISABLED: 2}
+    assert again.counts == {}
+    assert bad_cron["enabled"] is False
+    assert "61 * * * *" in bad_cron["last_error"]
+    assert bad_zone["enabled"] is False
+    assert "Mars/Olympus" in bad_zone["last_error"]
+    # Recorded once: the second pass did not touch the rows.
+    assert (await schedule_row(engine, "bad-cron"))["updated_at"] == bad_cron["updated_at"]
+    assert (await schedule_row(engine, "bad-zone"))["updated_at"] == bad_zone["updated_at"]
+    assert await jobs_of(engine, "bad-cron") == []
+
+
+async def test_scheduler_a_failing_row_never_stops_the_others(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    service = ScheduleService(sessions, settings)
+    for name in ("a-good", "b-unknown-task", "c-explodes", "d-good"):
+        await service.create(schedule_spec(name=name, lock_key=name))
+    await set_columns(engine, "b-unknown-task", "task = 'no.such.task'")
+    # A database error inside one schedule's transaction (a trigger refusing its job).
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql(
+            "CREATE FUNCTION refuse_job() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN IF NEW.lock_key = 'c-explodes' THEN RAISE EXCEPTION 'refused'; END IF;"
+            " RETURN NEW; END $$"
+        )
+        await connection.exec_driver_sql(
+            "CREATE TRIGGER refuse_job BEFORE INSERT ON dl_jobs"
+            " FOR EACH ROW EXECUTE FUNCTION refuse_job()"
+        )
+    await set_columns(engine, "a-good", "next_run_at = now()")
+    await set_columns(engine, "b-unknown-task", "next_run_at = now()")
+    await set_columns(engine, "c-explodes", "next_run_at = now()")
+    await set_columns(engine, "d-good", "next_run_at = now()")
+
+    result = await scheduler(sessions, settings).run_once()
+
+    assert result.counts == {FireKind.FIRED: 2, FireKind.SKIPPED_INSTANCE: 1}
+    assert result.failed == 1
+    assert len(await jobs_of(engine, "a-good")) == 1
+    assert len(await jobs_of(engine, "d-good")) == 1
+    unknown = await schedule_row(engine, "b-unknown-task")
+    assert unknown["enabled"] is True
+    assert "no.such.task" in unknown["last_error"]
+    assert unknown["next_run_at"] > unknown["db_now"]  # this instance skipped, not retried
+    exploded = await schedule_row(engine, "c-explodes")
+    assert "refused" in exploded["last_error"]
+    assert exploded["next_run_at"] <= exploded["db_now"]  # still due: retried next pass
+    assert await jobs_of(engine, "c-explodes") == []
+    # The failed row is still due, yet the leader is told to wait a period, not spin.
+    assert result.next_due_in_sec is not None
+    assert result.next_due_in_sec >= settings.dl_schedule_period_sec
+
+
+async def test_scheduler_two_leaders_at_once_fire_each_instance_once(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    service = ScheduleService(sessions, settings)
+    names = [f"s{index:02d}" for index in range(30)]
+    for name in names:
+        await service.create(schedule_spec(name=name, lock_key=name))
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql("UPDATE dl_schedules SET next_run_at = now()")
+
+    results = await asyncio.gather(*(scheduler(sessions, settings).run_once() for _ in range(3)))
+
+    assert sum(result.fired for result in results) == len(names)
+    for name in names:
+        assert len(await jobs_of(engine, name)) == 1, name
+
+
+async def test_scheduler_waits_for_a_future_fire_time_by_the_database_clock(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    await ScheduleService(sessions, settings).create(schedule_spec())
+    await set_columns(engine, "every-minute", "next_run_at = now() + interval '30 seconds'")
+
+    result = await scheduler(sessions, settings).run_once()
+
+    assert result.counts == {}
+    assert result.next_due_in_sec is not None
+    assert 25 < result.next_due_in_sec <= 30

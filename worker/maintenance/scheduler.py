@@ -1,0 +1,94 @@
+"""The scheduler: fires due cron schedules, each in a transaction of its own."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import schedules
+from app.jobs.schedule_firing import FireKind, FireOutcome, fire_if_due_in_session
+from app.settings import Settings
+
+logger = logging.getLogger("worker.scheduler")
+
+ERROR_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class SchedulerResult:
+    """What one pass did, and when the next schedule is due."""
+
+    counts: dict[FireKind, int] = field(default_factory=dict)
+    failed: int = 0
+    # Seconds from the database clock to the earliest enabled fire time; None: none enabled.
+    next_due_in_sec: float | None = None
+
+    @property
+    def fired(self) -> int:
+        """Schedules that fired a job in this pass."""
+        return self.counts.get(FireKind.FIRED, 0)
+
+
+@dataclass
+class Scheduler:
+    """Fires every due, enabled schedule once per pass; one failing row never stops the rest."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    settings: Settings
+    worker_id: str
+    batch_size: int = 100
+
+    async def run_once(self) -> SchedulerResult:
+        """One pass over the schedules due by the database clock."""
+        async with self.sessions() as session:
+            due = await schedules.due_schedule_ids(session, self.batch_size)
+        counts: dict[FireKind, int] = {}
+        failed = 0
+        for schedule_id in due:
+            outcome = await self._fire(schedule_id)
+            if outcome is None:
+                failed += 1
+                continue
+            counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
+            self._log(outcome)
+        async with self.sessions() as session:
+            next_due = await schedules.seconds_until_next_due(session)
+        if failed and next_due is not None:
+            # A row that failed is still due: look again next period, not at once.
+            next_due = max(next_due, self.settings.dl_schedule_period_sec)
+        return SchedulerResult(counts=counts, failed=failed, next_due_in_sec=next_due)
+
+    async def _fire(self, schedule_id: uuid.UUID) -> FireOutcome | None:
+        """Fire one schedule in its own transaction; None (logged, recorded) when it failed."""
+        try:
+            async with self.sessions() as session, session.begin():
+                return await fire_if_due_in_session(session, schedule_id, self.settings)
+        except Exception as exc:  # rolled back; the other schedules still fire
+            logger.warning("schedule %s failed to fire; will retry", schedule_id, exc_info=True)
+            message = f"failed to fire: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            try:
+                async with self.sessions() as session, session.begin():
+                    await schedules.update_schedule(
+                        session, schedule_id, {"last_error": message[:ERROR_LIMIT]}
+                    )
+            except Exception:  # the database may be gone; the warning above says enough
+                logger.debug("could not record the schedule's error", exc_info=True)
+            return None
+
+    def _log(self, outcome: FireOutcome) -> None:
+        if outcome.kind is FireKind.FIRED:
+            logger.info(
+                "schedule %s fired for %s: job %s%s (worker %s)",
+                outcome.name,
+                outcome.fire_time.isoformat() if outcome.fire_time else "?",
+                outcome.job_id,
+                "" if outcome.created else " (already existed)",
+                self.worker_id,
+            )
+        elif outcome.kind is FireKind.DISABLED:
+            logger.warning("schedule %s disabled: %s", outcome.name, outcome.error)
+        elif outcome.kind is FireKind.SKIPPED_INSTANCE:
+            logger.warning("schedule %s skipped a fire time: %s", outcome.name, outcome.error)
