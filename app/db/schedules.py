@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, or_, select, update
+from sqlalchemy import Table, and_, case, delete, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -113,3 +113,49 @@ async def seconds_until_next_due(session: AsyncSession) -> float | None:
     ).where(DlSchedule.enabled)
     value = (await session.execute(statement)).scalar_one_or_none()
     return None if value is None else float(value)
+
+
+_TEMPLATE_COLUMNS = (
+    "cron",
+    "timezone",
+    "queue",
+    "task",
+    "args",
+    "lock_key",
+    "priority",
+    "max_attempts",
+    "lease_ttl_sec",
+)
+
+
+async def upsert_code_schedule(session: AsyncSession, values: dict[str, Any]) -> str:
+    """Insert or refresh a schedule declared in code: 'created', 'updated', 'unchanged' or 'taken'.
+
+    'taken': a schedule of that name was made over HTTP and is left alone. `enabled` is
+    never overwritten (operators own it). A new cron or zone clears next_run_at, so the
+    leader sets a fresh baseline instead of firing at the old time.
+    """
+    statement = insert(schedules).values(schedule_id=uuid.uuid4(), source="code", **values)
+    new = statement.excluded
+    retimed = or_(
+        schedules.c.cron.is_distinct_from(new.cron),
+        schedules.c.timezone.is_distinct_from(new.timezone),
+    )
+    changed = or_(*(schedules.c[name].is_distinct_from(new[name]) for name in _TEMPLATE_COLUMNS))
+    upsert = statement.on_conflict_do_update(
+        index_elements=["name"],
+        set_={
+            **{name: new[name] for name in _TEMPLATE_COLUMNS},
+            "next_run_at": case((retimed, None), else_=schedules.c.next_run_at),
+            "last_error": case((retimed, None), else_=schedules.c.last_error),
+            "updated_at": func.now(),
+        },
+        where=and_(schedules.c.source == "code", changed),
+    ).returning(literal_column("xmax") == 0)
+    inserted = (await session.execute(upsert)).scalar_one_or_none()
+    if inserted is not None:
+        return "created" if inserted else "updated"
+    source = (
+        await session.execute(select(schedules.c.source).where(schedules.c.name == values["name"]))
+    ).scalar_one()
+    return "unchanged" if source == "code" else "taken"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
@@ -30,7 +30,24 @@ class Registration:
     args_type: type[msgspec.Struct] | None = None
 
 
+@dataclass(frozen=True)
+class DeclaredSchedule:
+    """A schedule declared in code beside its pipeline; workers sync it into dl_schedules."""
+
+    name: str
+    cron: str
+    task: str
+    queue: str
+    lock_key: str
+    timezone: str = "UTC"
+    args: dict[str, Any] = field(default_factory=dict)
+    priority: int = 100
+    max_attempts: int = 5
+    lease_ttl_sec: int | None = None
+
+
 _registry: dict[str, Registration] = {}
+_schedules: dict[str, DeclaredSchedule] = {}
 
 
 class DuplicatePipelineError(Exception):
@@ -54,6 +71,48 @@ def pipeline(name: str, *, args: type[msgspec.Struct] | None = None) -> Callable
         return func
 
     return register
+
+
+def declare_schedule(
+    name: str,
+    *,
+    cron: str,
+    task: str,
+    queue: str,
+    lock_key: str,
+    timezone: str = "UTC",
+    args: dict[str, Any] | None = None,
+    priority: int = 100,
+    max_attempts: int = 5,
+    lease_ttl_sec: int | None = None,
+) -> DeclaredSchedule:
+    """Declare a schedule in code (next to its pipeline); every worker syncs it at start.
+
+    The database keeps its row as for one made over HTTP (source 'code'); operators may
+    disable it, and a later deploy that changes it keeps their choice.
+    """
+    declared = DeclaredSchedule(
+        name=name,
+        cron=cron,
+        task=task,
+        queue=queue,
+        lock_key=lock_key,
+        timezone=timezone,
+        args=dict(args or {}),
+        priority=priority,
+        max_attempts=max_attempts,
+        lease_ttl_sec=lease_ttl_sec,
+    )
+    existing = _schedules.get(name)
+    if existing is not None and existing != declared:
+        raise DuplicatePipelineError(f"schedule {name!r} is declared twice, differently")
+    _schedules[name] = declared
+    return declared
+
+
+def declared_schedules() -> list[DeclaredSchedule]:
+    """Every schedule declared in code, by name."""
+    return [_schedules[name] for name in sorted(_schedules)]
 
 
 def load_pipelines(modules: Iterable[str] = ()) -> None:
