@@ -106,7 +106,9 @@ class FinishWriter:
     async def _write_once(self, requests: list[FinishRequest]) -> set[uuid.UUID]:
         if self._connection is None or self._connection.is_closed():
             self._connection = await self._connect()
-        return await batches.finish_batch(self._connection, self._statements, requests)
+        return await batches.finish_batch(
+            self._connection, self._statements, requests, self.locks.worker_id
+        )
 
 
 def _settle(future: asyncio.Future[bool], owned: bool, error: Exception | None) -> None:

@@ -18,13 +18,16 @@ from pgqueuer.models import Job
 
 from app.db.engine import create_engine, create_session_factory
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
-from app.pipelines.registry import load_pipelines
+from app.jobs.schedule_sync import sync_declared_schedules
+from app.pipelines.registry import declared_schedules, load_pipelines
 from app.settings import settings_or_exit
 from worker.finish_writer import FinishWriter
 from worker.identity import worker_id
 from worker.lock_session import LockSession
+from worker.log_setup import configure_logging
 from worker.maintenance.leader import MaintenanceLoop
 from worker.maintenance.reaper import Reaper
+from worker.maintenance.scheduler import Scheduler
 from worker.runner import Runner
 
 logger = logging.getLogger("worker")
@@ -58,14 +61,15 @@ def _second_signal_stops_now(pgq: PgQueuer, runner: Runner) -> None:
 async def factory() -> AsyncIterator[PgQueuer]:
     """Build the worker: pgqueuer entrypoints, the attempt runner, the maintenance loop."""
     settings = settings_or_exit("dataloader worker")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    ident = worker_id(settings)
+    configure_logging(ident)
     load_pipelines(settings.dl_pipeline_modules)
     schema = settings.pg_schema_queue
-    ident = worker_id(settings)
     # Starts and finishes share the lock session's one connection; the pool serves only
     # heartbeats, retries and postponements, so it need not grow with concurrency.
     engine = create_engine(settings)
     sessions = create_session_factory(engine)
+    await sync_declared_schedules(sessions, declared_schedules())
     locks = LockSession(settings.asyncpg_dsn, schema, ident)
     await locks.open()
     finishes = FinishWriter(settings.asyncpg_dsn, locks)
@@ -87,8 +91,16 @@ async def factory() -> AsyncIterator[PgQueuer]:
             handle
         )
 
+    # Maintenance has a pool of its own: behind a flood of runner writes the leader could
+    # wait long enough for its idle leader session to be closed, and lose leadership.
+    maintenance_engine = create_engine(settings, pool_size=2)
+    maintenance_sessions = create_session_factory(maintenance_engine)
     maintenance = MaintenanceLoop(
-        settings.asyncpg_dsn, Reaper(sessions, schema), settings.dl_reaper_period_sec
+        dsn=settings.asyncpg_dsn,
+        reaper=Reaper(maintenance_sessions, schema, worker_id=ident),
+        scheduler=Scheduler(maintenance_sessions, settings, ident),
+        period_sec=settings.dl_reaper_period_sec,
+        schedule_period_sec=settings.dl_schedule_period_sec,
     )
     background = [
         asyncio.create_task(maintenance.run()),
@@ -111,3 +123,4 @@ async def factory() -> AsyncIterator[PgQueuer]:
         await locks.close()
         await connection.close()
         await engine.dispose()
+        await maintenance_engine.dispose()

@@ -19,6 +19,7 @@ from app.db.attempt_batches import FinishRequest
 from app.jobs.lifecycle import postpone_in_session, requeue_in_session
 from app.jobs.states import JobEvent, JobStatus
 from app.pipelines.context import PipelineContext
+from app.pipelines.errors import PermanentError
 from app.pipelines.registry import get_pipeline
 from app.settings import Settings
 from worker.finish_writer import FinishWriter
@@ -107,9 +108,10 @@ class Runner:
                 pgq_job_id,
                 delay_sec=self.settings.dl_claim_backoff_sec,
                 lock_key=lock_key,
+                worker_id=self.worker_id,
             )
         if postponed:
-            logger.info("lock busy, job postponed: job %s lock_key %r", job_id, lock_key)
+            logger.debug("lock busy, job postponed: job %s lock_key %r", job_id, lock_key)
 
     async def _run_started(self, started: attempts.StartedAttempt, pgq_cancel: Any) -> None:
         """Run a started attempt to its end and write how it ended."""
@@ -233,8 +235,8 @@ class Runner:
         assert error is not None
         message = f"{type(error).__name__}: {error}"[:ERROR_LIMIT]
         trace = "".join(traceback.format_exception(error))[-TRACEBACK_LIMIT:]
-        details = {"error": message, "traceback": trace}
-        if started.attempt < started.max_attempts:
+        details = {"error": message, "traceback": trace, "worker_id": self.worker_id}
+        if started.attempt < started.max_attempts and not isinstance(error, PermanentError):
             return await self._requeue(
                 run,
                 JobEvent.RETRY_SCHEDULED,
@@ -288,7 +290,7 @@ class Runner:
                 delay_sec=delay_sec,
                 count_attempt=count_attempt,
                 error=error,
-                details=details,
+                details={"worker_id": self.worker_id, **(details or {})},
             )
 
     def _backoff_sec(self, attempt: int) -> float:

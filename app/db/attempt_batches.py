@@ -132,8 +132,11 @@ def batch_statements(schema: str) -> BatchStatements:
             RETURNING j.job_id, j.attempt, r.event, r.details
         ),
         logged AS (
+            -- The finishing worker's id joins every event; the request's own details win.
             INSERT INTO {events} (job_id, event, attempt, details)
-            SELECT f.job_id, f.event, f.attempt, f.details FROM finished f
+            SELECT f.job_id, f.event, f.attempt,
+                   jsonb_build_object('worker_id', $8::text) || coalesce(f.details, '{{}}')
+            FROM finished f
         )
         SELECT f.job_id FROM finished f
     """
@@ -221,9 +224,9 @@ async def start_batch(
 
 
 async def finish_batch(
-    connection: Any, statements: BatchStatements, requests: list[FinishRequest]
+    connection: Any, statements: BatchStatements, requests: list[FinishRequest], worker_id: str
 ) -> set[uuid.UUID]:
-    """Write every final status; the job ids whose attempt still owned the job."""
+    """Write every final status, each event naming `worker_id`; the ids still owned."""
     rows = await connection.fetch(
         statements.finish,
         [r.job_id for r in requests],
@@ -233,6 +236,7 @@ async def finish_batch(
         [r.progress for r in requests],
         [r.error for r in requests],
         [r.details for r in requests],
+        worker_id,
     )
     return {row["job_id"] for row in rows}
 

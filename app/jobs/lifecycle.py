@@ -61,10 +61,12 @@ async def postpone_in_session(
     *,
     delay_sec: float,
     lock_key: str,
+    worker_id: str,
 ) -> bool:
     """A queued job whose lock_key is busy waits `delay_sec` under a new dispatch.
 
     Conditioned on the dispatch that tried, so a concurrent cancel or redispatch wins.
+    The lock_busy event names `worker_id`, the worker that found the key taken.
     """
     row = await attempts.postpone_queued(session, job_id, pgq_job_id, delay_sec)
     if row is None:
@@ -77,7 +79,7 @@ async def postpone_in_session(
         job_id,
         JobEvent.LOCK_BUSY,
         row.attempt,
-        {"lock_key": lock_key, "retry_in_sec": delay_sec},
+        {"lock_key": lock_key, "retry_in_sec": delay_sec, "worker_id": worker_id},
     )
     return True
 
@@ -89,10 +91,11 @@ async def redispatch_in_session(
     queue: str,
     priority: int,
     delay: timedelta,
+    details: dict[str, Any] | None = None,
 ) -> None:
     """Give a queued job that lost its dispatch a new one."""
     await _new_dispatch_in_session(session, schema, job_id, queue, priority, delay)
-    await repository.add_event(session, job_id, JobEvent.REDISPATCHED, 0)
+    await repository.add_event(session, job_id, JobEvent.REDISPATCHED, 0, details)
 
 
 async def _new_dispatch_in_session(

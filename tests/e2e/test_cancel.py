@@ -87,6 +87,7 @@ async def test_cancel_of_a_job_whose_worker_died_ends_canceled(
         job_id, "running", timeout=15, diagnostics=fleet.diagnostics
     )
     victim = fleet.by_id(running["worker_id"])
+    (survivor,) = [worker for worker in fleet.workers if worker is not victim]
     victim.kill()
     await victim.wait_exit(timeout=10)
 
@@ -107,6 +108,7 @@ async def test_cancel_of_a_job_whose_worker_died_ends_canceled(
     # The reaper found the lease expired and ended the job instead of requeueing it.
     assert events[-1]["details"] == {
         "worker_id": victim.worker_id,
+        "reaped_by": survivor.worker_id,
         "instead_of": "lease_expired",
     }
     assert done["error"] == "lease expired on attempt 1"

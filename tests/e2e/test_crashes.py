@@ -105,7 +105,10 @@ async def test_killed_worker_job_completes_on_another_worker_after_its_lease(
         ("succeeded", 2),
     ]
     expired = events[2]
-    assert expired["details"] == {"worker_id": victim.worker_id}
+    assert expired["details"] == {
+        "worker_id": victim.worker_id,
+        "reaped_by": survivor.worker_id,
+    }
     assert events[1]["details"] == {"worker_id": victim.worker_id}
     assert events[3]["details"] == {"worker_id": survivor.worker_id}
     # The lease had run out before the reaper acted.

@@ -342,7 +342,7 @@ async def test_finish_writes_final_status_and_event_and_frees_the_lock(
     details = await db.fetchval(
         "SELECT details FROM dl_job_events WHERE job_id = $1 AND event = 'succeeded'", job.job_id
     )
-    assert json.loads(details) == {"rows": 10}
+    assert json.loads(details) == {"rows": 10, "worker_id": WORKER_ID}
     assert lock_session.held == {}
     await wait_lock_free(db, "customer-9")
     await wait_no_advisory_locks(db)

@@ -53,6 +53,10 @@ class MaintenanceLoop:
         return self.connection is not None and not self.connection.is_closed()
 
     async def _elect(self) -> bool:
+        if self.connection is not None and self.connection.is_closed():
+            # The server closed the session (idle timeout, restart): the lock went with it.
+            logger.warning("lost maintenance leadership: the leader connection was closed")
+            self.connection = None
         if self.is_leader:
             # Proves the lock's session is still ours and keeps it from the idle timeout;
             # raises when the server closed it, and the loop then resigns.

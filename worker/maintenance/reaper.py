@@ -35,13 +35,19 @@ class Reaper:
     sessions: async_sessionmaker[AsyncSession]
     schema: str
     batch_size: int = 500
+    # This (leader) worker's id, written as `reaped_by` on the events the reaper writes;
+    # their `worker_id` stays the worker whose attempt it was.
+    worker_id: str | None = None
+
+    def _reaped_by(self) -> dict[str, str]:
+        return {} if self.worker_id is None else {"reaped_by": self.worker_id}
 
     async def run_once(self) -> ReaperResult:
         """One pass over expired leases, then over queued jobs without a dispatch."""
         requeued = lost = 0
         async with self.sessions() as session, session.begin():
             for job in await reaper_queries.lock_expired_leases(session, self.batch_size):
-                details = {"worker_id": job.worker_id}
+                details = {"worker_id": job.worker_id, **self._reaped_by()}
                 if job.attempt < job.max_attempts:
                     requeued += await requeue_in_session(
                         session,
@@ -68,7 +74,13 @@ class Reaper:
         async with self.sessions() as session, session.begin():
             for queued in await reaper_queries.lock_undispatched(session, self.batch_size):
                 await redispatch_in_session(
-                    session, self.schema, queued.job_id, queued.queue, queued.priority, queued.delay
+                    session,
+                    self.schema,
+                    queued.job_id,
+                    queued.queue,
+                    queued.priority,
+                    queued.delay,
+                    details=self._reaped_by() or None,
                 )
                 redispatched += 1
         result = ReaperResult(requeued=requeued, lost=lost, redispatched=redispatched)
