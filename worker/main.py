@@ -19,6 +19,7 @@ from pgqueuer.models import Job
 from app.db.engine import create_engine, create_session_factory
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
 from app.jobs.schedule_sync import sync_declared_schedules
+from app.pipelines import rabbitmq_publish
 from app.pipelines.registry import declared_schedules, load_pipelines
 from app.settings import settings_or_exit
 from worker.finish_writer import FinishWriter
@@ -124,3 +125,4 @@ async def factory() -> AsyncIterator[PgQueuer]:
         await connection.close()
         await engine.dispose()
         await maintenance_engine.dispose()
+        await rabbitmq_publish.close_connection()

@@ -69,4 +69,3 @@ async def sync_declared_schedules(
     if taken:
         logger.warning("schedules declared in code but made over HTTP, left alone: %s", taken)
     return SyncResult(by_outcome=by_outcome, invalid=invalid)
-

@@ -1,0 +1,144 @@
+"""Built-in `http.callback`: send `data` to `url` over HTTP; 5xx and network errors retry."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+from typing import Annotated, Any, Literal
+
+import httpx
+import msgspec
+
+from app.pipelines.errors import PermanentError
+from app.pipelines.registry import pipeline
+from app.settings import get_settings
+
+BODY_EXCERPT_CHARS = 500
+# Statuses that say "later" rather than "never", although they are 4xx.
+RETRYABLE_4XX = frozenset({408, 425, 429})
+
+HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", max_length=256)]
+# No CR/LF: a header value must not be able to start another header.
+HeaderValue = Annotated[str, msgspec.Meta(pattern=r"^[^\r\n\x00]*$", max_length=8192)]
+
+
+class HttpCallbackArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Args of `http.callback`; unknown fields are rejected at trigger time."""
+
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/?#]+([/?#]\S*)?$", max_length=8192)]
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    data: dict[str, Any] | str | None = None
+    headers: dict[HeaderName, HeaderValue] = {}
+    timeout_sec: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    credentials: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+
+    def __post_init__(self) -> None:
+        # msgspec turns a ValueError here into a ValidationError, so trigger answers 400.
+        try:
+            url = httpx.URL(self.url)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"url is not a valid URL: {exc}") from None
+        if not url.host:
+            raise ValueError("url has no host")
+        if url.port is not None and not 0 < url.port < 65536:
+            raise ValueError(f"url has an invalid port {url.port}")
+
+
+class CallbackError(Exception):
+    """The callback did not succeed this time (5xx, timeout, network error): retried."""
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One verified TLS context per process: loading the CA bundle per job is slow."""
+    return ssl.create_default_context()
+
+
+def _credential_headers(name: str | None) -> dict[str, str]:
+    """The header set named `name` in HTTP_CALLBACK_CREDENTIALS_JSON."""
+    if name is None:
+        return {}
+    sets = get_settings().http_callback_credentials_json
+    if name not in sets:
+        raise PermanentError(f"unknown credentials {name!r}: not in HTTP_CALLBACK_CREDENTIALS_JSON")
+    return {header: value.get_secret_value() for header, value in sets[name].items()}
+
+
+def _redact(text: str, secrets: dict[str, str]) -> str:
+    """`text` with every credential value replaced, in case a library quoted one."""
+    for value in secrets.values():
+        if value:
+            text = text.replace(value, "***")
+    return text
+
+
+def _request_kwargs(args: HttpCallbackArgs, secrets: dict[str, str]) -> dict[str, Any]:
+    """Headers and body for httpx: credentials override the job's headers of the same name."""
+    headers = httpx.Headers(args.headers)
+    headers.update(secrets)
+    if isinstance(args.data, str):
+        headers.setdefault("content-type", "text/plain; charset=utf-8")
+        return {"headers": headers, "content": args.data.encode()}
+    if args.data is not None:
+        return {"headers": headers, "json": args.data}  # keeps a content-type the job set
+    return {"headers": headers}
+
+
+async def _excerpt(response: httpx.Response) -> str:
+    """At most BODY_EXCERPT_CHARS of the body, reading no more than that from the wire."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= BODY_EXCERPT_CHARS * 4:  # UTF-8: at most 4 bytes a character
+            break
+    text = b"".join(chunks).decode(response.encoding or "utf-8", errors="replace")
+    return text[:BODY_EXCERPT_CHARS]
+
+
+@pipeline("http.callback", args=HttpCallbackArgs)
+async def http_callback(args: HttpCallbackArgs) -> dict[str, Any]:
+    """Send the request; 2xx succeeds, 4xx fails at once, 5xx and network errors retry."""
+    secrets = _credential_headers(args.credentials)
+    target = f"{args.method} {args.url}"
+    try:
+        # httpx's timeout bounds each phase; asyncio's bounds the whole exchange.
+        async with asyncio.timeout(args.timeout_sec):
+            status, body, location = await _send(args, secrets)
+    except (TimeoutError, httpx.TimeoutException):
+        raise CallbackError(f"{target}: no answer within {args.timeout_sec:g}s") from None
+    except (
+        httpx.UnsupportedProtocol,
+        httpx.InvalidURL,
+        httpx.LocalProtocolError,
+        ValueError,  # e.g. a credential header value that is not ASCII
+    ) as exc:
+        # Our own request is malformed: sending it again cannot help.
+        message = _redact(f"{type(exc).__name__}: {exc}", secrets)
+        raise PermanentError(f"{target}: cannot send the request: {message}") from None
+    except httpx.HTTPError as exc:
+        message = _redact(f"{type(exc).__name__}: {exc}", secrets)
+        raise CallbackError(f"{target}: request failed: {message}") from None
+    if 200 <= status < 300:
+        return {"status_code": status}
+    if 300 <= status < 400:
+        # Redirects are not followed: that could hand credential headers to another host.
+        where = location[:BODY_EXCERPT_CHARS]
+        raise PermanentError(f"{target} answered HTTP {status}, a redirect to {where!r}")
+    message = f"{target} answered HTTP {status}: {_redact(body, secrets)}"
+    if 400 <= status < 500 and status not in RETRYABLE_4XX:
+        raise PermanentError(message)
+    raise CallbackError(message)
+
+
+async def _send(args: HttpCallbackArgs, secrets: dict[str, str]) -> tuple[int, str, str]:
+    """Status, a body excerpt (only when not 2xx) and the Location header of the answer."""
+    async with (
+        httpx.AsyncClient(timeout=args.timeout_sec, verify=_ssl_context()) as client,
+        client.stream(args.method, args.url, **_request_kwargs(args, secrets)) as response,
+    ):
+        status = response.status_code
+        body = "" if 200 <= status < 300 else await _excerpt(response)
+        return status, body, response.headers.get("location", "")
