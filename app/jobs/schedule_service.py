@@ -17,6 +17,7 @@ from app.jobs.schedule_spec import (
     ScheduleView,
     check_schedule,
     job_spec_of,
+    spec_from,
     template_fields,
 )
 from app.jobs.views import EnqueueResult
@@ -82,7 +83,7 @@ class ScheduleService:
         async with self.sessions() as session, session.begin():
             row = await self._row(session, name, for_update=True)
             given = changes.changes()
-            merged = msgspec.structs.replace(_spec_of(row), **given)
+            merged = msgspec.structs.replace(spec_from(row), **given)
             rule = check_schedule(merged)
             values = {
                 "cron": rule.expression,
@@ -90,11 +91,10 @@ class ScheduleService:
                 "enabled": merged.enabled,
                 **template_fields(merged),
             }
-            retimed = {"cron", "timezone", "enabled"} & given.keys()
-            if retimed and (
-                merged.cron != row.cron
-                or merged.timezone != row.timezone
-                or merged.enabled != row.enabled
+            if (rule.expression, merged.timezone, merged.enabled) != (
+                row.cron,
+                row.timezone,
+                row.enabled,
             ):
                 now = await schedules.db_now(session)
                 values["next_run_at"] = rule.next_after(now) if merged.enabled else None
@@ -134,20 +134,3 @@ class ScheduleService:
     async def _view(self, session: AsyncSession, name: str) -> ScheduleView:
         now = await schedules.db_now(session)
         return ScheduleView.from_row(await self._row(session, name), now)
-
-
-def _spec_of(row: DlSchedule) -> ScheduleSpec:
-    """The stored schedule as a ScheduleSpec, to merge an update into."""
-    return ScheduleSpec(
-        name=row.name,
-        cron=row.cron,
-        timezone=row.timezone,
-        enabled=row.enabled,
-        queue=row.queue,
-        task=row.task,
-        lock_key=row.lock_key,
-        args=dict(row.args),
-        priority=row.priority,
-        max_attempts=row.max_attempts,
-        lease_ttl_sec=row.lease_ttl_sec,
-    )

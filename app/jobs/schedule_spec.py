@@ -130,6 +130,17 @@ class ScheduleView(msgspec.Struct, kw_only=True):
         return view
 
 
+def spec_from(source: object) -> ScheduleSpec:
+    """A ScheduleSpec from any object carrying its fields: a stored row, a code declaration."""
+    values = {
+        name: getattr(source, name)
+        for name in ScheduleSpec.__struct_fields__
+        if hasattr(source, name)
+    }
+    values["args"] = dict(values["args"])
+    return ScheduleSpec(**values)
+
+
 def template_fields(spec: ScheduleSpec) -> dict[str, Any]:
     """The job template's columns of a schedule."""
     return {

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import schedules
 from app.jobs.errors import InvalidJobError
-from app.jobs.schedule_spec import ScheduleSpec, check_schedule, template_fields
+from app.jobs.schedule_spec import check_schedule, spec_from, template_fields
 from app.pipelines.registry import DeclaredSchedule
 
 logger = logging.getLogger("app.schedules")
@@ -35,18 +35,7 @@ async def sync_declared_schedules(
     invalid: dict[str, str] = {}
     rows: list[dict[str, object]] = []
     for item in declared:
-        spec = ScheduleSpec(
-            name=item.name,
-            cron=item.cron,
-            timezone=item.timezone,
-            queue=item.queue,
-            task=item.task,
-            lock_key=item.lock_key,
-            args=dict(item.args),
-            priority=item.priority,
-            max_attempts=item.max_attempts,
-            lease_ttl_sec=item.lease_ttl_sec,
-        )
+        spec = spec_from(item)
         try:
             rule = check_schedule(spec)
         except InvalidJobError as error:
