@@ -177,3 +177,17 @@ class DlSchedule(Base):
         # The leader's scan for due schedules.
         Index("ix_dl_schedules_due", "next_run_at", postgresql_where=text("enabled")),
     )
+
+
+class DlQueue(Base):
+    """Operator state of a queue: a paused queue's jobs are not started (running ones finish).
+
+    A queue needs no row until an operator pauses it.
+    """
+
+    __tablename__ = "dl_queues"
+
+    queue: Mapped[str] = mapped_column(Text, primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
