@@ -56,6 +56,7 @@ def batch_statements(schema: str) -> BatchStatements:
     """The statements for tables in `schema`."""
     jobs = f"{_quote_ident(schema)}.dl_jobs"
     events = f"{_quote_ident(schema)}.dl_job_events"
+    queues = f"{_quote_ident(schema)}.dl_queues"
     queued, running = JobStatus.QUEUED.value, JobStatus.RUNNING.value
     start = f"""
         WITH request AS (
@@ -65,9 +66,15 @@ def batch_statements(schema: str) -> BatchStatements:
             ORDER BY r.job_id, r.ord
         ),
         startable AS (
-            SELECT j.job_id, j.lock_key, r.pgq_job_id,
-                   row_number() OVER (PARTITION BY j.lock_key ORDER BY r.ord) AS rank_in_batch
+            -- A job of a paused queue (a dispatch picked just before the pause committed)
+            -- is answered `paused` and takes no lock; ordering paused ones last lets the
+            -- first unpaused job of a lock_key try the lock.
+            SELECT j.job_id, j.lock_key, r.pgq_job_id, q.queue IS NOT NULL AS paused,
+                   row_number() OVER (PARTITION BY j.lock_key
+                                      ORDER BY q.queue IS NOT NULL, r.ord) AS rank_in_batch
             FROM request r JOIN {jobs} j ON j.job_id = r.job_id
+            -- dl_queues is tiny: a row per queue ever paused, found by primary key.
+            LEFT JOIN {queues} q ON q.queue = j.queue AND q.paused
             -- Spelled out so the planner looks the ids up by primary key instead of
             -- scanning every queued job (its estimate of unnest's rows is blind).
             WHERE j.job_id = ANY($1::uuid[])
@@ -78,8 +85,8 @@ def batch_statements(schema: str) -> BatchStatements:
             -- CASE fixes the evaluation order: a lock is only tried for the first job of
             -- each lock_key in the batch, and never for a key this session already holds
             -- (session locks stack, so trying it again would succeed).
-            SELECT s.job_id, s.lock_key, s.pgq_job_id,
-                   CASE WHEN s.rank_in_batch = 1 AND NOT s.held
+            SELECT s.job_id, s.lock_key, s.pgq_job_id, s.paused,
+                   CASE WHEN s.rank_in_batch = 1 AND NOT s.held AND NOT s.paused
                         THEN pg_try_advisory_lock(hashtextextended(s.lock_key, 0))
                         ELSE false END AS got_lock
             FROM (
@@ -111,7 +118,7 @@ def batch_statements(schema: str) -> BatchStatements:
                    jsonb_build_object('worker_id', $4::text)
             FROM started s
         )
-        SELECT l.job_id, l.lock_key, l.got_lock, s.job_id IS NOT NULL AS started,
+        SELECT l.job_id, l.lock_key, l.got_lock, l.paused, s.job_id IS NOT NULL AS started,
                s.queue, s.task, s.args, s.priority, s.attempt, s.max_attempts, s.lease_ttl_sec
         FROM locked l LEFT JOIN started s ON s.job_id = l.job_id
     """
@@ -156,6 +163,7 @@ class StartAnswer:
     """What the start statement did with one request.
 
     `attempt` is set when the job started (its lock is now held by this session).
+    `paused` means its queue is paused: no lock was tried, the job waits for the resume.
     `lock_key` without an attempt and with `lock_busy` means another holder has the key;
     `got_lock` without an attempt means the lock was taken but the job changed meanwhile,
     so the caller must give the lock back. A request with no answer was not startable.
@@ -165,10 +173,11 @@ class StartAnswer:
     lock_key: str
     got_lock: bool
     attempt: StartedAttempt | None
+    paused: bool = False
 
     @property
     def lock_busy(self) -> bool:
-        return not self.got_lock
+        return not self.got_lock and not self.paused
 
 
 @dataclass(frozen=True)
@@ -219,6 +228,7 @@ async def start_batch(
             lock_key=row["lock_key"],
             got_lock=row["got_lock"],
             attempt=attempt,
+            paused=row["paused"],
         )
     return answers
 

@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import UUID, DateTime, Integer, Text
 
 from app.db.pgqueuer_schema import pgqueuer_settings
+from app.db.queue_queries import PARKED_PREFIX
 from app.jobs.states import JobEvent, JobStatus
 
 
@@ -79,6 +80,7 @@ def _quote_ident(name: str) -> str:
 def _statement(schema: str) -> TextClause:
     jobs = f"{_quote_ident(schema)}.dl_jobs"
     events = f"{_quote_ident(schema)}.dl_job_events"
+    queues = f"{_quote_ident(schema)}.dl_queues"
     pgq = pgqueuer_settings(schema).qualified
     names = ", ".join(name for name, _ in _COLUMNS)
     typed = ", ".join(
@@ -103,17 +105,28 @@ def _statement(schema: str) -> TextClause:
             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING job_id, queue, task, priority, available_at, pgq_job_id
         ),
+        paused AS MATERIALIZED (
+            -- A paused queue's dispatches are parked (app.db.queue_queries). FOR SHARE
+            -- makes a concurrent resume wait for this transaction, so it sees them.
+            -- dl_queues is tiny and holds a row only for queues ever paused.
+            SELECT q.queue FROM {queues} q
+            WHERE q.queue = ANY(CAST(:queue AS text[])) AND q.paused
+            FOR SHARE
+        ),
         dispatched AS (
             -- pgqueuer runs higher priorities first; ours run lower numbers first.
             INSERT INTO {pgq.queue_table}
                 (id, priority, entrypoint, payload, execute_after, status)
-            SELECT pgq_job_id, -priority, queue, uuid_send(job_id),
-                   greatest(available_at, now()), 'queued'
+            SELECT pgq_job_id, -priority,
+                   CASE WHEN queue IN (SELECT queue FROM paused)
+                        THEN '{PARKED_PREFIX}' || queue ELSE queue END,
+                   uuid_send(job_id), greatest(available_at, now()), 'queued'
             FROM new_jobs
+            RETURNING id, entrypoint, priority
         ),
         dispatch_logged AS (
             INSERT INTO {pgq.queue_table_log} (job_id, status, entrypoint, priority)
-            SELECT pgq_job_id, 'queued', queue, -priority FROM new_jobs
+            SELECT id, 'queued', entrypoint, priority FROM dispatched
         ),
         logged AS (
             INSERT INTO {events} (job_id, event, attempt, details)

@@ -1,0 +1,182 @@
+"""QueueService: per-queue counts and throughput, and pausing or resuming a queue.
+
+Pausing stops workers from starting a queue's jobs; jobs already running finish. How a
+pause keeps a large backlog free of dequeue churn is told in app.db.queue_queries.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import queue_queries
+from app.jobs.errors import InvalidQueueError
+from app.jobs.spec import QueueName
+from app.settings import Settings
+
+logger = logging.getLogger("app.jobs.queues")
+
+
+class FinishedCounts(msgspec.Struct, kw_only=True):
+    """Jobs that ended with each final status."""
+
+    succeeded: int = 0
+    failed: int = 0
+    canceled: int = 0
+    lost: int = 0
+
+
+class ThroughputMinute(msgspec.Struct, kw_only=True):
+    """Jobs that ended within one minute, named by its start (UTC)."""
+
+    minute: datetime
+    succeeded: int = 0
+    failed: int = 0
+    canceled: int = 0
+    lost: int = 0
+
+
+def _count(counts: FinishedCounts | ThroughputMinute, status: str, count: int) -> None:
+    """Add `count` jobs that ended with the final status `status`."""
+    setattr(counts, status, getattr(counts, status) + count)
+
+
+class QueueView(msgspec.Struct, kw_only=True):
+    """A queue as operators see it: state, backlog, and what it finished lately."""
+
+    queue: str
+    paused: bool
+    paused_at: datetime | None
+    queued: int
+    running: int
+    # Seconds since the longest-waiting queued job became due (its available_at);
+    # None when no queued job is due yet.
+    oldest_queued_age_sec: float | None
+    finished_last_hour: FinishedCounts
+    # One entry per minute of the last hour, oldest first, the current minute last.
+    throughput: list[ThroughputMinute]
+
+
+class QueueListResponse(msgspec.Struct, kw_only=True):
+    """Every queue with live jobs, jobs finished in the last hour, or a pause state."""
+
+    queues: list[QueueView]
+
+
+def check_queue_name(queue: str) -> str:
+    """The name, if it is one a job could carry; InvalidQueueError naming the field if not."""
+    try:
+        return msgspec.convert(queue, QueueName)
+    except msgspec.ValidationError:
+        raise InvalidQueueError(
+            "Expected 1 to 100 letters, digits and the characters . _ : - (field `queue`)"
+        ) from None
+
+
+@dataclass
+class QueueService:
+    """The operations users perform on queues."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    settings: Settings
+
+    async def list_queues(self) -> QueueListResponse:
+        """Every known queue, by name."""
+        async with self.sessions() as session, session.begin():
+            return QueueListResponse(queues=await self._views(session, None))
+
+    async def get(self, queue: str) -> QueueView:
+        """One queue (all zeros when nothing is known about it)."""
+        name = check_queue_name(queue)
+        async with self.sessions() as session, session.begin():
+            return await self._view(session, name)
+
+    async def pause(self, queue: str) -> QueueView:
+        """Stop starting the queue's jobs; running ones finish. Pausing twice is harmless.
+
+        One transaction marks the queue paused and parks its queued dispatches.
+        """
+        name = check_queue_name(queue)
+        async with self.sessions() as session, session.begin():
+            await queue_queries.pause_in_session(session, name)
+            parked = await queue_queries.park_dispatches(session, name)
+            view = await self._view(session, name)
+        logger.info("queue paused: %s (%d dispatch(es) parked)", name, parked)
+        return view
+
+    async def resume(self, queue: str) -> QueueView:
+        """Start the queue's jobs again; waiting jobs start at once (or at their available_at).
+
+        Resuming a queue that is not paused is harmless.
+        """
+        name = check_queue_name(queue)
+        schema = self.settings.pg_schema_queue
+        async with self.sessions() as session, session.begin():
+            await queue_queries.resume_in_session(session, name)
+            unparked = await queue_queries.unpark_dispatches(session, name)
+            if unparked:
+                await queue_queries.wake_workers(session, schema)
+            view = await self._view(session, name)
+        logger.info("queue resumed: %s (%d dispatch(es) released)", name, unparked)
+        return view
+
+    async def _view(self, session: AsyncSession, queue: str) -> QueueView:
+        views = await self._views(session, queue)
+        return views[0] if views else _empty_view(queue, await queue_queries.db_now(session))
+
+    async def _views(self, session: AsyncSession, queue: str | None) -> list[QueueView]:
+        """Views built from three small reads sharing the transaction's clock."""
+        now = await queue_queries.db_now(session)
+        states = {s.queue: s for s in await queue_queries.queue_states(session, queue)}
+        live = {c.queue: c for c in await queue_queries.live_counts(session, queue)}
+        finished = await queue_queries.finished_last_hour(session, queue)
+        views: dict[str, QueueView] = {}
+
+        def view_of(name: str) -> QueueView:
+            if name not in views:
+                views[name] = _empty_view(name, now)
+            return views[name]
+
+        for state in states.values():
+            view = view_of(state.queue)
+            view.paused, view.paused_at = state.paused, state.paused_at
+        for counts in live.values():
+            view = view_of(counts.queue)
+            view.queued, view.running = counts.queued, counts.running
+            if counts.oldest_due_at is not None:
+                view.oldest_queued_age_sec = max(
+                    0.0, round((now - counts.oldest_due_at).total_seconds(), 3)
+                )
+        first_minute = _minute_start(now) - timedelta(minutes=queue_queries.THROUGHPUT_MINUTES - 1)
+        for item in finished:
+            view = view_of(item.queue)
+            _count(view.finished_last_hour, item.status, item.count)
+            index = int((item.minute - first_minute).total_seconds() // 60)
+            if 0 <= index < len(view.throughput):
+                _count(view.throughput[index], item.status, item.count)
+        return [views[name] for name in sorted(views)]
+
+
+def _minute_start(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def _empty_view(queue: str, now: datetime) -> QueueView:
+    first = _minute_start(now) - timedelta(minutes=queue_queries.THROUGHPUT_MINUTES - 1)
+    return QueueView(
+        queue=queue,
+        paused=False,
+        paused_at=None,
+        queued=0,
+        running=0,
+        oldest_queued_age_sec=None,
+        finished_last_hour=FinishedCounts(),
+        throughput=[
+            ThroughputMinute(minute=first + timedelta(minutes=i))
+            for i in range(queue_queries.THROUGHPUT_MINUTES)
+        ],
+    )
