@@ -1,0 +1,21 @@
+"""GET /metrics: Prometheus text format, with job gauges read from the database per scrape."""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get
+from litestar.datastructures import State
+
+from app.observability.metrics import CONTENT_TYPE, JobGaugesReader, render
+
+
+class MetricsController(Controller):
+    """The scrape endpoint (left out of the OpenAPI schema)."""
+
+    include_in_schema = False
+
+    @get("/metrics", media_type=CONTENT_TYPE)
+    async def metrics(self, state: State) -> Response[bytes]:
+        """This process's metrics and the job gauges; database_up 0 when it cannot answer."""
+        reader: JobGaugesReader = state.job_gauges
+        gauges = await reader.scrape()
+        return Response(render(gauges), media_type=CONTENT_TYPE)
