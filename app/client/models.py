@@ -1,0 +1,147 @@
+"""The API's answers as the client reads them: lenient structs (unknown fields are ignored).
+
+These mirror the server's views without importing them, so the client stays HTTP-only; fields
+a newer or older server might leave out have defaults.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "lost"})
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """A job as GET /api/v1/jobs/{id}/status shows it (the server's JobView)."""
+
+    job_id: str
+    status: str
+    queue: str
+    task: str
+    lock_key: str
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
+    idempotency_key: str | None = None
+    partition_key: str | None = None
+    priority: int | None = None
+    available_at: datetime | None = None
+    attempt: int = 0
+    max_attempts: int | None = None
+    lease_ttl_sec: int | None = None
+    lease_expires_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    cancel_requested: bool = False
+    progress: dict[str, Any] | None = None
+    error: str | None = None
+    producer: str | None = None
+    consumer_group: str | None = None
+    worker_id: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the status is final (succeeded, failed, canceled or lost)."""
+        return self.status in FINAL_STATUSES
+
+
+class TriggerResult(msgspec.Struct, kw_only=True):
+    """POST /api/v1/jobs/trigger: the job a trigger resolved to."""
+
+    job_id: str
+    status: str
+    created: bool
+
+
+class JobPage(msgspec.Struct, kw_only=True):
+    """GET /api/v1/jobs: one page, newest first."""
+
+    jobs: list[Job]
+    next_cursor: str | None = None
+
+
+class JobEvent(msgspec.Struct, kw_only=True):
+    """One row of a job's history."""
+
+    id: int
+    event: str
+    attempt: int
+    at: datetime
+    details: dict[str, Any] | None = None
+
+
+class JobEvents(msgspec.Struct, kw_only=True):
+    """GET /api/v1/jobs/{id}/events, oldest first."""
+
+    job_id: str
+    events: list[JobEvent]
+
+
+class ThroughputMinute(msgspec.Struct, kw_only=True):
+    """Jobs that finished in one minute, by final status."""
+
+    minute: datetime
+    succeeded: int = 0
+    failed: int = 0
+    canceled: int = 0
+    lost: int = 0
+
+
+class Queue(msgspec.Struct, kw_only=True):
+    """GET /api/v1/queues: one queue's depth, state and recent throughput."""
+
+    queue: str
+    paused: bool = False
+    queued: int = 0
+    running: int = 0
+    oldest_queued_age_sec: float | None = None
+    finished_last_hour: dict[str, int] = msgspec.field(default_factory=dict)
+    throughput: list[ThroughputMinute] = msgspec.field(default_factory=list)
+
+
+class QueueList(msgspec.Struct, kw_only=True):
+    """GET /api/v1/queues."""
+
+    queues: list[Queue]
+
+
+class Schedule(msgspec.Struct, kw_only=True):
+    """A cron schedule and its job template (the server's ScheduleView)."""
+
+    name: str
+    cron: str
+    timezone: str
+    enabled: bool
+    queue: str
+    task: str
+    lock_key: str
+    schedule_id: str | None = None
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
+    priority: int | None = None
+    max_attempts: int | None = None
+    lease_ttl_sec: int | None = None
+    source: str | None = None
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    last_job_id: str | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    upcoming: list[datetime] = msgspec.field(default_factory=list)
+
+
+class SchedulePage(msgspec.Struct, kw_only=True):
+    """GET /api/v1/schedules: schedules by name; `next_after` continues the listing."""
+
+    schedules: list[Schedule]
+    next_after: str | None = None
+
+
+class ScheduleRun(msgspec.Struct, kw_only=True):
+    """POST /api/v1/schedules/{name}/run: the job it created and the schedule."""
+
+    job: TriggerResult
+    schedule: Schedule

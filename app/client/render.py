@@ -1,0 +1,222 @@
+"""Human views of jobs, events, queues and schedules (tables and key/value panels)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from app.client.models import Job, JobEvent, Queue, Schedule
+from app.client.output import (
+    compact_json,
+    duration,
+    fields_table,
+    list_table,
+    local_time,
+    progress_text,
+    relative,
+    sparkline,
+    status_text,
+    when,
+)
+
+ERROR_WIDTH = 60
+
+
+def attempts(job: Job) -> str:
+    """'2/5': attempts made out of the budget."""
+    return f"{job.attempt}/{job.max_attempts}" if job.max_attempts is not None else str(job.attempt)
+
+
+def run_time(job: Job) -> str | None:
+    """How long the job ran (so far, while it runs)."""
+    if job.started_at is None:
+        return None
+    end = job.finished_at or datetime.now(UTC)
+    suffix = "" if job.finished_at else " so far"
+    return duration((end - job.started_at).total_seconds()) + suffix
+
+
+def job_panel(job: Job) -> Table:
+    """Every field of one job worth reading, one per line."""
+    status = status_text(job.status)
+    if job.cancel_requested and not job.finished:
+        status += Text(" (cancel requested)", style="yellow")
+    lease = None
+    if job.status == "running" and job.lease_expires_at is not None:
+        lease = relative(job.lease_expires_at).replace("ago", "ago (expired)")
+    return fields_table(
+        [
+            ("job_id", job.job_id),
+            ("status", status),
+            ("queue", job.queue),
+            ("task", job.task),
+            ("lock_key", job.lock_key),
+            ("attempt", attempts(job)),
+            ("progress", progress_text(job.progress) or None),
+            ("error", Text(job.error, style="red") if job.error else None),
+            ("args", compact_json(job.args, 300)),
+            ("idempotency_key", job.idempotency_key),
+            ("partition_key", job.partition_key),
+            ("producer", job.producer),
+            ("consumer_group", job.consumer_group),
+            ("priority", None if job.priority is None else str(job.priority)),
+            ("worker", job.worker_id),
+            ("created", when(job.created_at)),
+            ("available", _available(job)),
+            ("started", when(job.started_at) if job.started_at else None),
+            ("finished", when(job.finished_at) if job.finished_at else None),
+            ("run time", run_time(job)),
+            ("heartbeat", relative(job.heartbeat_at) if job.heartbeat_at else None),
+            ("lease expires", lease),
+        ]
+    )
+
+
+def _available(job: Job) -> str | None:
+    """Shown only when the job waits for a later time than its creation."""
+    if job.available_at is None or job.created_at is None or job.available_at <= job.created_at:
+        return None
+    return when(job.available_at)
+
+
+def jobs_table(jobs: list[Job]) -> Table:
+    """One row per job, full ids; an ERROR column when some job has one."""
+    with_errors = any(job.error for job in jobs)
+    headers = ["JOB ID", "STATUS", "QUEUE", "TASK", "LOCK KEY", "ATTEMPT", "PROGRESS", "CREATED"]
+    table = list_table(*headers, *(["ERROR"] if with_errors else []))
+    table.columns[0].no_wrap = True
+    for job in jobs:
+        row: list[RenderableType] = [
+            job.job_id,
+            status_text(job.status),
+            job.queue,
+            job.task,
+            job.lock_key,
+            attempts(job),
+            progress_text(job.progress),
+            relative(job.created_at) if job.created_at else "",
+        ]
+        if with_errors:
+            row.append(Text(_cut(job.error or "", ERROR_WIDTH), style="red"))
+        table.add_row(*row)
+    return table
+
+
+def events_table(events: list[JobEvent]) -> Table:
+    """A job's history, oldest first."""
+    table = list_table("#", "AT", "EVENT", "ATTEMPT", "DETAILS")
+    for event in events:
+        details = compact_json(event.details, 120) if event.details else ""
+        table.add_row(
+            str(event.id),
+            local_time(event.at),
+            status_text(event.event),
+            str(event.attempt),
+            details,
+        )
+    return table
+
+
+def queues_table(queues: list[Queue]) -> Table:
+    """Depth, state, age of the oldest waiting job and the last hour per queue."""
+    table = list_table(
+        "QUEUE", "STATE", "QUEUED", "RUNNING", "OLDEST", "LAST HOUR", "PER MINUTE (60 MIN)"
+    )
+    for queue in queues:
+        table.add_row(
+            queue.queue,
+            Text("paused", style="yellow") if queue.paused else Text("active", style="green"),
+            str(queue.queued),
+            str(queue.running),
+            duration(queue.oldest_queued_age_sec)
+            if queue.oldest_queued_age_sec is not None
+            else "-",
+            last_hour(queue),
+            sparkline(m.succeeded + m.failed + m.canceled + m.lost for m in queue.throughput),
+        )
+    return table
+
+
+def last_hour(queue: Queue) -> Text:
+    """'10 ok  1 failed' (only the non-zero counts; '-' when nothing finished)."""
+    styles = {"succeeded": "green", "failed": "red", "canceled": "yellow", "lost": "magenta"}
+    labels = {"succeeded": "ok"}
+    text = Text()
+    for status, style in styles.items():
+        count = queue.finished_last_hour.get(status, 0)
+        if count:
+            text.append(f"{' ' if text else ''}{count} {labels.get(status, status)}", style=style)
+    return text if text else Text("-")
+
+
+def queue_line(queue: Queue) -> Text:
+    """One line after pause/resume: the queue, its state and its depth."""
+    state = Text("paused", style="yellow") if queue.paused else Text("active", style="green")
+    return Text.assemble(
+        f"queue {queue.queue} is ", state, f" ({queue.queued} queued, {queue.running} running)"
+    )
+
+
+def schedules_table(schedules: list[Schedule]) -> Table:
+    """One row per schedule, by name."""
+    with_errors = any(s.last_error for s in schedules)
+    headers = ["NAME", "ENABLED", "CRON", "TIMEZONE", "QUEUE", "TASK", "NEXT RUN", "LAST RUN"]
+    table = list_table(*headers, *(["LAST ERROR"] if with_errors else []))
+    for schedule in schedules:
+        row: list[RenderableType] = [
+            schedule.name,
+            Text("yes", style="green") if schedule.enabled else Text("no", style="yellow"),
+            schedule.cron,
+            schedule.timezone,
+            schedule.queue,
+            schedule.task,
+            when(schedule.next_run_at) if schedule.enabled and schedule.next_run_at else "-",
+            relative(schedule.last_run_at) if schedule.last_run_at else "-",
+        ]
+        if with_errors:
+            row.append(Text(_cut(schedule.last_error or "", ERROR_WIDTH), style="red"))
+        table.add_row(*row)
+    return table
+
+
+def schedule_panel(schedule: Schedule) -> RenderableType:
+    """One schedule: its template, its state and its next fire times."""
+    panel = fields_table(
+        [
+            ("name", schedule.name),
+            ("enabled", "yes" if schedule.enabled else Text("no", style="yellow")),
+            ("cron", f"{schedule.cron}  ({schedule.timezone})"),
+            ("queue", schedule.queue),
+            ("task", schedule.task),
+            ("lock_key", schedule.lock_key),
+            ("args", compact_json(schedule.args, 300)),
+            ("priority", None if schedule.priority is None else str(schedule.priority)),
+            ("max_attempts", None if schedule.max_attempts is None else str(schedule.max_attempts)),
+            (
+                "lease_ttl_sec",
+                None if schedule.lease_ttl_sec is None else str(schedule.lease_ttl_sec),
+            ),
+            ("source", schedule.source),
+            ("next run", when(schedule.next_run_at) if schedule.enabled else "- (disabled)"),
+            ("last run", when(schedule.last_run_at) if schedule.last_run_at else "never"),
+            ("last job", schedule.last_job_id),
+            ("last error", Text(schedule.last_error, style="red") if schedule.last_error else None),
+            ("schedule_id", schedule.schedule_id),
+            ("created", when(schedule.created_at) if schedule.created_at else None),
+            ("updated", when(schedule.updated_at) if schedule.updated_at else None),
+        ]
+    )
+    if not schedule.upcoming:
+        return panel
+    upcoming = Text("upcoming", style="bold")
+    for moment in schedule.upcoming:
+        upcoming.append(f"\n  {when(moment)}", style="")
+    return Group(panel, upcoming)
+
+
+def _cut(text: str, width: int) -> str:
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= width else line[: width - 1] + "…"

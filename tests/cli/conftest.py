@@ -1,0 +1,127 @@
+"""The real `dataloader` console script in a subprocess, against a real API (and worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import PROJECT_ROOT, ApiServer, api_server
+from tests.support.workers import WorkerFleet, worker_fleet
+
+__all__ = ["api_server"]  # the API fixture, shared with tests/api
+
+RUN_TIMEOUT_SEC = 60.0
+# Progress is saved on each heartbeat; a short one lets --wait see steps as they happen.
+WORKER_ENV = {"DL_HEARTBEAT_SEC": "0.3"}
+WORKER_QUEUE = "etl.default"  # served by the module's worker
+IDLE_QUEUE = "cli.idle"  # served by nobody: jobs there stay queued
+
+
+def dataloader_command() -> list[str]:
+    """The installed console script (`make install`), else the same app via `-m`."""
+    script = Path(sys.executable).with_name("dataloader")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "app.client"]
+
+
+def cli_env(url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without DATALOADER_* or terminal overrides, aimed at `url`."""
+    dropped = ("DATALOADER_", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    env.update({"DATALOADER_URL": url, "PYTHONUNBUFFERED": "1", **(extra or {})})
+    return env
+
+
+@dataclass
+class CliResult:
+    """How a `dataloader` run ended and what it printed."""
+
+    args: Sequence[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        """stdout parsed as one JSON document."""
+        return json.loads(self.stdout)
+
+    def __str__(self) -> str:
+        return (
+            f"dataloader {' '.join(self.args)} -> {self.returncode}\n"
+            f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+        )
+
+
+@dataclass
+class Cli:
+    """Runs `dataloader` against one server URL."""
+
+    url: str
+
+    async def start(
+        self, *args: str, env: Mapping[str, str] | None = None
+    ) -> asyncio.subprocess.Process:
+        """Start `dataloader *args` with stdout and stderr piped."""
+        return await asyncio.create_subprocess_exec(
+            *dataloader_command(),
+            *args,
+            cwd=PROJECT_ROOT,
+            env=cli_env(self.url, env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def __call__(
+        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = RUN_TIMEOUT_SEC
+    ) -> CliResult:
+        """Run `dataloader *args` to its end (killed after `timeout`)."""
+        process = await self.start(*args, env=env)
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+        except TimeoutError:
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+            raise
+        assert process.returncode is not None
+        return CliResult(args, process.returncode, stdout.decode(), stderr.decode())
+
+    async def ok(self, *args: str, env: Mapping[str, str] | None = None) -> CliResult:
+        """Run it and require exit status 0."""
+        result = await self(*args, env=env)
+        assert result.returncode == 0, str(result)
+        return result
+
+
+@pytest.fixture
+def cli(api_server: ApiServer) -> Cli:
+    """`dataloader` aimed at the module's API server."""
+    return Cli(api_server.base_url)
+
+
+@pytest.fixture
+async def api(api_server: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client on the same server, to set things up and check results."""
+    async with httpx.AsyncClient(base_url=api_server.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def worker(
+    api_server: ApiServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[WorkerFleet]:
+    """One real `pgq run` worker on the module's database, serving etl.default."""
+    with worker_fleet(
+        PROJECT_ROOT, api_server.dsn, tmp_path_factory.mktemp("cli_workers"), env=WORKER_ENV
+    ) as fleet:
+        await fleet.start_ready("cli-w1", queues={WORKER_QUEUE: 4})
+        yield fleet
