@@ -1,0 +1,194 @@
+"""Retention: prunes finished jobs, their events and pgqueuer's history past a configured age."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import retention_queries
+from app.settings import Settings
+
+logger = logging.getLogger("worker.retention")
+
+DEFAULT_RETENTION = timedelta(days=7)
+DEFAULT_BATCH_SIZE = 1000
+DEFAULT_MAX_BATCHES_PER_PASS = 20
+# Well inside the leader session's idle timeout (3 reaper periods, 30 s by default), so a
+# slow database cannot make one pass cost the leadership.
+DEFAULT_MAX_PASS_SEC = 5.0
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    """What one pass deleted, and whether it stopped before everything old was gone."""
+
+    jobs: int = 0
+    events: int = 0  # events of the deleted jobs, and orphans (events whose job is gone)
+    pgqueuer_log: int = 0
+    pgqueuer_statistics: int = 0
+    more_remain: bool = False
+    batches: int = 0
+    # The longest batch, commit included: the longest any row lock of the pass was held.
+    longest_batch_sec: float = 0.0
+
+    @property
+    def deleted(self) -> int:
+        """Rows deleted by the pass, all tables together."""
+        return self.jobs + self.events + self.pgqueuer_log + self.pgqueuer_statistics
+
+
+@dataclass
+class _Tally:
+    jobs: int = 0
+    events: int = 0
+    pgqueuer_log: int = 0
+    pgqueuer_statistics: int = 0
+    batches: int = 0
+    longest_batch_sec: float = 0.0
+
+
+@dataclass
+class Retention:
+    """Deletes history older than `retention`, in batches of `batch_size` rows.
+
+    Each batch is a transaction of its own, so no lock is held for long, and a pass runs at
+    most `max_batches_per_pass` of them (round robin over the tables, so a backlog in one
+    does not starve the others); `more_remain` then tells the caller to come back soon.
+    A zero `retention` keeps everything.
+    """
+
+    sessions: async_sessionmaker[AsyncSession]
+    # Finished jobs (by finished_at), pgqueuer_log and pgqueuer_statistics rows (by created)
+    # older than this are deleted. Queued and running jobs are never deleted.
+    retention: timedelta = DEFAULT_RETENTION
+    # Jobs (each with its events) or pgqueuer rows per batch, one transaction each.
+    batch_size: int = DEFAULT_BATCH_SIZE
+    # Bounds one pass, so the leader's tick (reaper, scheduler) stays short; no new batch
+    # starts after `max_pass_sec` either.
+    max_batches_per_pass: int = DEFAULT_MAX_BATCHES_PER_PASS
+    max_pass_sec: float = DEFAULT_MAX_PASS_SEC
+    # Where the sweep for orphan events goes on; kept between passes.
+    _orphan_cursor: int = field(default=0, init=False, repr=False)
+
+    @classmethod
+    def from_settings(
+        cls, sessions: async_sessionmaker[AsyncSession], settings: Settings
+    ) -> Retention:
+        """Retention as DL_RETENTION_DAYS, _BATCH_SIZE and _MAX_BATCHES_PER_PASS say."""
+        return cls(
+            sessions,
+            retention=timedelta(days=settings.dl_retention_days),
+            batch_size=settings.dl_retention_batch_size,
+            max_batches_per_pass=settings.dl_retention_max_batches_per_pass,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is ever deleted (a zero retention keeps history forever)."""
+        return self.retention > timedelta(0)
+
+    async def run_once(self) -> RetentionResult:
+        """One bounded pass over the four kinds of history."""
+        if not self.enabled:
+            return RetentionResult()
+        tally = _Tally()
+        # Each step runs one batch and says whether a full one may follow.
+        steps: dict[str, Callable[[_Tally], Awaitable[bool]]] = {
+            "jobs": self._jobs_batch,
+            "pgqueuer_log": self._log_batch,
+            "pgqueuer_statistics": self._statistics_batch,
+            "orphan_events": self._orphan_batch,
+        }
+        pending = dict(steps)
+        deadline = time.perf_counter() + self.max_pass_sec
+
+        def may_go_on() -> bool:
+            return tally.batches < self.max_batches_per_pass and time.perf_counter() < deadline
+
+        while pending and may_go_on():
+            for name, step in list(pending.items()):
+                if not may_go_on():
+                    break
+                if name == "orphan_events" and "jobs" in pending:
+                    # While old jobs remain, the sweep would mostly look at their events,
+                    # which go with them anyway.
+                    continue
+                started = time.perf_counter()
+                more = await step(tally)
+                tally.batches += 1
+                tally.longest_batch_sec = max(
+                    tally.longest_batch_sec, time.perf_counter() - started
+                )
+                if not more:
+                    del pending[name]
+        # The orphan sweep only looks; it never makes a backlog worth hurrying for.
+        more_remain = any(name != "orphan_events" for name in pending)
+        result = RetentionResult(
+            jobs=tally.jobs,
+            events=tally.events,
+            pgqueuer_log=tally.pgqueuer_log,
+            pgqueuer_statistics=tally.pgqueuer_statistics,
+            more_remain=more_remain,
+            batches=tally.batches,
+            longest_batch_sec=tally.longest_batch_sec,
+        )
+        if result.deleted:
+            logger.info(
+                "retention: deleted jobs=%d events=%d pgqueuer_log=%d pgqueuer_statistics=%d"
+                " in %d batch(es), longest %.3f s%s",
+                result.jobs,
+                result.events,
+                result.pgqueuer_log,
+                result.pgqueuer_statistics,
+                result.batches,
+                result.longest_batch_sec,
+                "; more remain" if more_remain else "",
+            )
+        return result
+
+    async def _jobs_batch(self, tally: _Tally) -> bool:
+        async with self.sessions() as session, session.begin():
+            batch = await retention_queries.delete_finished_jobs(
+                session, self.retention, self.batch_size
+            )
+        tally.jobs += batch.jobs
+        tally.events += batch.events
+        return batch.jobs >= self.batch_size
+
+    async def _log_batch(self, tally: _Tally) -> bool:
+        async with self.sessions() as session, session.begin():
+            deleted = await retention_queries.delete_old_pgqueuer_log(
+                session, self.retention, self.batch_size
+            )
+        tally.pgqueuer_log += deleted
+        return deleted >= self.batch_size
+
+    async def _statistics_batch(self, tally: _Tally) -> bool:
+        async with self.sessions() as session, session.begin():
+            deleted = await retention_queries.delete_old_pgqueuer_statistics(
+                session, self.retention, self.batch_size
+            )
+        tally.pgqueuer_statistics += deleted
+        return deleted >= self.batch_size
+
+    async def _orphan_batch(self, tally: _Tally) -> bool:
+        """One window of the sweep, which walks the events from the oldest up.
+
+        It starts over from the beginning once it reaches events younger than the
+        retention (ids grow with time, so nothing older lies beyond) or the end.
+        """
+        async with self.sessions() as session, session.begin():
+            window = await retention_queries.delete_orphan_events(
+                session, self.retention, self._orphan_cursor, self.batch_size
+            )
+        tally.events += window.deleted
+        if window.last_id is None or not window.last_is_old or window.scanned < self.batch_size:
+            self._orphan_cursor = 0
+            return False
+        self._orphan_cursor = window.last_id
+        return True
