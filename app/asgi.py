@@ -11,12 +11,21 @@ from litestar.openapi import OpenAPIConfig
 
 from app import __version__
 from app.db.engine import create_engine, create_session_factory
+from app.http.dashboard_controller import DashboardController, dashboard_static_router
 from app.http.errors import EXCEPTION_HANDLERS
+from app.http.job_stream_controller import JobStreamController
 from app.http.jobs_controller import JobsController
+from app.http.metrics_controller import MetricsController
+from app.http.queues_controller import QueuesController
 from app.http.schedules_controller import SchedulesController
 from app.http.system_controller import SystemController
+from app.jobs.job_gauges import read_job_gauges
+from app.jobs.job_watch import JobWatch
+from app.jobs.queue_service import QueueService
 from app.jobs.schedule_service import ScheduleService
 from app.jobs.service import JobService
+from app.observability.http_metrics import HttpMetricsMiddleware
+from app.observability.metrics import JobGaugesReader
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings, get_settings
 
@@ -34,17 +43,35 @@ def create_app(settings: Settings | None = None) -> Litestar:
         sessions = create_session_factory(engine)
         job_service = JobService(sessions, settings)
         app.state.job_service = job_service
+        # Listens while stream clients are connected (see app.jobs.job_watch).
+        job_watch = JobWatch(sessions, settings.asyncpg_dsn, settings.pg_schema_queue)
+        app.state.job_watch = job_watch
         app.state.schedule_service = ScheduleService(sessions, settings)
+        app.state.queue_service = QueueService(sessions, settings)
+        app.state.job_gauges = JobGaugesReader(lambda: read_job_gauges(sessions))
         try:
             yield
         finally:
+            await job_watch.close()
             await job_service.close()
             await engine.dispose()
 
     return Litestar(
-        route_handlers=[JobsController, SchedulesController, SystemController],
+        route_handlers=[
+            DashboardController,
+            dashboard_static_router(),
+            JobStreamController,
+            JobsController,
+            MetricsController,
+            QueuesController,
+            SchedulesController,
+            SystemController,
+        ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[HttpMetricsMiddleware],
+        # Logging is set up by app.observability.logging (uvicorn's log config), not here.
+        logging_config=None,
         request_max_body_size=settings.app_max_body_bytes,
         openapi_config=OpenAPIConfig(title="Dataloader job service", version=__version__),
     )

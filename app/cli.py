@@ -3,45 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import copy
-import logging
-import os
-import socket
 import sys
 from typing import Any
 
+from app.observability.logging import uvicorn_log_config
 from app.settings import Settings, settings_or_exit
-
-
-class InstanceIdFilter(logging.Filter):
-    """Gives each record `instance_id`: WORKER_ID, else host name and this process's pid."""
-
-    def __init__(self, worker_id: str | None = None) -> None:
-        super().__init__()
-        # Built in each API process when uvicorn configures its logging, so the pid is its own.
-        self.instance_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Add the id; never drops a record."""
-        record.instance_id = self.instance_id
-        return True
-
-
-def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
-    """uvicorn's own log configuration with the instance id in every line it prints."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {
-        "instance_id": {"()": "app.cli.InstanceIdFilter", "worker_id": settings.worker_id}
-    }
-    for handler in config["handlers"].values():
-        handler["filters"] = ["instance_id"]
-    for formatter in config["formatters"].values():
-        formatter["fmt"] = formatter["fmt"].replace(
-            "%(levelprefix)s ", "%(levelprefix)s [%(instance_id)s] ", 1
-        )
-    return config
 
 
 def serve(settings: Settings, workers: int | None = None) -> int:
@@ -59,7 +25,7 @@ def serve(settings: Settings, workers: int | None = None) -> int:
         workers=workers,
         host=settings.app_host,
         port=settings.app_port,
-        log_level="info",
+        log_level=settings.log_level.lower(),
         access_log=settings.app_access_log,
         log_config=uvicorn_log_config(settings),
         timeout_graceful_shutdown=10,

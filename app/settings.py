@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     app_workers: Annotated[int, Field(ge=1, le=64)] = 1
     app_access_log: bool = True
     app_max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    # GET /api/v1/jobs/{id}/stream sends a `: keep-alive` comment after this much quiet.
+    app_stream_keepalive_sec: Annotated[float, Field(gt=0, le=3600)] = 15
 
     database_url: str | None = None
     pg_host: str | None = None
@@ -67,6 +69,8 @@ class Settings(BaseSettings):
     # Comma-separated (or a JSON list); NoDecode lets the validator below see the raw text.
     dl_pipeline_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     dl_heartbeat_sec: Annotated[float, Field(gt=0, le=3600)] = 10
+    # New progress is saved at most this often (sooner than the heartbeat), for live views.
+    dl_progress_sec: Annotated[float, Field(gt=0, le=3600)] = 1.0
     dl_default_lease_ttl_sec: Annotated[int, Field(ge=1, le=86_400)] = 60
     dl_reaper_period_sec: Annotated[float, Field(gt=0, le=3600)] = 10
     dl_claim_backoff_sec: Annotated[float, Field(ge=0, le=86_400)] = 15
@@ -76,6 +80,24 @@ class Settings(BaseSettings):
     # The leader looks for due schedules at least this often (and sleeps until the next
     # fire time when that comes sooner).
     dl_schedule_period_sec: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    # Retention (on the leader): finished jobs with their events, and pgqueuer's log and
+    # statistics rows, older than this many days are deleted (fractions allowed); 0 keeps
+    # everything. Deleted in batches of DL_RETENTION_BATCH_SIZE rows, one transaction
+    # each, at most DL_RETENTION_MAX_BATCHES_PER_PASS per pass, every DL_RETENTION_PERIOD_SEC.
+    dl_retention_days: Annotated[float, Field(ge=0, le=36_500)] = 7
+    dl_retention_period_sec: Annotated[float, Field(gt=0, le=86_400)] = 300
+    dl_retention_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    dl_retention_max_batches_per_pass: Annotated[int, Field(ge=1, le=10_000)] = 20
+
+    # Logs: "json" (one object a line, the default) or "console" (for people; `make run`).
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # More words that make a logged key secret (comma-separated), beside password, token,
+    # secret, key, authorization and cookie.
+    dl_log_mask_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The worker's Prometheus endpoint (http://<host>:<port>/metrics); 0: none.
+    worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from other hosts
 
     # Built-in pipelines. Credentials live here, never in job args.
     # http.callback: named header sets a job selects with `"credentials": "<name>"`,
@@ -108,7 +130,17 @@ class Settings(BaseSettings):
             raise ValueError("must be a lower-case SQL identifier (letters, digits, _)")
         return value
 
-    @field_validator("dl_pipeline_modules", mode="before")
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("dl_pipeline_modules", "dl_log_mask_keys", mode="before")
     @classmethod
     def _split_modules(cls, value: object) -> object:
         if isinstance(value, str):

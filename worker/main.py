@@ -19,15 +19,17 @@ from pgqueuer.models import Job
 from app.db.engine import create_engine, create_session_factory
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
 from app.jobs.schedule_sync import sync_declared_schedules
+from app.observability.logging import configure_logging
+from app.observability.metrics import start_metrics_server, worker_metrics
 from app.pipelines import rabbitmq_publish
 from app.pipelines.registry import declared_schedules, load_pipelines
 from app.settings import settings_or_exit
 from worker.finish_writer import FinishWriter
 from worker.identity import worker_id
 from worker.lock_session import LockSession
-from worker.log_setup import configure_logging
 from worker.maintenance.leader import MaintenanceLoop
 from worker.maintenance.reaper import Reaper
+from worker.maintenance.retention import Retention
 from worker.maintenance.scheduler import Scheduler
 from worker.runner import Runner
 
@@ -63,7 +65,11 @@ async def factory() -> AsyncIterator[PgQueuer]:
     """Build the worker: pgqueuer entrypoints, the attempt runner, the maintenance loop."""
     settings = settings_or_exit("dataloader worker")
     ident = worker_id(settings)
-    configure_logging(ident)
+    configure_logging(settings, process="worker", ident=ident, id_field="worker_id")
+    worker_metrics()  # the families exist (at zero) from the first scrape on
+    metrics_server = start_metrics_server(
+        settings.worker_metrics_host, settings.worker_metrics_port
+    )
     load_pipelines(settings.dl_pipeline_modules)
     schema = settings.pg_schema_queue
     # Starts and finishes share the lock session's one connection; the pool serves only
@@ -102,6 +108,8 @@ async def factory() -> AsyncIterator[PgQueuer]:
         scheduler=Scheduler(maintenance_sessions, settings, ident),
         period_sec=settings.dl_reaper_period_sec,
         schedule_period_sec=settings.dl_schedule_period_sec,
+        retention=Retention.from_settings(maintenance_sessions, settings),
+        retention_period_sec=settings.dl_retention_period_sec,
     )
     background = [
         asyncio.create_task(maintenance.run()),
@@ -126,3 +134,6 @@ async def factory() -> AsyncIterator[PgQueuer]:
         await engine.dispose()
         await maintenance_engine.dispose()
         await rabbitmq_publish.close_connection()
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.shutdown)
+            metrics_server.server_close()

@@ -7,17 +7,20 @@ import contextlib
 import enum
 import logging
 import random
+import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import attempts
 from app.db.attempt_batches import FinishRequest
 from app.jobs.lifecycle import postpone_in_session, requeue_in_session
 from app.jobs.states import JobEvent, JobStatus
+from app.observability.metrics import worker_metrics
 from app.pipelines.context import PipelineContext
 from app.pipelines.errors import PermanentError
 from app.pipelines.registry import get_pipeline
@@ -53,6 +56,7 @@ class AttemptRun:
     progress_dirty: bool = False
     fenced: asyncio.Event = field(default_factory=asyncio.Event)
     interrupt: asyncio.Event = field(default_factory=asyncio.Event)
+    retried: bool = False  # failed, and scheduled to run again
 
     def save_progress(self, progress: dict[str, Any]) -> None:
         """Keep the latest progress; the heartbeat writes it."""
@@ -90,7 +94,9 @@ class Runner:
         if answer is None:
             return  # canceled, finished, or superseded by a newer dispatch
         if answer.attempt is None:
-            if answer.lock_busy:
+            if answer.paused:
+                await self._park_paused(job_id, pgq_job_id, answer.lock_key)
+            elif answer.lock_busy:
                 await self._postpone(job_id, pgq_job_id, answer.lock_key)
             return
         try:
@@ -111,7 +117,29 @@ class Runner:
                 worker_id=self.worker_id,
             )
         if postponed:
-            logger.debug("lock busy, job postponed: job %s lock_key %r", job_id, lock_key)
+            worker_metrics().lock_busy.inc()
+            logger.debug(
+                "lock busy, job postponed: job %s lock_key %r",
+                job_id,
+                lock_key,
+                extra={"job_id": str(job_id), "lock_key": lock_key},
+            )
+
+    async def _park_paused(self, job_id: uuid.UUID, pgq_job_id: int, lock_key: str) -> None:
+        """Its queue was paused as this dispatch was picked: wait for the resume, uncounted."""
+        async with self.sessions() as session, session.begin():
+            parked = await postpone_in_session(
+                session,
+                self.settings.pg_schema_queue,
+                job_id,
+                pgq_job_id,
+                delay_sec=0,
+                lock_key=lock_key,
+                worker_id=self.worker_id,
+                queue_paused=True,
+            )
+        if parked:
+            logger.info("queue paused, job waits for the resume: job %s", job_id)
 
     async def _run_started(self, started: attempts.StartedAttempt, pgq_cancel: Any) -> None:
         """Run a started attempt to its end and write how it ended."""
@@ -123,8 +151,21 @@ class Runner:
         context.progress_sink = run.save_progress
         self.active[job_id] = run
         log = {"job_id": str(job_id), "attempt": started.attempt, "worker_id": self.worker_id}
+        # Every line logged for this attempt (pipeline and heartbeat included: their tasks
+        # copy this context) names the job; reset in the finally below.
+        bound = structlog.contextvars.bind_contextvars(
+            **log, queue=started.queue, task=started.task
+        )
+        metrics = worker_metrics()
+        metrics.attempts_started.labels(started.queue, started.task).inc()
+        began = time.monotonic()
         # The start is in the job's events; the log keeps one line per attempt, at its end.
-        logger.debug("attempt started: job %s attempt %d", job_id, started.attempt, extra=log)
+        logger.debug(
+            "attempt started: job %s attempt %d",
+            job_id,
+            started.attempt,
+            extra={"job_args": started.args},  # the formatter masks secret-looking keys
+        )
         try:
             outcome, error = await self._execute(run, pgq_cancel)
             if not await self._finish(run, outcome, error) and outcome is not Outcome.FENCED:
@@ -144,8 +185,14 @@ class Runner:
                 started.attempt,
                 extra=log,
             )
+            label = "retried" if run.retried and outcome is Outcome.FAILED else outcome.value
+            metrics.attempts_finished.labels(started.queue, started.task, label).inc()
+            metrics.job_duration.labels(started.queue, started.task).observe(
+                time.monotonic() - began
+            )
         finally:
             self.active.pop(job_id, None)
+            structlog.contextvars.reset_contextvars(**bound)
 
     async def _execute(
         self, run: AttemptRun, pgq_cancel: Any
@@ -193,9 +240,18 @@ class Runner:
         return None
 
     async def _heartbeat_loop(self, run: AttemptRun) -> None:
-        """Extend the lease, save progress, read the cancel flag, every DL_HEARTBEAT_SEC."""
+        """Extend the lease and read the cancel flag every DL_HEARTBEAT_SEC.
+
+        New progress is saved sooner, at most every DL_PROGRESS_SEC, so people watching the
+        job see it move; a pipeline that reports none costs one write per heartbeat.
+        """
+        heartbeat_sec = self.settings.dl_heartbeat_sec
+        next_beat = time.monotonic() + heartbeat_sec
         while True:
-            await asyncio.sleep(self.settings.dl_heartbeat_sec)
+            await asyncio.sleep(min(heartbeat_sec, self.settings.dl_progress_sec))
+            if time.monotonic() < next_beat and not run.progress_dirty:
+                continue
+            next_beat = time.monotonic() + heartbeat_sec
             progress = run.progress if run.progress_dirty else None
             try:
                 async with self.engine.begin() as connection:
@@ -237,6 +293,7 @@ class Runner:
         trace = "".join(traceback.format_exception(error))[-TRACEBACK_LIMIT:]
         details = {"error": message, "traceback": trace, "worker_id": self.worker_id}
         if started.attempt < started.max_attempts and not isinstance(error, PermanentError):
+            run.retried = True
             return await self._requeue(
                 run,
                 JobEvent.RETRY_SCHEDULED,

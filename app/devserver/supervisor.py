@@ -22,6 +22,8 @@ from app.devserver.embedded_postgres import EmbeddedPostgres
 from app.settings import Settings
 
 _PR_SET_PDEATHSIG = 1
+# `make run`'s first worker serves http://127.0.0.1:9464/metrics, the next 9465, ...
+DEV_WORKER_METRICS_PORT = 9464
 
 
 def _die_with_parent(sig: int) -> Callable[[], None]:
@@ -72,9 +74,11 @@ class Supervisor:
                 settings = settings.model_copy(update={"database_url": self.postgres.url})
             upgrade_to_head(settings.sqlalchemy_url, settings.pg_schema_queue)
             _say("migrations applied")
+            env.update(self._dev_logging())
             self._spawn("api", [sys.executable, "-m", "app", "serve"], env)
             for index in range(self.worker_count):
                 worker_env = {**env, "WORKER_ID": env.get("WORKER_ID", f"dev-worker-{index + 1}")}
+                worker_env.update(self._dev_worker_metrics(index))
                 self._spawn(
                     f"worker-{index + 1}",
                     [sys.executable, "-m", "pgqueuer", "run", "worker.main:factory"],
@@ -84,6 +88,22 @@ class Supervisor:
             return self._watch()
         finally:
             self._stop_all()
+
+    def _dev_logging(self) -> dict[str, str]:
+        """Console logs for people, unless LOG_FORMAT was set (environment or .env)."""
+        if "log_format" in self.settings.model_fields_set:
+            return {}
+        return {"LOG_FORMAT": "console"}
+
+    def _dev_worker_metrics(self, index: int) -> dict[str, str]:
+        """Each worker's metrics on its own loopback port: WORKER_METRICS_PORT (default
+        DEV_WORKER_METRICS_PORT) plus the worker's index; 0 turns them off."""
+        explicit = "worker_metrics_port" in self.settings.model_fields_set
+        base = self.settings.worker_metrics_port if explicit else DEV_WORKER_METRICS_PORT
+        env = {"WORKER_METRICS_PORT": str(base + index if base else 0)}
+        if "worker_metrics_host" not in self.settings.model_fields_set:
+            env["WORKER_METRICS_HOST"] = self.settings.app_host
+        return env
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         process = subprocess.Popen(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar.datastructures import State
 
+from app.jobs.queue_service import QueueService
 from app.jobs.schedule_service import ScheduleService
 from app.jobs.service import JobService
 
@@ -17,4 +18,10 @@ def provide_job_service(state: State) -> JobService:
 def provide_schedule_service(state: State) -> ScheduleService:
     """The ScheduleService made at start-up."""
     service: ScheduleService = state.schedule_service
+    return service
+
+
+def provide_queue_service(state: State) -> QueueService:
+    """The QueueService made at start-up."""
+    service: QueueService = state.queue_service
     return service

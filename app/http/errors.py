@@ -21,8 +21,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from app.jobs.errors import (
     InvalidJobError,
     JobError,
-    JobFinishedError,
     JobNotFoundError,
+    JobStatusConflictError,
     ScheduleExistsError,
     ScheduleNotFoundError,
 )
@@ -32,7 +32,7 @@ logger = logging.getLogger("app.http")
 _STATUS_BY_ERROR: list[tuple[type[JobError], int]] = [
     (InvalidJobError, HTTP_400_BAD_REQUEST),
     (JobNotFoundError, HTTP_404_NOT_FOUND),
-    (JobFinishedError, HTTP_409_CONFLICT),
+    (JobStatusConflictError, HTTP_409_CONFLICT),
     (ScheduleNotFoundError, HTTP_404_NOT_FOUND),
     (ScheduleExistsError, HTTP_409_CONFLICT),
 ]
@@ -60,7 +60,7 @@ def job_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dic
         (code for kind, code in _STATUS_BY_ERROR if isinstance(exc, kind)), HTTP_400_BAD_REQUEST
     )
     extra: dict[str, object] = {}
-    if isinstance(exc, JobFinishedError):
+    if isinstance(exc, JobStatusConflictError):
         extra["job_status"] = exc.status
     return _body(status_code, exc.message, **extra)
 

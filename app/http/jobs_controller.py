@@ -1,4 +1,4 @@
-"""/api/v1/jobs: trigger, status and cancel."""
+"""/api/v1/jobs: trigger, list, look at, cancel and retry jobs."""
 
 from __future__ import annotations
 
@@ -11,19 +11,53 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_200_OK, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from app.http.dependencies import provide_job_service
+from app.http.job_docs import (
+    BAD_JOB_ID,
+    BAD_LIST_QUERY,
+    EVENTS_DESCRIPTION,
+    EVENTS_RESPONSES,
+    JOB_FINISHED,
+    JOB_RESPONSES,
+    LIST_DESCRIPTION,
+    LIST_RESPONSES,
+    NOT_FOUND,
+    NOT_RETRYABLE,
+    RETRY_DESCRIPTION,
+    RETRY_RESPONSES,
+    ConsumerGroupQuery,
+    CreatedAfterQuery,
+    CreatedBeforeQuery,
+    CursorQuery,
+    EventsAfterQuery,
+    EventsLimitQuery,
+    FinishedAfterQuery,
+    FinishedBeforeQuery,
+    LimitQuery,
+    LockKeyQuery,
+    PartitionKeyQuery,
+    ProducerQuery,
+    QueueQuery,
+    StatusQuery,
+    TaskQuery,
+)
 from app.http.schemas import (
     JobBulkTriggerRequest,
     JobBulkTriggerResponse,
+    JobEventsResponse,
+    JobListResponse,
     JobStatusResponse,
     JobTriggerRequest,
     JobTriggerResponse,
 )
 from app.jobs.errors import InvalidJobError
-from app.jobs.service import JobService
+from app.jobs.job_listing import LIST_LIMIT_DEFAULT, JobFilter
+from app.jobs.service import EVENTS_LIMIT_MAX, JobService
+
+JOB_PATH = "/{job_id:str}"
 
 
 class JobsController(Controller):
-    """Create, look at and cancel jobs."""
+    """Create, list, look at, cancel and retry jobs."""
 
     path = "/api/v1/jobs"
     tags = ["jobs"]
@@ -60,18 +94,103 @@ class JobsController(Controller):
         require_json(request)
         return JobBulkTriggerResponse(jobs=await job_service.trigger_many(data.jobs))
 
-    @get("/{job_id:str}/status", summary="A job's status, progress and timings")
+    @get(
+        "/",
+        summary="List jobs, newest first, filtered and keyset-paged",
+        description=LIST_DESCRIPTION,
+        responses={**LIST_RESPONSES, 400: BAD_LIST_QUERY},
+    )
+    async def list_jobs(
+        self,
+        job_service: JobService,
+        status: StatusQuery = None,
+        queue: QueueQuery = None,
+        task: TaskQuery = None,
+        lock_key: LockKeyQuery = None,
+        partition_key: PartitionKeyQuery = None,
+        producer: ProducerQuery = None,
+        consumer_group: ConsumerGroupQuery = None,
+        created_after: CreatedAfterQuery = None,
+        created_before: CreatedBeforeQuery = None,
+        finished_after: FinishedAfterQuery = None,
+        finished_before: FinishedBeforeQuery = None,
+        limit: LimitQuery = LIST_LIMIT_DEFAULT,
+        cursor: CursorQuery = None,
+    ) -> JobListResponse:
+        """Jobs matching every filter given, newest first, one page at a time."""
+        filters = JobFilter.from_query(
+            status=status,
+            queue=queue,
+            task=task,
+            lock_key=lock_key,
+            partition_key=partition_key,
+            producer=producer,
+            consumer_group=consumer_group,
+            created_after=created_after,
+            created_before=created_before,
+            finished_after=finished_after,
+            finished_before=finished_before,
+        )
+        return await job_service.list_jobs(filters, cursor=cursor, limit=limit)
+
+    @get(
+        JOB_PATH,
+        summary="A job's status, progress, timings and stored fields",
+        description="The job as stored now, the same answer as `/status`.",
+        responses={**JOB_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND},
+    )
+    async def get_job(self, job_id: str, job_service: JobService) -> JobStatusResponse:
+        """The job as stored now (the same answer as /status)."""
+        return await job_service.status(parse_job_id(job_id))
+
+    @get(
+        JOB_PATH + "/status",
+        summary="A job's status, progress and timings",
+        responses={**JOB_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND},
+    )
     async def status(self, job_id: str, job_service: JobService) -> JobStatusResponse:
         """The job as stored now; 404 when unknown, 400 when the id is not a UUID."""
         return await job_service.status(parse_job_id(job_id))
 
-    @post("/{job_id:str}/cancel", status_code=HTTP_200_OK, summary="Cancel a job")
+    @get(
+        JOB_PATH + "/events",
+        summary="A job's history, oldest first",
+        description=EVENTS_DESCRIPTION,
+        responses={**EVENTS_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND},
+    )
+    async def events(
+        self,
+        job_id: str,
+        job_service: JobService,
+        after: EventsAfterQuery = None,
+        limit: EventsLimitQuery = EVENTS_LIMIT_MAX,
+    ) -> JobEventsResponse:
+        """The job's events, oldest first, `limit` at a time."""
+        return await job_service.events(parse_job_id(job_id), after=after, limit=limit)
+
+    @post(
+        JOB_PATH + "/cancel",
+        status_code=HTTP_200_OK,
+        summary="Cancel a job",
+        responses={400: BAD_JOB_ID, 404: NOT_FOUND, 409: JOB_FINISHED},
+    )
     async def cancel(self, job_id: str, job_service: JobService) -> JobStatusResponse:
         """Queued: canceled at once. Running: flagged, stopped at its next checkpoint.
 
         Finished: 409 with its status. Unknown: 404.
         """
         return await job_service.cancel(parse_job_id(job_id))
+
+    @post(
+        JOB_PATH + "/retry",
+        status_code=HTTP_200_OK,
+        summary="Run a failed, lost or canceled job again",
+        description=RETRY_DESCRIPTION,
+        responses={**RETRY_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND, 409: NOT_RETRYABLE},
+    )
+    async def retry(self, job_id: str, job_service: JobService) -> JobStatusResponse:
+        """Queue a failed, lost or canceled job again with a fresh attempt budget."""
+        return await job_service.retry(parse_job_id(job_id))
 
 
 def require_json(request: Request[Any, Any, Any]) -> None:

@@ -7,12 +7,14 @@ from typing import Annotated
 import msgspec
 
 from app.jobs.spec import JobSpec
-from app.jobs.views import EnqueueResult, JobView
+from app.jobs.views import EnqueueResult, JobHistory, JobPage, JobView
 
 # The trigger body is the domain's JobSpec, so HTTP and in-app callers share one validation.
 JobTriggerRequest = JobSpec
 JobStatusResponse = JobView
 JobTriggerResponse = EnqueueResult
+JobListResponse = JobPage
+JobEventsResponse = JobHistory
 
 BULK_TRIGGER_LIMIT = 1000
 
@@ -27,6 +29,15 @@ class JobBulkTriggerResponse(msgspec.Struct, kw_only=True):
     """One answer per requested job, in request order."""
 
     jobs: list[EnqueueResult]
+
+
+class ErrorResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every 4xx and 5xx: `detail` says what is wrong, naming the field when there is one."""
+
+    status_code: int
+    detail: str
+    # A 409 about a job's status carries that status.
+    job_status: str | None = None
 
 
 class HealthResponse(msgspec.Struct):

@@ -23,16 +23,37 @@ class UnknownTaskError(InvalidJobError):
     """No pipeline is registered under this task name."""
 
 
+class InvalidQueueError(InvalidJobError):
+    """The queue name is invalid."""
+
+
 class JobNotFoundError(JobError):
     """No job has this id."""
 
 
-class JobFinishedError(JobError):
+class JobStatusConflictError(JobError):
+    """The job's status does not allow this operation."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class JobFinishedError(JobStatusConflictError):
     """The job has already finished and can no longer be canceled."""
 
     def __init__(self, status: str) -> None:
-        super().__init__(f"job already finished with status {status!r}")
-        self.status = status
+        super().__init__(f"job already finished with status {status!r}", status)
+
+
+class JobNotRetryableError(JobStatusConflictError):
+    """Only a failed, lost or canceled job can be retried."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(
+            f"job has status {status!r}; only failed, lost or canceled jobs can be retried",
+            status,
+        )
 
 
 class InvalidScheduleError(InvalidJobError):

@@ -62,11 +62,15 @@ async def postpone_in_session(
     delay_sec: float,
     lock_key: str,
     worker_id: str,
+    queue_paused: bool = False,
 ) -> bool:
-    """A queued job whose lock_key is busy waits `delay_sec` under a new dispatch.
+    """A queued job that could not start waits under a new dispatch; no attempt is counted.
 
+    Its lock_key was busy: it waits `delay_sec` (event lock_busy). Its queue was paused
+    (`queue_paused`, a dispatch picked as the pause committed): the new dispatch is parked
+    until the resume (event queue_paused; pass delay_sec 0 to run at once on resume).
     Conditioned on the dispatch that tried, so a concurrent cancel or redispatch wins.
-    The lock_busy event names `worker_id`, the worker that found the key taken.
+    The event names `worker_id`, the worker that could not start the job.
     """
     row = await attempts.postpone_queued(session, job_id, pgq_job_id, delay_sec)
     if row is None:
@@ -74,13 +78,13 @@ async def postpone_in_session(
     await _new_dispatch_in_session(
         session, schema, job_id, row.queue, row.priority, timedelta(seconds=delay_sec)
     )
-    await repository.add_event(
-        session,
-        job_id,
-        JobEvent.LOCK_BUSY,
-        row.attempt,
-        {"lock_key": lock_key, "retry_in_sec": delay_sec, "worker_id": worker_id},
-    )
+    if queue_paused:
+        event = JobEvent.QUEUE_PAUSED
+        details: dict[str, Any] = {"queue": row.queue, "worker_id": worker_id}
+    else:
+        event = JobEvent.LOCK_BUSY
+        details = {"lock_key": lock_key, "retry_in_sec": delay_sec, "worker_id": worker_id}
+    await repository.add_event(session, job_id, event, row.attempt, details)
     return True
 
 

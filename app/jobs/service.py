@@ -1,21 +1,34 @@
-"""JobService: trigger, status and cancel, each in a transaction the service owns."""
+"""JobService: trigger, look at, cancel and retry jobs, each in a transaction the service owns."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import repository
-from app.db.dispatch import signal_cancel_in_session, withdraw_dispatch_in_session
+from app.db import job_queries, repository
+from app.db.dispatch import (
+    enqueue_dispatch_in_session,
+    signal_cancel_in_session,
+    withdraw_dispatch_in_session,
+)
 from app.jobs.enqueue import enqueue_many_in_session
-from app.jobs.errors import JobFinishedError, JobNotFoundError
+from app.jobs.errors import (
+    InvalidJobError,
+    JobFinishedError,
+    JobNotFoundError,
+    JobNotRetryableError,
+)
+from app.jobs.job_listing import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, JobCursor, JobFilter
 from app.jobs.spec import JobSpec
-from app.jobs.states import JobEvent
+from app.jobs.states import RETRYABLE_STATUSES, JobEvent
 from app.jobs.trigger_batcher import TriggerBatcher
-from app.jobs.views import EnqueueResult, JobView
+from app.jobs.views import EnqueueResult, JobEventView, JobHistory, JobPage, JobView
 from app.settings import Settings
+
+EVENTS_LIMIT_MAX = 1000
 
 
 @dataclass
@@ -46,7 +59,7 @@ class JobService:
             return await enqueue_many_in_session(session, specs, self.settings)
 
     async def status(self, job_id: uuid.UUID) -> JobView:
-        """The job as stored now."""
+        """The job as stored now (GET /jobs/{id} and /jobs/{id}/status)."""
         async with self.sessions() as session:
             job = await repository.get_job(session, job_id)
             if job is None:
@@ -77,6 +90,77 @@ class JobService:
             if queued is None and running is None:
                 raise JobFinishedError(job.status)
             return JobView.from_row(job)
+
+    async def list_jobs(
+        self, filters: JobFilter, *, cursor: str | None = None, limit: int = LIST_LIMIT_DEFAULT
+    ) -> JobPage:
+        """Jobs matching `filters`, newest first, `limit` at a time after `cursor`."""
+        if not 1 <= limit <= LIST_LIMIT_MAX:
+            raise InvalidJobError(f"limit must be 1..{LIST_LIMIT_MAX} (query parameter `limit`)")
+        after = JobCursor.decode(cursor) if cursor else None
+        async with self.sessions() as session:
+            # One row more than asked tells whether another page exists.
+            rows = await job_queries.list_jobs(session, filters, after=after, limit=limit + 1)
+            page = [JobView.from_row(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = JobCursor(page[-1].created_at, page[-1].job_id).encode()
+        return JobPage(jobs=page, next_cursor=next_cursor)
+
+    async def events(
+        self, job_id: uuid.UUID, *, after: int | None = None, limit: int = EVENTS_LIMIT_MAX
+    ) -> JobHistory:
+        """The job's history, oldest first, `limit` events at a time after event id `after`."""
+        if not 1 <= limit <= EVENTS_LIMIT_MAX:
+            raise InvalidJobError(f"limit must be 1..{EVENTS_LIMIT_MAX} (query parameter `limit`)")
+        async with self.sessions() as session:
+            if not await job_queries.job_exists(session, job_id):
+                raise JobNotFoundError(f"job {job_id} not found")
+            rows = await job_queries.list_events(session, job_id, after_id=after, limit=limit + 1)
+            page = [JobEventView.from_row(row) for row in rows[:limit]]
+        next_after = page[-1].id if len(rows) > limit else None
+        return JobHistory(job_id=job_id, events=page, next_after=next_after)
+
+    async def retry(self, job_id: uuid.UUID) -> JobView:
+        """Run a failed, lost or canceled job again: queued, a fresh dispatch, a new budget.
+
+        The attempt counter is kept (a stale runner of an old attempt can never match a new
+        one) and max_attempts becomes attempt + the job's original max_attempts, so the job
+        gets its whole budget again. The original is the max_attempts the job had before
+        its first retry (recorded in that `retried` event).
+        """
+        async with self.sessions() as session, session.begin():
+            job = await job_queries.lock_for_retry(session, job_id)
+            if job is None:
+                raise JobNotFoundError(f"job {job_id} not found")
+            if job.status not in RETRYABLE_STATUSES:
+                raise JobNotRetryableError(job.status)
+            original = await job_queries.original_max_attempts(session, job_id)
+            max_attempts = job.attempt + (job.max_attempts if original is None else original)
+            pgq_job_id = await enqueue_dispatch_in_session(
+                session,
+                self.settings.pg_schema_queue,
+                queue=job.queue,
+                job_id=job_id,
+                priority=job.priority,
+                delay=timedelta(0),
+            )
+            row = await job_queries.requeue_for_retry(
+                session,
+                job_id,
+                previous_status=job.status,
+                max_attempts=max_attempts,
+                pgq_job_id=pgq_job_id,
+            )
+            if row is None:  # cannot happen while the row lock is held
+                raise JobNotRetryableError(job.status)
+            details = {
+                "previous_status": job.status,
+                "max_attempts_before": job.max_attempts,
+                "max_attempts": max_attempts,
+            }
+            await repository.add_event(session, job_id, JobEvent.RETRIED, row.attempt, details)
+            return JobView.from_row(row)
 
     async def database_ready(self) -> bool:
         """Whether the database answers a trivial query."""

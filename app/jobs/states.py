@@ -24,6 +24,8 @@ class JobStatus(StrEnum):
 FINAL_STATUSES = frozenset(
     {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.LOST}
 )
+# The final statuses an operator may run again (POST /api/v1/jobs/{id}/retry).
+RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELED})
 
 
 class JobEvent(StrEnum):
@@ -32,6 +34,8 @@ class JobEvent(StrEnum):
     QUEUED = "queued"
     STARTED = "started"
     LOCK_BUSY = "lock_busy"
+    # Picked just as its queue was paused: not started, waits for the resume.
+    QUEUE_PAUSED = "queue_paused"
     PROGRESS = "progress"
     SUCCEEDED = "succeeded"
     RETRY_SCHEDULED = "retry_scheduled"
@@ -43,3 +47,4 @@ class JobEvent(StrEnum):
     REQUEUED = "requeued"
     REDISPATCHED = "redispatched"
     INTERRUPTED = "interrupted"
+    RETRIED = "retried"

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from app.db.models import DlJob
+from app.db.models import DlJob, DlJobEvent
 
 
 class JobView(msgspec.Struct, kw_only=True):
@@ -51,3 +51,33 @@ class EnqueueResult(msgspec.Struct, kw_only=True):
     job_id: uuid.UUID
     status: str
     created: bool
+
+
+class JobPage(msgspec.Struct, kw_only=True):
+    """One page of a job listing, newest first; `next_cursor` is None on the last page."""
+
+    jobs: list[JobView]
+    next_cursor: str | None
+
+
+class JobEventView(msgspec.Struct, kw_only=True):
+    """One row of a job's history."""
+
+    id: int
+    event: str
+    attempt: int
+    at: datetime
+    details: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: DlJobEvent) -> JobEventView:
+        """Copy a dl_job_events row."""
+        return cls(id=row.id, event=row.event, attempt=row.attempt, at=row.at, details=row.details)
+
+
+class JobHistory(msgspec.Struct, kw_only=True):
+    """A job's events, oldest first; pass `next_after` as `after` for the next page."""
+
+    job_id: uuid.UUID
+    events: list[JobEventView]
+    next_after: int | None

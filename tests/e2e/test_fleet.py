@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import re
 import uuid
 from collections import defaultdict
 from datetime import datetime
@@ -14,6 +13,7 @@ from app.jobs.enqueue import enqueue_many_in_session
 from app.jobs.spec import JobSpec
 from tests.support.e2e_pipelines import RUN_LOG_DDL
 from tests.support.jobs_db import FINAL, JobsDb
+from tests.support.logs import log_records
 from tests.support.workers import WorkerFleet, wait_until
 
 WORKER_IDS = ("w1", "w2", "w3")
@@ -22,8 +22,6 @@ JOBS = 300
 LOCK_KEYS = 15
 RUN_ARGS = {"steps": 1, "sleep": 0.02}
 DRAIN_TIMEOUT_SEC = 60.0
-# A line written through the worker's logging (asctime first), as opposed to stray output.
-LOG_LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} ")
 
 Interval = tuple[datetime, datetime]
 
@@ -137,11 +135,11 @@ async def test_fleet_runs_a_shared_load_once_per_job_with_lock_keys_respected(
     _assert_serial(run_intervals, "e2e_runs")
     _assert_serial(event_intervals, "events")
 
-    # Each worker's log lines carry its own id, and only its own.
+    # Each worker's log lines (JSON) carry its own id, and only its own.
     for worker in fleet.workers:
-        lines = [line for line in worker.log().splitlines() if LOG_LINE.match(line)]
-        assert any("serving" in line for line in lines), worker.tail()
-        others = [f"[{other}]" for other in WORKER_IDS if other != worker.worker_id]
-        for line in lines:
-            assert f"[{worker.worker_id}]" in line, f"{worker.worker_id}: {line}"
-            assert not any(other in line for other in others), line
+        records = log_records(worker.log())
+        assert any("serving" in record["event"] for record in records), worker.tail()
+        others = {other for other in WORKER_IDS if other != worker.worker_id}
+        for record in records:
+            assert record["worker_id"] == worker.worker_id, record
+            assert not others & {str(value) for value in record.values()}, record

@@ -13,11 +13,12 @@ from app.jobs.schedule_service import ScheduleService
 from app.jobs.schedule_spec import ScheduleSpec, ScheduleUpdate
 from app.settings import Settings
 from tests.support.jobs_db import JobsDb
+from tests.support.logs import log_records
 from tests.support.schedules import jobs_of
 from tests.support.workers import WorkerFleet, WorkerProcess, wait_until
 
 NAME = "every-second"
-FIRED_LINE = re.compile(rf"schedule {NAME} fired for (\S+): job (\S+)(.*)")
+FIRED_LINE = re.compile(rf"schedule {NAME} fired for (\S+): job (\S+)(.*)")  # a log event
 LEADER_LINE = "became maintenance leader"
 
 
@@ -91,7 +92,8 @@ async def test_schedule_fires_every_instance_once_across_three_workers_and_a_lea
     fired_lines = [
         (worker.worker_id, match)
         for worker in fleet.workers
-        for match in FIRED_LINE.finditer(worker.log())
+        for record in log_records(worker.log())
+        if (match := FIRED_LINE.fullmatch(record["event"]))
     ]
     assert len(fired_lines) == len(jobs)
     assert all(match.group(3).strip() == "(worker " + wid + ")" for wid, match in fired_lines)

@@ -13,6 +13,7 @@ import asyncpg
 
 from app.db import locks
 from worker.maintenance.reaper import Reaper
+from worker.maintenance.retention import Retention
 from worker.maintenance.scheduler import Scheduler
 
 logger = logging.getLogger("worker.leader")
@@ -31,11 +32,12 @@ MIN_SLEEP_SEC = 0.01
 
 @dataclass
 class MaintenanceLoop:
-    """Tries to become leader each period; the leader reaps, then fires due schedules.
+    """Tries to become leader each period; the leader reaps, fires due schedules, prunes.
 
     `period_sec` paces the reaper and a non-leader's attempts to lead. The leader looks for
     due schedules at least every `schedule_period_sec`, and wakes at the next fire time when
-    that comes sooner, so a schedule fires on time.
+    that comes sooner, so a schedule fires on time. Retention runs last, every
+    `retention_period_sec`, or every `period_sec` while a backlog remains.
     """
 
     dsn: str
@@ -43,9 +45,14 @@ class MaintenanceLoop:
     scheduler: Scheduler
     period_sec: float
     schedule_period_sec: float
+    retention: Retention | None = None
+    retention_period_sec: float = 300.0
     connection: Any = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _next_reap: float = 0.0
+    # Not reset on resigning: a worker that leads again keeps the cadence; a new leader
+    # (a fresh process) prunes in its first tick.
+    _next_retention: float = 0.0
 
     @property
     def is_leader(self) -> bool:
@@ -74,7 +81,7 @@ class MaintenanceLoop:
         return False
 
     async def tick(self) -> float:
-        """One pass: elect; when leading, reap (each period) and then fire due schedules.
+        """One pass: elect; when leading, reap (each period), fire due schedules, prune.
 
         Returns how long to sleep before the next pass.
         """
@@ -84,10 +91,33 @@ class MaintenanceLoop:
             await self.reaper.run_once()
             self._next_reap = time.monotonic() + self.period_sec
         result = await self.scheduler.run_once()
-        wait = min(self.schedule_period_sec, self._next_reap - time.monotonic())
+        next_fire = None
         if result.next_due_in_sec is not None:
-            wait = min(wait, result.next_due_in_sec + FIRE_SLACK_SEC)
+            next_fire = time.monotonic() + result.next_due_in_sec + FIRE_SLACK_SEC
+        if self.retention is not None and time.monotonic() >= self._next_retention:
+            self._next_retention = time.monotonic() + await self._prune(self.retention)
+        now = time.monotonic()
+        wait = min(self.schedule_period_sec, self._next_reap - now)
+        if next_fire is not None:
+            wait = min(wait, next_fire - now)
+        if self.retention is not None:
+            wait = min(wait, self._next_retention - now)
         return max(wait, MIN_SLEEP_SEC)
+
+    async def _prune(self, retention: Retention) -> float:
+        """One retention pass; returns the seconds until the next one.
+
+        A failed pass is logged and tried again a period later: it keeps the leadership,
+        since the reaper and the scheduler, which ran before it, are what needs the leader.
+        """
+        try:
+            result = await retention.run_once()
+        except Exception:
+            logger.warning("retention pass failed; will retry", exc_info=True)
+            return self.retention_period_sec
+        if result.more_remain:
+            return min(self.period_sec, self.retention_period_sec)
+        return self.retention_period_sec
 
     async def run(self) -> None:
         """Tick until stopped; errors are logged, leadership given up, and the loop goes on."""

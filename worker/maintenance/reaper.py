@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import attempts, reaper_queries
 from app.jobs.lifecycle import redispatch_in_session, requeue_in_session
 from app.jobs.states import JobEvent, JobStatus
+from app.observability.metrics import worker_metrics
 
 logger = logging.getLogger("worker.reaper")
 
@@ -84,6 +85,13 @@ class Reaper:
                 )
                 redispatched += 1
         result = ReaperResult(requeued=requeued, lost=lost, redispatched=redispatched)
+        actions = worker_metrics().reaper_actions
+        for action, count in (
+            ("requeued", requeued),
+            ("lost", lost),
+            ("redispatched", redispatched),
+        ):
+            actions.labels(action).inc(count)
         if result.acted:
             logger.info("reaper: requeued=%d lost=%d redispatched=%d", requeued, lost, redispatched)
         return result

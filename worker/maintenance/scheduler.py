@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import schedules
 from app.jobs.schedule_firing import FireKind, FireOutcome, fire_if_due_in_session
+from app.observability.metrics import worker_metrics
 from app.settings import Settings
 
 logger = logging.getLogger("worker.scheduler")
@@ -47,12 +48,15 @@ class Scheduler:
             due = await schedules.due_schedule_ids(session, self.batch_size)
         counts: dict[FireKind, int] = {}
         failed = 0
+        fires = worker_metrics().schedule_fires
         for schedule_id in due:
             outcome = await self._fire(schedule_id)
             if outcome is None:
                 failed += 1
+                fires.labels("error").inc()
                 continue
             counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
+            fires.labels(outcome.kind.value).inc()
             self._log(outcome)
         async with self.sessions() as session:
             next_due = await schedules.seconds_until_next_due(session)
