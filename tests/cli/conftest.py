@@ -41,6 +41,11 @@ def cli_env(url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT back to its default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class CliResult:
     """How a `dataloader` run ended and what it printed."""
@@ -70,7 +75,12 @@ class Cli:
     async def start(
         self, *args: str, env: Mapping[str, str] | None = None
     ) -> asyncio.subprocess.Process:
-        """Start `dataloader *args` with stdout and stderr piped."""
+        """Start `dataloader *args` with stdout and stderr piped, as from a terminal.
+
+        SIGINT is restored to its default in the child: a test run started in the background
+        by a non-interactive shell ignores SIGINT, the child would inherit that, and Python
+        then never raises KeyboardInterrupt for the Ctrl-C the tests send.
+        """
         return await asyncio.create_subprocess_exec(
             *dataloader_command(),
             *args,
@@ -79,6 +89,7 @@ class Cli:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_default_sigint,
         )
 
     async def __call__(
