@@ -106,6 +106,15 @@ def undecodable_body_handler(
     return _body(HTTP_400_BAD_REQUEST, "request body is not valid UTF-8 JSON")
 
 
+def recursion_error_handler(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, object]]:
+    """JSON nested deeper than the decoder's recursion limit is the client's fault."""
+    if "deserializing" in str(exc):  # msgspec's decoder; any other recursion is a bug of ours
+        return _body(HTTP_400_BAD_REQUEST, "request body is nested too deeply")
+    return unexpected_error_handler(request, exc)
+
+
 def unexpected_error_handler(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, object]]:
@@ -116,6 +125,7 @@ def unexpected_error_handler(
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     UnicodeDecodeError: undecodable_body_handler,
+    RecursionError: recursion_error_handler,
     Exception: unexpected_error_handler,
     JobError: job_error_handler,
     HTTPException: http_exception_handler,

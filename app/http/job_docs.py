@@ -177,6 +177,11 @@ JOB_FINISHED = error_response(
     "job already finished with status 'succeeded'",
     job_status="succeeded",
 )
+NOT_JSON = error_response(
+    415,
+    "The body is not declared as JSON",
+    "Content-Type must be application/json, not 'text/plain'",
+)
 NOT_RETRYABLE = error_response(
     409,
     "The job is queued, running or succeeded",

@@ -12,6 +12,7 @@ from litestar.di import Provide
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.http.dependencies import provide_job_service
+from app.http.job_docs import BAD_JOB_ID, NOT_FOUND
 from app.http.jobs_controller import parse_job_id
 from app.jobs.job_watch import JobWatch
 from app.jobs.service import JobService
@@ -41,6 +42,7 @@ class JobStreamController(Controller):
         "/{job_id:str}/stream",
         summary="Server-sent events: the job now, then after each status or progress change",
         media_type="text/event-stream",
+        responses={400: BAD_JOB_ID, 404: NOT_FOUND},
     )
     async def stream(
         self, job_id: str, job_service: JobService, job_watch: JobWatch, state: State

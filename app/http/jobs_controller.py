@@ -21,6 +21,7 @@ from app.http.job_docs import (
     LIST_DESCRIPTION,
     LIST_RESPONSES,
     NOT_FOUND,
+    NOT_JSON,
     NOT_RETRYABLE,
     RETRY_DESCRIPTION,
     RETRY_RESPONSES,
@@ -69,6 +70,7 @@ class JobsController(Controller):
         status_code=HTTP_200_OK,
         summary="Create a job, or return the one with the same idempotency_key",
         raises=[],
+        responses={415: NOT_JSON},
     )
     async def trigger(
         self, request: Request[Any, Any, Any], data: JobTriggerRequest, job_service: JobService
@@ -82,6 +84,7 @@ class JobsController(Controller):
         status_code=HTTP_200_OK,
         summary="Create up to 1,000 jobs in one transaction",
         raises=[],
+        responses={415: NOT_JSON},
     )
     async def trigger_bulk(
         self, request: Request[Any, Any, Any], data: JobBulkTriggerRequest, job_service: JobService

@@ -11,6 +11,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from app.http.dependencies import provide_schedule_service
+from app.http.job_docs import NOT_JSON, error_response
 from app.http.jobs_controller import require_json
 from app.jobs.schedule_service import ScheduleRun, ScheduleService
 from app.jobs.schedule_spec import ScheduleSpec, ScheduleUpdate, ScheduleView
@@ -18,6 +19,12 @@ from app.jobs.schedule_spec import ScheduleSpec, ScheduleUpdate, ScheduleView
 # Names are letters, digits and . _ : - (ScheduleName), so they travel in the path as they are.
 NAME_PATH = "/{name:str}"
 LIST_LIMIT_MAX = 500
+
+SCHEDULE_NOT_FOUND = error_response(
+    404, "No schedule has this name", "schedule 'nightly' not found"
+)
+NAMED = {404: SCHEDULE_NOT_FOUND}
+NAME_TAKEN = error_response(409, "A schedule has this name", "schedule 'nightly' already exists")
 
 
 class ScheduleListResponse(msgspec.Struct, kw_only=True):
@@ -40,6 +47,7 @@ class SchedulesController(Controller):
         summary="Create a schedule",
         description="A bad cron expression, time zone or job template is a 400 saying why; "
         "a taken name is a 409.",
+        responses={409: NAME_TAKEN, 415: NOT_JSON},
     )
     async def create(
         self,
@@ -66,12 +74,12 @@ class SchedulesController(Controller):
         next_after = page[-1].name if len(page) == limit else None
         return ScheduleListResponse(schedules=page, next_after=next_after)
 
-    @get(NAME_PATH, summary="A schedule and its next fire times")
+    @get(NAME_PATH, summary="A schedule and its next fire times", responses=NAMED)
     async def get_schedule(self, name: str, schedule_service: ScheduleService) -> ScheduleView:
         """`upcoming` lists the next five fire times (UTC) of an enabled schedule."""
         return await schedule_service.get(name)
 
-    @patch(NAME_PATH, summary="Change a schedule")
+    @patch(NAME_PATH, summary="Change a schedule", responses={**NAMED, 415: NOT_JSON})
     async def update(
         self,
         request: Request[Any, Any, Any],
@@ -83,22 +91,36 @@ class SchedulesController(Controller):
         require_json(request)
         return await schedule_service.update(name, data)
 
-    @delete(NAME_PATH, status_code=HTTP_204_NO_CONTENT, summary="Delete a schedule")
+    @delete(
+        NAME_PATH, status_code=HTTP_204_NO_CONTENT, summary="Delete a schedule", responses=NAMED
+    )
     async def delete_schedule(self, name: str, schedule_service: ScheduleService) -> None:
         """The schedule goes; jobs it already created stay."""
         await schedule_service.delete(name)
 
-    @post(NAME_PATH + "/enable", status_code=HTTP_200_OK, summary="Enable a schedule")
+    @post(
+        NAME_PATH + "/enable", status_code=HTTP_200_OK, summary="Enable a schedule", responses=NAMED
+    )
     async def enable(self, name: str, schedule_service: ScheduleService) -> ScheduleView:
         """It fires next at the first matching time after now (missed times are not caught up)."""
         return await schedule_service.set_enabled(name, True)
 
-    @post(NAME_PATH + "/disable", status_code=HTTP_200_OK, summary="Disable a schedule")
+    @post(
+        NAME_PATH + "/disable",
+        status_code=HTTP_200_OK,
+        summary="Disable a schedule",
+        responses=NAMED,
+    )
     async def disable(self, name: str, schedule_service: ScheduleService) -> ScheduleView:
         """It stops firing; jobs it already created are not touched."""
         return await schedule_service.set_enabled(name, False)
 
-    @post(NAME_PATH + "/run", status_code=HTTP_200_OK, summary="Run a schedule's job now")
+    @post(
+        NAME_PATH + "/run",
+        status_code=HTTP_200_OK,
+        summary="Run a schedule's job now",
+        responses=NAMED,
+    )
     async def run_now(self, name: str, schedule_service: ScheduleService) -> ScheduleRun:
         """Create its job at once, enabled or not; its fire times do not change."""
         return await schedule_service.run_now(name)

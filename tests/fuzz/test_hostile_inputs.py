@@ -1,0 +1,495 @@
+"""Hand-written hostile requests against a real server: a 4xx (or a plain 200), never a 5xx.
+
+Deep and huge bodies, wrong content types, ids that are not UUIDs, SQL-looking and odd
+unicode text in every filter and name, out-of-range numbers and timestamps.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.api.conftest import ApiServer
+
+TRIGGER = "/api/v1/jobs/trigger"
+BULK = "/api/v1/jobs/trigger/bulk"
+JOBS = "/api/v1/jobs"
+SCHEDULES = "/api/v1/schedules"
+QUEUES = "/api/v1/queues"
+MAX_BODY_BYTES = 1024 * 1024  # APP_MAX_BODY_BYTES' default; the fixture's server uses it
+
+LIST_FILTERS = [
+    "status",
+    "queue",
+    "task",
+    "lock_key",
+    "partition_key",
+    "producer",
+    "consumer_group",
+    "created_after",
+    "created_before",
+    "finished_after",
+    "finished_before",
+    "limit",
+    "cursor",
+]
+JOB_ID_PATHS = ["{}", "{}/status", "{}/events", "{}/stream"]
+JOB_ID_ACTIONS = ["{}/cancel", "{}/retry"]
+
+HOSTILE_TEXT = [
+    "' OR 1=1 --",
+    "'; DROP TABLE dl_jobs; --",
+    '"; DROP TABLE dl_jobs; --',
+    "1; SELECT pg_sleep(5)",
+    "%",
+    "_",
+    "\\",
+    "😀🔥",
+    "\u202eevil\u202c",  # right-to-left override
+    "שלום",
+    "a\x00b",
+    "\x00",
+    "\ufeff",
+    " ",
+    "x" * 5000,
+]
+BAD_UUIDS = [
+    "abc",
+    "0",
+    "' OR 1=1 --",
+    "00000000-0000-0000-0000-00000000000g",
+    "0f9c4c2e-6f51-4a8e-9d0b-2b7f1f3c9a1",
+    "0f9c4c2e-6f51-4a8e-9d0b-2b7f1f3c9a100",
+    "😀",
+    "a" * 5000,
+]
+HUGE_NUMBERS: list[Any] = [-1, -(10**30), 10**30, 2**63, -(2**63) - 1, 1.5, "1e400", True]
+
+
+def job_body(**overrides: object) -> dict[str, Any]:
+    """A valid trigger body."""
+    values: dict[str, Any] = {"queue": "fuzz", "task": "noop", "lock_key": "fuzz"}
+    values.update(overrides)
+    return values
+
+
+def schedule_body(**overrides: object) -> dict[str, Any]:
+    """A valid schedule body with a fresh name."""
+    values: dict[str, Any] = {
+        "name": f"fuzz-{uuid.uuid4().hex[:10]}",
+        "cron": "*/5 * * * *",
+        "queue": "fuzz",
+        "task": "noop",
+        "lock_key": "fuzz",
+    }
+    values.update(overrides)
+    return values
+
+
+def assert_not_5xx(response: httpx.Response, *allowed: int) -> None:
+    """Below 500, and one of `allowed` when given; the body is the error JSON on a 4xx."""
+    request = response.request
+    where = f"{request.method} {str(request.url)[:300]} -> {response.status_code}"
+    assert response.status_code < 500, f"{where}: {response.text[:500]}"
+    if allowed:
+        assert response.status_code in allowed, f"{where}: {response.text[:500]}"
+    if response.status_code >= 400:
+        body = response.json()
+        assert body["status_code"] == response.status_code, where
+        assert isinstance(body["detail"], str), where
+
+
+@pytest.fixture
+async def client(fuzz_server: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client aimed at the module's server; the server must still be up afterwards."""
+    async with httpx.AsyncClient(base_url=fuzz_server.base_url, timeout=30) as client:
+        yield client
+    assert fuzz_server.process.poll() is None, f"API died:\n{fuzz_server.log_tail()}"
+
+
+async def assert_tables_intact(fuzz_server: ApiServer) -> None:
+    """dl_jobs and dl_schedules are still there and readable."""
+    connection = await asyncpg.connect(fuzz_server.dsn)
+    try:
+        for table in ("dl_jobs", "dl_schedules"):
+            assert await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
+            await connection.fetchval(f"SELECT count(*) FROM {table}")
+    finally:
+        await connection.close()
+
+
+# --- deep and huge bodies -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [100, 10_000, 100_000])
+@pytest.mark.parametrize("path", [TRIGGER, BULK, SCHEDULES])
+async def test_deeply_nested_json_is_refused(
+    client: httpx.AsyncClient, path: str, depth: int
+) -> None:
+    nested = "[" * depth + "]" * depth
+    if path == TRIGGER:
+        raw = '{"queue":"fuzz","task":"noop","lock_key":"fuzz","args":{"x":' + nested + "}}"
+    elif path == BULK:
+        raw = '{"jobs":[{"queue":"fuzz","task":"noop","lock_key":"fuzz","args":{"x":' + nested
+        raw += "}}]}"
+    else:
+        raw = (
+            '{"name":"deep","cron":"* * * * *","queue":"fuzz","task":"noop","lock_key":"k",'
+            '"args":{"x":' + nested + "}}"
+        )
+    response = await client.post(
+        path, content=raw.encode(), headers={"content-type": "application/json"}
+    )
+    assert_not_5xx(response, 400, 413)
+
+
+async def test_deeply_nested_object_as_whole_body(client: httpx.AsyncClient) -> None:
+    raw = '{"a":' * 10_000 + "1" + "}" * 10_000
+    response = await client.post(
+        TRIGGER, content=raw.encode(), headers={"content-type": "application/json"}
+    )
+    assert_not_5xx(response, 400, 413)
+
+
+@pytest.mark.parametrize("path", [TRIGGER, BULK, SCHEDULES])
+async def test_body_over_the_limit_is_413(client: httpx.AsyncClient, path: str) -> None:
+    filler = "x" * (MAX_BODY_BYTES + 10)
+    raw = b'{"queue":"fuzz","task":"noop","lock_key":"fuzz","args":{"x":"' + filler.encode()
+    raw += b'"}}'
+    response = await client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert_not_5xx(response, 413)
+
+
+async def test_body_over_the_limit_in_chunks_is_413(client: httpx.AsyncClient) -> None:
+    """No Content-Length (chunked): the limit holds all the same."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"queue":"fuzz","task":"noop","lock_key":"fuzz","args":{"x":"'
+        for _ in range(20):
+            yield b"x" * (MAX_BODY_BYTES // 10)
+        yield b'"}}'
+
+    response = await client.post(
+        TRIGGER, content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_not_5xx(response, 413)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"null",
+        b"[]",
+        b"42",
+        b'"text"',
+        b"{",
+        b'{"queue":',
+        b"\xff\xfe\x00",
+        b'{"queue":"fuzz\xed\xa0\x80","task":"noop","lock_key":"k"}',  # a surrogate as UTF-8
+        b'{"queue":"fuzz","task":"noop","lock_key":"k\\ud800"}',  # a lone surrogate escape
+        b'{"queue":"fuzz","task":"noop","lock_key":"k","args":{"\\ud800":"\\udfff"}}',
+        b'{"queue":"fuzz","task":"noop","lock_key":"k","args":{"a":NaN}}',
+        b'{"queue":"fuzz","task":"noop","lock_key":"k","args":{"a":1e400}}',
+        b'{"queue":"fuzz","task":"noop","lock_key":"k","queue":"other"}',
+    ],
+)
+@pytest.mark.parametrize("path", [TRIGGER, BULK, SCHEDULES])
+async def test_malformed_json_is_400(client: httpx.AsyncClient, path: str, raw: bytes) -> None:
+    response = await client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert_not_5xx(response)
+    if path != TRIGGER:
+        assert response.status_code == 400, response.text
+    elif response.status_code == 200:  # a duplicate key or 1e400 may parse; then it is a job
+        assert raw.count(b'"queue"') == 2 or b"1e400" in raw, response.text
+
+
+async def test_lone_surrogate_in_schedule_args_is_refused(client: httpx.AsyncClient) -> None:
+    raw = (
+        b'{"name":"surrogate","cron":"* * * * *","queue":"fuzz","task":"noop",'
+        b'"lock_key":"k","args":{"a":"\\ud800"}}'
+    )
+    response = await client.post(
+        SCHEDULES, content=raw, headers={"content-type": "application/json"}
+    )
+    assert_not_5xx(response, 400)
+
+
+# --- content types ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "application/xml",
+        None,
+    ],
+)
+@pytest.mark.parametrize("path", [TRIGGER, BULK, SCHEDULES])
+async def test_wrong_content_type_is_415_or_400(
+    client: httpx.AsyncClient, path: str, content_type: str | None
+) -> None:
+    body = job_body() if path == TRIGGER else schedule_body()
+    if path == BULK:
+        body = {"jobs": [job_body()]}
+    headers = {"content-type": content_type} if content_type else {}
+    raw = httpx.Request("POST", "http://x", json=body).content
+    response = await client.post(path, content=raw, headers=headers)
+    assert_not_5xx(response, 400, 415)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+async def test_wrong_content_type_on_schedule_patch(
+    client: httpx.AsyncClient, content_type: str | None
+) -> None:
+    created = await client.post(SCHEDULES, json=schedule_body())
+    assert created.status_code == 201, created.text
+    headers = {"content-type": content_type} if content_type else {}
+    response = await client.patch(
+        f"{SCHEDULES}/{created.json()['name']}", content=b'{"enabled":false}', headers=headers
+    )
+    assert_not_5xx(response, 400, 415)
+
+
+async def test_form_body_is_415(client: httpx.AsyncClient) -> None:
+    response = await client.post(TRIGGER, data={"queue": "fuzz", "task": "noop"})
+    assert_not_5xx(response, 400, 415)
+
+
+# --- job ids ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", BAD_UUIDS)
+async def test_invalid_job_ids_are_400(client: httpx.AsyncClient, bad: str) -> None:
+    for template in JOB_ID_PATHS:
+        response = await client.get(f"{JOBS}/{template.format(bad)}")
+        assert_not_5xx(response, 400)
+    for template in JOB_ID_ACTIONS:
+        response = await client.post(f"{JOBS}/{template.format(bad)}")
+        assert_not_5xx(response, 400)
+
+
+@pytest.mark.parametrize(
+    "raw_path", ["%00", "%ED%A0%80", "%FF", "..%2F..%2Fetc", "%27%20OR%201%3D1%20--"]
+)
+async def test_encoded_job_ids_are_4xx(
+    client: httpx.AsyncClient, fuzz_server: ApiServer, raw_path: str
+) -> None:
+    for template in JOB_ID_PATHS + JOB_ID_ACTIONS:
+        method = "POST" if template in JOB_ID_ACTIONS else "GET"
+        url = f"{fuzz_server.base_url}{JOBS}/{template.format(raw_path)}"
+        response = await client.request(method, url)
+        assert_not_5xx(response)
+        assert 400 <= response.status_code < 500, f"{url}: {response.status_code}"
+
+
+async def test_unknown_but_valid_job_id_is_404(client: httpx.AsyncClient) -> None:
+    job_id = uuid.uuid4()
+    for template in JOB_ID_PATHS:
+        assert_not_5xx(await client.get(f"{JOBS}/{template.format(job_id)}"), 404)
+    for template in JOB_ID_ACTIONS:
+        assert_not_5xx(await client.post(f"{JOBS}/{template.format(job_id)}"), 404)
+
+
+# --- hostile text in filters and names ----------------------------------------------------
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT)
+async def test_hostile_text_in_every_list_filter(
+    client: httpx.AsyncClient, fuzz_server: ApiServer, text: str
+) -> None:
+    for name in LIST_FILTERS:
+        response = await client.get(JOBS, params={name: text})
+        assert_not_5xx(response, 200, 400)
+    response = await client.get(SCHEDULES, params={"after": text})
+    assert_not_5xx(response, 200, 400)
+    for events_param in ("after", "limit"):
+        response = await client.get(f"{JOBS}/{uuid.uuid4()}/events", params={events_param: text})
+        assert_not_5xx(response, 400, 404)
+    await assert_tables_intact(fuzz_server)
+
+
+@pytest.mark.parametrize(
+    "raw_query",
+    ["%00", "%ED%A0%80", "%FF%FE", "%C0%AF", "%27%20OR%201%3D1%20--", "%E2%80%AE", "%"],
+)
+async def test_undecodable_bytes_in_every_list_filter(
+    client: httpx.AsyncClient, fuzz_server: ApiServer, raw_query: str
+) -> None:
+    """Percent-encoded bytes that are not UTF-8 (a surrogate, 0xFF) or a lone `%`."""
+    for name in LIST_FILTERS:
+        url = f"{fuzz_server.base_url}{JOBS}?{name}={raw_query}"
+        response = await client.get(url)
+        assert_not_5xx(response, 200, 400)
+    await assert_tables_intact(fuzz_server)
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT)
+async def test_hostile_text_as_schedule_and_queue_names(
+    client: httpx.AsyncClient, fuzz_server: ApiServer, text: str
+) -> None:
+    quoted = urllib.parse.quote(text, safe="")
+    for method, path in [
+        ("GET", f"{SCHEDULES}/{quoted}"),
+        ("DELETE", f"{SCHEDULES}/{quoted}"),
+        ("POST", f"{SCHEDULES}/{quoted}/enable"),
+        ("POST", f"{SCHEDULES}/{quoted}/disable"),
+        ("POST", f"{SCHEDULES}/{quoted}/run"),
+        ("GET", f"{QUEUES}/{quoted}"),
+        ("POST", f"{QUEUES}/{quoted}/pause"),
+        ("POST", f"{QUEUES}/{quoted}/resume"),
+    ]:
+        response = await client.request(method, fuzz_server.base_url + path)
+        assert_not_5xx(response, 200, 204, 400, 404, 405)
+    response = await client.patch(
+        f"{fuzz_server.base_url}{SCHEDULES}/{quoted}", json={"enabled": False}
+    )
+    assert_not_5xx(response, 200, 400, 404, 405)
+    for field in ("name", "queue", "task", "lock_key", "cron", "timezone"):
+        response = await client.post(SCHEDULES, json=schedule_body(**{field: text}))
+        assert_not_5xx(response, 201, 400)
+    for field in (
+        "queue",
+        "task",
+        "lock_key",
+        "idempotency_key",
+        "partition_key",
+        "producer",
+        "consumer_group",
+    ):
+        response = await client.post(TRIGGER, json=job_body(**{field: text}))
+        assert_not_5xx(response, 200, 400)
+    response = await client.post(TRIGGER, json=job_body(args={text: text}))
+    assert_not_5xx(response, 200, 400)
+    await assert_tables_intact(fuzz_server)
+    assert (await client.get(QUEUES)).status_code == 200
+    assert (await client.get(JOBS)).status_code == 200
+    assert (await client.get(SCHEDULES)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "raw_segment", ["%00", "%ED%A0%80", "%FF", "%C0%AF", "%27%3B%20DROP%20TABLE%20dl_jobs"]
+)
+async def test_undecodable_bytes_in_schedule_and_queue_paths(
+    client: httpx.AsyncClient, fuzz_server: ApiServer, raw_segment: str
+) -> None:
+    for method, path in [
+        ("GET", f"{SCHEDULES}/{raw_segment}"),
+        ("POST", f"{SCHEDULES}/{raw_segment}/run"),
+        ("GET", f"{QUEUES}/{raw_segment}"),
+        ("POST", f"{QUEUES}/{raw_segment}/pause"),
+    ]:
+        response = await client.request(method, fuzz_server.base_url + path)
+        assert_not_5xx(response, 200, 400, 404)
+    await assert_tables_intact(fuzz_server)
+
+
+# --- numbers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", HUGE_NUMBERS)
+@pytest.mark.parametrize("field", ["priority", "max_attempts", "lease_ttl_sec"])
+async def test_out_of_range_numbers_in_bodies_are_400(
+    client: httpx.AsyncClient, field: str, value: Any
+) -> None:
+    response = await client.post(TRIGGER, json=job_body(**{field: value}))
+    assert_not_5xx(response, 400)
+    response = await client.post(BULK, json={"jobs": [job_body(**{field: value})]})
+    assert_not_5xx(response, 400)
+    response = await client.post(SCHEDULES, json=schedule_body(**{field: value}))
+    assert_not_5xx(response, 400)
+    response = await client.patch(f"{SCHEDULES}/nope", json={field: value})
+    assert_not_5xx(response, 400, 404)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", str(10**30), str(2**63), "1.5", "1e400", "NaN"])
+async def test_out_of_range_limits_are_400(client: httpx.AsyncClient, value: str) -> None:
+    for path in (JOBS, SCHEDULES, f"{JOBS}/{uuid.uuid4()}/events"):
+        response = await client.get(path, params={"limit": value})
+        assert_not_5xx(response, 400)
+    response = await client.get(f"{JOBS}/{uuid.uuid4()}/events", params={"after": value})
+    assert_not_5xx(response, 400, 404)
+
+
+async def test_huge_args_numbers_do_not_break_the_job(client: httpx.AsyncClient) -> None:
+    raw = b'{"queue":"fuzz","task":"noop","lock_key":"k","args":{"n":' + b"9" * 4000 + b"}}"
+    response = await client.post(TRIGGER, content=raw, headers={"content-type": "application/json"})
+    assert_not_5xx(response, 200, 400)
+    if response.status_code == 200:
+        job = await client.get(f"{JOBS}/{response.json()['job_id']}")
+        assert_not_5xx(job, 200)
+
+
+async def test_too_many_bulk_items_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(BULK, json={"jobs": [job_body()] * 1001})
+    assert_not_5xx(response, 400)
+
+
+# --- timestamps ---------------------------------------------------------------------------
+
+TIMESTAMPS = [
+    "2026-11-24T15:00:00Z",
+    "2026-11-24T15:00:00+00:00",
+    "2026-11-24T15:00:00+14:00",
+    "2026-11-24T15:00:00-12:00",
+    "2026-11-24T15:00:00",  # no zone
+    "2026-11-24",
+    "2026-11-24T15:00:00.123456789Z",
+    "2026-11-24T15:00:00+25:00",
+    "2026-11-24T15:00:00+23:59",
+    "2026-02-30T00:00:00Z",
+    "0000-01-01T00:00:00Z",
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59Z",
+    "9999-12-31T23:59:59-12:00",
+    "99999-01-01T00:00:00Z",
+    "-0001-01-01T00:00:00Z",
+    "1e10",
+    "now",
+    "",
+]
+
+
+@pytest.mark.parametrize("value", TIMESTAMPS)
+async def test_timestamps_in_list_filters(client: httpx.AsyncClient, value: str) -> None:
+    for name in ("created_after", "created_before", "finished_after", "finished_before"):
+        response = await client.get(JOBS, params={name: value})
+        assert_not_5xx(response, 200, 400)
+
+
+@pytest.mark.parametrize("value", TIMESTAMPS)
+async def test_timestamps_as_available_at(client: httpx.AsyncClient, value: str) -> None:
+    response = await client.post(TRIGGER, json=job_body(available_at=value))
+    assert_not_5xx(response, 200, 400)
+    if response.status_code == 200:
+        job = await client.get(f"{JOBS}/{response.json()['job_id']}")
+        assert_not_5xx(job, 200)
+    response = await client.post(BULK, json={"jobs": [job_body(available_at=value)]})
+    assert_not_5xx(response, 200, 400)
+
+
+@pytest.mark.parametrize(
+    "timezone", ["Europe/Moscow", "UTC", "+03:00", "../../etc/passwd", "Mars/Olympus", "\x00"]
+)
+async def test_schedule_time_zones(client: httpx.AsyncClient, timezone: str) -> None:
+    response = await client.post(SCHEDULES, json=schedule_body(timezone=timezone))
+    assert_not_5xx(response, 201, 400)
+
+
+@pytest.mark.parametrize(
+    "cron",
+    ["* * * * *", "61 * * * *", "* * 31 2 *", "@reboot", "@yearly", "* * * * * * *", "", "ä"],
+)
+async def test_schedule_cron_expressions(client: httpx.AsyncClient, cron: str) -> None:
+    response = await client.post(SCHEDULES, json=schedule_body(cron=cron))
+    assert_not_5xx(response, 201, 400)
