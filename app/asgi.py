@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 
 from app import __version__
 from app.db.engine import create_engine, create_session_factory
+from app.http.auth import (
+    BEARER_SECURITY,
+    OPEN_API_MESSAGE,
+    TokenGuard,
+    openapi_components,
+    requires,
+)
 from app.http.dashboard_controller import DashboardController, dashboard_static_router
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.job_stream_controller import JobStreamController
@@ -29,16 +37,21 @@ from app.observability.metrics import JobGaugesReader
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings, get_settings
 
+logger = logging.getLogger("app.http")
+
 
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the API; the engine opens on start-up and closes on shutdown."""
     settings = settings or get_settings()
     load_pipelines(settings.dl_pipeline_modules)
+    guard = TokenGuard(settings.api_tokens_json)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.settings = settings
+        if not guard.enabled:
+            logger.warning(OPEN_API_MESSAGE)
         app.state.started_monotonic = time.monotonic()
         sessions = create_session_factory(engine)
         job_service = JobService(sessions, settings)
@@ -69,9 +82,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
+        # Every handler declares its scope (app.http.auth); the guard checks the token.
+        guards=[guard],
         middleware=[HttpMetricsMiddleware],
         # Logging is set up by app.observability.logging (uvicorn's log config), not here.
         logging_config=None,
         request_max_body_size=settings.app_max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Dataloader job service", version=__version__),
+        openapi_config=OpenAPIConfig(
+            title="Dataloader job service",
+            version=__version__,
+            components=openapi_components(),
+            security=BEARER_SECURITY,
+            # The document describes the API and holds no data: open, so clients can find
+            # out how to authenticate.
+            openapi_router=Router(
+                path="/schema", route_handlers=[], opt=requires("open"), include_in_schema=False
+            ),
+        ),
     )

@@ -33,6 +33,16 @@ def serve(settings: Settings, workers: int | None = None) -> int:
     return 0
 
 
+def refuse_open_exposure(settings: Settings) -> str | None:
+    """Why the API must not start: no API_TOKENS_JSON on an address others can reach."""
+    if settings.api_tokens_json or settings.host_is_loopback:
+        return None
+    return (
+        f"dataloader: refusing to serve on APP_HOST={settings.app_host} without API_TOKENS_JSON;"
+        " set tokens or bind to 127.0.0.1"
+    )
+
+
 def migrate(settings: Settings) -> int:
     """Apply every pending Alembic migration."""
     from app.db.migrate import upgrade_to_head
@@ -66,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             "dataloader: set DATABASE_URL (or PG_HOST); `make run` starts an embedded PostgreSQL",
             file=sys.stderr,
         )
+        return 2
+    if args.command in ("serve", "run") and (refusal := refuse_open_exposure(settings)):
+        print(refusal, file=sys.stderr)
         return 2
     if args.command == "serve":
         return serve(settings, args.workers)

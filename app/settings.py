@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import re
 import sys
@@ -38,6 +39,27 @@ class QueueConfig(BaseModel):
     concurrency: Annotated[int, Field(ge=0, le=10_000)] = 1
 
 
+ApiScope = Literal["read", "write", "admin"]
+
+
+class ApiToken(BaseModel):
+    """One API token: a unique name (logged), the secret (never logged) and its scopes.
+
+    `admin` implies `write` and `read`; `write` implies `read` (see app.http.auth).
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+    token: SecretStr
+    scopes: Annotated[list[ApiScope], Field(min_length=1)]
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("a token must be at least 16 characters")
+        return value
+
+
 class Settings(BaseSettings):
     """Every tunable of the API and the worker, named as in the original spec."""
 
@@ -51,6 +73,9 @@ class Settings(BaseSettings):
     app_max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     # GET /api/v1/jobs/{id}/stream sends a `: keep-alive` comment after this much quiet.
     app_stream_keepalive_sec: Annotated[float, Field(gt=0, le=3600)] = 15
+    # Bearer tokens with scopes, e.g. [{"name": "ops", "token": "...", "scopes": ["admin"]}].
+    # None configured: the API is open, and `serve` then refuses any non-loopback APP_HOST.
+    api_tokens_json: list[ApiToken] = Field(default_factory=list)
 
     database_url: str | None = None
     pg_host: str | None = None
@@ -149,7 +174,9 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("workers_json", "http_callback_credentials_json", mode="before")
+    @field_validator(
+        "workers_json", "http_callback_credentials_json", "api_tokens_json", mode="before"
+    )
     @classmethod
     def _parse_json(cls, value: object) -> object:
         if isinstance(value, str):
@@ -163,7 +190,21 @@ class Settings(BaseSettings):
             raise ValueError("WORKERS_JSON lists a queue twice")
         if not names:
             raise ValueError("WORKERS_JSON lists no queue")
+        token_names = [t.name for t in self.api_tokens_json]
+        if len(token_names) != len(set(token_names)):
+            raise ValueError("API_TOKENS_JSON names a token twice")
         return self
+
+    @property
+    def host_is_loopback(self) -> bool:
+        """Whether APP_HOST only accepts connections from this machine."""
+        host = self.app_host.strip().strip("[]")
+        if host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name other than localhost may resolve anywhere
+            return False
 
     @property
     def has_database(self) -> bool:

@@ -242,6 +242,10 @@ class DataloaderClient:
             text = response.text.strip()
             detail = text[:300] if text else response.reason_phrase
             detail = f"HTTP {response.status_code}: {detail}"
+        if response.status_code == 401:
+            detail += "; set DATALOADER_TOKEN or pass --token"
+        elif response.status_code == 403:
+            detail += "; use a token with that scope"
         return ApiError(response.status_code, detail, body)
 
     def _unreachable(self, exc: httpx.TransportError) -> ApiUnreachable:

@@ -9,6 +9,8 @@ from litestar.datastructures import CacheControlHeader
 from litestar.response import File
 from litestar.static_files import create_static_files_router
 
+from app.http.auth import requires
+
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
 DASHBOARD_PATH = "/dashboard"
 STATIC_PATH = f"{DASHBOARD_PATH}/static"
@@ -23,7 +25,8 @@ class DashboardController(Controller):
     include_in_schema = False
     cache_control = NO_CACHE
 
-    @get(["/", "/index.html"], media_type=MediaType.HTML)
+    # The page and its files hold no data; the API calls they make need a token.
+    @get(["/", "/index.html"], media_type=MediaType.HTML, opt=requires("open"))
     async def index(self) -> File:
         """The single page; hash routing (#/queues, #/jobs, ...) happens in the browser."""
         return File(
@@ -41,4 +44,5 @@ def dashboard_static_router() -> Router:
         name="dashboard_static",
         cache_control=NO_CACHE,
         include_in_schema=False,
+        opt=requires("open"),
     )

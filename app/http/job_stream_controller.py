@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from app.http.auth import requires
 from app.http.dependencies import provide_job_service
 from app.http.job_docs import BAD_JOB_ID, NOT_FOUND
 from app.http.jobs_controller import parse_job_id
@@ -43,6 +44,7 @@ class JobStreamController(Controller):
         summary="Server-sent events: the job now, then after each status or progress change",
         media_type="text/event-stream",
         responses={400: BAD_JOB_ID, 404: NOT_FOUND},
+        opt=requires("read"),
     )
     async def stream(
         self, job_id: str, job_service: JobService, job_watch: JobWatch, state: State

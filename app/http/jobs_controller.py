@@ -10,6 +10,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_200_OK, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
+from app.http.auth import requires
 from app.http.dependencies import provide_job_service
 from app.http.job_docs import (
     BAD_JOB_ID,
@@ -71,6 +72,7 @@ class JobsController(Controller):
         summary="Create a job, or return the one with the same idempotency_key",
         raises=[],
         responses={415: NOT_JSON},
+        opt=requires("write"),
     )
     async def trigger(
         self, request: Request[Any, Any, Any], data: JobTriggerRequest, job_service: JobService
@@ -85,6 +87,7 @@ class JobsController(Controller):
         summary="Create up to 1,000 jobs in one transaction",
         raises=[],
         responses={415: NOT_JSON},
+        opt=requires("write"),
     )
     async def trigger_bulk(
         self, request: Request[Any, Any, Any], data: JobBulkTriggerRequest, job_service: JobService
@@ -102,6 +105,7 @@ class JobsController(Controller):
         summary="List jobs, newest first, filtered and keyset-paged",
         description=LIST_DESCRIPTION,
         responses={**LIST_RESPONSES, 400: BAD_LIST_QUERY},
+        opt=requires("read"),
     )
     async def list_jobs(
         self,
@@ -141,6 +145,7 @@ class JobsController(Controller):
         summary="A job's status, progress, timings and stored fields",
         description="The job as stored now, the same answer as `/status`.",
         responses={**JOB_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND},
+        opt=requires("read"),
     )
     async def get_job(self, job_id: str, job_service: JobService) -> JobStatusResponse:
         """The job as stored now (the same answer as /status)."""
@@ -150,6 +155,7 @@ class JobsController(Controller):
         JOB_PATH + "/status",
         summary="A job's status, progress and timings",
         responses={**JOB_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND},
+        opt=requires("read"),
     )
     async def status(self, job_id: str, job_service: JobService) -> JobStatusResponse:
         """The job as stored now; 404 when unknown, 400 when the id is not a UUID."""
@@ -160,6 +166,7 @@ class JobsController(Controller):
         summary="A job's history, oldest first",
         description=EVENTS_DESCRIPTION,
         responses={**EVENTS_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND},
+        opt=requires("read"),
     )
     async def events(
         self,
@@ -176,6 +183,7 @@ class JobsController(Controller):
         status_code=HTTP_200_OK,
         summary="Cancel a job",
         responses={400: BAD_JOB_ID, 404: NOT_FOUND, 409: JOB_FINISHED},
+        opt=requires("write"),
     )
     async def cancel(self, job_id: str, job_service: JobService) -> JobStatusResponse:
         """Queued: canceled at once. Running: flagged, stopped at its next checkpoint.
@@ -190,6 +198,7 @@ class JobsController(Controller):
         summary="Run a failed, lost or canceled job again",
         description=RETRY_DESCRIPTION,
         responses={**RETRY_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND, 409: NOT_RETRYABLE},
+        opt=requires("write"),
     )
     async def retry(self, job_id: str, job_service: JobService) -> JobStatusResponse:
         """Queue a failed, lost or canceled job again with a fresh attempt budget."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Response, get
 from litestar.datastructures import State
 
+from app.http.auth import requires
 from app.observability.metrics import CONTENT_TYPE, JobGaugesReader, render
 
 
@@ -13,7 +14,7 @@ class MetricsController(Controller):
 
     include_in_schema = False
 
-    @get("/metrics", media_type=CONTENT_TYPE)
+    @get("/metrics", media_type=CONTENT_TYPE, opt=requires("read"))
     async def metrics(self, state: State) -> Response[bytes]:
         """This process's metrics and the job gauges; database_up 0 when it cannot answer."""
         reader: JobGaugesReader = state.job_gauges

@@ -6,6 +6,7 @@ from litestar import Controller, get, post
 from litestar.di import Provide
 from litestar.status_codes import HTTP_200_OK
 
+from app.http.auth import requires
 from app.http.dependencies import provide_queue_service
 from app.jobs.queue_service import QueueListResponse, QueueService, QueueView
 
@@ -21,23 +22,37 @@ class QueuesController(Controller):
     tags = ["queues"]
     dependencies = {"queue_service": Provide(provide_queue_service, sync_to_thread=False)}
 
-    @get("/", summary="Every queue with its counts and the last hour's throughput")
+    @get(
+        "/",
+        summary="Every queue with its counts and the last hour's throughput",
+        opt=requires("read"),
+    )
     async def list_queues(self, queue_service: QueueService) -> QueueListResponse:
         """Queues with live jobs, jobs finished in the last hour, or a pause state, by name."""
         return await queue_service.list_queues()
 
-    @get(QUEUE_PATH, summary="One queue's counts and throughput")
+    @get(QUEUE_PATH, summary="One queue's counts and throughput", opt=requires("read"))
     async def get_queue(self, queue: str, queue_service: QueueService) -> QueueView:
         """All zeros for a queue nothing is known about."""
         return await queue_service.get(queue)
 
-    @post(QUEUE_PATH + "/pause", status_code=HTTP_200_OK, summary="Pause a queue")
+    @post(
+        QUEUE_PATH + "/pause",
+        status_code=HTTP_200_OK,
+        summary="Pause a queue",
+        opt=requires("admin"),
+    )
     async def pause(self, queue: str, queue_service: QueueService) -> QueueView:
         """Workers stop starting its jobs; running ones finish. A queue unknown so far can be
         paused ahead of its first job."""
         return await queue_service.pause(queue)
 
-    @post(QUEUE_PATH + "/resume", status_code=HTTP_200_OK, summary="Resume a queue")
+    @post(
+        QUEUE_PATH + "/resume",
+        status_code=HTTP_200_OK,
+        summary="Resume a queue",
+        opt=requires("admin"),
+    )
     async def resume(self, queue: str, queue_service: QueueService) -> QueueView:
         """Waiting jobs start at once (or at their available_at)."""
         return await queue_service.resume(queue)

@@ -10,6 +10,7 @@ from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from app.http.auth import requires
 from app.http.dependencies import provide_schedule_service
 from app.http.job_docs import NOT_JSON, error_response
 from app.http.jobs_controller import require_json
@@ -48,6 +49,7 @@ class SchedulesController(Controller):
         description="A bad cron expression, time zone or job template is a 400 saying why; "
         "a taken name is a 409.",
         responses={409: NAME_TAKEN, 415: NOT_JSON},
+        opt=requires("write"),
     )
     async def create(
         self,
@@ -59,7 +61,7 @@ class SchedulesController(Controller):
         require_json(request)
         return await schedule_service.create(data)
 
-    @get("/", summary="List schedules by name")
+    @get("/", summary="List schedules by name", opt=requires("read"))
     async def list_schedules(
         self,
         schedule_service: ScheduleService,
@@ -74,12 +76,22 @@ class SchedulesController(Controller):
         next_after = page[-1].name if len(page) == limit else None
         return ScheduleListResponse(schedules=page, next_after=next_after)
 
-    @get(NAME_PATH, summary="A schedule and its next fire times", responses=NAMED)
+    @get(
+        NAME_PATH,
+        summary="A schedule and its next fire times",
+        responses=NAMED,
+        opt=requires("read"),
+    )
     async def get_schedule(self, name: str, schedule_service: ScheduleService) -> ScheduleView:
         """`upcoming` lists the next five fire times (UTC) of an enabled schedule."""
         return await schedule_service.get(name)
 
-    @patch(NAME_PATH, summary="Change a schedule", responses={**NAMED, 415: NOT_JSON})
+    @patch(
+        NAME_PATH,
+        summary="Change a schedule",
+        responses={**NAMED, 415: NOT_JSON},
+        opt=requires("write"),
+    )
     async def update(
         self,
         request: Request[Any, Any, Any],
@@ -92,14 +104,22 @@ class SchedulesController(Controller):
         return await schedule_service.update(name, data)
 
     @delete(
-        NAME_PATH, status_code=HTTP_204_NO_CONTENT, summary="Delete a schedule", responses=NAMED
+        NAME_PATH,
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete a schedule",
+        responses=NAMED,
+        opt=requires("admin"),
     )
     async def delete_schedule(self, name: str, schedule_service: ScheduleService) -> None:
         """The schedule goes; jobs it already created stay."""
         await schedule_service.delete(name)
 
     @post(
-        NAME_PATH + "/enable", status_code=HTTP_200_OK, summary="Enable a schedule", responses=NAMED
+        NAME_PATH + "/enable",
+        status_code=HTTP_200_OK,
+        summary="Enable a schedule",
+        responses=NAMED,
+        opt=requires("write"),
     )
     async def enable(self, name: str, schedule_service: ScheduleService) -> ScheduleView:
         """It fires next at the first matching time after now (missed times are not caught up)."""
@@ -110,6 +130,7 @@ class SchedulesController(Controller):
         status_code=HTTP_200_OK,
         summary="Disable a schedule",
         responses=NAMED,
+        opt=requires("write"),
     )
     async def disable(self, name: str, schedule_service: ScheduleService) -> ScheduleView:
         """It stops firing; jobs it already created are not touched."""
@@ -120,6 +141,7 @@ class SchedulesController(Controller):
         status_code=HTTP_200_OK,
         summary="Run a schedule's job now",
         responses=NAMED,
+        opt=requires("write"),
     )
     async def run_now(self, name: str, schedule_service: ScheduleService) -> ScheduleRun:
         """Create its job at once, enabled or not; its fire times do not change."""

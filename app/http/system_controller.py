@@ -9,6 +9,7 @@ from litestar.datastructures import State
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from app import __version__
+from app.http.auth import requires
 from app.http.schemas import HealthResponse, InfoResponse, ReadyResponse
 from app.jobs.service import JobService
 
@@ -20,12 +21,18 @@ class SystemController(Controller):
 
     tags = ["system"]
 
-    @get("/health", summary="Liveness (no database)")
+    @get("/health", summary="Liveness (no database)", opt=requires("open"), security=[{}])
     async def health(self) -> HealthResponse:
         """The process is up."""
         return HealthResponse()
 
-    @get("/ready", summary="Readiness: the database answers", responses={})
+    @get(
+        "/ready",
+        summary="Readiness: the database answers",
+        responses={},
+        opt=requires("open"),
+        security=[{}],
+    )
     async def ready(self, state: State) -> Response[ReadyResponse]:
         """200 when the database answers within a short timeout, else 503."""
         import asyncio
@@ -42,7 +49,7 @@ class SystemController(Controller):
             status_code=HTTP_503_SERVICE_UNAVAILABLE,
         )
 
-    @get("/info", summary="Service name, version, environment and uptime")
+    @get("/info", summary="Service name, version, environment and uptime", opt=requires("read"))
     async def info(self, state: State) -> InfoResponse:
         """What is running, and since when."""
         return InfoResponse(

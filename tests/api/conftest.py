@@ -52,14 +52,16 @@ def _server_env(database_url: str, port: int) -> dict[str, str]:
     return env
 
 
-async def start_api_server(database_url: str, log_path: Path) -> ApiServer:
+async def start_api_server(
+    database_url: str, log_path: Path, extra_env: dict[str, str] | None = None
+) -> ApiServer:
     """Start the API and poll /health until it answers (or fail with the server's log)."""
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve"],
             cwd=PROJECT_ROOT,
-            env=_server_env(database_url, port),
+            env={**_server_env(database_url, port), **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -183,8 +183,13 @@
     if (!response.ok) {
       let detail = data && data.detail !== undefined ? data.detail : text.slice(0, 300);
       if (typeof detail !== "string") detail = JSON.stringify(detail);
-      if (response.status === 401 || response.status === 403) {
-        detail = `${detail || "unauthorized"} (set an API token at the top right)`;
+      if (response.status === 401) {
+        const stored = localStorage.getItem(TOKEN_KEY);
+        detail = stored
+          ? `API token rejected: enter a valid token at the top right (${detail || "401"})`
+          : `API token required: enter one at the top right (${detail || "401"})`;
+      } else if (response.status === 403) {
+        detail = `this API token may not do that: ${detail || "forbidden"}`;
       }
       throw new ApiError(response.status, detail || response.statusText, data);
     }
