@@ -227,7 +227,12 @@ class Runner:
             return self._stop_reason(run) or Outcome.CANCELED, None
         except Exception as exc:  # a pipeline's failure is data about the job, not a crash
             return self._stop_reason(run) or Outcome.FAILED, exc
-        return self._stop_reason(run) or Outcome.SUCCEEDED, None
+        # The body ran to its end: its work is done, so a shutdown's interrupt that came
+        # meanwhile must not requeue it (it would run twice). Fencing and cancel still hold.
+        reason = self._stop_reason(run)
+        if reason is Outcome.INTERRUPTED:
+            reason = None
+        return reason or Outcome.SUCCEEDED, None
 
     @staticmethod
     def _stop_reason(run: AttemptRun) -> Outcome | None:
