@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -94,19 +95,37 @@ def stop_api_server(server: ApiServer) -> None:
         server.process.wait(timeout=10)
 
 
+@contextlib.asynccontextmanager
+async def api_server_on_fresh_database(
+    pg_server: PgServer,
+    template_db: str,
+    log_dir: Path,
+    *,
+    prefix: str = "dl_api",
+    extra_env: dict[str, str] | None = None,
+) -> AsyncIterator[ApiServer]:
+    """An API process on its own database cloned from the migrated template; both go after."""
+    name = unique_name(prefix)
+    dsn = await create_database(pg_server, name, template=template_db)
+    try:
+        server = await start_api_server(dsn, log_dir / "server.log", extra_env=extra_env)
+        try:
+            yield server
+        finally:
+            stop_api_server(server)
+    finally:
+        await drop_database(pg_server, name)
+
+
 @pytest.fixture(scope="module")
 async def api_server(
     pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ApiServer]:
     """The API on a fresh migrated database, shared by one test module."""
-    name = unique_name("dl_api")
-    dsn = await create_database(pg_server, name, template=template_db)
-    server = await start_api_server(dsn, tmp_path_factory.mktemp("api") / "server.log")
-    try:
+    async with api_server_on_fresh_database(
+        pg_server, template_db, tmp_path_factory.mktemp("api")
+    ) as server:
         yield server
-    finally:
-        stop_api_server(server)
-        await drop_database(pg_server, name)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from tests.api.conftest import (
     PROJECT_ROOT,
     ApiServer,
     _server_env,
+    api_server_on_fresh_database,
     start_api_server,
     stop_api_server,
 )
@@ -68,18 +69,14 @@ async def auth_server(
     pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ApiServer]:
     """The API with three tokens (read, write, admin) on a fresh migrated database."""
-    name = unique_name("dl_auth")
-    dsn = await create_database(pg_server, name, template=template_db)
-    server = await start_api_server(
-        dsn,
-        tmp_path_factory.mktemp("api_auth") / "server.log",
+    async with api_server_on_fresh_database(
+        pg_server,
+        template_db,
+        tmp_path_factory.mktemp("api_auth"),
+        prefix="dl_auth",
         extra_env={"API_TOKENS_JSON": TOKENS_JSON},
-    )
-    try:
+    ) as server:
         yield server
-    finally:
-        stop_api_server(server)
-        await drop_database(pg_server, name)
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.api.conftest import ApiServer, start_api_server, stop_api_server
+from tests.api.conftest import ApiServer, api_server_on_fresh_database
 from tests.support.databases import TestServer as PgServer
-from tests.support.databases import create_database, drop_database, unique_name
 
 
 @pytest.fixture(scope="module")
@@ -16,11 +15,7 @@ async def fuzz_server(
     pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ApiServer]:
     """`python -m app serve` on its own migrated database; its log is shown on failure."""
-    name = unique_name("dl_fuzz")
-    dsn = await create_database(pg_server, name, template=template_db)
-    server = await start_api_server(dsn, tmp_path_factory.mktemp("fuzz") / "server.log")
-    try:
+    async with api_server_on_fresh_database(
+        pg_server, template_db, tmp_path_factory.mktemp("fuzz"), prefix="dl_fuzz"
+    ) as server:
         yield server
-    finally:
-        stop_api_server(server)
-        await drop_database(pg_server, name)
