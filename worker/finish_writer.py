@@ -17,6 +17,7 @@ import asyncpg
 
 from app.db import attempt_batches as batches
 from app.db.attempt_batches import FinishRequest
+from app.jobs.availability import database_unreachable
 from worker.lock_session import (
     LockSession,
     connect_with_json,
@@ -27,6 +28,7 @@ from worker.lock_session import (
 logger = logging.getLogger("worker.finish_writer")
 
 RECONNECT_DELAY_SEC = 1.0
+MAX_RECONNECT_DELAY_SEC = 5.0
 MAX_FINISHES_PER_ROUND = 1000  # more wait for the next round: statements stay bounded
 
 _Waiting = tuple[FinishRequest, str, asyncio.Future[bool]]
@@ -63,6 +65,7 @@ class FinishWriter:
         return await future
 
     async def _serve(self) -> None:
+        delay = RECONNECT_DELAY_SEC
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -75,8 +78,22 @@ class FinishWriter:
             try:
                 owned = await self._write(batch)
             except Exception as exc:
+                if database_unreachable(exc):
+                    # Kept, and sent again once the database answers: the pipelines ran to
+                    # their end, and losing this write would run them a second time.
+                    logger.warning(
+                        "finishing %d attempt(s): database unreachable; trying again in %.1fs",
+                        len(batch),
+                        delay,
+                    )
+                    self._waiting[:0] = batch
+                    self._wakeup.set()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_RECONNECT_DELAY_SEC)
+                    continue
                 logger.exception("finishing %d attempt(s) failed", len(batch))
                 error = exc
+            delay = RECONNECT_DELAY_SEC
             for request, lock_key, future in batch:
                 # The lock goes back whatever happened to the write: the pipeline has stopped.
                 settle = partial(_settle, future, request.job_id in owned, error)

@@ -15,9 +15,10 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.jobs.availability import database_unreachable
 from app.jobs.errors import (
     InvalidJobError,
     JobError,
@@ -91,9 +92,10 @@ def database_error_handler(
         sqlstate = getattr(exc.orig, "sqlstate", None) or ""
         if sqlstate.startswith("22"):  # data exception: the value itself is unacceptable
             return _body(HTTP_400_BAD_REQUEST, f"value rejected by the database: {exc.orig}")
-        if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+        if isinstance(exc, OperationalError):
             return _body(HTTP_503_SERVICE_UNAVAILABLE, "database unavailable")
-    if isinstance(exc, PoolTimeoutError | OSError):
+    # Shutting down, starting up, refusing connections, or the connection gone.
+    if database_unreachable(exc):
         return _body(HTTP_503_SERVICE_UNAVAILABLE, "database unavailable")
     logger.exception("unexpected database error")
     return _body(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
