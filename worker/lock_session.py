@@ -15,16 +15,21 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import asyncpg
 
 from app.db import attempt_batches as batches
 from app.db.attempt_batches import StartAnswer, StartRequest
+from worker.lock_liveness import LockLiveness
 
 logger = logging.getLogger("worker.lock_session")
+
+T = TypeVar("T")
 
 RECONNECT_DELAY_SEC = 1.0
 # Starts served by one statement; more wait for the next round, so a worker that pulled a
@@ -32,13 +37,16 @@ RECONNECT_DELAY_SEC = 1.0
 MAX_STARTS_PER_ROUND = 500
 
 
-async def connect_with_json(dsn: str, application_name: str) -> asyncpg.Connection:
+async def connect_with_json(
+    dsn: str, application_name: str, server_settings: dict[str, str] | None = None
+) -> asyncpg.Connection:
     """An asyncpg connection that reads and writes json/jsonb as Python objects.
 
     `application_name` shows in pg_stat_activity, so operators can tell its purpose.
     """
     connection: asyncpg.Connection = await asyncpg.connect(
-        dsn, server_settings={"application_name": application_name[:63]}
+        dsn,
+        server_settings={**(server_settings or {}), "application_name": application_name[:63]},
     )
     for type_name in ("jsonb", "json"):
         await connection.set_type_codec(
@@ -92,6 +100,7 @@ class LockSession:
     dsn: str
     schema: str
     worker_id: str
+    liveness: LockLiveness = field(default_factory=lambda: LockLiveness.for_heartbeat(10))
     # Called with the jobs whose locks were lost with the connection and are now held
     # elsewhere: they must stop, or two holders of one lock_key could run at once.
     on_locks_lost: Callable[[list[uuid.UUID]], None] = lambda jobs: None
@@ -101,6 +110,11 @@ class LockSession:
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _connection: asyncpg.Connection | None = None
     _task: asyncio.Task[None] | None = None
+    _watchdog: asyncio.Task[None] | None = None
+    # When the last statement that came back was sent (monotonic clock).
+    _confirmed_at: float = field(default_factory=time.monotonic)
+    _in_doubt: bool = False
+    _closing: bool = False
 
     def __post_init__(self) -> None:
         self._statements = batches.batch_statements(self.schema)
@@ -108,10 +122,14 @@ class LockSession:
     async def open(self) -> None:
         """Connect and start serving."""
         self._connection = await self._connect()
+        self._confirmed_at = time.monotonic()
         self._task = asyncio.create_task(self._serve(), name="lock-session")
+        self._watchdog = asyncio.create_task(self._watch_deadline(), name="lock-watchdog")
 
     async def close(self) -> None:
         """Stop serving and disconnect (the server releases any lock still held)."""
+        self._closing = True
+        await stop_serving(self._watchdog, None)
         await stop_serving(self._task, self._connection)
 
     async def start(self, job_id: uuid.UUID, pgq_job_id: int) -> StartAnswer | None:
@@ -147,11 +165,73 @@ class LockSession:
         self._wakeup.set()
 
     async def _connect(self) -> asyncpg.Connection:
-        return await connect_with_json(self.dsn, f"dataloader lock session {self.worker_id}")
+        connection = await connect_with_json(
+            self.dsn,
+            f"dataloader lock session {self.worker_id}",
+            self.liveness.server_settings(),
+        )
+        connection.add_termination_listener(self._connection_ended)
+        return connection
+
+    def _connection_ended(self, connection: asyncpg.Connection) -> None:
+        """The session is gone, and every lock it held with it: their jobs must stop now.
+
+        They stay in `held`, so the next round takes their locks again while they stop.
+        """
+        if self._closing or connection is not self._connection or not self.held:
+            return
+        logger.error(
+            "lock session's connection ended: its %d lock(s) went with it; stopping those jobs",
+            len(self.held),
+        )
+        self.on_locks_lost(list(self.held.values()))
+        self._wakeup.set()  # reconnect, and take the locks back, without waiting for work
+
+    async def _watch_deadline(self) -> None:
+        """Stop every job holding a lock once the session has been silent past the deadline."""
+        while True:
+            await asyncio.sleep(min(0.25, self.liveness.ping_sec))
+            silent_for = time.monotonic() - self._confirmed_at
+            if silent_for <= self.liveness.deadline_sec or not self.held:
+                self._in_doubt = False
+                continue
+            if not self._in_doubt:
+                logger.error(
+                    "lock session silent for %.1fs: its %d lock(s) may be freed by the server;"
+                    " stopping those jobs",
+                    silent_for,
+                    len(self.held),
+                )
+            self._in_doubt = True
+            self.on_locks_lost(list(self.held.values()))
+
+    async def _round_trip(self, statement: Awaitable[T]) -> T:
+        """Await a statement on the lock session; its coming back confirms the session."""
+        sent = time.monotonic()
+        result = await statement
+        self._confirmed_at = max(self._confirmed_at, sent)
+        return result
+
+    async def _ping(self) -> None:
+        """Prove the session (and so its locks) is alive while it holds locks and idles."""
+        connection = self._connection
+        if not self.held or connection is None or connection.is_closed():
+            return
+        try:
+            await self._round_trip(connection.execute("SELECT 1"))
+        except Exception as exc:
+            if not connection_lost(exc, connection):
+                raise
+            logger.warning("lock session ping failed: %s", exc)
+            connection.terminate()
 
     async def _serve(self) -> None:
         while True:
-            await self._wakeup.wait()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self.liveness.ping_sec)
+            except TimeoutError:
+                await self._ping()
+                continue
             self._wakeup.clear()
             pending, self._pending = self._pending, _Pending()
             if len(pending.starts) > MAX_STARTS_PER_ROUND:
@@ -177,7 +257,9 @@ class LockSession:
         taken: list[str] = []
         if self.held:
             try:
-                taken = await batches.relock_keys(connection, self._statements, list(self.held))
+                taken = await self._round_trip(
+                    batches.relock_keys(connection, self._statements, list(self.held)),
+                )
             except BaseException:
                 # Not usable until every held lock is back: the next round starts over.
                 connection.terminate()
@@ -199,7 +281,7 @@ class LockSession:
         if not keys:
             return
         try:
-            await batches.unlock_keys(connection, self._statements, keys)
+            await self._round_trip(batches.unlock_keys(connection, self._statements, keys))
         except Exception:
             # Until they are released, treat them as held so no start stacks on them.
             logger.exception("releasing %d lock(s) failed; retrying next round", len(keys))
@@ -216,8 +298,10 @@ class LockSession:
         requests = [request for request, _ in pending.starts]
         blocked = [*self.held, *self._unlock_pending]
         try:
-            answers = await batches.start_batch(
-                connection, self._statements, requests, blocked, self.worker_id
+            answers = await self._round_trip(
+                batches.start_batch(
+                    connection, self._statements, requests, blocked, self.worker_id
+                ),
             )
         except Exception as exc:
             if connection_lost(exc, connection) and not pending.retried:

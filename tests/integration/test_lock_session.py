@@ -536,21 +536,26 @@ async def kill_lock_session_backend(db: asyncpg.Connection) -> None:
     assert killed == 1
 
 
-async def test_lost_connection_is_reopened_and_held_locks_are_taken_again(
+async def test_lost_connection_stops_its_jobs_and_takes_their_locks_back(
     db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
 ) -> None:
+    """The locks died with the session: their jobs must stop, however the reconnect goes.
+
+    Until they have stopped, the new session holds their locks again, so that nobody else
+    starts a job of those lock_keys while they wind down.
+    """
     stopped: list[uuid.UUID] = []
     lock_session.on_locks_lost = stopped.extend
     running, later = await enqueue("kept", "after-restart")
     await start_ok(lock_session, running)
 
-    await kill_lock_session_backend(db)
-    await wait_lock_free(db, "kept")  # the server dropped the lock with the session
+    await kill_lock_session_backend(db)  # the server drops the lock with the session
+    await wait_until(lambda: stopped, timeout=WAIT_SEC, what="the job to be stopped")
     await start_ok(lock_session, later)  # the next round reconnects first
 
+    assert stopped == [running.job_id]
     assert await lock_free(db, "kept") is False  # taken again by the new session
     assert lock_session.held == {"kept": running.job_id, "after-restart": later.job_id}
-    assert stopped == []
 
 
 async def test_a_lock_taken_by_someone_else_while_disconnected_stops_its_job(
@@ -561,17 +566,32 @@ async def test_a_lock_taken_by_someone_else_while_disconnected_stops_its_job(
     running, later = await enqueue("stolen", "after-restart")
     await start_ok(lock_session, running)
 
-    await kill_lock_session_backend(db)
-    await wait_lock_free(db, "stolen")
     thief = await asyncpg.connect(database_dsn)
     try:
-        assert await thief.fetchval("SELECT pg_try_advisory_lock(hashtextextended('stolen', 0))")
+        # Queued behind the session's lock, the thief gets it the moment the session dies,
+        # before the session can reconnect and take it back.
+        stealing = asyncio.create_task(
+            thief.fetchval("SELECT pg_advisory_lock(hashtextextended('stolen', 0))")
+        )
+        await wait_until(
+            lambda: _waiting_for_a_lock(db), timeout=WAIT_SEC, what="the thief to queue"
+        )
+        await kill_lock_session_backend(db)
+        await asyncio.wait_for(stealing, WAIT_SEC)
         await start_ok(lock_session, later)
 
-        assert stopped == [running.job_id]
+        # Stopped when the session ended, and again when its lock turned out to be taken.
+        assert set(stopped) == {running.job_id}
         assert lock_session.held == {"after-restart": later.job_id}
     finally:
         await thief.close()
+
+
+async def _waiting_for_a_lock(db: asyncpg.Connection) -> bool:
+    waiting: int = await db.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    )
+    return waiting > 0
 
 
 async def test_finish_writer_reconnects_when_its_connection_was_killed(
