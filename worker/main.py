@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from pgqueuer import PgQueuer
-from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
+from pgqueuer import QueueManager
 from pgqueuer.models import Job
 
 from app.db.engine import create_engine, create_session_factory
@@ -26,6 +26,7 @@ from app.pipelines.registry import declared_schedules, load_pipelines
 from app.settings import settings_or_exit
 from worker.finish_writer import FinishWriter
 from worker.identity import worker_id
+from worker.lock_liveness import LockLiveness
 from worker.lock_session import LockSession
 from worker.maintenance.leader import MaintenanceLoop
 from worker.maintenance.reaper import Reaper
@@ -35,8 +36,10 @@ from worker.runner import Runner
 
 logger = logging.getLogger("worker")
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-async def _drain_then_interrupt(pgq: PgQueuer, runner: Runner, timeout_sec: float) -> None:
+
+async def _drain_then_interrupt(pgq: QueueManager, runner: Runner, timeout_sec: float) -> None:
     """Once shutdown starts, let running jobs finish for `timeout_sec`, then interrupt them."""
     # pgq run swaps pgq.shutdown for its own event after start, so read the attribute anew.
     while not pgq.shutdown.is_set():  # noqa: ASYNC110
@@ -46,7 +49,7 @@ async def _drain_then_interrupt(pgq: PgQueuer, runner: Runner, timeout_sec: floa
     runner.interrupt_all()
 
 
-def _second_signal_stops_now(pgq: PgQueuer, runner: Runner) -> None:
+def _second_signal_stops_now(pgq: QueueManager, runner: Runner) -> None:
     """First SIGTERM/SIGINT drains; a second one interrupts running jobs at once."""
     loop = asyncio.get_running_loop()
 
@@ -55,85 +58,134 @@ def _second_signal_stops_now(pgq: PgQueuer, runner: Runner) -> None:
             runner.interrupt_all()
         pgq.shutdown.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
 
 
+def _stop_signals_end_the_process() -> None:
+    """Between two runs (`--restart-on-failure`) no job runs: a stop signal ends the process.
+
+    The handlers above belong to a run that is over; left in place they would stop a run
+    that no longer exists, and the next run would start anyway.
+    """
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(sig)
+
+
+def _warn_without_restart() -> None:
+    """A worker that is not restarted after losing the database stays down with it."""
+    if "--restart-on-failure" not in sys.argv:
+        logger.warning(
+            "running without --restart-on-failure: this worker exits when it loses the"
+            " database; start it as `pgq run --restart-on-failure worker.main:factory`"
+        )
+
+
+_metrics_server_started = False
+
+
+def _serve_metrics_once(host: str, port: int) -> None:
+    """The metrics endpoint lives as long as the process, across restarted runs."""
+    global _metrics_server_started
+    if not _metrics_server_started:
+        start_metrics_server(host, port)
+        _metrics_server_started = True
+
+
 @asynccontextmanager
-async def factory() -> AsyncIterator[PgQueuer]:
-    """Build the worker: pgqueuer entrypoints, the attempt runner, the maintenance loop."""
+async def factory() -> AsyncIterator[QueueManager]:
+    """Build the worker: pgqueuer entrypoints, the attempt runner, the maintenance loop.
+
+    Entered again for each run under `pgq run --restart-on-failure`: whatever a run (or a
+    start that failed half-way, the database still down) opened is closed when it ends.
+    """
     settings = settings_or_exit("dataloader worker")
     ident = worker_id(settings)
     configure_logging(settings, process="worker", ident=ident, id_field="worker_id")
+    _warn_without_restart()
     worker_metrics()  # the families exist (at zero) from the first scrape on
-    metrics_server = start_metrics_server(
-        settings.worker_metrics_host, settings.worker_metrics_port
-    )
+    _serve_metrics_once(settings.worker_metrics_host, settings.worker_metrics_port)
     load_pipelines(settings.dl_pipeline_modules)
     schema = settings.pg_schema_queue
-    # Starts and finishes share the lock session's one connection; the pool serves only
-    # heartbeats, retries and postponements, so it need not grow with concurrency.
-    engine = create_engine(settings)
-    sessions = create_session_factory(engine)
-    await sync_declared_schedules(sessions, declared_schedules())
-    locks = LockSession(settings.asyncpg_dsn, schema, ident)
-    await locks.open()
-    finishes = FinishWriter(settings.asyncpg_dsn, locks)
-    await finishes.open()
-    connection = await asyncpg.connect(settings.asyncpg_dsn)
-    queries = queries_for(connection, pgqueuer_settings(schema))
-    pgq = PgQueuer(AsyncpgDriver(connection), queries=queries)
-    runner = Runner(settings, engine, sessions, locks, finishes, ident)
-    locks.on_locks_lost = runner.interrupt_jobs
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(_stop_signals_end_the_process)
+        stack.push_async_callback(rabbitmq_publish.close_connection)
+        # Starts and finishes share the lock session's one connection; the pool serves
+        # only heartbeats, retries and postponements, so it need not grow with concurrency.
+        engine = create_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        sessions = create_session_factory(engine)
+        await sync_declared_schedules(sessions, declared_schedules())
+        liveness = LockLiveness.for_heartbeat(settings.dl_heartbeat_sec)
+        locks = LockSession(settings.asyncpg_dsn, schema, ident, liveness=liveness)
+        await locks.open()
+        stack.push_async_callback(locks.close)
+        finishes = FinishWriter(settings.asyncpg_dsn, locks)
+        await finishes.open()
+        stack.push_async_callback(finishes.close)
+        connection = await asyncpg.connect(settings.asyncpg_dsn)
+        stack.push_async_callback(_close_quietly, connection)
+        queries = queries_for(connection, pgqueuer_settings(schema))
+        # A QueueManager, not a PgQueuer: PgQueuer also runs pgqueuer's own scheduler (we
+        # have ours) and, when either fails, cancels the other, and with it every running
+        # job, before their final writes. A QueueManager that fails lets them finish.
+        pgq = QueueManager(queries)
+        runner = Runner(settings, engine, sessions, locks, finishes, ident)
+        locks.on_locks_lost = runner.interrupt_jobs
 
-    async def handle(job: Job, ctx: Any) -> None:
-        """Every queue's entrypoint: the payload is the dl_jobs id."""
-        if job.payload is None:
-            return
-        await runner.run_dispatch(uuid.UUID(bytes=job.payload), int(job.id), ctx.cancellation)
+        async def handle(job: Job, ctx: Any) -> None:
+            """Every queue's entrypoint: the payload is the dl_jobs id."""
+            if job.payload is None:
+                return
+            await runner.run_dispatch(uuid.UUID(bytes=job.payload), int(job.id), ctx.cancellation)
 
-    for queue in settings.workers_json:
-        pgq.entrypoint(queue.queue, concurrency_limit=queue.concurrency, accepts_context=True)(
-            handle
+        for queue in settings.workers_json:
+            pgq.entrypoint(queue.queue, concurrency_limit=queue.concurrency, accepts_context=True)(
+                handle
+            )
+
+        # Maintenance has a pool of its own: behind a flood of runner writes the leader could
+        # wait long enough for its idle leader session to be closed, and lose leadership.
+        maintenance_engine = create_engine(settings, pool_size=2)
+        stack.push_async_callback(maintenance_engine.dispose)
+        maintenance_sessions = create_session_factory(maintenance_engine)
+        maintenance = MaintenanceLoop(
+            dsn=settings.asyncpg_dsn,
+            reaper=Reaper(maintenance_sessions, schema, worker_id=ident),
+            scheduler=Scheduler(maintenance_sessions, settings, ident),
+            period_sec=settings.dl_reaper_period_sec,
+            schedule_period_sec=settings.dl_schedule_period_sec,
+            retention=Retention.from_settings(maintenance_sessions, settings),
+            retention_period_sec=settings.dl_retention_period_sec,
         )
-
-    # Maintenance has a pool of its own: behind a flood of runner writes the leader could
-    # wait long enough for its idle leader session to be closed, and lose leadership.
-    maintenance_engine = create_engine(settings, pool_size=2)
-    maintenance_sessions = create_session_factory(maintenance_engine)
-    maintenance = MaintenanceLoop(
-        dsn=settings.asyncpg_dsn,
-        reaper=Reaper(maintenance_sessions, schema, worker_id=ident),
-        scheduler=Scheduler(maintenance_sessions, settings, ident),
-        period_sec=settings.dl_reaper_period_sec,
-        schedule_period_sec=settings.dl_schedule_period_sec,
-        retention=Retention.from_settings(maintenance_sessions, settings),
-        retention_period_sec=settings.dl_retention_period_sec,
-    )
-    background = [
-        asyncio.create_task(maintenance.run()),
-        asyncio.create_task(_drain_then_interrupt(pgq, runner, settings.dl_shutdown_timeout_sec)),
-    ]
-    _second_signal_stops_now(pgq, runner)
-    logger.info(
-        "worker %s serving %s",
-        ident,
-        ", ".join(f"{q.queue}x{q.concurrency}" for q in settings.workers_json),
-    )
-    try:
+        background = [
+            asyncio.create_task(maintenance.run()),
+            asyncio.create_task(
+                _drain_then_interrupt(pgq, runner, settings.dl_shutdown_timeout_sec)
+            ),
+        ]
+        stack.push_async_callback(_stop_background, maintenance, background)
+        _second_signal_stops_now(pgq, runner)
+        logger.info(
+            "worker %s serving %s",
+            ident,
+            ", ".join(f"{q.queue}x{q.concurrency}" for q in settings.workers_json),
+        )
         yield pgq
-    finally:
-        maintenance.stopped.set()
-        for task in background[1:]:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-        await finishes.close()
-        await locks.close()
-        await connection.close()
-        await engine.dispose()
-        await maintenance_engine.dispose()
-        await rabbitmq_publish.close_connection()
-        if metrics_server is not None:
-            await asyncio.to_thread(metrics_server.shutdown)
-            metrics_server.server_close()
+
+
+async def _stop_background(maintenance: MaintenanceLoop, tasks: list[asyncio.Task[None]]) -> None:
+    """End the maintenance loop (it resigns) and the drain watcher."""
+    maintenance.stopped.set()
+    for task in tasks[1:]:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _close_quietly(connection: asyncpg.Connection) -> None:
+    """Close a connection that may already be gone with the server."""
+    with contextlib.suppress(Exception):
+        await connection.close(timeout=5)

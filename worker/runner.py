@@ -25,6 +25,7 @@ from app.pipelines.context import PipelineContext
 from app.pipelines.errors import PermanentError
 from app.pipelines.registry import get_pipeline
 from app.settings import Settings
+from worker.db_retry import retry_while_unreachable
 from worker.finish_writer import FinishWriter
 from worker.invoke import PipelineCanceled, is_interruptible, run_pipeline
 from worker.lock_session import LockSession
@@ -106,16 +107,19 @@ class Runner:
             self.locks.release(answer.lock_key, job_id)
 
     async def _postpone(self, job_id: uuid.UUID, pgq_job_id: int, lock_key: str) -> None:
-        async with self.sessions() as session, session.begin():
-            postponed = await postpone_in_session(
-                session,
-                self.settings.pg_schema_queue,
-                job_id,
-                pgq_job_id,
-                delay_sec=self.settings.dl_claim_backoff_sec,
-                lock_key=lock_key,
-                worker_id=self.worker_id,
-            )
+        async def write() -> bool:
+            async with self.sessions() as session, session.begin():
+                return await postpone_in_session(
+                    session,
+                    self.settings.pg_schema_queue,
+                    job_id,
+                    pgq_job_id,
+                    delay_sec=self.settings.dl_claim_backoff_sec,
+                    lock_key=lock_key,
+                    worker_id=self.worker_id,
+                )
+
+        postponed = await retry_while_unreachable(write, what=f"postponing job {job_id}")
         if postponed:
             worker_metrics().lock_busy.inc()
             logger.debug(
@@ -127,18 +131,21 @@ class Runner:
 
     async def _park_paused(self, job_id: uuid.UUID, pgq_job_id: int, lock_key: str) -> None:
         """Its queue was paused as this dispatch was picked: wait for the resume, uncounted."""
-        async with self.sessions() as session, session.begin():
-            parked = await postpone_in_session(
-                session,
-                self.settings.pg_schema_queue,
-                job_id,
-                pgq_job_id,
-                delay_sec=0,
-                lock_key=lock_key,
-                worker_id=self.worker_id,
-                queue_paused=True,
-            )
-        if parked:
+
+        async def write() -> bool:
+            async with self.sessions() as session, session.begin():
+                return await postpone_in_session(
+                    session,
+                    self.settings.pg_schema_queue,
+                    job_id,
+                    pgq_job_id,
+                    delay_sec=0,
+                    lock_key=lock_key,
+                    worker_id=self.worker_id,
+                    queue_paused=True,
+                )
+
+        if await retry_while_unreachable(write, what=f"parking job {job_id}"):
             logger.info("queue paused, job waits for the resume: job %s", job_id)
 
     async def _run_started(self, started: attempts.StartedAttempt, pgq_cancel: Any) -> None:
@@ -342,18 +349,23 @@ class Runner:
         error: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> bool:
-        async with self.sessions() as session, session.begin():
-            return await requeue_in_session(
-                session,
-                self.settings.pg_schema_queue,
-                run.started.job_id,
-                run.started.attempt,
-                event,
-                delay_sec=delay_sec,
-                count_attempt=count_attempt,
-                error=error,
-                details={"worker_id": self.worker_id, **(details or {})},
-            )
+        async def write() -> bool:
+            async with self.sessions() as session, session.begin():
+                return await requeue_in_session(
+                    session,
+                    self.settings.pg_schema_queue,
+                    run.started.job_id,
+                    run.started.attempt,
+                    event,
+                    delay_sec=delay_sec,
+                    count_attempt=count_attempt,
+                    error=error,
+                    details={"worker_id": self.worker_id, **(details or {})},
+                )
+
+        return await retry_while_unreachable(
+            write, what=f"requeueing job {run.started.job_id} ({event.value})"
+        )
 
     def _backoff_sec(self, attempt: int) -> float:
         """DL_RETRY_BACKOFF_SEC x attempt, spread by DL_RETRY_JITTER either way."""

@@ -24,6 +24,9 @@ from app.settings import Settings
 _PR_SET_PDEATHSIG = 1
 # `make run`'s first worker serves http://127.0.0.1:9464/metrics, the next 9465, ...
 DEV_WORKER_METRICS_PORT = 9464
+# A worker that loses the database (PostgreSQL restarted, a network cut) ends its run and
+# pgqueuer starts a new one a second later; the README's worker command has the same flags.
+WORKER_RESTART_ARGS = ("--restart-on-failure", "--restart-delay", "1")
 
 
 def _die_with_parent(sig: int) -> Callable[[], None]:
@@ -81,7 +84,14 @@ class Supervisor:
                 worker_env.update(self._dev_worker_metrics(index))
                 self._spawn(
                     f"worker-{index + 1}",
-                    [sys.executable, "-m", "pgqueuer", "run", "worker.main:factory"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "pgqueuer",
+                        "run",
+                        *WORKER_RESTART_ARGS,
+                        "worker.main:factory",
+                    ],
                     worker_env,
                 )
             _say(f"API on http://{self.settings.app_host}:{self.settings.app_port}; Ctrl-C stops")
