@@ -97,8 +97,11 @@ async def test_job_stream_client_disconnect_releases_its_subscription(
             http.stream("GET", f"/api/v1/jobs/{job_ids[1]}/stream") as c,
             http.stream("GET", f"/api/v1/jobs/{job_ids[2]}/stream") as d,
         ):
-            for response in (a, b, c, d):
-                assert (await first_event(response.aiter_lines()))["status"] == "queued"
+            # Held until the count is read: an abandoned line iterator is closed when it is
+            # collected, and closing it closes its stream, ending that subscription early.
+            streams = [response.aiter_lines() for response in (a, b, c, d)]
+            for lines in streams:
+                assert (await first_event(lines))["status"] == "queued"
             assert api.watch.subscriber_count() == 4
         # Leaving the block closes the connections without reading the streams to an end.
         await wait_until(
@@ -207,7 +210,8 @@ async def test_job_stream_listener_closes_when_idle_and_comes_back(
     db = await asyncpg.connect(database_dsn)
     try:
         async with http.stream("GET", url) as response:
-            await first_event(response.aiter_lines())
+            lines = response.aiter_lines()  # held: see the disconnect test
+            await first_event(lines)
             await wait_until(lambda: api.watch.listening, timeout=10, what="listening")
         await wait_until(
             lambda: not api.watch.listening, timeout=10, what="the idle listener to close"

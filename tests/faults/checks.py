@@ -3,6 +3,10 @@
 The pipelines' own run log (`e2e_runs`, written by `test.record` on the database clock) says when
 each attempt's body really ran. A run without `finished_at` did not end normally; it ends at:
 
+- its `stopped_at`, which the body itself wrote when it stopped early (canceled or interrupted,
+  or its own writes failed with the database gone; a finish record whose reply was lost leaves
+  both, and the run counts as stopped, as its runner saw it);
+
 - its `interrupted` event, for an attempt a draining worker stopped (written after the body
   stopped and before the lock_key was released, so it bounds the run from above);
 - otherwise the time its worker died, as the test recorded it: the database clock read just
@@ -41,7 +45,7 @@ class Run:
     started_at: datetime
     finished_at: datetime | None
     ends_at: datetime
-    how_ended: str  # finished, interrupted, worker died, unexplained
+    how_ended: str  # finished, stopped, interrupted, worker died, unexplained
 
 
 @dataclass
@@ -206,7 +210,8 @@ def _check_attempts(
 
 async def _run_rows(jobs_db: JobsDb) -> list[dict[str, Any]]:
     return await jobs_db.fetch(
-        "SELECT job_id, attempt, worker_id, started_at, finished_at FROM e2e_runs ORDER BY id"
+        "SELECT job_id, attempt, worker_id, started_at, finished_at, stopped_at"
+        " FROM e2e_runs ORDER BY id"
     )
 
 
@@ -239,7 +244,9 @@ def _check_runs(
                     f"job {job_id}: attempt {attempt} ran again though not given back: "
                     f"{[r['attempt'] for r in job_rows]}"
                 )
-        finished = [r for r in job_rows if r["finished_at"] is not None]
+        # A body that raised after its finish record committed (the reply lost with the
+        # server) also wrote `stopped_at`: its runner saw a failure, so it does not count.
+        finished = [r for r in job_rows if r["finished_at"] is not None and r["stopped_at"] is None]
         expired = {e["attempt"] for e in events[job_id] if e["event"] == "lease_expired"}
         rerun = [
             r for r in finished[:-1] if r["worker_id"] in worker_ends and r["attempt"] in expired
@@ -304,6 +311,8 @@ def _run(
     """The run with the end it is taken to have (see the module docstring)."""
     how = "finished"
     end = row["finished_at"]
+    if row["stopped_at"] is not None:
+        how, end = "stopped", row["stopped_at"]
     if end is None and interrupted_at is not None:
         how, end = "interrupted", interrupted_at
     if end is None and row["worker_id"] in worker_ends:

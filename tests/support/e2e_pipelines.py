@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -21,14 +24,20 @@ from app.pipelines.registry import pipeline
 RUN_LOG_DDL = """
 CREATE TABLE e2e_runs (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- Chosen by the pipeline: it can find its row even if the insert's reply was lost.
+    run_key uuid NOT NULL UNIQUE,
     job_id uuid NOT NULL,
     attempt integer NOT NULL,
     pid integer NOT NULL,
     worker_id text,
     started_at timestamptz NOT NULL,
-    finished_at timestamptz
+    finished_at timestamptz,  -- the body ran to its end
+    stopped_at timestamptz  -- the body stopped before its end (canceled, or its writes failed)
 )
 """
+# How long a stopped body keeps trying to record when it stopped (the database may be down
+# or out of reach; the record is what lets a test check that no two runs overlapped).
+STOP_RECORD_SEC = 120.0
 
 
 @pipeline("test.crash")
@@ -55,15 +64,20 @@ async def record(args: dict[str, Any], ctx: PipelineContext) -> AsyncIterator[di
     """Sleep like `noop`, writing the database clock at its start and end to `e2e_runs`.
 
     The row is written on the pipeline's own connection, so it shows when the pipeline
-    body really ran, whatever the runner wrote to dl_jobs.
+    body really ran, whatever the runner wrote to dl_jobs. A body that stops before its end
+    writes when it stopped, read on this host's clock (the database's host in these tests),
+    and keeps trying until that write lands.
     """
     steps = int(args.get("steps", 1))
     seconds = float(args.get("sleep", 0))
+    run_key = uuid.uuid4()
     connection = await asyncpg.connect(os.environ["DATABASE_URL"])
+    finished = False
     try:
-        run_id = await connection.fetchval(
-            "INSERT INTO e2e_runs (job_id, attempt, pid, worker_id, started_at)"
-            " VALUES ($1, $2, $3, $4, clock_timestamp()) RETURNING id",
+        await connection.execute(
+            "INSERT INTO e2e_runs (run_key, job_id, attempt, pid, worker_id, started_at)"
+            " VALUES ($1, $2, $3, $4, $5, clock_timestamp())",
+            run_key,
             ctx.job_id,
             ctx.attempt,
             os.getpid(),
@@ -73,7 +87,52 @@ async def record(args: dict[str, Any], ctx: PipelineContext) -> AsyncIterator[di
             await asyncio.sleep(seconds)
             yield {"processed": index + 1, "total": steps}
         await connection.execute(
-            "UPDATE e2e_runs SET finished_at = clock_timestamp() WHERE id = $1", run_id
+            "UPDATE e2e_runs SET finished_at = clock_timestamp() WHERE run_key = $1", run_key
         )
+        finished = True
     finally:
-        await connection.close()
+        # Also when the insert failed: it may have committed with only its reply lost.
+        if not finished:
+            connection = await _record_stop_uncancelled(connection, run_key, datetime.now(UTC))
+        connection.terminate()
+
+
+async def _record_stop_uncancelled(
+    connection: asyncpg.Connection, run_key: uuid.UUID, stopped_at: datetime
+) -> asyncpg.Connection:
+    """_record_stop, seen through to its end even if the runner cancels the body meanwhile.
+
+    A body that is already stopping (its own write failed with the server) may be cancelled
+    again by its runner; the record must still land, and the cancellation is passed on.
+    """
+    record = asyncio.create_task(_record_stop(connection, run_key, stopped_at))
+    cancelled = False
+    while not record.done():
+        try:
+            await asyncio.shield(record)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return record.result()
+
+
+async def _record_stop(
+    connection: asyncpg.Connection, run_key: uuid.UUID, stopped_at: datetime
+) -> asyncpg.Connection:
+    """Write `stopped_at`, reconnecting until it lands or STOP_RECORD_SEC pass."""
+    deadline = time.monotonic() + STOP_RECORD_SEC
+    while True:
+        try:
+            if connection.is_closed():
+                connection = await asyncpg.connect(os.environ["DATABASE_URL"], timeout=5)
+            await connection.execute(
+                "UPDATE e2e_runs SET stopped_at = $2 WHERE run_key = $1", run_key, stopped_at
+            )
+            return connection
+        except Exception as exc:  # whatever went wrong, the stop must be recorded
+            if time.monotonic() > deadline:
+                raise
+            print(f"recording the stop of run {run_key} failed: {exc!r}", file=sys.stderr)
+            connection.terminate()
+            await asyncio.sleep(0.5)

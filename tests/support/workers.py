@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from app.devserver.supervisor import WORKER_RESTART_ARGS as RESTART_ARGS
+
 T = TypeVar("T")
 
 E2E_PIPELINE_MODULES = "tests.support.e2e_pipelines"
@@ -38,7 +40,14 @@ FAST_ENV: dict[str, str] = {
     "DL_PIPELINE_MODULES": json.dumps([E2E_PIPELINE_MODULES]),
 }
 # pgqueuer re-picks a dead worker's row after this; small so leaked slots come back soon.
-PGQ_ARGS: tuple[str, ...] = ("--heartbeat-timeout", "2", "--dequeue-timeout", "2")
+# --restart-on-failure as in production: a worker that loses the database starts over.
+PGQ_ARGS: tuple[str, ...] = (
+    "--heartbeat-timeout",
+    "2",
+    "--dequeue-timeout",
+    "2",
+    *RESTART_ARGS,
+)
 
 READY_LINE = "serving"
 STOP_TIMEOUT_SEC = 15.0
@@ -158,8 +167,12 @@ class WorkerFleet:
         *,
         queues: Mapping[str, int] | None = None,
         env: Mapping[str, str] | None = None,
+        via: Callable[[list[str]], list[str]] | None = None,
     ) -> WorkerProcess:
-        """Start one worker serving `queues` ({queue: concurrency}, default etl.default x2)."""
+        """Start one worker serving `queues` ({queue: concurrency}, default etl.default x2).
+
+        `via` rewrites the command line, e.g. to run it in another network namespace.
+        """
         self._started += 1
         worker_id = worker_id or f"w{self._started}"
         queues = queues or {"etl.default": 2}
@@ -177,8 +190,9 @@ class WorkerFleet:
         }
         log_path = self.log_dir / f"worker-{worker_id}-{self._started}.log"
         with log_path.open("wb") as log_file:
+            argv = [sys.executable, "-m", "pgqueuer", "run", *self.pgq_args, "worker.main:factory"]
             process = subprocess.Popen(
-                [sys.executable, "-m", "pgqueuer", "run", *self.pgq_args, "worker.main:factory"],
+                via(argv) if via is not None else argv,
                 cwd=self.project_root,
                 env=process_env,
                 stdin=subprocess.DEVNULL,
@@ -195,10 +209,11 @@ class WorkerFleet:
         *,
         queues: Mapping[str, int] | None = None,
         env: Mapping[str, str] | None = None,
+        via: Callable[[list[str]], list[str]] | None = None,
         timeout: float = 30.0,
     ) -> WorkerProcess:
         """Start a worker and wait until it logged that it serves its queues."""
-        worker = self.start(worker_id, queues=queues, env=env)
+        worker = self.start(worker_id, queues=queues, env=env, via=via)
         await self.wait_ready(worker, timeout=timeout)
         return worker
 
