@@ -26,6 +26,9 @@ STOP_EVERY_SEC = 1.5
 SHORT_ARGS = {"steps": 2, "sleep": 0.2}  # done within the drain
 LONG_ARGS = {"steps": 8, "sleep": 0.25}  # outlasts it
 ENV = {"DL_CLAIM_BACKOFF_SEC": "0.1", "DL_SHUTDOWN_TIMEOUT_SEC": "1"}
+# A long job started this recently still has over a second of steps left when the drain
+# (1 s) ends, so stopping its worker must interrupt it.
+FRESH_SEC = 0.4
 
 
 async def test_sigterm_during_load_requeues_without_counting(
@@ -50,10 +53,7 @@ async def test_sigterm_during_load_requeues_without_counting(
     left_running: dict[str, int] = {}
     for _ in range(STOPS):
         await asyncio.sleep(STOP_EVERY_SEC)
-        busy = {
-            row["worker_id"]
-            for row in await jobs_db.fetch("SELECT worker_id FROM dl_jobs WHERE status = 'running'")
-        }
+        busy = await _workers_running_a_fresh_long_job(jobs_db)
         alive = fleet.alive()
         victim = rng.choice([w for w in alive if w.worker_id in busy] or alive)
         victim.terminate()
@@ -96,3 +96,23 @@ async def test_sigterm_during_load_requeues_without_counting(
     # A given-back attempt is not counted: every job succeeded on its first counted attempt.
     attempts = await jobs_db.fetch("SELECT attempt, count(*) AS n FROM dl_jobs GROUP BY attempt")
     assert attempts == [{"attempt": 1, "n": len(specs)}]
+
+
+async def _workers_running_a_fresh_long_job(jobs_db: JobsDb, timeout: float = 10) -> set[str]:
+    """Workers running a long job that cannot finish within the drain: victims worth stopping.
+
+    Picking any busy worker made the interrupt a matter of luck (under CI's load a run once
+    stopped only workers whose jobs all finished within the drain, and tested nothing).
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rows = await jobs_db.fetch(
+            "SELECT DISTINCT worker_id FROM dl_jobs WHERE status = 'running'"
+            " AND (args->>'steps')::int = :steps"
+            " AND started_at > now() - make_interval(secs => :fresh)",
+            steps=LONG_ARGS["steps"],
+            fresh=FRESH_SEC,
+        )
+        if rows or asyncio.get_running_loop().time() > deadline:
+            return {row["worker_id"] for row in rows}
+        await asyncio.sleep(0.05)
