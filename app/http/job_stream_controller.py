@@ -8,7 +8,8 @@ from contextlib import aclosing
 import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.http.auth import requires
@@ -47,7 +48,11 @@ class JobStreamController(Controller):
         opt=requires("read"),
     )
     async def stream(
-        self, job_id: str, job_service: JobService, job_watch: JobWatch, state: State
+        self,
+        job_id: FromPath[str],
+        job_service: NamedDependency[JobService],
+        job_watch: NamedDependency[JobWatch],
+        state: State,
     ) -> ServerSentEvent:
         """`event: job` with the JobView now, then one per change; ends after a final status.
 

@@ -6,8 +6,9 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from app.http.auth import requires
@@ -75,7 +76,10 @@ class JobsController(Controller):
         opt=requires("write"),
     )
     async def trigger(
-        self, request: Request[Any, Any, Any], data: JobTriggerRequest, job_service: JobService
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[JobTriggerRequest],
+        job_service: NamedDependency[JobService],
     ) -> JobTriggerResponse:
         """Create a job in one transaction: dl_jobs row, event and pgqueuer dispatch."""
         require_json(request)
@@ -90,7 +94,10 @@ class JobsController(Controller):
         opt=requires("write"),
     )
     async def trigger_bulk(
-        self, request: Request[Any, Any, Any], data: JobBulkTriggerRequest, job_service: JobService
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[JobBulkTriggerRequest],
+        job_service: NamedDependency[JobService],
     ) -> JobBulkTriggerResponse:
         """All jobs or none: one invalid item rejects the request with a 400 naming it.
 
@@ -109,7 +116,7 @@ class JobsController(Controller):
     )
     async def list_jobs(
         self,
-        job_service: JobService,
+        job_service: NamedDependency[JobService],
         status: StatusQuery = None,
         queue: QueueQuery = None,
         task: TaskQuery = None,
@@ -147,7 +154,9 @@ class JobsController(Controller):
         responses={**JOB_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND},
         opt=requires("read"),
     )
-    async def get_job(self, job_id: str, job_service: JobService) -> JobStatusResponse:
+    async def get_job(
+        self, job_id: FromPath[str], job_service: NamedDependency[JobService]
+    ) -> JobStatusResponse:
         """The job as stored now (the same answer as /status)."""
         return await job_service.status(parse_job_id(job_id))
 
@@ -157,7 +166,9 @@ class JobsController(Controller):
         responses={**JOB_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND},
         opt=requires("read"),
     )
-    async def status(self, job_id: str, job_service: JobService) -> JobStatusResponse:
+    async def status(
+        self, job_id: FromPath[str], job_service: NamedDependency[JobService]
+    ) -> JobStatusResponse:
         """The job as stored now; 404 when unknown, 400 when the id is not a UUID."""
         return await job_service.status(parse_job_id(job_id))
 
@@ -170,8 +181,8 @@ class JobsController(Controller):
     )
     async def events(
         self,
-        job_id: str,
-        job_service: JobService,
+        job_id: FromPath[str],
+        job_service: NamedDependency[JobService],
         after: EventsAfterQuery = None,
         limit: EventsLimitQuery = EVENTS_LIMIT_MAX,
     ) -> JobEventsResponse:
@@ -185,7 +196,9 @@ class JobsController(Controller):
         responses={400: BAD_JOB_ID, 404: NOT_FOUND, 409: JOB_FINISHED},
         opt=requires("write"),
     )
-    async def cancel(self, job_id: str, job_service: JobService) -> JobStatusResponse:
+    async def cancel(
+        self, job_id: FromPath[str], job_service: NamedDependency[JobService]
+    ) -> JobStatusResponse:
         """Queued: canceled at once. Running: flagged, stopped at its next checkpoint.
 
         Finished: 409 with its status. Unknown: 404.
@@ -200,7 +213,9 @@ class JobsController(Controller):
         responses={**RETRY_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND, 409: NOT_RETRYABLE},
         opt=requires("write"),
     )
-    async def retry(self, job_id: str, job_service: JobService) -> JobStatusResponse:
+    async def retry(
+        self, job_id: FromPath[str], job_service: NamedDependency[JobService]
+    ) -> JobStatusResponse:
         """Queue a failed, lost or canceled job again with a fresh attempt budget."""
         return await job_service.retry(parse_job_id(job_id))
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from litestar import Controller, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
 from app.http.auth import requires
@@ -27,12 +28,14 @@ class QueuesController(Controller):
         summary="Every queue with its counts and the last hour's throughput",
         opt=requires("read"),
     )
-    async def list_queues(self, queue_service: QueueService) -> QueueListResponse:
+    async def list_queues(self, queue_service: NamedDependency[QueueService]) -> QueueListResponse:
         """Queues with live jobs, jobs finished in the last hour, or a pause state, by name."""
         return await queue_service.list_queues()
 
     @get(QUEUE_PATH, summary="One queue's counts and throughput", opt=requires("read"))
-    async def get_queue(self, queue: str, queue_service: QueueService) -> QueueView:
+    async def get_queue(
+        self, queue: FromPath[str], queue_service: NamedDependency[QueueService]
+    ) -> QueueView:
         """All zeros for a queue nothing is known about."""
         return await queue_service.get(queue)
 
@@ -42,7 +45,9 @@ class QueuesController(Controller):
         summary="Pause a queue",
         opt=requires("admin"),
     )
-    async def pause(self, queue: str, queue_service: QueueService) -> QueueView:
+    async def pause(
+        self, queue: FromPath[str], queue_service: NamedDependency[QueueService]
+    ) -> QueueView:
         """Workers stop starting its jobs; running ones finish. A queue unknown so far can be
         paused ahead of its first job."""
         return await queue_service.pause(queue)
@@ -53,6 +58,8 @@ class QueuesController(Controller):
         summary="Resume a queue",
         opt=requires("admin"),
     )
-    async def resume(self, queue: str, queue_service: QueueService) -> QueueView:
+    async def resume(
+        self, queue: FromPath[str], queue_service: NamedDependency[QueueService]
+    ) -> QueueView:
         """Waiting jobs start at once (or at their available_at)."""
         return await queue_service.resume(queue)

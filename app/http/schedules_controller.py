@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from app.http.auth import requires
@@ -54,8 +54,8 @@ class SchedulesController(Controller):
     async def create(
         self,
         request: Request[Any, Any, Any],
-        data: ScheduleSpec,
-        schedule_service: ScheduleService,
+        data: JSONBody[ScheduleSpec],
+        schedule_service: NamedDependency[ScheduleService],
     ) -> ScheduleView:
         """Store the schedule; it first fires at the next matching time after now."""
         require_json(request)
@@ -64,7 +64,7 @@ class SchedulesController(Controller):
     @get("/", summary="List schedules by name", opt=requires("read"))
     async def list_schedules(
         self,
-        schedule_service: ScheduleService,
+        schedule_service: NamedDependency[ScheduleService],
         after: Annotated[
             str | None,
             Parameter(description="Return schedules named after this one", max_length=200),
@@ -82,7 +82,9 @@ class SchedulesController(Controller):
         responses=NAMED,
         opt=requires("read"),
     )
-    async def get_schedule(self, name: str, schedule_service: ScheduleService) -> ScheduleView:
+    async def get_schedule(
+        self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
+    ) -> ScheduleView:
         """`upcoming` lists the next five fire times (UTC) of an enabled schedule."""
         return await schedule_service.get(name)
 
@@ -95,9 +97,9 @@ class SchedulesController(Controller):
     async def update(
         self,
         request: Request[Any, Any, Any],
-        name: str,
-        data: ScheduleUpdate,
-        schedule_service: ScheduleService,
+        name: FromPath[str],
+        data: JSONBody[ScheduleUpdate],
+        schedule_service: NamedDependency[ScheduleService],
     ) -> ScheduleView:
         """Fields left out keep their value; a new cron or zone fires from the next match."""
         require_json(request)
@@ -110,7 +112,9 @@ class SchedulesController(Controller):
         responses=NAMED,
         opt=requires("admin"),
     )
-    async def delete_schedule(self, name: str, schedule_service: ScheduleService) -> None:
+    async def delete_schedule(
+        self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
+    ) -> None:
         """The schedule goes; jobs it already created stay."""
         await schedule_service.delete(name)
 
@@ -121,7 +125,9 @@ class SchedulesController(Controller):
         responses=NAMED,
         opt=requires("write"),
     )
-    async def enable(self, name: str, schedule_service: ScheduleService) -> ScheduleView:
+    async def enable(
+        self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
+    ) -> ScheduleView:
         """It fires next at the first matching time after now (missed times are not caught up)."""
         return await schedule_service.set_enabled(name, True)
 
@@ -132,7 +138,9 @@ class SchedulesController(Controller):
         responses=NAMED,
         opt=requires("write"),
     )
-    async def disable(self, name: str, schedule_service: ScheduleService) -> ScheduleView:
+    async def disable(
+        self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
+    ) -> ScheduleView:
         """It stops firing; jobs it already created are not touched."""
         return await schedule_service.set_enabled(name, False)
 
@@ -143,6 +151,8 @@ class SchedulesController(Controller):
         responses=NAMED,
         opt=requires("write"),
     )
-    async def run_now(self, name: str, schedule_service: ScheduleService) -> ScheduleRun:
+    async def run_now(
+        self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
+    ) -> ScheduleRun:
         """Create its job at once, enabled or not; its fire times do not change."""
         return await schedule_service.run_now(name)
