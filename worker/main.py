@@ -39,23 +39,33 @@ logger = logging.getLogger("worker")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-async def _drain_then_interrupt(pgq: QueueManager, runner: Runner, timeout_sec: float) -> None:
-    """Once shutdown starts, let running jobs finish for `timeout_sec`, then interrupt them."""
+async def _drain_then_interrupt(
+    pgq: QueueManager, runner: Runner, timeout_sec: float, signalled: asyncio.Event
+) -> None:
+    """Once the run ends, let running jobs finish for `timeout_sec`, then interrupt them."""
     # pgq run swaps pgq.shutdown for its own event after start, so read the attribute anew.
     while not pgq.shutdown.is_set():  # noqa: ASYNC110
         await asyncio.sleep(0.1)
-    logger.info("shutting down: draining %d running job(s)", len(runner.active))
+    if signalled.is_set():
+        logger.info("shutting down: draining %d running job(s)", len(runner.active))
+    else:
+        # No stop signal: pgqueuer's run failed (the database went away) and is restarted.
+        logger.warning(
+            "run failed: letting %d running job(s) finish before the restart",
+            len(runner.active),
+        )
     await asyncio.sleep(timeout_sec)
     runner.interrupt_all()
 
 
-def _second_signal_stops_now(pgq: QueueManager, runner: Runner) -> None:
+def _second_signal_stops_now(pgq: QueueManager, runner: Runner, signalled: asyncio.Event) -> None:
     """First SIGTERM/SIGINT drains; a second one interrupts running jobs at once."""
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         if pgq.shutdown.is_set():
             runner.interrupt_all()
+        signalled.set()
         pgq.shutdown.set()
 
     for sig in STOP_SIGNALS:
@@ -161,14 +171,15 @@ async def factory() -> AsyncIterator[QueueManager]:
             retention=Retention.from_settings(maintenance_sessions, settings),
             retention_period_sec=settings.dl_retention_period_sec,
         )
+        signalled = asyncio.Event()
         background = [
             asyncio.create_task(maintenance.run()),
             asyncio.create_task(
-                _drain_then_interrupt(pgq, runner, settings.dl_shutdown_timeout_sec)
+                _drain_then_interrupt(pgq, runner, settings.dl_shutdown_timeout_sec, signalled)
             ),
         ]
         stack.push_async_callback(_stop_background, maintenance, background)
-        _second_signal_stops_now(pgq, runner)
+        _second_signal_stops_now(pgq, runner, signalled)
         logger.info(
             "worker %s serving %s",
             ident,
