@@ -107,19 +107,14 @@ class Runner:
             self.locks.release(answer.lock_key, job_id)
 
     async def _postpone(self, job_id: uuid.UUID, pgq_job_id: int, lock_key: str) -> None:
-        async def write() -> bool:
-            async with self.sessions() as session, session.begin():
-                return await postpone_in_session(
-                    session,
-                    self.settings.pg_schema_queue,
-                    job_id,
-                    pgq_job_id,
-                    delay_sec=self.settings.dl_claim_backoff_sec,
-                    lock_key=lock_key,
-                    worker_id=self.worker_id,
-                )
-
-        postponed = await retry_while_unreachable(write, what=f"postponing job {job_id}")
+        postponed = await self._redispatch(
+            job_id,
+            pgq_job_id,
+            lock_key,
+            delay_sec=self.settings.dl_claim_backoff_sec,
+            queue_paused=False,
+            what="postponing",
+        )
         if postponed:
             worker_metrics().lock_busy.inc()
             logger.debug(
@@ -131,6 +126,22 @@ class Runner:
 
     async def _park_paused(self, job_id: uuid.UUID, pgq_job_id: int, lock_key: str) -> None:
         """Its queue was paused as this dispatch was picked: wait for the resume, uncounted."""
+        if await self._redispatch(
+            job_id, pgq_job_id, lock_key, delay_sec=0, queue_paused=True, what="parking"
+        ):
+            logger.info("queue paused, job waits for the resume: job %s", job_id)
+
+    async def _redispatch(
+        self,
+        job_id: uuid.UUID,
+        pgq_job_id: int,
+        lock_key: str,
+        *,
+        delay_sec: float,
+        queue_paused: bool,
+        what: str,
+    ) -> bool:
+        """A job that could not start waits under a new dispatch, uncounted; outages retried."""
 
         async def write() -> bool:
             async with self.sessions() as session, session.begin():
@@ -139,14 +150,13 @@ class Runner:
                     self.settings.pg_schema_queue,
                     job_id,
                     pgq_job_id,
-                    delay_sec=0,
+                    delay_sec=delay_sec,
                     lock_key=lock_key,
                     worker_id=self.worker_id,
-                    queue_paused=True,
+                    queue_paused=queue_paused,
                 )
 
-        if await retry_while_unreachable(write, what=f"parking job {job_id}"):
-            logger.info("queue paused, job waits for the resume: job %s", job_id)
+        return await retry_while_unreachable(write, what=f"{what} job {job_id}")
 
     async def _run_started(self, started: attempts.StartedAttempt, pgq_cancel: Any) -> None:
         """Run a started attempt to its end and write how it ended."""
