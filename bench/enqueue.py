@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.engine import create_engine, create_session_factory
+from app.domain.spec import JobSpec
 from app.jobs.enqueue import enqueue_many_in_session
-from app.jobs.spec import JobSpec
 from app.settings import Settings, load_settings
 from bench.server import QUEUE_SCHEMA
 

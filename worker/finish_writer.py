@@ -16,7 +16,7 @@ from functools import partial
 import asyncpg
 
 from app.db import attempt_batches as batches
-from app.db.attempt_batches import FinishRequest
+from app.domain.attempts import FinishRequest
 from app.jobs.availability import database_unreachable
 from worker.lock_session import (
     LockSession,

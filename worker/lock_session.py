@@ -24,7 +24,7 @@ from typing import TypeVar
 import asyncpg
 
 from app.db import attempt_batches as batches
-from app.db.attempt_batches import StartAnswer, StartRequest
+from app.domain.attempts import StartAnswer, StartRequest
 from worker.lock_liveness import LockLiveness
 
 logger = logging.getLogger("worker.lock_session")

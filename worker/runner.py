@@ -17,9 +17,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import attempts
-from app.db.attempt_batches import FinishRequest
+from app.domain.attempts import FinishRequest, StartedAttempt
+from app.domain.states import JobEvent, JobStatus
 from app.jobs.lifecycle import postpone_in_session, requeue_in_session
-from app.jobs.states import JobEvent, JobStatus
 from app.observability.metrics import worker_metrics
 from app.pipelines.context import PipelineContext
 from app.pipelines.errors import PermanentError
@@ -51,7 +51,7 @@ class Outcome(enum.Enum):
 class AttemptRun:
     """The live state of one running attempt, shared by its pipeline and its heartbeat."""
 
-    started: attempts.StartedAttempt
+    started: StartedAttempt
     context: PipelineContext
     progress: dict[str, Any] | None = None
     progress_dirty: bool = False
@@ -158,7 +158,7 @@ class Runner:
 
         return await retry_while_unreachable(write, what=f"{what} job {job_id}")
 
-    async def _run_started(self, started: attempts.StartedAttempt, pgq_cancel: Any) -> None:
+    async def _run_started(self, started: StartedAttempt, pgq_cancel: Any) -> None:
         """Run a started attempt to its end and write how it ended."""
         job_id = started.job_id
         context = PipelineContext(

@@ -16,8 +16,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from app.db.attempts import StartedAttempt
-from app.jobs.states import JobEvent, JobStatus
+from app.domain.attempts import FinishRequest, StartAnswer, StartedAttempt, StartRequest
+from app.domain.states import JobEvent, JobStatus
 
 
 def _quote_ident(name: str) -> str:
@@ -148,49 +148,6 @@ def batch_statements(schema: str) -> BatchStatements:
         SELECT f.job_id FROM finished f
     """
     return BatchStatements(start=start, finish=finish)
-
-
-@dataclass(frozen=True)
-class StartRequest:
-    """A pgqueuer dispatch asking to start its job."""
-
-    job_id: uuid.UUID
-    pgq_job_id: int
-
-
-@dataclass(frozen=True)
-class StartAnswer:
-    """What the start statement did with one request.
-
-    `attempt` is set when the job started (its lock is now held by this session).
-    `paused` means its queue is paused: no lock was tried, the job waits for the resume.
-    `lock_key` without an attempt and with `lock_busy` means another holder has the key;
-    `got_lock` without an attempt means the lock was taken but the job changed meanwhile,
-    so the caller must give the lock back. A request with no answer was not startable.
-    """
-
-    job_id: uuid.UUID
-    lock_key: str
-    got_lock: bool
-    attempt: StartedAttempt | None
-    paused: bool = False
-
-    @property
-    def lock_busy(self) -> bool:
-        return not self.got_lock and not self.paused
-
-
-@dataclass(frozen=True)
-class FinishRequest:
-    """A running attempt's final write."""
-
-    job_id: uuid.UUID
-    attempt: int
-    status: JobStatus
-    event: JobEvent
-    progress: dict[str, Any] | None = None
-    error: str | None = None
-    details: dict[str, Any] | None = None
 
 
 async def start_batch(

@@ -7,7 +7,6 @@ Each transition writes its dl_jobs change and its dl_job_events row in one state
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -28,35 +27,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.db.models import DlJob, DlJobEvent
-from app.jobs.states import JobEvent, JobStatus
+from app.domain.attempts import QueuedJob, StartedAttempt
+from app.domain.states import JobEvent, JobStatus
 
 jobs = cast(Table, DlJob.__table__)
 events = cast(Table, DlJobEvent.__table__)
 ONE_SECOND: ColumnElement[Any] = literal_column("interval '1 second'")
-
-
-@dataclass(frozen=True)
-class QueuedJob:
-    """A queued job's dispatch-relevant fields."""
-
-    queue: str
-    priority: int
-    attempt: int
-
-
-@dataclass(frozen=True)
-class StartedAttempt:
-    """What a runner needs to know about the attempt it just started."""
-
-    job_id: uuid.UUID
-    queue: str
-    task: str
-    args: dict[str, Any]
-    lock_key: str
-    priority: int
-    attempt: int
-    max_attempts: int
-    lease_ttl_sec: int
 
 
 ATTEMPT_COLUMNS = tuple(

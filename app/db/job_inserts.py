@@ -25,7 +25,7 @@ from sqlalchemy.types import UUID, DateTime, Integer, Text
 
 from app.db.pgqueuer_schema import pgqueuer_settings
 from app.db.queue_queries import PARKED_PREFIX
-from app.jobs.states import JobEvent, JobStatus
+from app.domain.states import JobEvent, JobStatus
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DlJob, DlJobEvent
-from app.jobs.job_listing import JobCursor, JobFilter
-from app.jobs.states import JobEvent, JobStatus
+from app.domain.filters import JobCursor, JobFilter
+from app.domain.states import JobEvent, JobStatus
 
 jobs = cast(Table, DlJob.__table__)
 events = cast(Table, DlJobEvent.__table__)

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DlJob
-from app.jobs.states import FINAL_STATUSES, JobStatus
+from app.domain.states import FINAL_STATUSES, JobStatus
 from app.observability.metrics import JobGauges, QueueStatusCount
 
 jobs = cast(Table, DlJob.__table__)

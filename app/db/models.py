@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.jobs.states import JobStatus
+from app.domain.states import JobStatus
 
 _STATUS_LIST = ", ".join(f"'{s.value}'" for s in JobStatus)
 

@@ -37,9 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DlJob, DlQueue
 from app.db.pgqueuer_schema import pgqueuer_settings
-from app.jobs.states import FINAL_STATUSES, JobStatus
+from app.domain.states import FINAL_STATUSES, JobStatus
 
-# Queue names are letters, digits and . _ : - (app.jobs.spec.QueueName), so a parked
+# Queue names are letters, digits and . _ : - (app.domain.spec.QueueName), so a parked
 # entrypoint can never be a served queue.
 PARKED_PREFIX = "paused/"
 

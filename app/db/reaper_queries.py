@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Table, column, exists, func, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DlJob
-from app.jobs.states import JobStatus
+from app.domain.states import JobStatus
 
 jobs = cast(Table, DlJob.__table__)
 # pgqueuer's job table; unqualified so the engine's schema_translate_map places it.

@@ -9,7 +9,7 @@ from sqlalchemy import Table, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DlJob, DlJobEvent
-from app.jobs.states import JobStatus
+from app.domain.states import JobStatus
 
 jobs = cast(Table, DlJob.__table__)
 events = cast(Table, DlJobEvent.__table__)

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import TableClause
 
 from app.db.models import DlJob, DlJobEvent
-from app.jobs.states import FINAL_STATUSES
+from app.domain.states import FINAL_STATUSES
 
 jobs = cast(Table, DlJob.__table__)
 events = cast(Table, DlJobEvent.__table__)

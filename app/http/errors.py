@@ -18,8 +18,7 @@ from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from app.jobs.availability import database_unreachable
-from app.jobs.errors import (
+from app.domain.errors import (
     InvalidJobError,
     JobError,
     JobNotFoundError,
@@ -27,6 +26,7 @@ from app.jobs.errors import (
     ScheduleExistsError,
     ScheduleNotFoundError,
 )
+from app.jobs.availability import database_unreachable
 
 logger = logging.getLogger("app.http")
 

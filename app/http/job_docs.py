@@ -8,13 +8,13 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import Parameter
 
+from app.domain.filters import LIST_LIMIT_MAX, MAX_FILTER_TEXT
 from app.http.schemas import (
     ErrorResponse,
     JobEventsResponse,
     JobListResponse,
     JobStatusResponse,
 )
-from app.jobs.job_listing import LIST_LIMIT_MAX, MAX_FILTER_TEXT
 from app.jobs.service import EVENTS_LIMIT_MAX
 
 _JOB_ID = "0f9c4c2e-6f51-4a8e-9d0b-2b7f1f3c9a10"

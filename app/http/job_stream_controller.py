@@ -12,13 +12,13 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from app.domain.views import JobView
 from app.http.auth import requires
 from app.http.dependencies import provide_job_service
 from app.http.job_docs import BAD_JOB_ID, NOT_FOUND
 from app.http.jobs_controller import parse_job_id
 from app.jobs.job_watch import JobWatch
 from app.jobs.service import JobService
-from app.jobs.views import JobView
 
 EVENT_NAME = "job"
 KEEPALIVE_COMMENT = "keep-alive"

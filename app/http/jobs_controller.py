@@ -11,6 +11,8 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
+from app.domain.errors import InvalidJobError
+from app.domain.filters import LIST_LIMIT_DEFAULT, JobFilter
 from app.http.auth import requires
 from app.http.dependencies import provide_job_service
 from app.http.job_docs import (
@@ -52,8 +54,6 @@ from app.http.schemas import (
     JobTriggerRequest,
     JobTriggerResponse,
 )
-from app.jobs.errors import InvalidJobError
-from app.jobs.job_listing import LIST_LIMIT_DEFAULT, JobFilter
 from app.jobs.service import EVENTS_LIMIT_MAX, JobService
 
 JOB_PATH = "/{job_id:str}"

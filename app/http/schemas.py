@@ -6,8 +6,8 @@ from typing import Annotated
 
 import msgspec
 
-from app.jobs.spec import JobSpec
-from app.jobs.views import EnqueueResult, JobHistory, JobPage, JobView
+from app.domain.spec import JobSpec
+from app.domain.views import EnqueueResult, JobHistory, JobPage, JobView
 
 # The trigger body is the domain's JobSpec, so HTTP and in-app callers share one validation.
 JobTriggerRequest = JobSpec

@@ -9,12 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import repository
 from app.db.job_inserts import NewJob, insert_jobs_in_session
-from app.jobs.errors import InvalidJobError, UnknownTaskError
-from app.jobs.spec import JobSpec, validated
-from app.jobs.states import JobStatus
-from app.jobs.views import EnqueueResult
-from app.pipelines.errors import InvalidArgsError
-from app.pipelines.registry import convert_args, is_registered, registered_names
+from app.domain.spec import JobSpec
+from app.domain.states import JobStatus
+from app.domain.views import EnqueueResult
+from app.jobs.validation import check_spec
 from app.settings import Settings, get_settings
 
 
@@ -81,22 +79,6 @@ async def enqueue_checked_in_session(
         job_id, status = existing[job.idempotency_key]
         results.append(EnqueueResult(job_id=job_id, status=status, created=False))
     return results
-
-
-def check_spec(spec: JobSpec, where: str = "") -> JobSpec:
-    """The validated spec, or InvalidJobError prefixed by `where` (the item of a bulk call)."""
-    try:
-        spec = validated(spec)
-    except InvalidJobError as error:
-        raise type(error)(where + error.message) from None
-    if not is_registered(spec.task):
-        known = ", ".join(registered_names())
-        raise UnknownTaskError(f"{where}unknown task {spec.task!r} (registered: {known})")
-    try:
-        convert_args(spec.task, spec.args)
-    except InvalidArgsError as error:
-        raise InvalidJobError(f"{where}{error}") from None
-    return spec
 
 
 def _new_job(spec: JobSpec, settings: Settings) -> NewJob:

@@ -34,8 +34,8 @@ from app.db.job_changes import (
     ping_listener,
     wait_for_writers,
 )
-from app.jobs.states import FINAL_STATUSES
-from app.jobs.views import JobView
+from app.domain.states import FINAL_STATUSES
+from app.domain.views import JobView
 
 logger = logging.getLogger("app.jobs.job_watch")
 

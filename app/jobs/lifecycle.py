@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import attempts, repository
 from app.db.dispatch import enqueue_dispatch_in_session
-from app.jobs.states import JobEvent
+from app.domain.states import JobEvent
 
 
 async def requeue_in_session(

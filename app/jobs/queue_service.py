@@ -14,8 +14,8 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import queue_queries
-from app.jobs.errors import InvalidQueueError
-from app.jobs.spec import QueueName
+from app.domain.errors import InvalidQueueError
+from app.domain.spec import QueueName
 from app.settings import Settings
 
 logger = logging.getLogger("app.jobs.queues")

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import schedules
-from app.jobs.cron import parse_cron
+from app.domain.cron import parse_cron
+from app.domain.errors import InvalidJobError, InvalidScheduleError
+from app.domain.schedules import job_spec_of
 from app.jobs.enqueue import enqueue_in_session
-from app.jobs.errors import InvalidJobError, InvalidScheduleError
-from app.jobs.schedule_spec import job_spec_of
 from app.settings import Settings
 
 

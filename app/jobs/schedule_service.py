@@ -9,18 +9,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import schedules
 from app.db.models import DlSchedule
-from app.jobs.enqueue import enqueue_in_session
-from app.jobs.errors import ScheduleExistsError, ScheduleNotFoundError
-from app.jobs.schedule_spec import (
+from app.domain.errors import ScheduleExistsError, ScheduleNotFoundError
+from app.domain.schedules import (
     ScheduleSpec,
     ScheduleUpdate,
     ScheduleView,
-    check_schedule,
     job_spec_of,
     spec_from,
     template_fields,
 )
-from app.jobs.views import EnqueueResult
+from app.domain.views import EnqueueResult
+from app.jobs.enqueue import enqueue_in_session
+from app.jobs.validation import check_schedule
 from app.settings import Settings
 
 

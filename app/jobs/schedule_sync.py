@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import schedules
-from app.jobs.errors import InvalidJobError
-from app.jobs.schedule_spec import check_schedule, spec_from, template_fields
+from app.domain.errors import InvalidJobError
+from app.domain.schedules import spec_from, template_fields
+from app.jobs.validation import check_schedule
 from app.pipelines.registry import DeclaredSchedule
 
 logger = logging.getLogger("app.schedules")

@@ -14,18 +14,18 @@ from app.db.dispatch import (
     signal_cancel_in_session,
     withdraw_dispatch_in_session,
 )
-from app.jobs.enqueue import enqueue_many_in_session
-from app.jobs.errors import (
+from app.domain.errors import (
     InvalidJobError,
     JobFinishedError,
     JobNotFoundError,
     JobNotRetryableError,
 )
-from app.jobs.job_listing import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, JobCursor, JobFilter
-from app.jobs.spec import JobSpec
-from app.jobs.states import RETRYABLE_STATUSES, JobEvent
+from app.domain.filters import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, JobCursor, JobFilter
+from app.domain.spec import JobSpec
+from app.domain.states import RETRYABLE_STATUSES, JobEvent
+from app.domain.views import EnqueueResult, JobEventView, JobHistory, JobPage, JobView
+from app.jobs.enqueue import enqueue_many_in_session
 from app.jobs.trigger_batcher import TriggerBatcher
-from app.jobs.views import EnqueueResult, JobEventView, JobHistory, JobPage, JobView
 from app.settings import Settings
 
 EVENTS_LIMIT_MAX = 1000

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.jobs.enqueue import check_spec, enqueue_checked_in_session
-from app.jobs.spec import JobSpec
-from app.jobs.views import EnqueueResult
+from app.domain.spec import JobSpec
+from app.domain.views import EnqueueResult
+from app.jobs.enqueue import enqueue_checked_in_session
+from app.jobs.validation import check_spec
 from app.settings import Settings
 
 logger = logging.getLogger("app.jobs.trigger_batcher")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.devserver.embedded_postgres import free_port
-from app.jobs.errors import InvalidJobError
+from app.domain.errors import InvalidJobError
 from tests.api.conftest import start_api_server, stop_api_server
 from tests.support.jobs_db import JobsDb
 from tests.support.local_servers import (

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from app.db.engine import create_session_factory
+from app.domain.spec import JobSpec
 from app.jobs.enqueue import enqueue_many_in_session
-from app.jobs.spec import JobSpec
 from tests.support.e2e_pipelines import RUN_LOG_DDL
 from tests.support.jobs_db import FINAL, JobsDb
 from tests.support.logs import log_records

@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_session_factory
+from app.domain.schedules import ScheduleSpec, ScheduleUpdate
 from app.jobs.schedule_service import ScheduleService
-from app.jobs.schedule_spec import ScheduleSpec, ScheduleUpdate
 from app.settings import Settings
 from tests.support.jobs_db import JobsDb
 from tests.support.logs import log_records

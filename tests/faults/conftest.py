@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pytest
 
 from app.db.engine import create_session_factory
+from app.domain.spec import JobSpec
 from app.jobs.enqueue import enqueue_many_in_session
-from app.jobs.spec import JobSpec
 from tests.e2e.conftest import fleet, jobs_db
 from tests.faults.checks import FIGURES_FILE
 from tests.support.jobs_db import JobsDb

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from app.jobs.spec import JobSpec
+from app.domain.spec import JobSpec
 from tests.faults.checks import check_jobs, figures_line, report, wait_drained
 from tests.faults.conftest import enqueue_all
 from tests.support.e2e_pipelines import RUN_LOG_DDL

@@ -13,9 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import create_engine, create_session_factory
+from app.domain.errors import UnknownTaskError
+from app.domain.views import EnqueueResult
 from app.jobs.enqueue import enqueue_in_session, enqueue_many_in_session
-from app.jobs.errors import UnknownTaskError
-from app.jobs.views import EnqueueResult
 from app.settings import Settings
 from tests.support.specs import echo_spec as spec
 

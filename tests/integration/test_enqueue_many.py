@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.engine import create_session_factory
+from app.domain.errors import InvalidJobError, UnknownTaskError
+from app.domain.spec import JobSpec
 from app.jobs.enqueue import enqueue_in_session, enqueue_many_in_session
-from app.jobs.errors import InvalidJobError, UnknownTaskError
-from app.jobs.spec import JobSpec
 from app.settings import Settings
 from tests.support.specs import echo_spec as spec
 from tests.support.workers import wait_until

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.domain.spec import JobSpec
 from app.jobs.enqueue import enqueue_many_in_session
-from app.jobs.spec import JobSpec
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
 from tests.support.workers import wait_until

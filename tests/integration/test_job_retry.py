@@ -12,11 +12,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import attempt_batches, attempts
-from app.jobs.errors import JobNotRetryableError
-from app.jobs.job_listing import JobFilter
+from app.domain.attempts import StartRequest
+from app.domain.errors import JobNotRetryableError
+from app.domain.filters import JobFilter
+from app.domain.spec import JobSpec
+from app.domain.states import JobEvent, JobStatus
 from app.jobs.service import JobService
-from app.jobs.spec import JobSpec
-from app.jobs.states import JobEvent, JobStatus
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
 
@@ -44,7 +45,7 @@ async def start(db: asyncpg.Connection, settings: Settings, job_id: uuid.UUID) -
     statements = attempt_batches.batch_statements(settings.pg_schema_queue)
     pgq_job_id = await db.fetchval("SELECT pgq_job_id FROM dl_jobs WHERE job_id = $1", job_id)
     answers = await attempt_batches.start_batch(
-        db, statements, [attempt_batches.StartRequest(job_id, pgq_job_id)], [], "worker-b"
+        db, statements, [StartRequest(job_id, pgq_job_id)], [], "worker-b"
     )
     started = answers[job_id].attempt
     assert started is not None, answers

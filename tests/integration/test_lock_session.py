@@ -12,11 +12,10 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.attempt_batches import FinishRequest
-from app.db.attempts import StartedAttempt
+from app.domain.attempts import FinishRequest, StartedAttempt
+from app.domain.spec import JobSpec
+from app.domain.states import JobEvent, JobStatus
 from app.jobs.enqueue import enqueue_many_in_session
-from app.jobs.spec import JobSpec
-from app.jobs.states import JobEvent, JobStatus
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
 from tests.support.workers import wait_until

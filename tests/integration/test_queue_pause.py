@@ -17,12 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db.dispatch import enqueue_dispatch_in_session
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
 from app.db.queue_queries import parked_entrypoint
+from app.domain.spec import JobSpec
+from app.domain.states import JobEvent
 from app.jobs.enqueue import enqueue_many_in_session
 from app.jobs.lifecycle import postpone_in_session, requeue_in_session
 from app.jobs.queue_service import QueueService
 from app.jobs.service import JobService
-from app.jobs.spec import JobSpec
-from app.jobs.states import JobEvent
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
 from tests.support.workers import wait_until

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.jobs.errors import InvalidQueueError
+from app.domain.errors import InvalidQueueError
 from app.jobs.queue_service import QueueService, QueueView
 from app.settings import Settings
 

@@ -11,10 +11,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_session_factory
+from app.domain.spec import JobSpec
+from app.domain.states import FINAL_STATUSES
 from app.jobs.enqueue import enqueue_in_session
 from app.jobs.service import JobService
-from app.jobs.spec import JobSpec
-from app.jobs.states import FINAL_STATUSES
 from app.settings import Settings
 from tests.support.workers import wait_until
 

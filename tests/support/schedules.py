@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.jobs.schedule_spec import ScheduleSpec
+from app.domain.schedules import ScheduleSpec
 
 
 def schedule_spec(**overrides: Any) -> ScheduleSpec:

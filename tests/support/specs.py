@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.jobs.spec import JobSpec
+from app.domain.spec import JobSpec
 
 
 def echo_spec(**overrides: object) -> JobSpec:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.jobs.enqueue import check_spec
-from app.jobs.errors import InvalidJobError
+from app.domain.errors import InvalidJobError
+from app.jobs.validation import check_spec
 from app.pipelines.email_send import EmailSendArgs
 from app.pipelines.errors import InvalidArgsError
 from app.pipelines.http_callback import HttpCallbackArgs

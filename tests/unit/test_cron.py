@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.jobs.cron import parse_cron
-from app.jobs.errors import InvalidScheduleError
+from app.domain.cron import parse_cron
+from app.domain.errors import InvalidScheduleError
 
 
 def test_cron_five_fields_fire_on_minutes() -> None:

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from app.jobs.errors import InvalidJobError
-from app.jobs.job_listing import JobCursor, JobFilter
-from app.jobs.states import JobStatus
+from app.domain.errors import InvalidJobError
+from app.domain.filters import JobCursor, JobFilter
+from app.domain.states import JobStatus
 
 
 def test_job_cursor_round_trips_microseconds_and_zone() -> None:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import attempts, reaper_queries
+from app.domain.states import JobEvent, JobStatus
 from app.jobs.lifecycle import redispatch_in_session, requeue_in_session
-from app.jobs.states import JobEvent, JobStatus
 from app.observability.metrics import worker_metrics
 
 logger = logging.getLogger("worker.reaper")

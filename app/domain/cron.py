@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
-from app.jobs.errors import InvalidScheduleError
+from app.domain.errors import InvalidScheduleError
 
 MAX_EXPRESSION_LENGTH = 200
 

@@ -8,8 +8,6 @@ from typing import Any
 
 import msgspec
 
-from app.db.models import DlJob, DlJobEvent
-
 
 class JobView(msgspec.Struct, kw_only=True):
     """Everything stored about a job that a user would want to see."""
@@ -40,8 +38,8 @@ class JobView(msgspec.Struct, kw_only=True):
     finished_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: DlJob) -> JobView:
-        """Copy the user-facing columns of a dl_jobs row."""
+    def from_row(cls, row: object) -> JobView:
+        """Copy the user-facing columns of a dl_jobs row (any object carrying them)."""
         return cls(**{name: getattr(row, name) for name in cls.__struct_fields__})
 
 
@@ -70,9 +68,9 @@ class JobEventView(msgspec.Struct, kw_only=True):
     details: dict[str, Any] | None
 
     @classmethod
-    def from_row(cls, row: DlJobEvent) -> JobEventView:
-        """Copy a dl_job_events row."""
-        return cls(id=row.id, event=row.event, attempt=row.attempt, at=row.at, details=row.details)
+    def from_row(cls, row: object) -> JobEventView:
+        """Copy a dl_job_events row (any object carrying its columns)."""
+        return cls(**{name: getattr(row, name) for name in cls.__struct_fields__})
 
 
 class JobHistory(msgspec.Struct, kw_only=True):

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import msgspec
 
-from app.db.models import DlSchedule
-from app.jobs.cron import CronRule, parse_cron
-from app.jobs.enqueue import check_spec
-from app.jobs.errors import InvalidScheduleError
-from app.jobs.spec import (
+from app.domain.cron import parse_cron
+from app.domain.errors import InvalidScheduleError
+from app.domain.spec import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PRIORITY,
     JobSpec,
@@ -47,6 +45,23 @@ ZoneName = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, examples=["UTC", "Europe/Berlin"])
 ]
 UPCOMING_COUNT = 5
+
+
+class ScheduleRow(Protocol):
+    """What a stored schedule (a dl_schedules row) carries that its view and jobs need."""
+
+    name: str
+    cron: str
+    timezone: str
+    enabled: bool
+    queue: str
+    task: str
+    args: dict[str, Any]
+    lock_key: str
+    priority: int
+    max_attempts: int
+    lease_ttl_sec: int | None
+    next_run_at: datetime | None
 
 
 class ScheduleSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -113,7 +128,7 @@ class ScheduleView(msgspec.Struct, kw_only=True):
     upcoming: list[datetime] = msgspec.field(default_factory=list)
 
     @classmethod
-    def from_row(cls, row: DlSchedule, now: datetime | None = None) -> ScheduleView:
+    def from_row(cls, row: ScheduleRow, now: datetime | None = None) -> ScheduleView:
         """Copy the row; with `now`, list the next fire times of an enabled, valid schedule."""
         fields = {name: getattr(row, name) for name in cls.__struct_fields__ if name != "upcoming"}
         view = cls(**fields)
@@ -154,7 +169,7 @@ def template_fields(spec: ScheduleSpec) -> dict[str, Any]:
     }
 
 
-def job_spec_of(row: DlSchedule | ScheduleSpec, *, idempotency_key: str | None = None) -> JobSpec:
+def job_spec_of(row: ScheduleRow | ScheduleSpec, *, idempotency_key: str | None = None) -> JobSpec:
     """The job a schedule creates; `producer` names the schedule, for filtering."""
     return JobSpec(
         queue=row.queue,
@@ -167,17 +182,3 @@ def job_spec_of(row: DlSchedule | ScheduleSpec, *, idempotency_key: str | None =
         idempotency_key=idempotency_key,
         producer=f"schedule:{row.name}",
     )
-
-
-def check_schedule(spec: ScheduleSpec) -> CronRule:
-    """Re-check `spec` (in-app callers build it by hand): its cron, zone and job template.
-
-    Raises InvalidScheduleError (a 400) saying what is wrong.
-    """
-    try:
-        msgspec.convert(msgspec.to_builtins(spec), ScheduleSpec)
-    except msgspec.ValidationError as exc:
-        raise InvalidScheduleError(str(exc)) from None
-    rule = parse_cron(spec.cron, spec.timezone)
-    check_spec(job_spec_of(spec), "job template: ")  # InvalidJobError: also a 400
-    return rule

@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.jobs.errors import InvalidJobError
-from app.jobs.states import JobStatus
+from app.domain.errors import InvalidJobError
+from app.domain.states import JobStatus
 
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 500

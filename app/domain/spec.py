@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from app.jobs.errors import InvalidJobError
+from app.domain.errors import InvalidJobError
 
 # Names that travel into pgqueuer entrypoints, logs and metrics labels.
 _NAME = r"^[A-Za-z0-9_.:\-]+$"

@@ -1,0 +1,1 @@
+"""Domain types: job states, specs, errors, views and filters. Imports nothing else of ours."""

@@ -1,0 +1,76 @@
+"""What passes between the worker and the job manager about one attempt: starts and finishes."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from app.domain.states import JobEvent, JobStatus
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A queued job's dispatch-relevant fields."""
+
+    queue: str
+    priority: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class StartedAttempt:
+    """What a runner needs to know about the attempt it just started."""
+
+    job_id: uuid.UUID
+    queue: str
+    task: str
+    args: dict[str, Any]
+    lock_key: str
+    priority: int
+    attempt: int
+    max_attempts: int
+    lease_ttl_sec: int
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """A pgqueuer dispatch asking to start its job."""
+
+    job_id: uuid.UUID
+    pgq_job_id: int
+
+
+@dataclass(frozen=True)
+class StartAnswer:
+    """What the start statement did with one request.
+
+    `attempt` is set when the job started (its lock is now held by this session).
+    `paused` means its queue is paused: no lock was tried, the job waits for the resume.
+    `lock_key` without an attempt and with `lock_busy` means another holder has the key;
+    `got_lock` without an attempt means the lock was taken but the job changed meanwhile,
+    so the caller must give the lock back. A request with no answer was not startable.
+    """
+
+    job_id: uuid.UUID
+    lock_key: str
+    got_lock: bool
+    attempt: StartedAttempt | None
+    paused: bool = False
+
+    @property
+    def lock_busy(self) -> bool:
+        return not self.got_lock and not self.paused
+
+
+@dataclass(frozen=True)
+class FinishRequest:
+    """A running attempt's final write."""
+
+    job_id: uuid.UUID
+    attempt: int
+    status: JobStatus
+    event: JobEvent
+    progress: dict[str, Any] | None = None
+    error: str | None = None
+    details: dict[str, Any] | None = None

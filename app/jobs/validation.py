@@ -1,0 +1,42 @@
+"""Checks against the pipeline registry: a job spec or a schedule is valid and its task exists."""
+
+from __future__ import annotations
+
+import msgspec
+
+from app.domain.cron import CronRule, parse_cron
+from app.domain.errors import InvalidJobError, InvalidScheduleError, UnknownTaskError
+from app.domain.schedules import ScheduleSpec, job_spec_of
+from app.domain.spec import JobSpec, validated
+from app.pipelines.errors import InvalidArgsError
+from app.pipelines.registry import convert_args, is_registered, registered_names
+
+
+def check_spec(spec: JobSpec, where: str = "") -> JobSpec:
+    """The validated spec, or InvalidJobError prefixed by `where` (the item of a bulk call)."""
+    try:
+        spec = validated(spec)
+    except InvalidJobError as error:
+        raise type(error)(where + error.message) from None
+    if not is_registered(spec.task):
+        known = ", ".join(registered_names())
+        raise UnknownTaskError(f"{where}unknown task {spec.task!r} (registered: {known})")
+    try:
+        convert_args(spec.task, spec.args)
+    except InvalidArgsError as error:
+        raise InvalidJobError(f"{where}{error}") from None
+    return spec
+
+
+def check_schedule(spec: ScheduleSpec) -> CronRule:
+    """Re-check `spec` (in-app callers build it by hand): its cron, zone and job template.
+
+    Raises InvalidScheduleError (a 400) saying what is wrong.
+    """
+    try:
+        msgspec.convert(msgspec.to_builtins(spec), ScheduleSpec)
+    except msgspec.ValidationError as exc:
+        raise InvalidScheduleError(str(exc)) from None
+    rule = parse_cron(spec.cron, spec.timezone)
+    check_spec(job_spec_of(spec), "job template: ")  # InvalidJobError: also a 400
+    return rule
