@@ -15,9 +15,9 @@ from functools import partial
 
 import asyncpg
 
-from app.db import attempt_batches as batches
 from app.domain.attempts import FinishRequest
 from app.jobs.availability import database_unreachable
+from app.jobs.manager import JobManager
 from worker.lock_session import (
     LockSession,
     connect_with_json,
@@ -46,7 +46,7 @@ class FinishWriter:
     _task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        self._statements = batches.batch_statements(self.locks.schema)
+        self._jobs = JobManager(self.locks.schema)
 
     async def open(self) -> None:
         """Connect and start serving."""
@@ -123,9 +123,7 @@ class FinishWriter:
     async def _write_once(self, requests: list[FinishRequest]) -> set[uuid.UUID]:
         if self._connection is None or self._connection.is_closed():
             self._connection = await self._connect()
-        return await batches.finish_batch(
-            self._connection, self._statements, requests, self.locks.worker_id
-        )
+        return await self._jobs.finish_many(self._connection, requests, self.locks.worker_id)
 
 
 def _settle(future: asyncio.Future[bool], owned: bool, error: Exception | None) -> None:

@@ -23,8 +23,8 @@ from typing import TypeVar
 
 import asyncpg
 
-from app.db import attempt_batches as batches
 from app.domain.attempts import StartAnswer, StartRequest
+from app.jobs.manager import JobManager
 from worker.lock_liveness import LockLiveness
 
 logger = logging.getLogger("worker.lock_session")
@@ -117,7 +117,7 @@ class LockSession:
     _closing: bool = False
 
     def __post_init__(self) -> None:
-        self._statements = batches.batch_statements(self.schema)
+        self._jobs = JobManager(self.schema)
 
     async def open(self) -> None:
         """Connect and start serving."""
@@ -258,7 +258,7 @@ class LockSession:
         if self.held:
             try:
                 taken = await self._round_trip(
-                    batches.relock_keys(connection, self._statements, list(self.held)),
+                    self._jobs.relock_keys(connection, list(self.held)),
                 )
             except BaseException:
                 # Not usable until every held lock is back: the next round starts over.
@@ -281,7 +281,7 @@ class LockSession:
         if not keys:
             return
         try:
-            await self._round_trip(batches.unlock_keys(connection, self._statements, keys))
+            await self._round_trip(self._jobs.unlock_keys(connection, keys))
         except Exception:
             # Until they are released, treat them as held so no start stacks on them.
             logger.exception("releasing %d lock(s) failed; retrying next round", len(keys))
@@ -299,9 +299,7 @@ class LockSession:
         blocked = [*self.held, *self._unlock_pending]
         try:
             answers = await self._round_trip(
-                batches.start_batch(
-                    connection, self._statements, requests, blocked, self.worker_id
-                ),
+                self._jobs.start_many(connection, requests, blocked, self.worker_id),
             )
         except Exception as exc:
             if connection_lost(exc, connection) and not pending.retried:
@@ -341,9 +339,7 @@ class LockSession:
         if connection.is_closed():
             return
         try:
-            await batches.release_unowned_locks(
-                connection, self._statements, [*self.held, *self._unlock_pending]
-            )
+            await self._jobs.release_unowned_locks(connection, [*self.held, *self._unlock_pending])
         except Exception:
             logger.exception("could not release stray locks; reconnecting")
             with contextlib.suppress(Exception):

@@ -18,6 +18,7 @@ from pgqueuer.models import Job
 
 from app.db.engine import create_engine, create_session_factory
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
+from app.jobs.manager import JobManager
 from app.jobs.schedule_sync import sync_declared_schedules
 from app.observability.logging import configure_logging
 from app.observability.metrics import start_metrics_server, worker_metrics
@@ -143,7 +144,9 @@ async def factory() -> AsyncIterator[QueueManager]:
         # have ours) and, when either fails, cancels the other, and with it every running
         # job, before their final writes. A QueueManager that fails lets them finish.
         pgq = QueueManager(queries)
-        runner = Runner(settings, engine, sessions, locks, finishes, ident)
+        runner = Runner(
+            settings, JobManager.from_settings(settings, sessions), locks, finishes, ident
+        )
         locks.on_locks_lost = runner.interrupt_jobs
 
         async def handle(job: Job, ctx: Any) -> None:
@@ -164,7 +167,9 @@ async def factory() -> AsyncIterator[QueueManager]:
         maintenance_sessions = create_session_factory(maintenance_engine)
         maintenance = MaintenanceLoop(
             dsn=settings.asyncpg_dsn,
-            reaper=Reaper(maintenance_sessions, schema, worker_id=ident),
+            reaper=Reaper(
+                JobManager.from_settings(settings, maintenance_sessions), worker_id=ident
+            ),
             scheduler=Scheduler(maintenance_sessions, settings, ident),
             period_sec=settings.dl_reaper_period_sec,
             schedule_period_sec=settings.dl_schedule_period_sec,

@@ -11,15 +11,14 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.db import attempts
 from app.domain.attempts import FinishRequest, StartedAttempt
 from app.domain.states import JobEvent, JobStatus
-from app.jobs.lifecycle import postpone_in_session, requeue_in_session
+from app.jobs.manager import JobManager
 from app.observability.metrics import worker_metrics
 from app.pipelines.context import PipelineContext
 from app.pipelines.errors import PermanentError
@@ -70,8 +69,7 @@ class Runner:
     """Runs attempts for a worker process."""
 
     settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    manager: JobManager
     locks: LockSession
     finishes: FinishWriter
     worker_id: str
@@ -96,7 +94,7 @@ class Runner:
             return  # canceled, finished, or superseded by a newer dispatch
         if answer.attempt is None:
             if answer.paused:
-                await self._park_paused(job_id, pgq_job_id, answer.lock_key)
+                await self._park_paused(job_id, pgq_job_id)
             elif answer.lock_busy:
                 await self._postpone(job_id, pgq_job_id, answer.lock_key)
             return
@@ -107,13 +105,17 @@ class Runner:
             self.locks.release(answer.lock_key, job_id)
 
     async def _postpone(self, job_id: uuid.UUID, pgq_job_id: int, lock_key: str) -> None:
-        postponed = await self._redispatch(
-            job_id,
-            pgq_job_id,
-            lock_key,
-            delay_sec=self.settings.dl_claim_backoff_sec,
-            queue_paused=False,
-            what="postponing",
+        """Its lock_key is busy: the job waits DL_CLAIM_BACKOFF_SEC under a new dispatch."""
+        postponed = await retry_while_unreachable(
+            partial(
+                self.manager.postpone,
+                job_id,
+                pgq_job_id,
+                delay_sec=self.settings.dl_claim_backoff_sec,
+                lock_key=lock_key,
+                worker_id=self.worker_id,
+            ),
+            what=f"postponing job {job_id}",
         )
         if postponed:
             worker_metrics().lock_busy.inc()
@@ -124,39 +126,14 @@ class Runner:
                 extra={"job_id": str(job_id), "lock_key": lock_key},
             )
 
-    async def _park_paused(self, job_id: uuid.UUID, pgq_job_id: int, lock_key: str) -> None:
+    async def _park_paused(self, job_id: uuid.UUID, pgq_job_id: int) -> None:
         """Its queue was paused as this dispatch was picked: wait for the resume, uncounted."""
-        if await self._redispatch(
-            job_id, pgq_job_id, lock_key, delay_sec=0, queue_paused=True, what="parking"
-        ):
+        parked = await retry_while_unreachable(
+            partial(self.manager.park, job_id, pgq_job_id, worker_id=self.worker_id),
+            what=f"parking job {job_id}",
+        )
+        if parked:
             logger.info("queue paused, job waits for the resume: job %s", job_id)
-
-    async def _redispatch(
-        self,
-        job_id: uuid.UUID,
-        pgq_job_id: int,
-        lock_key: str,
-        *,
-        delay_sec: float,
-        queue_paused: bool,
-        what: str,
-    ) -> bool:
-        """A job that could not start waits under a new dispatch, uncounted; outages retried."""
-
-        async def write() -> bool:
-            async with self.sessions() as session, session.begin():
-                return await postpone_in_session(
-                    session,
-                    self.settings.pg_schema_queue,
-                    job_id,
-                    pgq_job_id,
-                    delay_sec=delay_sec,
-                    lock_key=lock_key,
-                    worker_id=self.worker_id,
-                    queue_paused=queue_paused,
-                )
-
-        return await retry_while_unreachable(write, what=f"{what} job {job_id}")
 
     async def _run_started(self, started: StartedAttempt, pgq_cancel: Any) -> None:
         """Run a started attempt to its end and write how it ended."""
@@ -276,10 +253,9 @@ class Runner:
             next_beat = time.monotonic() + heartbeat_sec
             progress = run.progress if run.progress_dirty else None
             try:
-                async with self.engine.begin() as connection:
-                    cancel = await attempts.heartbeat(
-                        connection, run.started.job_id, run.started.attempt, progress
-                    )
+                cancel = await self.manager.heartbeat(
+                    run.started.job_id, run.started.attempt, progress
+                )
             except Exception:  # the database may be back by the next beat
                 logger.warning("heartbeat failed", exc_info=True)
                 continue
@@ -360,18 +336,15 @@ class Runner:
         details: dict[str, Any] | None = None,
     ) -> bool:
         async def write() -> bool:
-            async with self.sessions() as session, session.begin():
-                return await requeue_in_session(
-                    session,
-                    self.settings.pg_schema_queue,
-                    run.started.job_id,
-                    run.started.attempt,
-                    event,
-                    delay_sec=delay_sec,
-                    count_attempt=count_attempt,
-                    error=error,
-                    details={"worker_id": self.worker_id, **(details or {})},
-                )
+            return await self.manager.requeue(
+                run.started.job_id,
+                run.started.attempt,
+                event,
+                delay_sec=delay_sec,
+                count_attempt=count_attempt,
+                error=error,
+                details={"worker_id": self.worker_id, **(details or {})},
+            )
 
         return await retry_while_unreachable(
             write, what=f"requeueing job {run.started.job_id} ({event.value})"

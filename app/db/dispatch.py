@@ -1,4 +1,4 @@
-"""pgqueuer dispatch rows written inside the caller's SQLAlchemy transaction."""
+"""pgqueuer dispatch rows (their one builder) and cancel signals, in the caller's transaction."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from pgqueuer.domain.types import JobId
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.types import Integer, Interval, LargeBinary, Text
+from sqlalchemy.types import Integer, Interval, Text, Uuid
 
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
-from app.db.queue_queries import parked_entrypoint
+from app.db.queue_queries import PARKED_PREFIX
+from app.db.sql_names import qualified
 
 
 class NotInTransactionError(RuntimeError):
@@ -34,51 +35,74 @@ async def _driver_connection(session: AsyncSession) -> Any:
     return raw
 
 
-def pgq_priority(priority: int) -> int:
-    """pgqueuer runs higher numbers first; ours run lower numbers first."""
-    return -priority
+def dispatch_ctes(schema: str, source: str) -> str:
+    """The CTEs that write one pgqueuer row (and its `queued` log row) per row of `source`.
+
+    The only builder of dispatch rows: new jobs and redispatches both use it. `source` names
+    an earlier CTE with columns pgq_job_id (taken from pgqueuer's sequence), job_id, queue,
+    priority (ours: lower runs first) and available_at. Rows are written as pgqueuer's own
+    enqueue writes them, so pgqueuer cannot tell them apart. A paused queue's dispatches are
+    parked (app.db.queue_queries); its dl_queues row is read FOR SHARE, so a concurrent
+    resume waits for this transaction and then sees the dispatch.
+    """
+    pgq = pgqueuer_settings(schema).qualified
+    queues = qualified(schema, "dl_queues")
+    return f"""
+        paused AS MATERIALIZED (
+            -- dl_queues is tiny and holds a row only for queues ever paused.
+            SELECT q.queue FROM {queues} q
+            WHERE q.queue IN (SELECT queue FROM {source}) AND q.paused
+            FOR SHARE
+        ),
+        dispatched AS (
+            -- pgqueuer runs higher priorities first; ours run lower numbers first.
+            INSERT INTO {pgq.queue_table} (id, priority, entrypoint, payload, execute_after, status)
+            SELECT pgq_job_id, -priority,
+                   CASE WHEN queue IN (SELECT queue FROM paused)
+                        THEN '{PARKED_PREFIX}' || queue ELSE queue END,
+                   uuid_send(job_id), greatest(available_at, now()), 'queued'
+            FROM {source}
+            RETURNING id, entrypoint, priority
+        ),
+        dispatch_logged AS (
+            INSERT INTO {pgq.queue_table_log} (job_id, status, entrypoint, priority)
+            SELECT id, 'queued', entrypoint, priority FROM dispatched
+        )"""
 
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def next_dispatch_id(schema: str) -> str:
+    """SQL for the next id of pgqueuer's job table, as its own enqueue would take it."""
+    pgq = pgqueuer_settings(schema).qualified
+    return f"nextval((SELECT pg_get_serial_sequence('{pgq.queue_table}', 'id')))"
 
 
 @cache
 def _dispatch_statement(schema: str) -> TextClause:
-    """One pgqueuer row and its `queued` log row, written as pgqueuer's own enqueue does.
-
-    Parked (app.db.queue_queries) when the queue is paused; the dl_queues row is read FOR
-    SHARE so a concurrent resume waits for this transaction and then sees the dispatch.
-    """
-    pgq = pgqueuer_settings(schema).qualified
-    queues = f"{_quote_ident(schema)}.dl_queues"
+    """One new dispatch for one job, linked to its dl_jobs row in the same statement."""
+    jobs = qualified(schema, "dl_jobs")
     sql = f"""
-        WITH paused AS MATERIALIZED (
-            SELECT q.queue FROM {queues} q WHERE q.queue = :queue AND q.paused FOR SHARE
+        WITH source AS MATERIALIZED (
+            SELECT {next_dispatch_id(schema)} AS pgq_job_id, CAST(:job_id AS uuid) AS job_id,
+                   CAST(:queue AS text) AS queue, CAST(:priority AS int) AS priority,
+                   now() + CAST(:delay AS interval) AS available_at
         ),
-        dispatched AS (
-            INSERT INTO {pgq.queue_table} (priority, entrypoint, payload, execute_after, status)
-            SELECT :priority,
-                   CASE WHEN EXISTS (SELECT FROM paused) THEN :parked ELSE :queue END,
-                   :payload, now() + :delay, 'queued'
-            RETURNING id, entrypoint, priority
-        ),
-        logged AS (
-            INSERT INTO {pgq.queue_table_log} (job_id, status, entrypoint, priority)
-            SELECT id, 'queued', entrypoint, priority FROM dispatched
+        {dispatch_ctes(schema, "source")},
+        linked AS (
+            UPDATE {jobs} j SET pgq_job_id = d.id
+            FROM dispatched d, source s
+            WHERE j.job_id = s.job_id AND d.id = s.pgq_job_id
         )
         SELECT id FROM dispatched
     """
     return text(sql).bindparams(
+        bindparam("job_id", type_=Uuid()),
         bindparam("queue", type_=Text()),
-        bindparam("parked", type_=Text()),
         bindparam("priority", type_=Integer()),
-        bindparam("payload", type_=LargeBinary()),
         bindparam("delay", type_=Interval()),
     )
 
 
-async def enqueue_dispatch_in_session(
+async def dispatch_in_session(
     session: AsyncSession,
     schema: str,
     *,
@@ -87,19 +111,13 @@ async def enqueue_dispatch_in_session(
     priority: int,
     delay: timedelta,
 ) -> int:
-    """Insert the pgqueuer row that will wake a worker for `job_id`; returns its id.
+    """Give `job_id` a new pgqueuer dispatch, due after `delay`, and link it; returns its id.
 
-    The row runs after `delay`; while the queue is paused it is parked until the resume.
+    While the queue is paused the dispatch is parked until the resume.
     """
     result = await session.execute(
         _dispatch_statement(schema),
-        {
-            "queue": queue,
-            "parked": parked_entrypoint(queue),
-            "priority": pgq_priority(priority),
-            "payload": job_id.bytes,
-            "delay": max(delay, timedelta(0)),
-        },
+        {"queue": queue, "job_id": job_id, "priority": priority, "delay": max(delay, timedelta(0))},
     )
     return int(result.scalar_one())
 

@@ -12,22 +12,15 @@ waits for such writers to end (wait_for_writers) before it reads the jobs it wat
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from app.db.models import DlJob
 
 JOB_CHANGES_CHANNEL = "dl_job_changes"  # must match migrations/versions/0006
 # The trigger notifies only while a connection with this name is open on the database.
 LISTENER_APPLICATION_NAME = "dataloader job watch"  # must match migrations/versions/0006
 WRITERS_POLL_SEC = 0.01
-# Ids per query when many watched jobs change at once.
-READ_CHUNK = 1000
 
 NotificationCallback = Callable[[Any, int, str, str], None]
 
@@ -90,16 +83,3 @@ async def wait_for_writers(connection: asyncpg.Connection, schema: str, timeout_
 async def ping_listener(connection: asyncpg.Connection) -> None:
     """A trivial round trip: fails when the listening connection is gone."""
     await connection.fetchval("SELECT 1")
-
-
-async def get_jobs(session: AsyncSession, job_ids: Collection[uuid.UUID]) -> list[DlJob]:
-    """The jobs with these ids that exist, read in chunks of READ_CHUNK ids."""
-    ids = list(job_ids)
-    found: list[DlJob] = []
-    for start in range(0, len(ids), READ_CHUNK):
-        chunk = ids[start : start + READ_CHUNK]
-        rows = await session.scalars(
-            select(DlJob).where(DlJob.job_id.in_(chunk)).execution_options(populate_existing=True)
-        )
-        found.extend(rows)
-    return found

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import repository
-from app.db.job_inserts import NewJob, insert_jobs_in_session
 from app.domain.spec import JobSpec
-from app.domain.states import JobStatus
 from app.domain.views import EnqueueResult
+from app.jobs.manager import JobManager
 from app.jobs.validation import check_spec
 from app.settings import Settings, get_settings
 
@@ -58,43 +55,5 @@ async def enqueue_checked_in_session(
     session: AsyncSession, checked: Sequence[JobSpec], settings: Settings | None = None
 ) -> list[EnqueueResult]:
     """enqueue_many_in_session() for specs that already passed check_spec()."""
-    settings = settings or get_settings()
-    if not checked:
-        return []
-    new_jobs = [_new_job(spec, settings) for spec in checked]
-    outcomes = await insert_jobs_in_session(session, settings.pg_schema_queue, new_jobs)
-    skipped_keys = [
-        job.idempotency_key
-        for job, outcome in zip(new_jobs, outcomes, strict=True)
-        if not outcome.created and job.idempotency_key is not None
-    ]
-    # The session sees its own inserts and every committed job that won a key race.
-    existing = await repository.find_by_idempotency_keys(session, skipped_keys)
-    results = []
-    for job, outcome in zip(new_jobs, outcomes, strict=True):
-        if outcome.created:
-            results.append(EnqueueResult(job_id=job.job_id, status=JobStatus.QUEUED, created=True))
-            continue
-        assert job.idempotency_key is not None  # only the key can conflict
-        job_id, status = existing[job.idempotency_key]
-        results.append(EnqueueResult(job_id=job_id, status=status, created=False))
-    return results
-
-
-def _new_job(spec: JobSpec, settings: Settings) -> NewJob:
-    """The dl_jobs columns for a new job."""
-    return NewJob(
-        job_id=uuid.uuid4(),
-        queue=spec.queue,
-        task=spec.task,
-        args=spec.args,
-        idempotency_key=spec.idempotency_key,
-        lock_key=spec.lock_key,
-        partition_key=spec.partition_key,
-        priority=spec.priority,
-        max_attempts=spec.max_attempts,
-        lease_ttl_sec=spec.lease_ttl_sec or settings.dl_default_lease_ttl_sec,
-        producer=spec.producer,
-        consumer_group=spec.consumer_group,
-        available_at=spec.available_at,
-    )
+    manager = JobManager.from_settings(settings or get_settings())
+    return await manager.create_many_in_session(session, checked)

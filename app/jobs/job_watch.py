@@ -30,10 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db.job_changes import (
     changed_job_ids,
     connect_listener,
-    get_jobs,
     ping_listener,
     wait_for_writers,
 )
+from app.db.jobs import get_jobs
 from app.domain.states import FINAL_STATUSES
 from app.domain.views import JobView
 

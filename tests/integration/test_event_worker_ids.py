@@ -10,10 +10,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain.spec import JobSpec
 from app.jobs.enqueue import enqueue_many_in_session
+from app.jobs.manager import JobManager
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
 from tests.support.workers import wait_until
@@ -41,14 +42,14 @@ async def lock_session(database_dsn: str, settings: Settings) -> AsyncIterator[L
 async def runner(
     database_dsn: str,
     settings: Settings,
-    engine: AsyncEngine,
     sessions: async_sessionmaker[AsyncSession],
     lock_session: LockSession,
 ) -> AsyncIterator[Runner]:
     """A worker's attempt runner, without pgqueuer: tests hand it dispatches directly."""
     finishes = FinishWriter(database_dsn, lock_session)
     await finishes.open()
-    yield Runner(settings, engine, sessions, lock_session, finishes, RUNNER_ID)
+    manager = JobManager.from_settings(settings, sessions)
+    yield Runner(settings, manager, lock_session, finishes, RUNNER_ID)
     await finishes.close()
 
 
@@ -169,7 +170,8 @@ async def test_reaper_events_name_the_attempts_worker_and_the_leader(
     orphan, orphan_dispatch = await _enqueue(sessions, settings, db, {"steps": 1})
     await db.execute("DELETE FROM pgqueuer WHERE id = $1", orphan_dispatch)
 
-    result = await Reaper(sessions, settings.pg_schema_queue, worker_id="leader").run_once()
+    reaper = Reaper(JobManager.from_settings(settings, sessions), worker_id="leader")
+    result = await reaper.run_once()
 
     assert (result.requeued, result.lost, result.redispatched) == (1, 1, 1)
     reaped = {"worker_id": "dead", "reaped_by": "leader"}

@@ -9,14 +9,15 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import attempt_batches, attempts
-from app.domain.attempts import StartRequest
+from app.db import jobs as job_rows
+from app.domain.attempts import FinishRequest, StartRequest
 from app.domain.errors import JobNotRetryableError
 from app.domain.filters import JobFilter
 from app.domain.spec import JobSpec
 from app.domain.states import JobEvent, JobStatus
+from app.jobs.manager import JobManager
 from app.jobs.service import JobService
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
@@ -42,37 +43,39 @@ async def new_job(service: JobService, **spec: Any) -> uuid.UUID:
 
 async def start(db: asyncpg.Connection, settings: Settings, job_id: uuid.UUID) -> int:
     """Start the job's current dispatch as a worker's lock session does; returns the attempt."""
-    statements = attempt_batches.batch_statements(settings.pg_schema_queue)
+    manager = JobManager(settings.pg_schema_queue)
     pgq_job_id = await db.fetchval("SELECT pgq_job_id FROM dl_jobs WHERE job_id = $1", job_id)
-    answers = await attempt_batches.start_batch(
-        db, statements, [StartRequest(job_id, pgq_job_id)], [], "worker-b"
-    )
+    answers = await manager.start_many(db, [StartRequest(job_id, pgq_job_id)], [], "worker-b")
     started = answers[job_id].attempt
     assert started is not None, answers
-    await attempt_batches.unlock_keys(db, statements, [started.lock_key])
+    await manager.unlock_keys(db, [started.lock_key])
     return started.attempt
 
 
 async def test_retry_stale_runner_of_the_old_attempt_is_fenced_out(
-    service: JobService, engine: AsyncEngine, db: asyncpg.Connection, settings: Settings
+    service: JobService,
+    sessions: async_sessionmaker[AsyncSession],
+    db: asyncpg.Connection,
+    settings: Settings,
 ) -> None:
     job_id = await new_job(service, max_attempts=2)
     await db.execute("UPDATE dl_jobs SET attempt = 1 WHERE job_id = $1", job_id)
     assert await start(db, settings, job_id) == 2  # the stale runner's attempt
-    async with engine.begin() as connection:  # the reaper: lease gone on the last attempt
-        assert await attempts.finish_attempt(
-            connection, job_id, 2, JobStatus.LOST, JobEvent.LOST, error="lease expired"
+    async with sessions() as session, session.begin():  # the reaper: lease gone, last attempt
+        assert await job_rows.finish_attempt(
+            session, job_id, 2, JobStatus.LOST, JobEvent.LOST, error="lease expired"
         )
 
     view = await service.retry(job_id)
     assert (view.attempt, view.max_attempts) == (2, 4)
     assert await start(db, settings, job_id) == 3  # the new runner
 
-    async with engine.begin() as connection:  # the stale runner of attempt 2 wakes up
-        assert await attempts.heartbeat(connection, job_id, 2, {"processed": 9}) is None
-        assert not await attempts.finish_attempt(
-            connection, job_id, 2, JobStatus.SUCCEEDED, JobEvent.SUCCEEDED
-        )
+    # The stale runner of attempt 2 wakes up.
+    manager = JobManager(settings.pg_schema_queue, sessions)
+    assert await manager.heartbeat(job_id, 2, {"processed": 9}) is None
+    assert not await manager.finish_many(
+        db, [FinishRequest(job_id, 2, JobStatus.SUCCEEDED, JobEvent.SUCCEEDED)], "worker-a"
+    )
     row = await db.fetchrow(
         "SELECT status, attempt, progress FROM dl_jobs WHERE job_id = $1", job_id
     )

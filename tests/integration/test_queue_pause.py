@@ -14,13 +14,13 @@ from pgqueuer.domain.models import AnyEvent
 from pgqueuer.ports.repository import EntrypointExecutionParameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.dispatch import enqueue_dispatch_in_session
+from app.db.dispatch import dispatch_in_session
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
 from app.db.queue_queries import parked_entrypoint
 from app.domain.spec import JobSpec
 from app.domain.states import JobEvent
 from app.jobs.enqueue import enqueue_many_in_session
-from app.jobs.lifecycle import postpone_in_session, requeue_in_session
+from app.jobs.manager import JobManager
 from app.jobs.queue_service import QueueService
 from app.jobs.service import JobService
 from app.pipelines.registry import load_pipelines
@@ -230,7 +230,7 @@ async def test_new_dispatch_of_a_paused_queue_is_parked(
     await queues.pause(QUEUE)
     job_id = uuid.uuid4()
     async with sessions() as session, session.begin():
-        parked_id = await enqueue_dispatch_in_session(
+        parked_id = await dispatch_in_session(
             session,
             settings.pg_schema_queue,
             queue=QUEUE,
@@ -238,7 +238,7 @@ async def test_new_dispatch_of_a_paused_queue_is_parked(
             priority=5,
             delay=timedelta(seconds=3),
         )
-        running_id = await enqueue_dispatch_in_session(
+        running_id = await dispatch_in_session(
             session,
             settings.pg_schema_queue,
             queue=OTHER,
@@ -279,16 +279,10 @@ async def test_retry_of_a_running_job_in_a_paused_queue_is_parked(
     assert answer.attempt is not None
     await queues.pause(QUEUE)
 
-    async with sessions() as session, session.begin():
-        assert await requeue_in_session(
-            session,
-            settings.pg_schema_queue,
-            job_id,
-            1,
-            JobEvent.RETRY_SCHEDULED,
-            delay_sec=0,
-            count_attempt=True,
-        )
+    manager = JobManager.from_settings(settings, sessions)
+    assert await manager.requeue(
+        job_id, 1, JobEvent.RETRY_SCHEDULED, delay_sec=0, count_attempt=True
+    )
     lock_session.release(answer.lock_key, job_id)
 
     assert await parked(db, job_id)
@@ -306,11 +300,12 @@ async def test_reaper_redispatch_in_a_paused_queue_is_parked(
     await queues.pause(QUEUE)
     await db.execute("DELETE FROM pgqueuer")  # the dispatch is lost
 
-    result = await Reaper(sessions, settings.pg_schema_queue).run_once()
+    result = await Reaper(JobManager.from_settings(settings, sessions)).run_once()
 
     assert result.redispatched == 1
     assert await parked(db, job_id)
-    assert (await Reaper(sessions, settings.pg_schema_queue).run_once()).redispatched == 0
+    reaper = Reaper(JobManager.from_settings(settings, sessions))
+    assert (await reaper.run_once()).redispatched == 0
 
 
 async def test_resume_waits_for_an_enqueue_that_saw_the_queue_paused(
@@ -432,17 +427,8 @@ async def test_postpone_of_a_paused_job_parks_it_without_counting_an_attempt(
     old_pgq = (await dispatch(db, job_id))["id"]
     await queues.pause(QUEUE)
 
-    async with sessions() as session, session.begin():
-        assert await postpone_in_session(
-            session,
-            settings.pg_schema_queue,
-            job_id,
-            old_pgq,
-            delay_sec=0,
-            lock_key="parked",
-            worker_id=WORKER_ID,
-            queue_paused=True,
-        )
+    manager = JobManager.from_settings(settings, sessions)
+    assert await manager.park(job_id, old_pgq, worker_id=WORKER_ID)
 
     row = await dispatch(db, job_id)
     assert row["id"] != old_pgq

@@ -9,6 +9,7 @@ from datetime import timedelta
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.jobs.manager import JobManager
 from app.settings import Settings
 from tests.support.jobs_db import JobsDb
 from worker.maintenance.leader import MaintenanceLoop
@@ -286,7 +287,7 @@ async def test_maintenance_loop_prunes_after_reaping_and_then_waits_its_period(
     await add_jobs(db, 2, "succeeded", age=OLD)
     loop = MaintenanceLoop(
         dsn=settings.asyncpg_dsn,
-        reaper=Reaper(sessions, settings.pg_schema_queue),
+        reaper=Reaper(JobManager.from_settings(settings, sessions)),
         scheduler=Scheduler(sessions, settings, "test-leader"),
         period_sec=10,
         schedule_period_sec=1,

@@ -1,9 +1,12 @@
-"""Batched attempt transitions on the worker's lock connection (plain asyncpg).
+"""The worker's hot path on dl_jobs: batched starts and finishes on its lock connection.
+
+Prepared asyncpg statements on a connection the worker keeps (app.db.jobs holds the Core
+statements that go through a session).
 
 Starting and finishing jobs one transaction each costs about ten round trips per job; under
 load these statements start or finish every waiting attempt at once instead. Each is one
 statement (an implicit transaction) that writes dl_jobs and its dl_job_events rows together,
-with the same fences as app.db.attempts: a start only from the job's current dispatch, a
+with the same fences as app.db.jobs: a start only from the job's current dispatch, a
 finish only while the attempt is still the running one.
 
 Advisory locks taken here are session-level: they outlive the statement and are released by
@@ -14,14 +17,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+from app.db.sql_names import qualified
 from app.domain.attempts import FinishRequest, StartAnswer, StartedAttempt, StartRequest
 from app.domain.states import JobEvent, JobStatus
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,12 @@ class BatchStatements:
     """
 
 
+@cache
 def batch_statements(schema: str) -> BatchStatements:
     """The statements for tables in `schema`."""
-    jobs = f"{_quote_ident(schema)}.dl_jobs"
-    events = f"{_quote_ident(schema)}.dl_job_events"
-    queues = f"{_quote_ident(schema)}.dl_queues"
+    jobs = qualified(schema, "dl_jobs")
+    events = qualified(schema, "dl_job_events")
+    queues = qualified(schema, "dl_queues")
     queued, running = JobStatus.QUEUED.value, JobStatus.RUNNING.value
     start = f"""
         WITH request AS (

@@ -1,0 +1,575 @@
+"""All SQL about dl_jobs: create, read, list, and every transition on request and maintenance paths.
+
+Core statements sent through the caller's session: functions flush, never commit; the job
+manager (app.jobs.manager) owns the transaction. A transition writes its dl_jobs change and
+its dl_job_events row in one statement (app.db.events.logged_with). Every write after a start
+is fenced by attempt. The worker's hot path (batched starts and finishes on its lock
+connection) is in app.db.job_batches.
+
+Listing is keyset-paged newest first on ix_dl_jobs_created (created_at DESC, job_id DESC):
+a page costs the rows it reads, however deep it is, and needs no count.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    column,
+    exists,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    table,
+    text,
+    tuple_,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.types import UUID, DateTime, Integer, Text
+
+from app.db.dispatch import dispatch_ctes, next_dispatch_id
+from app.db.events import logged_with
+from app.db.models import DlJob
+from app.db.sql_names import qualified
+from app.domain.attempts import QueuedJob, StartedAttempt
+from app.domain.filters import JobCursor, JobFilter
+from app.domain.states import JobEvent, JobStatus
+
+jobs = cast(Table, DlJob.__table__)
+# pgqueuer's job table; unqualified so the engine's schema_translate_map places it.
+pgqueuer_jobs = table("pgqueuer", column("id", BigInteger))
+ONE_SECOND: ColumnElement[Any] = literal_column("interval '1 second'")
+# Ids per query when many watched jobs change at once.
+READ_CHUNK = 1000
+
+
+# --- create ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """The dl_jobs columns a caller chooses for a new job."""
+
+    job_id: uuid.UUID
+    queue: str
+    task: str
+    args: dict[str, Any]
+    idempotency_key: str | None
+    lock_key: str
+    partition_key: str | None
+    priority: int
+    max_attempts: int
+    lease_ttl_sec: int
+    producer: str | None
+    consumer_group: str | None
+    available_at: datetime | None
+
+
+@dataclass(frozen=True)
+class InsertOutcome:
+    """Per input job, in input order: created, or skipped for an existing idempotency_key."""
+
+    job_id: uuid.UUID
+    created: bool
+
+
+_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("job_id", UUID(as_uuid=True)),
+    ("queue", Text()),
+    ("task", Text()),
+    ("args", JSONB()),
+    ("idempotency_key", Text()),
+    ("lock_key", Text()),
+    ("partition_key", Text()),
+    ("priority", Integer()),
+    ("max_attempts", Integer()),
+    ("lease_ttl_sec", Integer()),
+    ("producer", Text()),
+    ("consumer_group", Text()),
+    ("available_at", DateTime(timezone=True)),
+)
+
+
+@cache
+def _insert_statement(schema: str) -> TextClause:
+    """New jobs, their first events and their dispatches, in one statement for any number."""
+    names = ", ".join(name for name, _ in _COLUMNS)
+    typed = ", ".join(
+        f"CAST(:{name} AS {_pg_array(kind)})" for name, kind in _COLUMNS
+    )  # unnest needs the element types spelled out
+    sql = f"""
+        WITH input AS MATERIALIZED (
+            SELECT {next_dispatch_id(schema)} AS pgq_id, t.*
+            FROM unnest({typed}) WITH ORDINALITY AS t({names}, ord)
+        ),
+        new_jobs AS (
+            INSERT INTO {qualified(schema, "dl_jobs")} (job_id, queue, task, args,
+                idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
+                producer, consumer_group, available_at, status, pgq_job_id)
+            SELECT job_id, queue, task, args, idempotency_key, lock_key, partition_key, priority,
+                   max_attempts, lease_ttl_sec, producer, consumer_group,
+                   coalesce(available_at, now()), '{JobStatus.QUEUED.value}', pgq_id
+            -- Key order, so two calls sharing keys wait on each other without deadlock;
+            -- among items sharing a key the first in the call wins.
+            FROM input ORDER BY idempotency_key, ord
+            ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING job_id, queue, task, priority, available_at, pgq_job_id
+        ),
+        {dispatch_ctes(schema, "new_jobs")},
+        logged AS (
+            INSERT INTO {qualified(schema, "dl_job_events")} (job_id, event, attempt, details)
+            SELECT job_id, '{JobEvent.QUEUED.value}', 0,
+                   jsonb_build_object('queue', queue, 'task', task)
+            FROM new_jobs
+        )
+        SELECT job_id FROM new_jobs
+    """
+    return text(sql).bindparams(*(bindparam(name, type_=ARRAY(kind)) for name, kind in _COLUMNS))
+
+
+def _pg_array(kind: Any) -> str:
+    names = {UUID: "uuid", Text: "text", JSONB: "jsonb", Integer: "int", DateTime: "timestamptz"}
+    return names[type(kind)] + "[]"
+
+
+async def insert_many(
+    session: AsyncSession, schema: str, new_jobs: list[NewJob]
+) -> list[InsertOutcome]:
+    """Write the jobs in the session's transaction; nothing is committed here."""
+    params = {name: [getattr(job, name) for job in new_jobs] for name, _ in _COLUMNS}
+    result = await session.execute(_insert_statement(schema), params)
+    created = {row[0] for row in result}
+    return [InsertOutcome(job.job_id, job.job_id in created) for job in new_jobs]
+
+
+# --- read -----------------------------------------------------------------------------------
+
+
+async def find_by_idempotency_keys(
+    session: AsyncSession, keys: list[str]
+) -> dict[str, tuple[uuid.UUID, str]]:
+    """(job_id, status) of the jobs created with these idempotency keys."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(jobs.c.idempotency_key, jobs.c.job_id, jobs.c.status).where(
+            jobs.c.idempotency_key.in_(keys)
+        )
+    )
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
+async def get_job(session: AsyncSession, job_id: uuid.UUID) -> DlJob | None:
+    """The job with this id, if any."""
+    return await session.get(DlJob, job_id, populate_existing=True)
+
+
+async def get_jobs(session: AsyncSession, job_ids: Collection[uuid.UUID]) -> list[DlJob]:
+    """The jobs with these ids that exist, read in chunks of READ_CHUNK ids."""
+    ids = list(job_ids)
+    found: list[DlJob] = []
+    for start in range(0, len(ids), READ_CHUNK):
+        chunk = ids[start : start + READ_CHUNK]
+        rows = await session.scalars(
+            select(DlJob).where(DlJob.job_id.in_(chunk)).execution_options(populate_existing=True)
+        )
+        found.extend(rows)
+    return found
+
+
+def _conditions(filters: JobFilter) -> list[ColumnElement[bool]]:
+    """The WHERE clause of a listing, one condition per filter given."""
+    conditions: list[ColumnElement[bool]] = []
+    if filters.statuses:
+        # Statuses are inlined (they are enum members): with bind parameters a cached
+        # generic plan could not prove the partial indexes on live statuses usable.
+        conditions.append(
+            jobs.c.status.in_(
+                bindparam(
+                    "statuses",
+                    [s.value for s in filters.statuses],
+                    expanding=True,
+                    literal_execute=True,
+                )
+            )
+        )
+        if all(status.is_final for status in filters.statuses):
+            # Implied (every final transition sets finished_at, a retry clears it): it lets
+            # the planner use the partial ix_dl_jobs_status_finished for rare statuses.
+            conditions.append(jobs.c.finished_at.is_not(None))
+    for name in ("queue", "task", "lock_key", "partition_key", "producer", "consumer_group"):
+        value = getattr(filters, name)
+        if value is not None:
+            conditions.append(jobs.c[name] == value)
+    if filters.created_after is not None:
+        conditions.append(jobs.c.created_at >= filters.created_after)
+    if filters.created_before is not None:
+        conditions.append(jobs.c.created_at < filters.created_before)
+    if filters.finished_after is not None:
+        conditions.append(jobs.c.finished_at >= filters.finished_after)
+    if filters.finished_before is not None:
+        conditions.append(jobs.c.finished_at < filters.finished_before)
+        # Implied (a job finishes after it was created), and it lets the newest-first scan
+        # start at the range instead of walking every job created since.
+        conditions.append(jobs.c.created_at < filters.finished_before)
+    return conditions
+
+
+def list_jobs_statement(
+    filters: JobFilter, *, after: JobCursor | None, limit: int
+) -> Select[DlJob]:
+    """The listing query: jobs matching `filters`, newest first, strictly after `after`."""
+    statement = select(DlJob).where(*_conditions(filters))
+    if after is not None:
+        statement = statement.where(
+            tuple_(jobs.c.created_at, jobs.c.job_id)
+            < tuple_(
+                literal(after.created_at, jobs.c.created_at.type),
+                literal(after.job_id, jobs.c.job_id.type),
+            )
+        )
+    return statement.order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc()).limit(limit)
+
+
+async def list_jobs(
+    session: AsyncSession, filters: JobFilter, *, after: JobCursor | None, limit: int
+) -> Sequence[DlJob]:
+    """Up to `limit` jobs matching `filters`, newest first, strictly after `after`."""
+    return (await session.scalars(list_jobs_statement(filters, after=after, limit=limit))).all()
+
+
+async def job_exists(session: AsyncSession, job_id: uuid.UUID) -> bool:
+    """Whether a job has this id."""
+    return bool(await session.scalar(select(exists().where(jobs.c.job_id == job_id))))
+
+
+async def ping(session: AsyncSession) -> bool:
+    """Whether the database answers a trivial query."""
+    return bool((await session.execute(select(literal(1)))).scalar_one() == 1)
+
+
+# --- transitions ----------------------------------------------------------------------------
+
+
+ATTEMPT_COLUMNS = tuple(
+    jobs.c[name]
+    for name in (
+        "job_id",
+        "queue",
+        "task",
+        "args",
+        "lock_key",
+        "priority",
+        "attempt",
+        "max_attempts",
+        "lease_ttl_sec",
+    )
+)
+
+
+def _fenced(job_id: uuid.UUID, attempt: int) -> Update:
+    """An update that only touches the job while this attempt is the running one."""
+    return update(jobs).where(
+        jobs.c.job_id == job_id,
+        jobs.c.attempt == attempt,
+        jobs.c.status == JobStatus.RUNNING,
+    )
+
+
+async def heartbeat(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    attempt: int,
+    progress: dict[str, Any] | None,
+) -> bool | None:
+    """Extend the lease and save progress; returns cancel_requested, or None when fenced out."""
+    values: dict[str, Any] = {
+        "heartbeat_at": func.now(),
+        "lease_expires_at": func.now() + jobs.c.lease_ttl_sec * ONE_SECOND,
+    }
+    if progress is not None:
+        values["progress"] = type_coerce(progress, JSONB)
+    row = (
+        await session.execute(
+            _fenced(job_id, attempt).values(**values).returning(jobs.c.cancel_requested)
+        )
+    ).first()
+    return None if row is None else bool(row[0])
+
+
+async def finish_attempt(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    attempt: int,
+    status: JobStatus,
+    event: JobEvent,
+    *,
+    progress: dict[str, Any] | None = None,
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> bool:
+    """running -> a final status, fenced; returns whether this attempt still owned the job."""
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": func.now(),
+        "lease_expires_at": None,
+        "updated_at": func.now(),
+        "error": error,
+    }
+    if progress is not None:
+        values["progress"] = type_coerce(progress, JSONB)
+    change = _fenced(job_id, attempt).values(**values).returning(jobs.c.job_id, jobs.c.attempt)
+    return (await session.execute(logged_with(change, event, details))).first() is not None
+
+
+async def requeue_attempt(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    attempt: int,
+    event: JobEvent,
+    *,
+    delay_sec: float,
+    count_attempt: bool,
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> StartedAttempt | None:
+    """running -> queued after `delay_sec`, fenced; the caller adds the new dispatch.
+
+    With count_attempt False the attempt is given back (lock busy, shutdown).
+    A job whose cancel was requested is not requeued (None): see finish_canceled.
+    """
+    values: dict[str, Any] = {
+        "status": JobStatus.QUEUED,
+        "available_at": func.now() + literal(delay_sec) * ONE_SECOND,
+        "lease_expires_at": None,
+        "updated_at": func.now(),
+    }
+    if not count_attempt:
+        values["attempt"] = jobs.c.attempt - 1
+    if error is not None:
+        values["error"] = error
+    change = (
+        _fenced(job_id, attempt)
+        .where(jobs.c.cancel_requested.is_(False))
+        .values(**values)
+        .returning(*ATTEMPT_COLUMNS)
+    )
+    row = (await session.execute(logged_with(change, event, details))).first()
+    return None if row is None else StartedAttempt(**row._asdict())
+
+
+async def finish_canceled(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    attempt: int,
+    *,
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> bool:
+    """running -> canceled, fenced, for an attempt that stopped after a cancel was requested.
+
+    A job that would go back to queued (retry, expired lease, shutdown) while its cancel
+    flag is set ends here instead: queued with the flag set, it could never start again.
+    """
+    values: dict[str, Any] = {
+        "status": JobStatus.CANCELED,
+        "finished_at": func.now(),
+        "lease_expires_at": None,
+        "updated_at": func.now(),
+    }
+    if error is not None:
+        values["error"] = error
+    change = (
+        _fenced(job_id, attempt)
+        .where(jobs.c.cancel_requested.is_(True))
+        .values(**values)
+        .returning(jobs.c.job_id, jobs.c.attempt)
+    )
+    row = (await session.execute(logged_with(change, JobEvent.CANCELED, details))).first()
+    return row is not None
+
+
+async def postpone_queued(
+    session: AsyncSession, job_id: uuid.UUID, pgq_job_id: int, delay_sec: float
+) -> QueuedJob | None:
+    """Push a queued job's available_at out, only while `pgq_job_id` is its dispatch."""
+    row = (
+        await session.execute(
+            update(jobs)
+            .where(
+                jobs.c.job_id == job_id,
+                jobs.c.status == JobStatus.QUEUED,
+                jobs.c.pgq_job_id == pgq_job_id,
+            )
+            .values(available_at=func.now() + literal(delay_sec) * ONE_SECOND)
+            .returning(jobs.c.queue, jobs.c.priority, jobs.c.attempt)
+        )
+    ).first()
+    return None if row is None else QueuedJob(**row._asdict())
+
+
+async def cancel_if_queued(
+    session: AsyncSession, job_id: uuid.UUID
+) -> tuple[int, int | None] | None:
+    """Move a queued job to canceled; returns (attempt, pgq_job_id) or None if not queued.
+
+    The row lock orders this against a worker's start: whichever commits first wins.
+    """
+    statement = (
+        update(jobs)
+        .where(jobs.c.job_id == job_id, jobs.c.status == JobStatus.QUEUED)
+        .values(
+            status=JobStatus.CANCELED,
+            cancel_requested=True,
+            finished_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(jobs.c.attempt, jobs.c.pgq_job_id)
+    )
+    row = (await session.execute(statement)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def request_cancel_if_running(
+    session: AsyncSession, job_id: uuid.UUID
+) -> tuple[int, int | None] | None:
+    """Flag a running job for cooperative cancel; returns (attempt, pgq_job_id) or None."""
+    statement = (
+        update(jobs)
+        .where(jobs.c.job_id == job_id, jobs.c.status == JobStatus.RUNNING)
+        .values(cancel_requested=True, updated_at=func.now())
+        .returning(jobs.c.attempt, jobs.c.pgq_job_id)
+    )
+    row = (await session.execute(statement)).first()
+    return None if row is None else (row[0], row[1])
+
+
+@dataclass(frozen=True)
+class RetryCandidate:
+    """A job locked for a retry, with what deciding and dispatching it needs."""
+
+    status: str
+    attempt: int
+    max_attempts: int
+    queue: str
+    priority: int
+
+
+async def lock_for_retry(session: AsyncSession, job_id: uuid.UUID) -> RetryCandidate | None:
+    """Lock the job's row until the transaction ends; None when there is no such job.
+
+    A concurrent retry (or any other writer) waits here, then sees the row as committed.
+    """
+    row = (
+        await session.execute(
+            select(
+                jobs.c.status, jobs.c.attempt, jobs.c.max_attempts, jobs.c.queue, jobs.c.priority
+            )
+            .where(jobs.c.job_id == job_id)
+            .with_for_update()
+        )
+    ).first()
+    return None if row is None else RetryCandidate(**row._asdict())
+
+
+async def requeue_for_retry(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    *,
+    previous_status: str,
+    max_attempts: int,
+    pgq_job_id: int,
+) -> DlJob | None:
+    """`previous_status` -> queued under dispatch `pgq_job_id`; None if the status moved.
+
+    `attempt` is kept, so no attempt number is ever used twice (fencing relies on it).
+    """
+    statement = (
+        update(DlJob)
+        .where(jobs.c.job_id == job_id, jobs.c.status == previous_status)
+        .values(
+            status=JobStatus.QUEUED,
+            max_attempts=max_attempts,
+            pgq_job_id=pgq_job_id,
+            available_at=func.now(),
+            error=None,
+            progress=null(),  # SQL NULL; None would store JSON null
+            finished_at=None,
+            lease_expires_at=None,
+            heartbeat_at=None,
+            cancel_requested=False,
+            updated_at=func.now(),
+        )
+        .returning(DlJob)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.scalars(statement)).first()
+
+
+# --- maintenance (the reaper) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpiredLease:
+    """A running job whose lease ran out."""
+
+    job_id: uuid.UUID
+    attempt: int
+    max_attempts: int
+    worker_id: str | None
+
+
+@dataclass(frozen=True)
+class Undispatched:
+    """A queued job with no pgqueuer row to wake a worker for it."""
+
+    job_id: uuid.UUID
+    queue: str
+    priority: int
+    delay: timedelta
+
+
+async def lock_expired_leases(session: AsyncSession, limit: int) -> list[ExpiredLease]:
+    """Running jobs past their lease, locked for this transaction (others skip them)."""
+    rows = await session.execute(
+        select(jobs.c.job_id, jobs.c.attempt, jobs.c.max_attempts, jobs.c.worker_id)
+        .where(jobs.c.status == JobStatus.RUNNING, jobs.c.lease_expires_at < func.now())
+        .order_by(jobs.c.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [ExpiredLease(**row._asdict()) for row in rows]
+
+
+async def lock_undispatched(session: AsyncSession, limit: int) -> list[Undispatched]:
+    """Queued jobs whose pgqueuer row is gone, locked for this transaction."""
+    has_dispatch = exists().where(pgqueuer_jobs.c.id == jobs.c.pgq_job_id)
+    rows = await session.execute(
+        select(
+            jobs.c.job_id,
+            jobs.c.queue,
+            jobs.c.priority,
+            func.greatest(jobs.c.available_at - func.now(), timedelta(0)).label("delay"),
+        )
+        .where(jobs.c.status == JobStatus.QUEUED, ~has_dispatch)
+        .limit(limit)
+        .with_for_update(of=jobs, skip_locked=True)
+    )
+    return [Undispatched(**row._asdict()) for row in rows]

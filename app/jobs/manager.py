@@ -1,0 +1,416 @@
+"""JobManager: the only code that changes a job's state, one method per transition.
+
+The HTTP services, the worker and the maintenance services call it; none of them writes SQL
+or opens a transaction of its own. Two database styles, by path:
+- request and maintenance paths: Core statements through a session (app.db.jobs), in a
+  transaction the manager opens, or in the caller's (methods ending in `_in_session`);
+- the worker's hot path (starts, finishes, lock_key locks): prepared asyncpg statements on
+  the worker's lock session or finish writer connection (app.db.job_batches), one statement
+  per batch, each its own transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import dispatch, events, job_batches
+from app.db import jobs as job_rows
+from app.db.jobs import NewJob
+from app.domain.attempts import FinishRequest, StartAnswer, StartRequest
+from app.domain.errors import JobFinishedError, JobNotFoundError, JobNotRetryableError
+from app.domain.spec import JobSpec
+from app.domain.states import RETRYABLE_STATUSES, JobEvent, JobStatus
+from app.domain.views import EnqueueResult, JobView
+from app.settings import Settings
+
+
+@dataclass(frozen=True)
+class RescueResult:
+    """What one rescue pass did (the reaper's run_once reports it)."""
+
+    requeued: int = 0
+    lost: int = 0
+    redispatched: int = 0
+
+    @property
+    def acted(self) -> bool:
+        """Whether the pass changed anything."""
+        return bool(self.requeued or self.lost or self.redispatched)
+
+
+@dataclass
+class JobManager:
+    """Every transition of a job: create, start, heartbeat, finish, requeue, postpone, park,
+    redispatch, rescue, cancel and retry."""
+
+    schema: str
+    # Whence the manager's own transactions; the `_in_session` methods and the hot path
+    # (which take the caller's session or connection) work without one.
+    sessions: async_sessionmaker[AsyncSession] | None = None
+    default_lease_ttl_sec: int = 60
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, sessions: async_sessionmaker[AsyncSession] | None = None
+    ) -> JobManager:
+        """A manager for the queue schema and defaults of `settings`."""
+        return cls(
+            schema=settings.pg_schema_queue,
+            sessions=sessions,
+            default_lease_ttl_sec=settings.dl_default_lease_ttl_sec,
+        )
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction of the manager's own: committed on success."""
+        if self.sessions is None:
+            raise RuntimeError("this JobManager was made without sessions")
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    # --- create ---------------------------------------------------------------------------
+
+    async def create_many_in_session(
+        self, session: AsyncSession, specs: Sequence[JobSpec]
+    ) -> list[EnqueueResult]:
+        """Queued jobs with their first events and dispatches, in the caller's transaction.
+
+        `specs` must already be checked (app.jobs.validation). Results come in input order;
+        an existing idempotency_key resolves to its job, whatever its state.
+        """
+        if not specs:
+            return []
+        new_jobs = [self._new_job(spec) for spec in specs]
+        outcomes = await job_rows.insert_many(session, self.schema, new_jobs)
+        skipped_keys = [
+            job.idempotency_key
+            for job, outcome in zip(new_jobs, outcomes, strict=True)
+            if not outcome.created and job.idempotency_key is not None
+        ]
+        # The session sees its own inserts and every committed job that won a key race.
+        existing = await job_rows.find_by_idempotency_keys(session, skipped_keys)
+        results = []
+        for job, outcome in zip(new_jobs, outcomes, strict=True):
+            if outcome.created:
+                results.append(
+                    EnqueueResult(job_id=job.job_id, status=JobStatus.QUEUED, created=True)
+                )
+                continue
+            assert job.idempotency_key is not None  # only the key can conflict
+            job_id, status = existing[job.idempotency_key]
+            results.append(EnqueueResult(job_id=job_id, status=status, created=False))
+        return results
+
+    def _new_job(self, spec: JobSpec) -> NewJob:
+        return NewJob(
+            job_id=uuid.uuid4(),
+            queue=spec.queue,
+            task=spec.task,
+            args=spec.args,
+            idempotency_key=spec.idempotency_key,
+            lock_key=spec.lock_key,
+            partition_key=spec.partition_key,
+            priority=spec.priority,
+            max_attempts=spec.max_attempts,
+            lease_ttl_sec=spec.lease_ttl_sec or self.default_lease_ttl_sec,
+            producer=spec.producer,
+            consumer_group=spec.consumer_group,
+            available_at=spec.available_at,
+        )
+
+    # --- the worker's hot path (its lock session and finish writer connections) -----------
+
+    async def start_many(
+        self,
+        connection: Any,
+        requests: list[StartRequest],
+        held_keys: list[str],
+        worker_id: str,
+    ) -> dict[uuid.UUID, StartAnswer]:
+        """queued -> running for every startable request whose lock_key this session takes."""
+        statements = job_batches.batch_statements(self.schema)
+        return await job_batches.start_batch(connection, statements, requests, held_keys, worker_id)
+
+    async def finish_many(
+        self, connection: Any, requests: list[FinishRequest], worker_id: str
+    ) -> set[uuid.UUID]:
+        """running -> final for each request still owned by its attempt; the ids written."""
+        statements = job_batches.batch_statements(self.schema)
+        return await job_batches.finish_batch(connection, statements, requests, worker_id)
+
+    async def unlock_keys(self, connection: Any, keys: list[str]) -> list[str]:
+        """Give lock_key locks back on the lock session; the keys it did not hold."""
+        statements = job_batches.batch_statements(self.schema)
+        return await job_batches.unlock_keys(connection, statements, keys)
+
+    async def relock_keys(self, connection: Any, keys: list[str]) -> list[str]:
+        """Take lock_key locks again on a new lock session; the keys held elsewhere now."""
+        statements = job_batches.batch_statements(self.schema)
+        return await job_batches.relock_keys(connection, statements, keys)
+
+    async def release_unowned_locks(self, connection: Any, owned_keys: list[str]) -> None:
+        """Drop the lock session's locks that no running attempt owns."""
+        statements = job_batches.batch_statements(self.schema)
+        await job_batches.release_unowned_locks(connection, statements, owned_keys)
+
+    # --- one attempt, on the worker's pool --------------------------------------------------
+
+    async def heartbeat(
+        self, job_id: uuid.UUID, attempt: int, progress: dict[str, Any] | None
+    ) -> bool | None:
+        """Extend the lease, save progress; cancel_requested, or None when fenced out."""
+        async with self._transaction() as session:
+            return await job_rows.heartbeat(session, job_id, attempt, progress)
+
+    async def requeue(
+        self,
+        job_id: uuid.UUID,
+        attempt: int,
+        event: JobEvent,
+        *,
+        delay_sec: float,
+        count_attempt: bool,
+        error: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> bool:
+        """running -> queued (retry, interrupt), fenced, with a new dispatch; False if fenced.
+
+        With count_attempt False the attempt is given back (shutdown). When a cancel was
+        requested meanwhile, the job ends canceled instead of running again.
+        """
+        async with self._transaction() as session:
+            return await self._requeue_in_session(
+                session,
+                job_id,
+                attempt,
+                event,
+                delay_sec=delay_sec,
+                count_attempt=count_attempt,
+                error=error,
+                details=details,
+            )
+
+    async def _requeue_in_session(
+        self,
+        session: AsyncSession,
+        job_id: uuid.UUID,
+        attempt: int,
+        event: JobEvent,
+        *,
+        delay_sec: float,
+        count_attempt: bool,
+        error: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> bool:
+        requeued = await job_rows.requeue_attempt(
+            session,
+            job_id,
+            attempt,
+            event,
+            delay_sec=delay_sec,
+            count_attempt=count_attempt,
+            error=error,
+            details=details,
+        )
+        if requeued is None:
+            # Queued with its cancel flag set, it could never start again.
+            return await job_rows.finish_canceled(
+                session,
+                job_id,
+                attempt,
+                error=error,
+                details={**(details or {}), "instead_of": event.value},
+            )
+        await dispatch.dispatch_in_session(
+            session,
+            self.schema,
+            queue=requeued.queue,
+            job_id=job_id,
+            priority=requeued.priority,
+            delay=timedelta(seconds=delay_sec),
+        )
+        return True
+
+    async def postpone(
+        self,
+        job_id: uuid.UUID,
+        pgq_job_id: int,
+        *,
+        delay_sec: float,
+        lock_key: str,
+        worker_id: str,
+    ) -> bool:
+        """A queued job whose lock_key is busy waits `delay_sec` under a new dispatch.
+
+        No attempt is counted. Conditioned on the dispatch that tried, so a concurrent
+        cancel or redispatch wins (False). The event names the worker that could not start it.
+        """
+        details = {"lock_key": lock_key, "retry_in_sec": delay_sec, "worker_id": worker_id}
+        return await self._wait_again(job_id, pgq_job_id, delay_sec, JobEvent.LOCK_BUSY, details)
+
+    async def park(self, job_id: uuid.UUID, pgq_job_id: int, *, worker_id: str) -> bool:
+        """A dispatch picked just as its queue was paused: its job waits for the resume.
+
+        The new dispatch is parked (not due before the resume); no attempt is counted.
+        """
+        return await self._wait_again(
+            job_id, pgq_job_id, 0, JobEvent.QUEUE_PAUSED, {"worker_id": worker_id}
+        )
+
+    async def _wait_again(
+        self,
+        job_id: uuid.UUID,
+        pgq_job_id: int,
+        delay_sec: float,
+        event: JobEvent,
+        details: dict[str, Any],
+    ) -> bool:
+        async with self._transaction() as session:
+            row = await job_rows.postpone_queued(session, job_id, pgq_job_id, delay_sec)
+            if row is None:
+                return False
+            await dispatch.dispatch_in_session(
+                session,
+                self.schema,
+                queue=row.queue,
+                job_id=job_id,
+                priority=row.priority,
+                delay=timedelta(seconds=delay_sec),
+            )
+            if event is JobEvent.QUEUE_PAUSED:
+                details = {"queue": row.queue, **details}
+            await events.add_event(session, job_id, event, row.attempt, details)
+            return True
+
+    # --- maintenance ------------------------------------------------------------------------
+
+    async def rescue(self, batch_size: int, reaped_by: str | None = None) -> RescueResult:
+        """Expired leases go back to queued (or end lost); lost dispatches are replaced.
+
+        Keeps invariant 5: every running job has a live lease, every queued job a dispatch.
+        `reaped_by` (the leader's worker id) is written on the events; their `worker_id`
+        stays the worker whose attempt it was.
+        """
+        by = {} if reaped_by is None else {"reaped_by": reaped_by}
+        requeued = lost = 0
+        async with self._transaction() as session:
+            for job in await job_rows.lock_expired_leases(session, batch_size):
+                details = {"worker_id": job.worker_id, **by}
+                if job.attempt < job.max_attempts:
+                    requeued += await self._requeue_in_session(
+                        session,
+                        job.job_id,
+                        job.attempt,
+                        JobEvent.LEASE_EXPIRED,
+                        delay_sec=0,
+                        count_attempt=True,
+                        error=f"lease expired on attempt {job.attempt}",
+                        details=details,
+                    )
+                else:
+                    lost += await job_rows.finish_attempt(
+                        session,
+                        job.job_id,
+                        job.attempt,
+                        JobStatus.LOST,
+                        JobEvent.LOST,
+                        error=f"lease expired on the last attempt ({job.attempt})",
+                        details=details,
+                    )
+        redispatched = 0
+        async with self._transaction() as session:
+            for queued in await job_rows.lock_undispatched(session, batch_size):
+                await self._redispatch_in_session(
+                    session, queued.job_id, queued.queue, queued.priority, queued.delay, by
+                )
+                redispatched += 1
+        return RescueResult(requeued=requeued, lost=lost, redispatched=redispatched)
+
+    async def _redispatch_in_session(
+        self,
+        session: AsyncSession,
+        job_id: uuid.UUID,
+        queue: str,
+        priority: int,
+        delay: timedelta,
+        details: dict[str, Any],
+    ) -> None:
+        """A queued job that lost its dispatch gets a new one."""
+        await dispatch.dispatch_in_session(
+            session, self.schema, queue=queue, job_id=job_id, priority=priority, delay=delay
+        )
+        await events.add_event(session, job_id, JobEvent.REDISPATCHED, 0, details or None)
+
+    # --- users' operations --------------------------------------------------------------------
+
+    async def cancel(self, job_id: uuid.UUID) -> JobView:
+        """Cancel a queued job at once; ask a running one to stop at its next checkpoint."""
+        async with self._transaction() as session:
+            running: tuple[int, int | None] | None = None
+            queued = await job_rows.cancel_if_queued(session, job_id)
+            if queued is not None:
+                attempt, pgq_job_id = queued
+                if pgq_job_id is not None:
+                    await dispatch.withdraw_dispatch_in_session(session, self.schema, pgq_job_id)
+                await events.add_event(session, job_id, JobEvent.CANCELED, attempt)
+            else:
+                running = await job_rows.request_cancel_if_running(session, job_id)
+                if running is not None:
+                    attempt, pgq_job_id = running
+                    await events.add_event(session, job_id, JobEvent.CANCEL_REQUESTED, attempt)
+                    if pgq_job_id is not None:
+                        await dispatch.signal_cancel_in_session(session, self.schema, pgq_job_id)
+            job = await job_rows.get_job(session, job_id)
+            if job is None:
+                raise JobNotFoundError(f"job {job_id} not found")
+            if queued is None and running is None:
+                raise JobFinishedError(job.status)
+            return JobView.from_row(job)
+
+    async def retry(self, job_id: uuid.UUID) -> JobView:
+        """Run a failed, lost or canceled job again: queued, a fresh dispatch, a new budget.
+
+        The attempt counter is kept (a stale runner of an old attempt can never match a new
+        one) and max_attempts becomes attempt + the job's original max_attempts, so the job
+        gets its whole budget again. The original is the max_attempts the job had before
+        its first retry (recorded in that `retried` event).
+        """
+        async with self._transaction() as session:
+            job = await job_rows.lock_for_retry(session, job_id)
+            if job is None:
+                raise JobNotFoundError(f"job {job_id} not found")
+            if job.status not in RETRYABLE_STATUSES:
+                raise JobNotRetryableError(job.status)
+            original = await events.original_max_attempts(session, job_id)
+            max_attempts = job.attempt + (job.max_attempts if original is None else original)
+            pgq_job_id = await dispatch.dispatch_in_session(
+                session,
+                self.schema,
+                queue=job.queue,
+                job_id=job_id,
+                priority=job.priority,
+                delay=timedelta(0),
+            )
+            row = await job_rows.requeue_for_retry(
+                session,
+                job_id,
+                previous_status=job.status,
+                max_attempts=max_attempts,
+                pgq_job_id=pgq_job_id,
+            )
+            if row is None:  # cannot happen while the row lock is held
+                raise JobNotRetryableError(job.status)
+            details = {
+                "previous_status": job.status,
+                "max_attempts_before": job.max_attempts,
+                "max_attempts": max_attempts,
+            }
+            await events.add_event(session, job_id, JobEvent.RETRIED, row.attempt, details)
+            return JobView.from_row(row)
