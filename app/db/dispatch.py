@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from pgqueuer.domain.types import JobId
-from sqlalchemy import bindparam, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    bindparam,
+    column,
+    literal_column,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import Integer, Interval, Text, Uuid
 
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
-from app.db.queue_queries import PARKED_PREFIX
 from app.db.sql_names import qualified
+from app.domain.states import JobStatus
+
+# Queue names are letters, digits and . _ : - (app.domain.spec.QueueName), so a parked
+# entrypoint can never be a served queue.
+PARKED_PREFIX = "paused/"
+# pgqueuer's job table; unqualified so the engine's schema_translate_map places it.
+pgqueuer_jobs = table(
+    "pgqueuer", column("id", BigInteger), column("entrypoint", Text), column("status")
+)
+# Inline, so the partial index on queued rows matches (bound parameters would not).
+_QUEUED: ColumnElement[Any] = literal_column(f"'{JobStatus.QUEUED.value}'")
 
 
 class NotInTransactionError(RuntimeError):
@@ -42,7 +62,7 @@ def dispatch_ctes(schema: str, source: str) -> str:
     an earlier CTE with columns pgq_job_id (taken from pgqueuer's sequence), job_id, queue,
     priority (ours: lower runs first) and available_at. Rows are written as pgqueuer's own
     enqueue writes them, so pgqueuer cannot tell them apart. A paused queue's dispatches are
-    parked (app.db.queue_queries); its dl_queues row is read FOR SHARE, so a concurrent
+    parked (see PARKED_PREFIX below); its dl_queues row is read FOR SHARE, so a concurrent
     resume waits for this transaction and then sees the dispatch.
     """
     pgq = pgqueuer_settings(schema).qualified
@@ -132,3 +152,66 @@ async def signal_cancel_in_session(session: AsyncSession, schema: str, pgq_job_i
     """Tell the worker running this dispatch to look at its cancel flag now (on commit)."""
     queries = queries_for(await _driver_connection(session), pgqueuer_settings(schema))
     await queries.notify_job_cancellation([JobId(pgq_job_id)])
+
+
+# --- parking: a paused queue's dispatches --------------------------------------------------
+#
+# A paused queue's queued pgqueuer rows are parked: their entrypoint becomes `paused/<queue>`,
+# which no worker serves (queue names cannot hold a `/`), so pgqueuer's dequeue never reads
+# them and a paused backlog of any size costs the workers nothing. (Pushing execute_after far
+# out is not enough: the dequeue walks the queue's (entrypoint, priority, id) index and would
+# read every parked row on each call.) Resume gives the rows their entrypoint back; their
+# execute_after never changed. Every new dispatch (dispatch_ctes) is parked when its queue
+# is paused, reading the dl_queues row FOR SHARE: a resume's row update then waits for that
+# transaction and sees its dispatch afterwards.
+
+
+def parked_entrypoint(queue: str) -> str:
+    """The pgqueuer entrypoint of a paused queue's dispatches."""
+    return PARKED_PREFIX + queue
+
+
+async def park_dispatches(session: AsyncSession, queue: str) -> int:
+    """Move the queue's queued pgqueuer rows out of every worker's sight; how many moved."""
+    return await _move_queued(session, queue, parked_entrypoint(queue))
+
+
+async def unpark_dispatches(session: AsyncSession, queue: str) -> int:
+    """Give the queue's parked pgqueuer rows back to its workers; how many moved.
+
+    Each keeps its execute_after (its job's available_at, or when it was made), so a job
+    due meanwhile runs at once and a later one at its time.
+    """
+    return await _move_queued(session, parked_entrypoint(queue), queue)
+
+
+async def _move_queued(session: AsyncSession, source: str, target: str) -> int:
+    result = await session.execute(
+        update(pgqueuer_jobs)
+        .where(pgqueuer_jobs.c.entrypoint == source, pgqueuer_jobs.c.status == _QUEUED)
+        .values(entrypoint=target)
+    )
+    return int(cast(Any, result).rowcount)
+
+
+async def wake_workers(session: AsyncSession, schema: str) -> None:
+    """Send pgqueuer's table-changed notice on commit.
+
+    pgqueuer's trigger is statement-level, where OLD and NEW are NULL, so an UPDATE of its
+    table notifies nobody: workers waiting on an empty queue would only look at their next
+    poll.
+    """
+    channel = pgqueuer_settings(schema).channel
+    payload = {
+        "channel": channel,
+        "operation": "update",
+        "table": "pgqueuer",
+        "type": "table_changed_event",
+    }
+    await session.execute(
+        text(
+            "SELECT pg_notify(:channel, (CAST(:payload AS jsonb)"
+            " || jsonb_build_object('sent_at', now()))::text)"
+        ),
+        {"channel": channel, "payload": json.dumps(payload)},
+    )

@@ -1,7 +1,7 @@
 """QueueService: per-queue counts and throughput, and pausing or resuming a queue.
 
 Pausing stops workers from starting a queue's jobs; jobs already running finish. How a
-pause keeps a large backlog free of dequeue churn is told in app.db.queue_queries.
+pause keeps a large backlog free of dequeue churn is told in app.db.dispatch.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import queue_queries
+from app.db import dispatch, job_stats, queues
 from app.domain.errors import InvalidQueueError
 from app.domain.spec import QueueName
 from app.settings import Settings
@@ -102,8 +102,8 @@ class QueueService:
         """
         name = check_queue_name(queue)
         async with self.sessions() as session, session.begin():
-            await queue_queries.pause_in_session(session, name)
-            parked = await queue_queries.park_dispatches(session, name)
+            await queues.pause_in_session(session, name)
+            parked = await dispatch.park_dispatches(session, name)
             view = await self._view(session, name)
         logger.info("queue paused: %s (%d dispatch(es) parked)", name, parked)
         return view
@@ -116,24 +116,24 @@ class QueueService:
         name = check_queue_name(queue)
         schema = self.settings.pg_schema_queue
         async with self.sessions() as session, session.begin():
-            await queue_queries.resume_in_session(session, name)
-            unparked = await queue_queries.unpark_dispatches(session, name)
+            await queues.resume_in_session(session, name)
+            unparked = await dispatch.unpark_dispatches(session, name)
             if unparked:
-                await queue_queries.wake_workers(session, schema)
+                await dispatch.wake_workers(session, schema)
             view = await self._view(session, name)
         logger.info("queue resumed: %s (%d dispatch(es) released)", name, unparked)
         return view
 
     async def _view(self, session: AsyncSession, queue: str) -> QueueView:
         views = await self._views(session, queue)
-        return views[0] if views else _empty_view(queue, await queue_queries.db_now(session))
+        return views[0] if views else _empty_view(queue, await job_stats.db_now(session))
 
     async def _views(self, session: AsyncSession, queue: str | None) -> list[QueueView]:
         """Views built from three small reads sharing the transaction's clock."""
-        now = await queue_queries.db_now(session)
-        states = {s.queue: s for s in await queue_queries.queue_states(session, queue)}
-        live = {c.queue: c for c in await queue_queries.live_counts(session, queue)}
-        finished = await queue_queries.finished_last_hour(session, queue)
+        now = await job_stats.db_now(session)
+        states = {s.queue: s for s in await queues.queue_states(session, queue)}
+        live = {c.queue: c for c in await job_stats.live_counts(session, queue)}
+        finished = await job_stats.finished_last_hour(session, queue)
         views: dict[str, QueueView] = {}
 
         def view_of(name: str) -> QueueView:
@@ -151,7 +151,7 @@ class QueueService:
                 view.oldest_queued_age_sec = max(
                     0.0, round((now - counts.oldest_due_at).total_seconds(), 3)
                 )
-        first_minute = _minute_start(now) - timedelta(minutes=queue_queries.THROUGHPUT_MINUTES - 1)
+        first_minute = _minute_start(now) - timedelta(minutes=job_stats.THROUGHPUT_MINUTES - 1)
         for item in finished:
             view = view_of(item.queue)
             _count(view.finished_last_hour, item.status, item.count)
@@ -166,7 +166,7 @@ def _minute_start(moment: datetime) -> datetime:
 
 
 def _empty_view(queue: str, now: datetime) -> QueueView:
-    first = _minute_start(now) - timedelta(minutes=queue_queries.THROUGHPUT_MINUTES - 1)
+    first = _minute_start(now) - timedelta(minutes=job_stats.THROUGHPUT_MINUTES - 1)
     return QueueView(
         queue=queue,
         paused=False,
@@ -177,6 +177,6 @@ def _empty_view(queue: str, now: datetime) -> QueueView:
         finished_last_hour=FinishedCounts(),
         throughput=[
             ThroughputMinute(minute=first + timedelta(minutes=i))
-            for i in range(queue_queries.THROUGHPUT_MINUTES)
+            for i in range(job_stats.THROUGHPUT_MINUTES)
         ],
     )

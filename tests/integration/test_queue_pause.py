@@ -14,9 +14,8 @@ from pgqueuer.domain.models import AnyEvent
 from pgqueuer.ports.repository import EntrypointExecutionParameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.dispatch import dispatch_in_session
+from app.db.dispatch import dispatch_in_session, parked_entrypoint
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
-from app.db.queue_queries import parked_entrypoint
 from app.domain.spec import JobSpec
 from app.domain.states import JobEvent
 from app.jobs.enqueue import enqueue_many_in_session
