@@ -61,83 +61,144 @@ class ApiToken(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Every tunable of the API and the worker, named as in the original spec."""
+    """Every tunable of the API and the worker, named as in the original spec.
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    Each field's docstring is its documentation: `python -m app.settings_doc` renders them
+    into docs/configuration.md, and a unit test fails when a field has none.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, use_attribute_docstrings=True
+    )
 
     app_host: str = "127.0.0.1"
+    """Address the API listens on. Without `API_TOKENS_JSON` only loopback (`127.0.0.0/8`,
+    `::1`, `localhost`) is allowed: elsewhere the API refuses to start."""
     app_port: Annotated[int, Field(ge=1, le=65535)] = 8081
+    """Port the API listens on."""
     app_env: str = "development"
+    """Environment name, shown by `GET /info`."""
     app_workers: Annotated[int, Field(ge=1, le=64)] = 1
+    """API processes sharing the port (`python -m app serve --workers N` overrides it)."""
     app_access_log: bool = True
+    """uvicorn's access log: one line per request."""
     app_max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
-    # GET /api/v1/jobs/{id}/stream sends a `: keep-alive` comment after this much quiet.
+    """Largest request body; a larger one is answered 413."""
     app_stream_keepalive_sec: Annotated[float, Field(gt=0, le=3600)] = 15
-    # Bearer tokens with scopes, e.g. [{"name": "ops", "token": "...", "scopes": ["admin"]}].
-    # None configured: the API is open, and `serve` then refuses any non-loopback APP_HOST.
+    """A job stream (`GET /api/v1/jobs/{id}/stream`) sends a `: keep-alive` comment after
+    this much quiet, so proxies keep the connection open."""
     api_tokens_json: list[ApiToken] = Field(default_factory=list)
+    """Bearer tokens with scopes, a JSON list:
+    `[{"name": "ops", "token": "<16+ characters>", "scopes": ["admin"]}]`. Empty: the API is
+    open, and `serve` then refuses any non-loopback `APP_HOST` (see [security](security.md))."""
 
     database_url: str | None = None
+    """`postgresql://…` or `postgresql+asyncpg://…`. With neither it nor `PG_HOST`, `make run`
+    starts an embedded PostgreSQL, and `python -m app serve` / `migrate` refuse to start."""
     pg_host: str | None = None
+    """Database host, used (with the other `PG_*`) when `DATABASE_URL` is unset."""
     pg_port: Annotated[int, Field(ge=1, le=65535)] = 5432
+    """Database port, when `DATABASE_URL` is unset."""
     pg_user: str = "postgres"
+    """Database user, when `DATABASE_URL` is unset."""
     pg_password: str = ""
+    """Database password, when `DATABASE_URL` is unset."""
     pg_database: str = "dataloader"
+    """Database name, when `DATABASE_URL` is unset."""
     pg_schema_queue: str = "public"
+    """Schema holding the `dl_*` tables and pgqueuer's (a lower-case SQL identifier)."""
     pg_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
+    """SQLAlchemy pool size of each process."""
     pg_max_overflow: Annotated[int, Field(ge=0, le=1000)] = 10
+    """Connections the pool may open beyond `PG_POOL_SIZE`."""
 
     workers_json: list[QueueConfig] = Field(
         default_factory=lambda: [QueueConfig(queue="etl.default", concurrency=2)]
     )
+    """Queues a worker serves, a JSON list of `{"queue", "concurrency"}`. Concurrency is a
+    limit for the queue across the fleet; 0 sets none (see [operations](operations.md#workers))."""
     worker_id: str | None = None
-    # Comma-separated (or a JSON list); NoDecode lets the validator below see the raw text.
+    """Identity of a worker (or API process) in jobs, events and logs; default host name and
+    pid."""
+    # NoDecode lets the validator below see the raw text.
     dl_pipeline_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Modules that register pipelines, besides the built-ins: comma-separated or a JSON
+    list."""
     dl_heartbeat_sec: Annotated[float, Field(gt=0, le=3600)] = 10
-    # New progress is saved at most this often (sooner than the heartbeat), for live views.
+    """Heartbeat period of a running job: extends its lease, saves progress and reads the
+    cancel flag."""
     dl_progress_sec: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    """New progress is saved at most this often (sooner than the heartbeat), for live
+    views."""
     dl_default_lease_ttl_sec: Annotated[int, Field(ge=1, le=86_400)] = 60
+    """Lease of a job that gives no `lease_ttl_sec`."""
     dl_reaper_period_sec: Annotated[float, Field(gt=0, le=3600)] = 10
+    """How often the maintenance leader reaps expired leases; also how soon another worker
+    takes over when the leader dies."""
     dl_claim_backoff_sec: Annotated[float, Field(ge=0, le=86_400)] = 15
+    """How long a job waits when another job holds its `lock_key` (a `lock_busy` event; the
+    attempt is not counted)."""
     dl_retry_backoff_sec: Annotated[float, Field(ge=0, le=86_400)] = 30
+    """Retry delay after a failed attempt: this x the attempt number, ± `DL_RETRY_JITTER`."""
     dl_retry_jitter: Annotated[float, Field(ge=0, le=1)] = 0.1
+    """Random spread of the retry delay, as a fraction of it."""
     dl_shutdown_timeout_sec: Annotated[float, Field(ge=0, le=86_400)] = 30
-    # The leader looks for due schedules at least this often (and sleeps until the next
-    # fire time when that comes sooner).
+    """On SIGTERM, how long running jobs get to finish before they are stopped and
+    requeued."""
     dl_schedule_period_sec: Annotated[float, Field(gt=0, le=3600)] = 1.0
-    # Retention (on the leader): finished jobs with their events, and pgqueuer's log and
-    # statistics rows, older than this many days are deleted (fractions allowed); 0 keeps
-    # everything. Deleted in batches of DL_RETENTION_BATCH_SIZE rows, one transaction
-    # each, at most DL_RETENTION_MAX_BATCHES_PER_PASS per pass, every DL_RETENTION_PERIOD_SEC.
+    """The leader looks for due schedules at least this often (and sleeps until the next
+    fire time when that comes sooner)."""
     dl_retention_days: Annotated[float, Field(ge=0, le=36_500)] = 7
+    """Finished jobs with their events, and pgqueuer's log and statistics rows, older than
+    this many days are deleted (fractions allowed); 0 keeps everything."""
     dl_retention_period_sec: Annotated[float, Field(gt=0, le=86_400)] = 300
+    """How often the leader runs a retention pass (every `DL_REAPER_PERIOD_SEC` while a
+    backlog remains)."""
     dl_retention_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    """Jobs (with their events) or pgqueuer rows deleted per batch; each batch is one
+    transaction."""
     dl_retention_max_batches_per_pass: Annotated[int, Field(ge=1, le=10_000)] = 20
+    """Batches per retention pass at most."""
 
-    # Logs: "json" (one object a line, the default) or "console" (for people; `make run`).
     log_format: Literal["json", "console"] = "json"
+    """`json`: one object a line; `console`: for people (`make run` uses it unless
+    `LOG_FORMAT` is set)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    # More words that make a logged key secret (comma-separated), beside password, token,
-    # secret, key, authorization and cookie.
+    """Either case. At `DEBUG` the runner logs each attempt's start with its args
+    (masked)."""
     dl_log_mask_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # The worker's Prometheus endpoint (http://<host>:<port>/metrics); 0: none.
+    """More words that make a logged key secret, comma-separated (`iban,card_number`), beside
+    password, passwd, secret, token, key, authorization and cookie."""
     worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    """Port of a worker's own Prometheus endpoint (`/metrics`); 0: none. `make run` gives its
+    workers 9464, 9465, … unless it is set."""
     worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from other hosts
+    """Address of a worker's Prometheus endpoint."""
 
     # Built-in pipelines. Credentials live here, never in job args.
-    # http.callback: named header sets a job selects with `"credentials": "<name>"`,
-    # e.g. {"partner": {"Authorization": "Bearer ..."}}.
     http_callback_credentials_json: dict[str, dict[str, SecretStr]] = Field(default_factory=dict)
-    # rabbitmq.publish: amqp://user:password@host:5672/vhost
+    """Named header sets for `http.callback`, a JSON object:
+    `{"partner": {"Authorization": "Bearer …"}}`; a job picks one with
+    `"credentials": "partner"`."""
     rabbitmq_url: SecretStr | None = None
-    # email.send
+    """Broker of `rabbitmq.publish`: `amqp://user:password@host:5672/vhost` or
+    `amqps://…`."""
     smtp_host: str | None = None
+    """SMTP server of `email.send` (required by it)."""
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    """SMTP port."""
     smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    """`starttls` upgrades a plain connection and fails if the server cannot; `tls` is TLS
+    from the first byte (usually port 465); `none` is plain text."""
     smtp_username: str | None = None
+    """SMTP AUTH is used when a username is set."""
     smtp_password: SecretStr | None = None
+    """SMTP password."""
     smtp_from: str | None = None
+    """Sender of every email (required by `email.send`); its domain ends each
+    `Message-ID`."""
     smtp_timeout_sec: Annotated[float, Field(gt=0, le=600)] = 30
+    """Limit for each SMTP step."""
 
     @field_validator("database_url")
     @classmethod

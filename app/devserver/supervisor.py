@@ -25,7 +25,7 @@ _PR_SET_PDEATHSIG = 1
 # `make run`'s first worker serves http://127.0.0.1:9464/metrics, the next 9465, ...
 DEV_WORKER_METRICS_PORT = 9464
 # A worker that loses the database (PostgreSQL restarted, a network cut) ends its run and
-# pgqueuer starts a new one a second later; the README's worker command has the same flags.
+# pgqueuer starts a new one a second later; docs/operations.md's worker command has the same flags.
 WORKER_RESTART_ARGS = ("--restart-on-failure", "--restart-delay", "1")
 
 

@@ -1,7 +1,7 @@
 """PostgreSQL restarted (fast, then immediate shutdown) while 2,000 jobs are triggered and run.
 
 The jobs arrive over HTTP while the database goes away. A client that gets a 503 (or no
-answer) sends the same batch again with the same idempotency keys, as the README tells
+answer) sends the same batch again with the same idempotency keys, as docs/api.md tells
 clients to. Nothing may answer 500; the API and the workers must come back without being
 restarted, and every job must end succeeded, once, with no overlaps.
 """
