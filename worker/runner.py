@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from anyio import CancelScope
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import attempts
@@ -89,7 +90,9 @@ class Runner:
             if run is not None:
                 run.interrupt.set()
 
-    async def run_dispatch(self, job_id: uuid.UUID, pgq_job_id: int, pgq_cancel: Any) -> None:
+    async def run_dispatch(
+        self, job_id: uuid.UUID, pgq_job_id: int, pgq_cancel: CancelScope | None
+    ) -> None:
         """Handle one pgqueuer dispatch of `job_id`."""
         answer = await self.locks.start(job_id, pgq_job_id)
         if answer is None:
@@ -158,7 +161,9 @@ class Runner:
 
         return await retry_while_unreachable(write, what=f"{what} job {job_id}")
 
-    async def _run_started(self, started: attempts.StartedAttempt, pgq_cancel: Any) -> None:
+    async def _run_started(
+        self, started: attempts.StartedAttempt, pgq_cancel: CancelScope | None
+    ) -> None:
         """Run a started attempt to its end and write how it ended."""
         job_id = started.job_id
         context = PipelineContext(
@@ -212,7 +217,7 @@ class Runner:
             structlog.contextvars.reset_contextvars(**bound)
 
     async def _execute(
-        self, run: AttemptRun, pgq_cancel: Any
+        self, run: AttemptRun, pgq_cancel: CancelScope | None
     ) -> tuple[Outcome, BaseException | None]:
         """Run the pipeline beside its heartbeat until it ends or must stop."""
         func = get_pipeline(run.started.task)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 from functools import cache
-from typing import Any
 
+import asyncpg
 from pgqueuer.domain.types import JobId
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +21,7 @@ class NotInTransactionError(RuntimeError):
     """pgqueuer was about to write outside the caller's transaction."""
 
 
-async def _driver_connection(session: AsyncSession) -> Any:
+async def _driver_connection(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection under the session, which must already be in a transaction.
 
     SQLAlchemy's asyncpg dialect begins the database transaction lazily on its first
