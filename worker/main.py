@@ -10,11 +10,10 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import asyncpg
 from pgqueuer import QueueManager
-from pgqueuer.models import Job
+from pgqueuer.models import Context, Job
 
 from app.db.engine import create_engine, create_session_factory
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
@@ -149,7 +148,7 @@ async def factory() -> AsyncIterator[QueueManager]:
         )
         locks.on_locks_lost = runner.interrupt_jobs
 
-        async def handle(job: Job, ctx: Any) -> None:
+        async def handle(job: Job, ctx: Context) -> None:
             """Every queue's entrypoint: the payload is the dl_jobs id."""
             if job.payload is None:
                 return

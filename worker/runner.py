@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 import structlog
+from anyio import CancelScope
 
 from app.domain.attempts import FinishRequest, StartedAttempt
 from app.domain.states import JobEvent, JobStatus
@@ -87,7 +88,9 @@ class Runner:
             if run is not None:
                 run.interrupt.set()
 
-    async def run_dispatch(self, job_id: uuid.UUID, pgq_job_id: int, pgq_cancel: Any) -> None:
+    async def run_dispatch(
+        self, job_id: uuid.UUID, pgq_job_id: int, pgq_cancel: CancelScope | None
+    ) -> None:
         """Handle one pgqueuer dispatch of `job_id`."""
         answer = await self.locks.start(job_id, pgq_job_id)
         if answer is None:
@@ -135,7 +138,7 @@ class Runner:
         if parked:
             logger.info("queue paused, job waits for the resume: job %s", job_id)
 
-    async def _run_started(self, started: StartedAttempt, pgq_cancel: Any) -> None:
+    async def _run_started(self, started: StartedAttempt, pgq_cancel: CancelScope | None) -> None:
         """Run a started attempt to its end and write how it ended."""
         job_id = started.job_id
         context = PipelineContext(
@@ -189,7 +192,7 @@ class Runner:
             structlog.contextvars.reset_contextvars(**bound)
 
     async def _execute(
-        self, run: AttemptRun, pgq_cancel: Any
+        self, run: AttemptRun, pgq_cancel: CancelScope | None
     ) -> tuple[Outcome, BaseException | None]:
         """Run the pipeline beside its heartbeat until it ends or must stop."""
         func = get_pipeline(run.started.task)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from functools import cache
 from typing import Any, cast
 
+import asyncpg
 from pgqueuer.domain.types import JobId
 from sqlalchemy import (
     BigInteger,
@@ -42,7 +43,7 @@ class NotInTransactionError(RuntimeError):
     """pgqueuer was about to write outside the caller's transaction."""
 
 
-async def _driver_connection(session: AsyncSession) -> Any:
+async def _driver_connection(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection under the session, which must already be in a transaction.
 
     SQLAlchemy's asyncpg dialect begins the database transaction lazily on its first

@@ -6,8 +6,7 @@ pgqueuer version's own declaration statement by statement (asyncpg prepares one 
 
 from __future__ import annotations
 
-from typing import Any
-
+import asyncpg
 from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
 from pgqueuer.adapters.persistence import schema_ddl
 from pgqueuer.adapters.persistence.qb import (
@@ -42,7 +41,7 @@ def uninstall_statements(settings: DBSettings) -> list[str]:
     return [line for line in schema_ddl.render_uninstall(settings).splitlines() if line.strip()]
 
 
-def queries_for(connection: Any, settings: DBSettings) -> Queries:
+def queries_for(connection: asyncpg.Connection, settings: DBSettings) -> Queries:
     """pgqueuer Queries on one asyncpg connection, bound to these settings."""
     return Queries(
         AsyncpgDriver(connection),

@@ -58,7 +58,7 @@ def chromium_path() -> str:
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
-        _missing_browser("Playwright for Python is not installed (pip install -e '.[dev]')")
+        _missing_browser("Playwright for Python is not installed (`make install-dev`)")
     return path
 
 
