@@ -25,7 +25,8 @@ def settings(**overrides: object) -> Settings:
 
 def migration_0006() -> ModuleType:
     spec = importlib.util.spec_from_file_location("migration_0006", MIGRATION_0006)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
