@@ -74,7 +74,7 @@ PURPOSES = (
     MIGRATIONS,
 )
 # The job change trigger (migrations/versions/0006) matches this exact name, so it is
-# spelled out; it equals application_name(JOB_WATCH) (tests/unit/test_connection_plan.py).
+# spelled out; it equals application_name(JOB_WATCH) (tests/unit/test_connection_names.py).
 JOB_WATCH_NAME = "dataloader job watch"
 # Maintenance runs one service at a time: a small pool (overflow as configured).
 MAINTENANCE_POOL_SIZE = 2
