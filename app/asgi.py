@@ -11,7 +11,8 @@ from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 
 from app import __version__
-from app.db.engine import create_engine, create_session_factory
+from app.db.connections import api_pool
+from app.db.engine import create_session_factory
 from app.http.auth import (
     BEARER_SECURITY,
     OPEN_API_MESSAGE,
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = create_engine(settings)
+        engine = api_pool(settings)
         app.state.settings = settings
         if not guard.enabled:
             logger.warning(OPEN_API_MESSAGE)

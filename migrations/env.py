@@ -7,8 +7,8 @@ import logging.config
 
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.db.connections import migrations_engine
 from app.db.models import Base
 from app.settings import get_settings
 
@@ -37,7 +37,7 @@ def do_run_migrations(connection: Connection) -> None:
 
 async def run_async_migrations() -> None:
     """Connect with asyncpg and hand the connection to Alembic's sync API."""
-    engine = create_async_engine(url)
+    engine = migrations_engine(url)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)

@@ -17,13 +17,9 @@ import asyncpg
 
 from app.domain.attempts import FinishRequest
 from app.jobs.availability import database_unreachable
+from app.jobs.connections import connect_finish_writer
 from app.jobs.manager import JobManager
-from worker.lock_session import (
-    LockSession,
-    connect_with_json,
-    connection_lost,
-    stop_serving,
-)
+from worker.lock_session import LockSession, connection_lost, stop_serving
 
 logger = logging.getLogger("worker.finish_writer")
 
@@ -102,7 +98,7 @@ class FinishWriter:
                 await asyncio.sleep(RECONNECT_DELAY_SEC)
 
     async def _connect(self) -> asyncpg.Connection:
-        return await connect_with_json(self.dsn, f"dataloader finish writer {self.locks.worker_id}")
+        return await connect_finish_writer(self.dsn, self.locks.worker_id)
 
     async def _write(self, batch: list[_Waiting]) -> set[uuid.UUID]:
         """One statement; retried once on a fresh connection if the connection was gone.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -24,6 +23,7 @@ from typing import TypeVar
 import asyncpg
 
 from app.domain.attempts import StartAnswer, StartRequest
+from app.jobs.connections import connect_lock_session
 from app.jobs.manager import JobManager
 from worker.lock_liveness import LockLiveness
 
@@ -35,24 +35,6 @@ RECONNECT_DELAY_SEC = 1.0
 # Starts served by one statement; more wait for the next round, so a worker that pulled a
 # large backlog still sends statements of a bounded size.
 MAX_STARTS_PER_ROUND = 500
-
-
-async def connect_with_json(
-    dsn: str, application_name: str, server_settings: dict[str, str] | None = None
-) -> asyncpg.Connection:
-    """An asyncpg connection that reads and writes json/jsonb as Python objects.
-
-    `application_name` shows in pg_stat_activity, so operators can tell its purpose.
-    """
-    connection: asyncpg.Connection = await asyncpg.connect(
-        dsn,
-        server_settings={**(server_settings or {}), "application_name": application_name[:63]},
-    )
-    for type_name in ("jsonb", "json"):
-        await connection.set_type_codec(
-            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-        )
-    return connection
 
 
 async def stop_serving(
@@ -165,10 +147,8 @@ class LockSession:
         self._wakeup.set()
 
     async def _connect(self) -> asyncpg.Connection:
-        connection = await connect_with_json(
-            self.dsn,
-            f"dataloader lock session {self.worker_id}",
-            self.liveness.server_settings(),
+        connection = await connect_lock_session(
+            self.dsn, self.worker_id, self.liveness.server_settings()
         )
         connection.add_termination_listener(self._connection_ended)
         return connection

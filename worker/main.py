@@ -15,8 +15,9 @@ import asyncpg
 from pgqueuer import QueueManager
 from pgqueuer.models import Context, Job
 
-from app.db.engine import create_engine, create_session_factory
+from app.db.engine import create_session_factory
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
+from app.jobs.connections import connect_pgqueuer, maintenance_pool, worker_pool
 from app.jobs.manager import JobManager
 from app.jobs.schedule_sync import sync_declared_schedules
 from app.observability.logging import configure_logging
@@ -125,7 +126,7 @@ async def factory() -> AsyncIterator[QueueManager]:
         stack.push_async_callback(rabbitmq_publish.close_connection)
         # Starts and finishes share the lock session's one connection; the pool serves
         # only heartbeats, retries and postponements, so it need not grow with concurrency.
-        engine = create_engine(settings)
+        engine = worker_pool(settings, ident)
         stack.push_async_callback(engine.dispose)
         sessions = create_session_factory(engine)
         await sync_declared_schedules(sessions, declared_schedules())
@@ -136,7 +137,7 @@ async def factory() -> AsyncIterator[QueueManager]:
         finishes = FinishWriter(settings.asyncpg_dsn, locks)
         await finishes.open()
         stack.push_async_callback(finishes.close)
-        connection = await asyncpg.connect(settings.asyncpg_dsn)
+        connection = await connect_pgqueuer(settings.asyncpg_dsn, ident)
         stack.push_async_callback(_close_quietly, connection)
         queries = queries_for(connection, pgqueuer_settings(schema))
         # A QueueManager, not a PgQueuer: PgQueuer also runs pgqueuer's own scheduler (we
@@ -161,7 +162,7 @@ async def factory() -> AsyncIterator[QueueManager]:
 
         # Maintenance has a pool of its own: behind a flood of runner writes the leader could
         # wait long enough for its idle leader session to be closed, and lose leadership.
-        maintenance_engine = create_engine(settings, pool_size=2)
+        maintenance_engine = maintenance_pool(settings, ident)
         stack.push_async_callback(maintenance_engine.dispose)
         maintenance_sessions = create_session_factory(maintenance_engine)
         maintenance = MaintenanceLoop(
@@ -174,6 +175,7 @@ async def factory() -> AsyncIterator[QueueManager]:
             schedule_period_sec=settings.dl_schedule_period_sec,
             retention=Retention.from_settings(maintenance_sessions, settings),
             retention_period_sec=settings.dl_retention_period_sec,
+            worker_id=ident,
         )
         signalled = asyncio.Event()
         background = [

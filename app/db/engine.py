@@ -12,13 +12,23 @@ from sqlalchemy.ext.asyncio import (
 from app.settings import Settings
 
 
-def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
-    """An engine whose unqualified tables live in PG_SCHEMA_QUEUE."""
+def create_engine(
+    settings: Settings, *, pool_size: int | None = None, application_name: str | None = None
+) -> AsyncEngine:
+    """An engine whose unqualified tables live in PG_SCHEMA_QUEUE.
+
+    The service's processes get theirs, named, from app.db.connections (the connection plan).
+    """
+    # Named in pg_stat_activity; tests and the bench leave their own pools unnamed.
+    connect_args = (
+        {"server_settings": {"application_name": application_name}} if application_name else {}
+    )
     return create_async_engine(
         settings.sqlalchemy_url,
         pool_size=pool_size or settings.pg_pool_size,
         max_overflow=settings.pg_max_overflow,
         pool_pre_ping=True,
+        connect_args=connect_args,
         execution_options={"schema_translate_map": {None: settings.pg_schema_queue}},
     )
 

@@ -17,9 +17,12 @@ from typing import Any
 
 import asyncpg
 
+from app.db.connections import JOB_WATCH_NAME, connect_job_watch
+
 JOB_CHANGES_CHANNEL = "dl_job_changes"  # must match migrations/versions/0006
 # The trigger notifies only while a connection with this name is open on the database.
-LISTENER_APPLICATION_NAME = "dataloader job watch"  # must match migrations/versions/0006
+# "dataloader job watch", given out by the connection plan (app.db.connections).
+LISTENER_APPLICATION_NAME = JOB_WATCH_NAME  # must match migrations/versions/0006
 WRITERS_POLL_SEC = 0.01
 
 NotificationCallback = Callable[[Any, int, str, str], None]
@@ -36,9 +39,7 @@ async def connect_listener(dsn: str, on_change: NotificationCallback) -> asyncpg
     Never a pooled request connection: the LISTEN must outlive any request, and one
     connection must never await two things at once. Its name switches the trigger on.
     """
-    connection: asyncpg.Connection = await asyncpg.connect(
-        dsn, server_settings={"application_name": LISTENER_APPLICATION_NAME}
-    )
+    connection = await connect_job_watch(dsn)
     try:
         await connection.add_listener(JOB_CHANGES_CHANNEL, on_change)
     except BaseException:

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from app.db import locks
+from app.jobs.connections import connect_leader
 from worker.maintenance.reaper import Reaper
 from worker.maintenance.retention import Retention
 from worker.maintenance.scheduler import Scheduler
@@ -47,6 +48,8 @@ class MaintenanceLoop:
     schedule_period_sec: float
     retention: Retention | None = None
     retention_period_sec: float = 300.0
+    # Names the leader connection in pg_stat_activity.
+    worker_id: str | None = None
     connection: Any = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _next_reap: float = 0.0
@@ -69,7 +72,9 @@ class MaintenanceLoop:
             # raises when the server closed it, and the loop then resigns.
             await self.connection.execute("SELECT 1")
             return True
-        connection = await asyncpg.connect(self.dsn)
+        connection = await connect_leader(self.dsn, self.worker_id)
+        # Set here, not at connect: it follows this loop's period, and a server without
+        # the setting must still elect a leader (as a startup parameter it refuses the login).
         idle_ms = int(max(self.period_sec * IDLE_PERIODS, MIN_IDLE_SEC) * 1000)
         with contextlib.suppress(asyncpg.PostgresError):  # idle_session_timeout: PostgreSQL 14+
             await connection.execute(f"SET idle_session_timeout = {idle_ms}")
