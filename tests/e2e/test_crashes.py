@@ -196,9 +196,14 @@ async def test_stopped_leader_hands_over_maintenance_and_its_runner_is_fenced(
 ) -> None:
     stale = await fleet.start_ready("w1")
     await _wait_leader(fleet, stale)
+    # w2 is started before the job and frozen while the job is handed out, so the leader
+    # runs it. Started only once the job runs, w2 could take longer to start under load than
+    # the job takes to finish, and the leader would be stopped with nothing to hand over.
+    other = await fleet.start_ready("w2")
+    other.send(signal.SIGSTOP)
     job_id = await jobs_db.enqueue("noop", {"steps": 12, "sleep": 0.25}, lease_ttl_sec=2)
     assert await _running_with_progress(jobs_db, job_id, fleet) == "w1"
-    other = await fleet.start_ready("w2")
+    other.send(signal.SIGCONT)
 
     stale.send(signal.SIGSTOP)
     # The frozen leader's session is closed by the server, so w2 takes over the reaper.
