@@ -3,6 +3,10 @@
 It writes on a connection of its own, so finishing overlaps with the lock session starting
 the next jobs. Once a round's write is committed it hands each job's lock back to the lock
 session, and a caller hears the outcome only when its lock is free again.
+
+Rounds come from app.jobs.batching. A finish is written even if its caller went away, and a
+round the database could not take is put back at the front and sent again after a growing
+delay: the pipelines ran, so losing the write would run them a second time.
 """
 
 from __future__ import annotations

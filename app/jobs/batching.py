@@ -118,6 +118,10 @@ class RoundBatcher(Generic[Request, Answer]):
     _task: asyncio.Task[None] | None = None
     _closed: bool = False
 
+    def __post_init__(self) -> None:
+        if self.max_round < 1:
+            raise ValueError(f"{self.name}: max_round must be at least 1, not {self.max_round}")
+
     async def submit(self, request: Request) -> Answer:
         """Queue `request` for the next round; its answer once `write_round` settles it."""
         if self._closed:
@@ -209,6 +213,8 @@ class RoundBatcher(Generic[Request, Answer]):
         try:
             await work
         except Exception as error:
-            logger.exception("%s: a round failed", self.name)
+            logger.exception(
+                "%s: the owner's work failed; its round (if any) gets the error", self.name
+            )
             if batch is not None and not batch.was_put_back:
                 batch.fail_all(error)

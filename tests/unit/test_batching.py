@@ -303,3 +303,8 @@ async def test_batcher_close_cancels_the_round_in_flight_and_the_waiting(
         await batcher.submit(3)
     batcher.wake()  # a late wake-up after close starts nothing
     assert writer.rounds == [[0]]
+
+
+def test_batcher_refuses_a_round_of_nothing(writer: Writer) -> None:
+    with pytest.raises(ValueError, match="max_round"):
+        RoundBatcher(writer, max_round=0)
