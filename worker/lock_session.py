@@ -7,6 +7,12 @@ taken in the same one. Batches form only under load: a lone request is served at
 
 Session-level locks stack within one session, so this process also remembers which keys it
 holds and never tries one of them again: a second job with a held key is "lock busy".
+
+The seam with app.jobs.batching: starts are the round batcher's requests (waiting futures,
+wake-up, the per-round cap, settling, a lost connection putting a round back once), and its
+serving task runs each round and the idle ping. Everything about the connection stays here:
+the releases (a second kind of pending work, with callbacks, that wakes the batcher for a
+round of its own), the held keys, the reconnect with its delay, and the watchdog.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import TypeVar
 import asyncpg
 
 from app.domain.attempts import StartAnswer, StartRequest
+from app.jobs.batching import Round, RoundBatcher
 from app.jobs.connections import connect_lock_session
 from app.jobs.manager import JobManager
 from worker.lock_liveness import LockLiveness
@@ -64,15 +71,9 @@ def connection_lost(error: BaseException, connection: asyncpg.Connection) -> boo
     )
 
 
-@dataclass
-class _Pending:
-    starts: list[tuple[StartRequest, asyncio.Future[StartAnswer | None]]] = field(
-        default_factory=list
-    )
-    # Keys to unlock, each with what to do once it is free (or could not be freed).
-    releases: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
-    # Starts put back once after a lost connection; a second loss fails them.
-    retried: bool = False
+_Starts = Round[StartRequest, StartAnswer | None]
+# A key to unlock, with what to do once it is free (or could not be freed).
+_Release = tuple[str, Callable[[], None]]
 
 
 @dataclass
@@ -88,10 +89,9 @@ class LockSession:
     on_locks_lost: Callable[[list[uuid.UUID]], None] = lambda jobs: None
     held: dict[str, uuid.UUID] = field(default_factory=dict)
     _unlock_pending: set[str] = field(default_factory=set)
-    _pending: _Pending = field(default_factory=_Pending)
-    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _releases: list[_Release] = field(default_factory=list)
     _connection: asyncpg.Connection | None = None
-    _task: asyncio.Task[None] | None = None
+    _starts: RoundBatcher[StartRequest, StartAnswer | None] = field(init=False)
     _watchdog: asyncio.Task[None] | None = None
     # When the last statement that came back was sent (monotonic clock).
     _confirmed_at: float = field(default_factory=time.monotonic)
@@ -100,26 +100,33 @@ class LockSession:
 
     def __post_init__(self) -> None:
         self._jobs = JobManager(self.schema)
+        # A start whose caller went away is still sent: a lock it got is given back below.
+        self._starts = RoundBatcher(
+            self._serve_round,
+            MAX_STARTS_PER_ROUND,
+            name="lock-session",
+            keep_abandoned=True,
+            idle_sec=self.liveness.ping_sec,
+            on_idle=self._ping,
+        )
 
     async def open(self) -> None:
         """Connect and start serving."""
         self._connection = await self._connect()
         self._confirmed_at = time.monotonic()
-        self._task = asyncio.create_task(self._serve(), name="lock-session")
+        self._starts.start()
         self._watchdog = asyncio.create_task(self._watch_deadline(), name="lock-watchdog")
 
     async def close(self) -> None:
         """Stop serving and disconnect (the server releases any lock still held)."""
         self._closing = True
         await stop_serving(self._watchdog, None)
-        await stop_serving(self._task, self._connection)
+        await self._starts.close()
+        await stop_serving(None, self._connection)
 
     async def start(self, job_id: uuid.UUID, pgq_job_id: int) -> StartAnswer | None:
         """Lock and start the job of this dispatch; None when it is not startable."""
-        future: asyncio.Future[StartAnswer | None] = asyncio.get_running_loop().create_future()
-        self._pending.starts.append((StartRequest(job_id, pgq_job_id), future))
-        self._wakeup.set()
-        return await future
+        return await self._starts.submit(StartRequest(job_id, pgq_job_id))
 
     def release(self, lock_key: str, job_id: uuid.UUID) -> None:
         """Give a job's lock back without a final write (the job was requeued another way).
@@ -143,8 +150,8 @@ class LockSession:
         return True
 
     def _queue_unlock(self, lock_key: str, then: Callable[[], None] = _nothing) -> None:
-        self._pending.releases.append((lock_key, then))
-        self._wakeup.set()
+        self._releases.append((lock_key, then))
+        self._starts.wake()
 
     async def _connect(self) -> asyncpg.Connection:
         connection = await connect_lock_session(
@@ -165,7 +172,7 @@ class LockSession:
             len(self.held),
         )
         self.on_locks_lost(list(self.held.values()))
-        self._wakeup.set()  # reconnect, and take the locks back, without waiting for work
+        self._starts.wake()  # reconnect, and take the locks back, without waiting for work
 
     async def _watch_deadline(self) -> None:
         """Stop every job holding a lock once the session has been silent past the deadline."""
@@ -205,28 +212,20 @@ class LockSession:
             logger.warning("lock session ping failed: %s", exc)
             connection.terminate()
 
-    async def _serve(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self.liveness.ping_sec)
-            except TimeoutError:
-                await self._ping()
-                continue
-            self._wakeup.clear()
-            pending, self._pending = self._pending, _Pending()
-            if len(pending.starts) > MAX_STARTS_PER_ROUND:
-                self._pending.starts = pending.starts[MAX_STARTS_PER_ROUND:]
-                del pending.starts[MAX_STARTS_PER_ROUND:]
-                self._wakeup.set()
-            try:
-                connection = await self._usable_connection()
-            except Exception:
-                logger.exception("lock session cannot reach the database")
-                self._fail_all(pending, ConnectionError("lock session has no database connection"))
-                await asyncio.sleep(RECONNECT_DELAY_SEC)
-                continue
-            await self._unlock(connection, pending.releases)
-            await self._start(connection, pending)
+    async def _serve_round(self, starts: _Starts) -> None:
+        """One round: the releases waiting now, then the starts the batcher handed over."""
+        releases, self._releases = self._releases, []
+        try:
+            connection = await self._usable_connection()
+        except Exception:
+            logger.exception("lock session cannot reach the database")
+            self._fail_all(
+                starts, releases, ConnectionError("lock session has no database connection")
+            )
+            await asyncio.sleep(RECONNECT_DELAY_SEC)
+            return
+        await self._unlock(connection, releases)
+        await self._start(connection, starts)
 
     async def _usable_connection(self) -> asyncpg.Connection:
         """The connection, reopened after a loss; locks lost with it are taken again."""
@@ -254,9 +253,7 @@ class LockSession:
             self.on_locks_lost(lost)
         return connection
 
-    async def _unlock(
-        self, connection: asyncpg.Connection, releases: list[tuple[str, Callable[[], None]]]
-    ) -> None:
+    async def _unlock(self, connection: asyncpg.Connection, releases: list[_Release]) -> None:
         keys = [*self._unlock_pending, *(key for key, _ in releases)]
         if not keys:
             return
@@ -266,43 +263,40 @@ class LockSession:
             # Until they are released, treat them as held so no start stacks on them.
             logger.exception("releasing %d lock(s) failed; retrying next round", len(keys))
             self._unlock_pending.update(keys)
-            self._wakeup.set()
+            self._starts.wake()
         else:
             self._unlock_pending.clear()
         for _, then in releases:
             then()
 
-    async def _start(self, connection: asyncpg.Connection, pending: _Pending) -> None:
-        if not pending.starts:
+    async def _start(self, connection: asyncpg.Connection, starts: _Starts) -> None:
+        if not starts:
             return
-        requests = [request for request, _ in pending.starts]
+        requests = starts.requests
         blocked = [*self.held, *self._unlock_pending]
         try:
             answers = await self._round_trip(
                 self._jobs.start_many(connection, requests, blocked, self.worker_id),
             )
         except Exception as exc:
-            if connection_lost(exc, connection) and not pending.retried:
+            if connection_lost(exc, connection) and not starts.retried:
                 # Its locks went with it; the next round reconnects, retakes the held
-                # locks, and tries these starts again.
+                # locks, and tries these starts again (once: a second loss fails them).
                 logger.warning("lock session lost its connection; reconnecting")
                 connection.terminate()
-                self._pending.starts[:0] = pending.starts
-                self._pending.retried = True
-                self._wakeup.set()
+                self._starts.put_back(starts)
                 return
             logger.exception("starting %d attempt(s) failed", len(requests))
             await self._release_strays(connection)
-            for _, future in pending.starts:
-                if not future.done():
-                    future.set_exception(exc)
+            starts.fail_all(exc)
             return
         answered: set[uuid.UUID] = set()
-        for request, future in pending.starts:
+        for entry in starts:
+            request = entry.request
             # One start per job: a second request for it in the same round gets nothing.
             answer = None if request.job_id in answered else answers.get(request.job_id)
             answered.add(request.job_id)
-            if answer is not None and answer.got_lock and future.done():
+            if answer is not None and answer.got_lock and entry.abandoned:
                 # Its caller was cancelled while waiting: nobody will run the attempt, so
                 # give the lock back; the expired lease sends the job back to the queue.
                 logger.warning("start of job %s abandoned by its caller", request.job_id)
@@ -311,8 +305,7 @@ class LockSession:
                 self.held[answer.lock_key] = request.job_id
             elif answer is not None and answer.got_lock:
                 self._queue_unlock(answer.lock_key)  # the job changed between lock and start
-            if not future.done():
-                future.set_result(answer)
+            entry.settle(answer)
 
     async def _release_strays(self, connection: asyncpg.Connection) -> None:
         """After a failed start, drop locks it may have taken (they survive the rollback)."""
@@ -325,10 +318,8 @@ class LockSession:
             with contextlib.suppress(Exception):
                 await connection.close()
 
-    def _fail_all(self, pending: _Pending, error: BaseException) -> None:
+    def _fail_all(self, starts: _Starts, releases: list[_Release], error: BaseException) -> None:
         """No connection: nothing was written, and its locks went with the old session."""
-        for _, future in pending.starts:
-            if not future.done():
-                future.set_exception(error)
-        for _, then in pending.releases:
+        starts.fail_all(error)
+        for _, then in releases:
             then()  # the lost connection took its locks with it

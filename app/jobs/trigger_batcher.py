@@ -13,8 +13,6 @@ transaction of its own, so one unlucky job cannot fail its neighbours.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -22,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain.spec import JobSpec
 from app.domain.views import EnqueueResult
+from app.jobs.batching import Round, RoundBatcher
 from app.jobs.enqueue import enqueue_checked_in_session
 from app.jobs.validation import check_spec
 from app.settings import Settings
@@ -29,8 +28,6 @@ from app.settings import Settings
 logger = logging.getLogger("app.jobs.trigger_batcher")
 
 MAX_ROUND = 500
-
-_Waiting = tuple[JobSpec, asyncio.Future[EnqueueResult]]
 
 
 @dataclass
@@ -40,74 +37,33 @@ class TriggerBatcher:
     sessions: async_sessionmaker[AsyncSession]
     settings: Settings
     max_round: int = MAX_ROUND
-    _waiting: list[_Waiting] = field(default_factory=list)
-    _wakeup: asyncio.Event | None = None
-    _task: asyncio.Task[None] | None = None
+    _rounds: RoundBatcher[JobSpec, EnqueueResult] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # A trigger whose client went away is dropped from its round: nothing was written.
+        self._rounds = RoundBatcher(self._write, self.max_round, name="trigger-batcher")
 
     async def trigger(self, spec: JobSpec) -> EnqueueResult:
         """Create the job (or find it by idempotency_key); returns once it is committed."""
-        spec = check_spec(spec)
-        future: asyncio.Future[EnqueueResult] = asyncio.get_running_loop().create_future()
-        self._waiting.append((spec, future))
-        self._ensure_running().set()
-        return await future
+        return await self._rounds.submit(check_spec(spec))
 
     async def close(self) -> None:
         """Stop the writer (triggers still waiting are failed by cancellation)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for _, future in self._waiting:
-            future.cancel()
+        await self._rounds.close()
 
-    def _ensure_running(self) -> asyncio.Event:
-        if self._wakeup is None:
-            self._wakeup = asyncio.Event()
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._serve(self._wakeup), name="trigger-batcher")
-        return self._wakeup
-
-    async def _serve(self, wakeup: asyncio.Event) -> None:
-        while True:
-            await wakeup.wait()
-            wakeup.clear()
-            while self._waiting:
-                batch = self._waiting[: self.max_round]
-                del self._waiting[: self.max_round]
-                await self._write(batch)
-
-    async def _write(self, batch: list[_Waiting]) -> None:
-        live = [(spec, future) for spec, future in batch if not future.done()]
-        if not live:
+    async def _write(self, batch: Round[JobSpec, EnqueueResult]) -> None:
+        if not batch:
             return
         try:
             async with self.sessions() as session, session.begin():
-                results = await enqueue_checked_in_session(
-                    session, [spec for spec, _ in live], self.settings
-                )
+                results = await enqueue_checked_in_session(session, batch.requests, self.settings)
         except Exception as error:
-            if len(live) == 1:
-                _settle(live[0][1], error=error)
+            if len(batch) == 1:
+                batch.fail_all(error)
                 return
-            logger.warning("a round of %d triggers failed; writing them one by one", len(live))
-            for waiting in live:
-                await self._write([waiting])
+            logger.warning("a round of %d triggers failed; writing them one by one", len(batch))
+            for entry in batch:
+                if not entry.abandoned:  # its client may have gone meanwhile
+                    await self._write(Round([entry]))
             return
-        for (_, future), result in zip(live, results, strict=True):
-            _settle(future, result=result)
-
-
-def _settle(
-    future: asyncio.Future[EnqueueResult],
-    *,
-    result: EnqueueResult | None = None,
-    error: BaseException | None = None,
-) -> None:
-    if future.done():  # the client went away
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        assert result is not None
-        future.set_result(result)
+        batch.settle_all(results)
