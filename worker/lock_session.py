@@ -205,7 +205,7 @@ class LockSession:
         if not self.held or connection is None or connection.is_closed():
             return
         try:
-            await self._round_trip(connection.execute("SELECT 1"))
+            await self._round_trip(self._jobs.ping(connection))
         except Exception as exc:
             if not connection_lost(exc, connection):
                 raise

@@ -225,3 +225,8 @@ async def release_unowned_locks(
 ) -> None:
     """Drop every advisory lock of this session whose key is not in `owned_keys`."""
     await connection.execute(statements.reconcile, owned_keys)
+
+
+async def ping(connection: Any) -> None:
+    """A trivial round trip: fails when the connection (and so its session locks) is gone."""
+    await connection.execute("SELECT 1")

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.domain.spec import JobSpec
 from app.domain.views import EnqueueResult
 from app.jobs.manager import JobManager
-from app.jobs.validation import check_spec
+from app.jobs.validation import check_spec, check_specs
 from app.settings import Settings, get_settings
 
 
@@ -22,7 +22,8 @@ async def enqueue_in_session(
     and a worker is woken by pgqueuer's NOTIFY at that moment. With an idempotency_key that
     already exists, the existing job is returned whatever its state and nothing is written.
     """
-    return (await _enqueue(session, [spec], settings, name_items=False))[0]
+    manager = JobManager.from_settings(settings or get_settings())
+    return (await manager.create_many_in_session(session, [check_spec(spec)]))[0]
 
 
 async def enqueue_many_in_session(
@@ -34,26 +35,5 @@ async def enqueue_many_in_session(
     (InvalidJobError naming `jobs[i]`). Items sharing an idempotency_key, with each other or
     with an existing job, resolve to one job; only the first is reported as created.
     """
-    return await _enqueue(session, specs, settings, name_items=True)
-
-
-async def _enqueue(
-    session: AsyncSession,
-    specs: Sequence[JobSpec],
-    settings: Settings | None,
-    *,
-    name_items: bool,
-) -> list[EnqueueResult]:
-    checked = [
-        check_spec(spec, f"jobs[{index}]: " if name_items else "")
-        for index, spec in enumerate(specs)
-    ]
-    return await enqueue_checked_in_session(session, checked, settings)
-
-
-async def enqueue_checked_in_session(
-    session: AsyncSession, checked: Sequence[JobSpec], settings: Settings | None = None
-) -> list[EnqueueResult]:
-    """enqueue_many_in_session() for specs that already passed check_spec()."""
     manager = JobManager.from_settings(settings or get_settings())
-    return await manager.create_many_in_session(session, checked)
+    return await manager.create_many_in_session(session, check_specs(specs))

@@ -108,6 +108,11 @@ class JobManager:
             results.append(EnqueueResult(job_id=job_id, status=status, created=False))
         return results
 
+    async def create_many(self, specs: Sequence[JobSpec]) -> list[EnqueueResult]:
+        """create_many_in_session() in a transaction of the manager's own, committed."""
+        async with self._transaction() as session:
+            return await self.create_many_in_session(session, specs)
+
     def _new_job(self, spec: JobSpec) -> NewJob:
         return NewJob(
             job_id=uuid.uuid4(),
@@ -159,6 +164,10 @@ class JobManager:
         """Drop the lock session's locks that no running attempt owns."""
         statements = job_batches.batch_statements(self.schema)
         await job_batches.release_unowned_locks(connection, statements, owned_keys)
+
+    async def ping(self, connection: Any) -> None:
+        """Prove the lock session (and so every lock it holds) is still alive."""
+        await job_batches.ping(connection)
 
     # --- one attempt, on the worker's pool --------------------------------------------------
 

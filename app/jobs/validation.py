@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from app.domain.cron import CronRule, parse_cron
@@ -26,6 +28,11 @@ def check_spec(spec: JobSpec, where: str = "") -> JobSpec:
     except InvalidArgsError as error:
         raise InvalidJobError(f"{where}{error}") from None
     return spec
+
+
+def check_specs(specs: Sequence[JobSpec]) -> list[JobSpec]:
+    """check_spec() for each item of a bulk call, naming the item (`jobs[i]`) in any error."""
+    return [check_spec(spec, f"jobs[{index}]: ") for index, spec in enumerate(specs)]
 
 
 def check_schedule(spec: ScheduleSpec) -> CronRule:
