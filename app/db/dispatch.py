@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import timedelta
-from functools import cache
 from typing import Any, cast
 
 import asyncpg
@@ -13,7 +10,6 @@ from pgqueuer.domain.types import JobId
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    bindparam,
     column,
     literal_column,
     table,
@@ -21,8 +17,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.types import Integer, Interval, Text, Uuid
+from sqlalchemy.types import Text
 
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
 from app.db.sql_names import qualified
@@ -95,52 +90,6 @@ def next_dispatch_id(schema: str) -> str:
     """SQL for the next id of pgqueuer's job table, as its own enqueue would take it."""
     pgq = pgqueuer_settings(schema).qualified
     return f"nextval((SELECT pg_get_serial_sequence('{pgq.queue_table}', 'id')))"
-
-
-@cache
-def _dispatch_statement(schema: str) -> TextClause:
-    """One new dispatch for one job, linked to its dl_jobs row in the same statement."""
-    jobs = qualified(schema, "dl_jobs")
-    sql = f"""
-        WITH source AS MATERIALIZED (
-            SELECT {next_dispatch_id(schema)} AS pgq_job_id, CAST(:job_id AS uuid) AS job_id,
-                   CAST(:queue AS text) AS queue, CAST(:priority AS int) AS priority,
-                   now() + CAST(:delay AS interval) AS available_at
-        ),
-        {dispatch_ctes(schema, "source")},
-        linked AS (
-            UPDATE {jobs} j SET pgq_job_id = d.id
-            FROM dispatched d, source s
-            WHERE j.job_id = s.job_id AND d.id = s.pgq_job_id
-        )
-        SELECT id FROM dispatched
-    """
-    return text(sql).bindparams(
-        bindparam("job_id", type_=Uuid()),
-        bindparam("queue", type_=Text()),
-        bindparam("priority", type_=Integer()),
-        bindparam("delay", type_=Interval()),
-    )
-
-
-async def dispatch_in_session(
-    session: AsyncSession,
-    schema: str,
-    *,
-    queue: str,
-    job_id: uuid.UUID,
-    priority: int,
-    delay: timedelta,
-) -> int:
-    """Give `job_id` a new pgqueuer dispatch, due after `delay`, and link it; returns its id.
-
-    While the queue is paused the dispatch is parked until the resume.
-    """
-    result = await session.execute(
-        _dispatch_statement(schema),
-        {"queue": queue, "job_id": job_id, "priority": priority, "delay": max(delay, timedelta(0))},
-    )
-    return int(result.scalar_one())
 
 
 async def withdraw_dispatch_in_session(session: AsyncSession, schema: str, pgq_job_id: int) -> None:

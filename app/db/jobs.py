@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.types import UUID, DateTime, Integer, Text
+from sqlalchemy.types import UUID, DateTime, Integer, Interval, Text, Uuid
 
 from app.db.dispatch import dispatch_ctes, next_dispatch_id
 from app.db.events import logged_with
@@ -157,6 +157,51 @@ async def insert_many(
     result = await session.execute(_insert_statement(schema), params)
     created = {row[0] for row in result}
     return [InsertOutcome(job.job_id, job.job_id in created) for job in new_jobs]
+
+
+@cache
+def _dispatch_statement(schema: str) -> TextClause:
+    """One new dispatch for one job, linked to its dl_jobs row in the same statement."""
+    sql = f"""
+        WITH source AS MATERIALIZED (
+            SELECT {next_dispatch_id(schema)} AS pgq_job_id, CAST(:job_id AS uuid) AS job_id,
+                   CAST(:queue AS text) AS queue, CAST(:priority AS int) AS priority,
+                   now() + CAST(:delay AS interval) AS available_at
+        ),
+        {dispatch_ctes(schema, "source")},
+        linked AS (
+            UPDATE {qualified(schema, "dl_jobs")} j SET pgq_job_id = d.id
+            FROM dispatched d, source s
+            WHERE j.job_id = s.job_id AND d.id = s.pgq_job_id
+        )
+        SELECT id FROM dispatched
+    """
+    return text(sql).bindparams(
+        bindparam("job_id", type_=Uuid()),
+        bindparam("queue", type_=Text()),
+        bindparam("priority", type_=Integer()),
+        bindparam("delay", type_=Interval()),
+    )
+
+
+async def dispatch(
+    session: AsyncSession,
+    schema: str,
+    *,
+    queue: str,
+    job_id: uuid.UUID,
+    priority: int,
+    delay: timedelta,
+) -> int:
+    """Give `job_id` a new pgqueuer dispatch, due after `delay`, and link it; returns its id.
+
+    While the queue is paused the dispatch is parked until the resume.
+    """
+    result = await session.execute(
+        _dispatch_statement(schema),
+        {"queue": queue, "job_id": job_id, "priority": priority, "delay": max(delay, timedelta(0))},
+    )
+    return int(result.scalar_one())
 
 
 # --- read -----------------------------------------------------------------------------------

@@ -237,7 +237,7 @@ class JobManager:
                 error=error,
                 details={**(details or {}), "instead_of": event.value},
             )
-        await dispatch.dispatch_in_session(
+        await job_rows.dispatch(
             session,
             self.schema,
             queue=requeued.queue,
@@ -285,7 +285,7 @@ class JobManager:
             row = await job_rows.postpone_queued(session, job_id, pgq_job_id, delay_sec)
             if row is None:
                 return False
-            await dispatch.dispatch_in_session(
+            await job_rows.dispatch(
                 session,
                 self.schema,
                 queue=row.queue,
@@ -352,7 +352,7 @@ class JobManager:
         details: dict[str, Any],
     ) -> None:
         """A queued job that lost its dispatch gets a new one."""
-        await dispatch.dispatch_in_session(
+        await job_rows.dispatch(
             session, self.schema, queue=queue, job_id=job_id, priority=priority, delay=delay
         )
         await events.add_event(session, job_id, JobEvent.REDISPATCHED, 0, details or None)
@@ -399,7 +399,7 @@ class JobManager:
                 raise JobNotRetryableError(job.status)
             original = await events.original_max_attempts(session, job_id)
             max_attempts = job.attempt + (job.max_attempts if original is None else original)
-            pgq_job_id = await dispatch.dispatch_in_session(
+            pgq_job_id = await job_rows.dispatch(
                 session,
                 self.schema,
                 queue=job.queue,
