@@ -31,7 +31,7 @@ from app.settings import load_settings
 from bench.history import build_history
 from bench.server import bench_server, create_template, drop_database, fresh_database
 from bench.stats import percentile
-from worker.maintenance.retention import Retention
+from worker.maintenance.retention import Retention, RetentionConfig
 
 # pgqueuer's view of each history job: queued, picked, successful, a second apart.
 _LOG = """
@@ -175,7 +175,10 @@ async def measure(dsn: str, batch_size: int, max_batches: int) -> dict[str, Any]
         report["after"] = await counts(dsn)
         # 2. What a pass costs once nothing is left: at once (the indexes still hold the
         # dead entries), and after the VACUUM autovacuum would soon run.
-        service = Retention(sessions, retention, batch_size, max_batches)
+        service = Retention(
+            sessions,
+            RetentionConfig(retention, batch_size=batch_size, max_batches_per_pass=max_batches),
+        )
         report["idle_pass_after_drain"] = await idle_passes(service)
         await vacuum(dsn)
         report["idle_pass_after_vacuum"] = await idle_passes(service)
@@ -188,9 +191,10 @@ async def measure_passes(dsn: str, batch_size: int, max_batches: int) -> dict[st
     """Drain the history with `run_once()` as the leader would, pass after pass."""
     settings = load_settings(database_url=dsn)
     engine = create_engine(settings, pool_size=2)
-    service = Retention(
-        create_session_factory(engine), timedelta(seconds=1), batch_size, max_batches
+    config = RetentionConfig(
+        timedelta(seconds=1), batch_size=batch_size, max_batches_per_pass=max_batches
     )
+    service = Retention(create_session_factory(engine), config)
     await asyncio.sleep(3)
     passes: list[float] = []
     longest = 0.0

@@ -29,7 +29,8 @@ from worker.finish_writer import FinishWriter
 from worker.identity import worker_id
 from worker.lock_liveness import LockLiveness
 from worker.lock_session import LockSession
-from worker.maintenance.leader import MaintenanceLoop
+from worker.maintenance.config import MaintenanceConfig
+from worker.maintenance.leader import MaintenanceLeader
 from worker.maintenance.reaper import Reaper
 from worker.maintenance.retention import Retention
 from worker.maintenance.scheduler import Scheduler
@@ -108,7 +109,7 @@ def _serve_metrics_once(host: str, port: int) -> None:
 
 @asynccontextmanager
 async def factory() -> AsyncIterator[QueueManager]:
-    """Build the worker: pgqueuer entrypoints, the attempt runner, the maintenance loop.
+    """Build the worker: pgqueuer entrypoints, the attempt runner, the maintenance leader.
 
     Entered again for each run under `pgq run --restart-on-failure`: whatever a run (or a
     start that failed half-way, the database still down) opened is closed when it ends.
@@ -165,16 +166,20 @@ async def factory() -> AsyncIterator[QueueManager]:
         maintenance_engine = maintenance_pool(settings, ident)
         stack.push_async_callback(maintenance_engine.dispose)
         maintenance_sessions = create_session_factory(maintenance_engine)
-        maintenance = MaintenanceLoop(
+        config = MaintenanceConfig.from_settings(settings)
+        maintenance = MaintenanceLeader(
             dsn=settings.asyncpg_dsn,
-            reaper=Reaper(
-                JobManager.from_settings(settings, maintenance_sessions), worker_id=ident
-            ),
-            scheduler=Scheduler(maintenance_sessions, settings, ident),
-            period_sec=settings.dl_reaper_period_sec,
-            schedule_period_sec=settings.dl_schedule_period_sec,
-            retention=Retention.from_settings(maintenance_sessions, settings),
-            retention_period_sec=settings.dl_retention_period_sec,
+            # Started in this order when a term begins: it begins with a reaper pass.
+            services=[
+                Reaper(
+                    JobManager.from_settings(settings, maintenance_sessions),
+                    config.reaper,
+                    worker_id=ident,
+                ),
+                Scheduler(maintenance_sessions, settings, ident, config.scheduler),
+                Retention(maintenance_sessions, config.retention),
+            ],
+            config=config.leader,
             worker_id=ident,
         )
         signalled = asyncio.Event()
@@ -194,8 +199,8 @@ async def factory() -> AsyncIterator[QueueManager]:
         yield pgq
 
 
-async def _stop_background(maintenance: MaintenanceLoop, tasks: list[asyncio.Task[None]]) -> None:
-    """End the maintenance loop (it resigns) and the drain watcher."""
+async def _stop_background(maintenance: MaintenanceLeader, tasks: list[asyncio.Task[None]]) -> None:
+    """End the maintenance leader (it stops its services and resigns) and the drain watcher."""
     maintenance.stopped.set()
     for task in tasks[1:]:
         task.cancel()

@@ -1,4 +1,4 @@
-"""The leader's retention pass, called directly on a real database."""
+"""The retention service's pass and cadence, called directly on a real database."""
 
 from __future__ import annotations
 
@@ -9,13 +9,9 @@ from datetime import timedelta
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.jobs.manager import JobManager
 from app.settings import Settings
 from tests.support.jobs_db import JobsDb
-from worker.maintenance.leader import MaintenanceLoop
-from worker.maintenance.reaper import Reaper
-from worker.maintenance.retention import Retention, RetentionResult
-from worker.maintenance.scheduler import Scheduler
+from worker.maintenance.retention import Retention, RetentionConfig, RetentionResult
 
 WEEK = timedelta(days=7)
 OLD = timedelta(days=8)  # older than the retention
@@ -102,7 +98,7 @@ async def test_retention_deletes_old_finished_jobs_and_only_their_events(
         *await add_jobs(db, 1, "queued", age=timedelta(days=400)),
     ]
 
-    result = await Retention(sessions, WEEK).run_once()
+    result = await Retention(sessions, RetentionConfig(WEEK)).run_once()
 
     assert result.jobs == len(old_finished)
     assert result.events == len(old_finished) * EVENTS_PER_JOB
@@ -143,7 +139,7 @@ async def test_retention_deletes_old_pgqueuer_log_and_statistics_rows(
             buckets,
         )
 
-    result = await Retention(sessions, WEEK).run_once()
+    result = await Retention(sessions, RetentionConfig(WEEK)).run_once()
 
     assert (result.pgqueuer_log, result.pgqueuer_statistics) == (5, 4)
     assert (result.jobs, result.events) == (0, 0)
@@ -167,7 +163,7 @@ async def test_retention_works_in_bounded_batches_and_says_when_more_remain(
         """,
         OLD,
     )
-    retention = Retention(sessions, WEEK, batch_size=10, max_batches_per_pass=6)
+    retention = Retention(sessions, RetentionConfig(WEEK, batch_size=10, max_batches_per_pass=6))
 
     first = await retention.run_once()
 
@@ -196,7 +192,7 @@ async def test_retention_skips_a_job_another_transaction_holds_without_waiting(
     sessions: async_sessionmaker[AsyncSession], db: asyncpg.Connection
 ) -> None:
     held, free = await add_jobs(db, 2, "failed", age=OLD)
-    retention = Retention(sessions, WEEK)
+    retention = Retention(sessions, RetentionConfig(WEEK))
     transaction = db.transaction()
     await transaction.start()
     try:  # as a retry of the failed job would, mid-way
@@ -226,7 +222,7 @@ async def test_retention_sweeps_old_orphan_events_and_keeps_young_ones(
     young_orphans = [uuid.uuid4() for _ in range(2)]
     await add_events(db, young_orphans, age=RECENT)
     # Windows of 4 events: the sweep walks several of them and stops at the young ones.
-    retention = Retention(sessions, WEEK, batch_size=4)
+    retention = Retention(sessions, RetentionConfig(WEEK, batch_size=4))
 
     result = await retention.run_once()
 
@@ -248,7 +244,7 @@ async def test_retention_of_zero_keeps_everything(
     jobs = await add_jobs(db, 3, "succeeded", age=timedelta(days=4000))
     await add_events(db, [uuid.uuid4()], age=timedelta(days=4000))
 
-    result = await Retention(sessions, timedelta(0)).run_once()
+    result = await Retention(sessions, RetentionConfig(timedelta(0))).run_once()
 
     assert result == RetentionResult()
     assert set(jobs) <= await existing_jobs(db)
@@ -273,7 +269,7 @@ async def test_retention_deletes_jobs_finished_by_the_real_lifecycle(
     # Both jobs wrote pgqueuer_log rows as they were enqueued and canceled; age them too.
     await db.execute("UPDATE pgqueuer_log SET created = created - $1::interval", OLD)
 
-    result = await Retention(sessions, WEEK).run_once()
+    result = await Retention(sessions, RetentionConfig(WEEK)).run_once()
 
     assert (result.jobs, result.events) == (1, 2)  # queued, canceled
     assert result.pgqueuer_log >= 2
@@ -281,27 +277,38 @@ async def test_retention_deletes_jobs_finished_by_the_real_lifecycle(
     assert await jobs.event_names(queued) == ["queued"]
 
 
-async def test_maintenance_loop_prunes_after_reaping_and_then_waits_its_period(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], db: asyncpg.Connection
+async def test_retention_service_prunes_at_once_then_waits_its_period(
+    sessions: async_sessionmaker[AsyncSession], db: asyncpg.Connection
 ) -> None:
     await add_jobs(db, 2, "succeeded", age=OLD)
-    loop = MaintenanceLoop(
-        dsn=settings.asyncpg_dsn,
-        reaper=Reaper(JobManager.from_settings(settings, sessions)),
-        scheduler=Scheduler(sessions, settings, "test-leader"),
-        period_sec=10,
-        schedule_period_sec=1,
-        retention=Retention(sessions, WEEK),
-        retention_period_sec=300,
-    )
-    try:
-        wait = await loop.tick()
+    retention = Retention(sessions, RetentionConfig(WEEK, period_sec=300))
+    stopped = asyncio.Event()
 
-        assert await existing_jobs(db) == set()
-        assert 0 < wait <= 1
-        later = await add_jobs(db, 1, "succeeded", age=OLD)
-        await loop.tick()
-        assert await existing_jobs(db) == set(later)  # the next pass is a period away
-    finally:
-        loop.stopped.set()
-        await loop.run()  # resigns: closes the leader connection
+    async def stop_after_this_pass() -> None:
+        stopped.set()
+
+    assert retention.first_wait_sec() == 0  # a new leader process prunes in its first pass
+    await retention.run(stopped, stop_after_this_pass)
+
+    assert await existing_jobs(db) == set()
+    # The next pass is a period away, in this term and in any later one of this process.
+    assert 299 < retention.first_wait_sec() <= 300
+
+
+async def test_retention_service_comes_back_sooner_while_a_backlog_remains(
+    sessions: async_sessionmaker[AsyncSession], db: asyncpg.Connection
+) -> None:
+    await add_jobs(db, 45, "succeeded", age=OLD)
+    config = RetentionConfig(
+        WEEK, period_sec=300, backlog_period_sec=10, batch_size=10, max_batches_per_pass=4
+    )
+    retention = Retention(sessions, config)
+
+    waits = [await retention.pass_then_wait()]
+    while waits[-1] != 300:
+        assert len(waits) < 20, waits
+        waits.append(await retention.pass_then_wait())
+
+    assert waits[:-1] == [10] * (len(waits) - 1)
+    assert len(waits) >= 3  # 45 jobs in batches of 10, at most 4 batches a pass
+    assert await existing_jobs(db) == set()

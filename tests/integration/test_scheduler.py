@@ -11,11 +11,13 @@ from app.jobs.schedule_firing import FireKind, instance_key
 from app.jobs.schedule_service import ScheduleService
 from app.settings import Settings
 from tests.support.schedules import jobs_of, schedule_row, schedule_spec, set_columns
-from worker.maintenance.scheduler import Scheduler
+from worker.maintenance.config import MaintenanceConfig
+from worker.maintenance.scheduler import FIRE_SLACK_SEC, Scheduler, SchedulerConfig
 
 
 def scheduler(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Scheduler:
-    return Scheduler(sessions, settings, worker_id="test-leader")
+    config = MaintenanceConfig.from_settings(settings).scheduler
+    return Scheduler(sessions, settings, worker_id="test-leader", config=config)
 
 
 async def test_scheduler_baselines_a_null_next_run_at_without_firing(
@@ -192,3 +194,32 @@ async def test_scheduler_waits_for_a_future_fire_time_by_the_database_clock(
     assert result.counts == {}
     assert result.next_due_in_sec is not None
     assert 25 < result.next_due_in_sec <= 30
+
+
+async def test_scheduler_service_sleeps_until_the_next_fire_time_within_its_period(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    await ScheduleService(sessions, settings).create(schedule_spec())
+    await set_columns(engine, "every-minute", "next_run_at = now() + interval '30 seconds'")
+    patient = Scheduler(sessions, settings, "test-leader", SchedulerConfig(period_sec=60))
+
+    assert 25 < await patient.pass_then_wait() <= 30 + FIRE_SLACK_SEC
+    assert await scheduler(sessions, settings).pass_then_wait() == settings.dl_schedule_period_sec
+    await set_columns(engine, "every-minute", "enabled = false")
+    assert await patient.pass_then_wait() == 60  # nothing enabled: a period
+
+
+async def test_scheduler_service_fires_a_due_schedule_at_the_start_of_a_term(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    await ScheduleService(sessions, settings).create(schedule_spec())
+    await set_columns(engine, "every-minute", "next_run_at = date_trunc('minute', now())")
+    service = scheduler(sessions, settings)
+    stopped = asyncio.Event()
+
+    async def stop_after_this_pass() -> None:
+        stopped.set()
+
+    await service.run(stopped, stop_after_this_pass)
+
+    assert len(await jobs_of(engine, "every-minute")) == 1

@@ -1,11 +1,11 @@
-"""Leader election by a session advisory lock, and the maintenance loop the leader runs."""
+"""Leader election by a session advisory lock; the leader starts and stops maintenance services."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,9 +13,7 @@ import asyncpg
 
 from app.db import locks
 from app.jobs.connections import connect_leader
-from worker.maintenance.reaper import Reaper
-from worker.maintenance.retention import Retention
-from worker.maintenance.scheduler import Scheduler
+from worker.maintenance.service import MaintenanceService, require_positive, wait_unless_stopped
 
 logger = logging.getLogger("worker.leader")
 
@@ -26,56 +24,74 @@ LEADER_LOCK_ID = 0x646C5F6C65616472  # "dl_leadr"
 # periods, which frees the lock for another worker; a live leader pings every period.
 IDLE_PERIODS = 3
 MIN_IDLE_SEC = 2.0
-# Wake a little after a fire time, so the schedule is due by the database clock.
-FIRE_SLACK_SEC = 0.01
-MIN_SLEEP_SEC = 0.01
+PERIOD_SEC_DEFAULT = 10.0
+
+
+@dataclass(frozen=True)
+class LeaderConfig:
+    """How often the election runs, and so how soon the server frees a hung leader's lock."""
+
+    # A worker that does not lead tries to every period (DL_REAPER_PERIOD_SEC), and the
+    # leader proves its session alive as often. A leader whose service failed resigns and
+    # stands again a period later; one whose session the server closed stands again at once.
+    period_sec: float = PERIOD_SEC_DEFAULT
+
+    def __post_init__(self) -> None:
+        """Reject a period that is not above zero."""
+        require_positive(self, period_sec=self.period_sec)
+
+    @property
+    def idle_session_timeout_ms(self) -> int:
+        """The session's idle_session_timeout: IDLE_PERIODS periods, at least MIN_IDLE_SEC."""
+        return int(max(self.period_sec * IDLE_PERIODS, MIN_IDLE_SEC) * 1000)
+
+
+class LeadershipLostError(Exception):
+    """The server closed the leader's session, and the lock went with it."""
 
 
 @dataclass
-class MaintenanceLoop:
-    """Tries to become leader each period; the leader reaps, fires due schedules, prunes.
+class MaintenanceLeader:
+    """Tries to lead every period; while it leads, the services run, each in its own loop.
 
-    `period_sec` paces the reaper and a non-leader's attempts to lead. The leader looks for
-    due schedules at least every `schedule_period_sec`, and wakes at the next fire time when
-    that comes sooner, so a schedule fires on time. Retention runs last, every
-    `retention_period_sec`, or every `period_sec` while a backlog remains.
+    Winning the election starts the services (a new term: each begins with a pass unless it
+    keeps a cadence of its own); losing the session, a failing service or stopping ends the
+    term: the services are stopped, each after the pass it is in, and the lock is given up.
+    Before each pass a service proves, through `confirm()`, that the lock is still held.
     """
 
     dsn: str
-    reaper: Reaper
-    scheduler: Scheduler
-    period_sec: float
-    schedule_period_sec: float
-    retention: Retention | None = None
-    retention_period_sec: float = 300.0
+    services: Sequence[MaintenanceService]
+    config: LeaderConfig = field(default_factory=LeaderConfig)
     # Names the leader connection in pg_stat_activity.
     worker_id: str | None = None
     connection: Any = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
-    _next_reap: float = 0.0
-    # Not reset on resigning: a worker that leads again keeps the cadence; a new leader
-    # (a fresh process) prunes in its first tick.
-    _next_retention: float = 0.0
+    # The running term: its services' loops and the event that stops them.
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False, repr=False)
+    _term_stopped: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    # The services and the election share one connection: one statement at a time on it.
+    _session_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     @property
     def is_leader(self) -> bool:
         """Whether this process holds the leader lock now."""
         return self.connection is not None and not self.connection.is_closed()
 
-    async def _elect(self) -> bool:
+    async def elect(self) -> bool:
+        """One election: whether this process leads (a leader's session proves it is alive)."""
         if self.connection is not None and self.connection.is_closed():
             # The server closed the session (idle timeout, restart): the lock went with it.
             logger.warning("lost maintenance leadership: the leader connection was closed")
+            await self._stop_services()
             self.connection = None
         if self.is_leader:
-            # Proves the lock's session is still ours and keeps it from the idle timeout;
-            # raises when the server closed it, and the loop then resigns.
-            await self.connection.execute("SELECT 1")
+            await self.confirm()
             return True
         connection = await connect_leader(self.dsn, self.worker_id)
-        # Set here, not at connect: it follows this loop's period, and a server without
+        # Set here, not at connect: it follows the election's period, and a server without
         # the setting must still elect a leader (as a startup parameter it refuses the login).
-        idle_ms = int(max(self.period_sec * IDLE_PERIODS, MIN_IDLE_SEC) * 1000)
+        idle_ms = self.config.idle_session_timeout_ms
         with contextlib.suppress(asyncpg.PostgresError):  # idle_session_timeout: PostgreSQL 14+
             await connection.execute(f"SET idle_session_timeout = {idle_ms}")
         if await locks.try_lock_id(connection, LEADER_LOCK_ID):
@@ -85,61 +101,75 @@ class MaintenanceLoop:
         await connection.close()
         return False
 
-    async def tick(self) -> float:
-        """One pass: elect; when leading, reap (each period), fire due schedules, prune.
+    async def confirm(self) -> None:
+        """Prove that the lock's session is still ours, and keep it from the idle timeout.
 
-        Returns how long to sleep before the next pass.
+        Raises LeadershipLostError when the server closed the session, and whatever the ping
+        raises when the connection fails.
         """
-        if not await self._elect():
-            return self.period_sec
-        if time.monotonic() >= self._next_reap:
-            await self.reaper.run_once()
-            self._next_reap = time.monotonic() + self.period_sec
-        result = await self.scheduler.run_once()
-        next_fire = None
-        if result.next_due_in_sec is not None:
-            next_fire = time.monotonic() + result.next_due_in_sec + FIRE_SLACK_SEC
-        if self.retention is not None and time.monotonic() >= self._next_retention:
-            self._next_retention = time.monotonic() + await self._prune(self.retention)
-        now = time.monotonic()
-        wait = min(self.schedule_period_sec, self._next_reap - now)
-        if next_fire is not None:
-            wait = min(wait, next_fire - now)
-        if self.retention is not None:
-            wait = min(wait, self._next_retention - now)
-        return max(wait, MIN_SLEEP_SEC)
-
-    async def _prune(self, retention: Retention) -> float:
-        """One retention pass; returns the seconds until the next one.
-
-        A failed pass is logged and tried again a period later: it keeps the leadership,
-        since the reaper and the scheduler, which ran before it, are what needs the leader.
-        """
-        try:
-            result = await retention.run_once()
-        except Exception:
-            logger.warning("retention pass failed; will retry", exc_info=True)
-            return self.retention_period_sec
-        if result.more_remain:
-            return min(self.period_sec, self.retention_period_sec)
-        return self.retention_period_sec
+        async with self._session_lock:
+            connection = self.connection
+            if connection is None or connection.is_closed():
+                raise LeadershipLostError
+            await connection.execute("SELECT 1")
 
     async def run(self) -> None:
-        """Tick until stopped; errors are logged, leadership given up, and the loop goes on."""
-        while not self.stopped.is_set():
-            wait = self.period_sec
-            try:
-                wait = await self.tick()
-            except Exception:
-                logger.warning("maintenance tick failed", exc_info=True)
-                await self._resign()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopped.wait(), wait)
-        await self._resign()
+        """Lead whenever possible until stopped; an error resigns, and the loop goes on."""
+        try:
+            while not self.stopped.is_set():
+                try:
+                    if await self.elect():
+                        self._start_services()
+                        await self._watch_services(self.config.period_sec)
+                        continue
+                except LeadershipLostError:
+                    continue  # the election says so, and stands again at once
+                except Exception:
+                    logger.warning("maintenance failed; resigning the leadership", exc_info=True)
+                    await self.resign()
+                await wait_unless_stopped(self.stopped, self.config.period_sec)
+        finally:
+            await self.resign()
 
-    async def _resign(self) -> None:
-        self._next_reap = 0.0  # a new term starts with a reaper pass
+    async def resign(self) -> None:
+        """Stop the services, then give the lock up with its session."""
+        await self._stop_services()
         connection, self.connection = self.connection, None
         if connection is not None and not connection.is_closed():
             with contextlib.suppress(Exception):
                 await connection.close()
+
+    def _start_services(self) -> None:
+        """Start a term, unless one is running: each service in its own loop."""
+        if self._tasks:
+            return
+        self._term_stopped = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(
+                service.run(self._term_stopped, self.confirm),
+                name=f"maintenance {type(service).__name__}",
+            )
+            for service in self.services
+        ]
+
+    async def _watch_services(self, seconds: float) -> None:
+        """Wait `seconds`, or until stopped, while the term runs; raise why a service ended."""
+        stopping = asyncio.create_task(self.stopped.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {stopping, *self._tasks}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopping.cancel()
+        for task in done - {stopping}:
+            if task.cancelled():
+                raise RuntimeError(f"{task.get_name()} was cancelled")
+            # A service's loop only returns once its term is stopped, which this is not.
+            raise task.exception() or RuntimeError(f"{task.get_name()} stopped by itself")
+
+    async def _stop_services(self) -> None:
+        """End the term: each service stops after the pass it is in."""
+        tasks, self._tasks = self._tasks, []
+        self._term_stopped.set()
+        # What made a service fail was raised by _watch_services already.
+        await asyncio.gather(*tasks, return_exceptions=True)

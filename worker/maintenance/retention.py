@@ -11,16 +11,61 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import retention_queries
-from app.settings import Settings
+from worker.maintenance.service import MaintenanceService, require_positive
 
 logger = logging.getLogger("worker.retention")
 
-DEFAULT_RETENTION = timedelta(days=7)
-DEFAULT_BATCH_SIZE = 1000
-DEFAULT_MAX_BATCHES_PER_PASS = 20
-# Well inside the leader session's idle timeout (3 reaper periods, 30 s by default), so a
-# slow database cannot make one pass cost the leadership.
-DEFAULT_MAX_PASS_SEC = 5.0
+RETENTION_DEFAULT = timedelta(days=7)
+PERIOD_SEC_DEFAULT = 300.0
+BACKLOG_PERIOD_SEC_DEFAULT = 10.0
+BATCH_SIZE_DEFAULT = 1000
+MAX_BATCHES_PER_PASS_DEFAULT = 20
+# A leader that resigns, or a worker that shuts down, waits for a pass in progress: a
+# slow database keeps it waiting this long at most (plus the batch under way).
+MAX_PASS_SEC_DEFAULT = 5.0
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """What retention deletes, how often, and how much one pass and one batch take on."""
+
+    # Finished jobs (by finished_at), pgqueuer_log and pgqueuer_statistics rows (by created)
+    # older than this are deleted (DL_RETENTION_DAYS); zero keeps everything. Queued and
+    # running jobs are never deleted.
+    retention: timedelta = RETENTION_DEFAULT
+    # Seconds between the end of a pass and the next (DL_RETENTION_PERIOD_SEC); a pass that
+    # failed is tried again this long after. Kept across terms: a worker that leads again
+    # prunes when its pass is due, a new process at once.
+    period_sec: float = PERIOD_SEC_DEFAULT
+    # While a pass leaves old rows behind, the next follows after this instead, when it is
+    # shorter (DL_REAPER_PERIOD_SEC), until the backlog is gone.
+    backlog_period_sec: float = BACKLOG_PERIOD_SEC_DEFAULT
+    # Jobs (each with its events) or pgqueuer rows per batch, one transaction each
+    # (DL_RETENTION_BATCH_SIZE).
+    batch_size: int = BATCH_SIZE_DEFAULT
+    # Bounds one pass (DL_RETENTION_MAX_BATCHES_PER_PASS); no new batch starts after
+    # `max_pass_sec` either.
+    max_batches_per_pass: int = MAX_BATCHES_PER_PASS_DEFAULT
+    max_pass_sec: float = MAX_PASS_SEC_DEFAULT
+
+    def __post_init__(self) -> None:
+        """Reject a negative retention, and periods or bounds that are not above zero."""
+        if self.retention < timedelta(0):
+            message = f"RetentionConfig.retention must not be negative, not {self.retention}"
+            raise ValueError(message)
+        require_positive(
+            self,
+            period_sec=self.period_sec,
+            backlog_period_sec=self.backlog_period_sec,
+            batch_size=self.batch_size,
+            max_batches_per_pass=self.max_batches_per_pass,
+            max_pass_sec=self.max_pass_sec,
+        )
+
+    @property
+    def backlog_wait_sec(self) -> float:
+        """The wait after a pass that left old rows behind."""
+        return min(self.backlog_period_sec, self.period_sec)
 
 
 @dataclass(frozen=True)
@@ -53,44 +98,53 @@ class _Tally:
 
 
 @dataclass
-class Retention:
-    """Deletes history older than `retention`, in batches of `batch_size` rows.
+class Retention(MaintenanceService):
+    """Deletes history older than the retention, in batches of `batch_size` rows.
 
     Each batch is a transaction of its own, so no lock is held for long, and a pass runs at
     most `max_batches_per_pass` of them (round robin over the tables, so a backlog in one
-    does not starve the others); `more_remain` then tells the caller to come back soon.
-    A zero `retention` keeps everything.
+    does not starve the others); `more_remain` then brings the next pass sooner. A zero
+    retention keeps everything. A pass that fails is logged and tried again a period later:
+    it never costs the leadership, which the reaper and the scheduler need.
     """
 
     sessions: async_sessionmaker[AsyncSession]
-    # Finished jobs (by finished_at), pgqueuer_log and pgqueuer_statistics rows (by created)
-    # older than this are deleted. Queued and running jobs are never deleted.
-    retention: timedelta = DEFAULT_RETENTION
-    # Jobs (each with its events) or pgqueuer rows per batch, one transaction each.
-    batch_size: int = DEFAULT_BATCH_SIZE
-    # Bounds one pass, so the leader's tick (reaper, scheduler) stays short; no new batch
-    # starts after `max_pass_sec` either.
-    max_batches_per_pass: int = DEFAULT_MAX_BATCHES_PER_PASS
-    max_pass_sec: float = DEFAULT_MAX_PASS_SEC
+    config: RetentionConfig = field(default_factory=RetentionConfig)
     # Where the sweep for orphan events goes on; kept between passes.
     _orphan_cursor: int = field(default=0, init=False, repr=False)
+    # When the next pass is due (time.monotonic()); kept between terms.
+    _next_pass_at: float = field(default=0.0, init=False, repr=False)
 
-    @classmethod
-    def from_settings(
-        cls, sessions: async_sessionmaker[AsyncSession], settings: Settings
-    ) -> Retention:
-        """Retention as DL_RETENTION_DAYS, _BATCH_SIZE and _MAX_BATCHES_PER_PASS say."""
-        return cls(
-            sessions,
-            retention=timedelta(days=settings.dl_retention_days),
-            batch_size=settings.dl_retention_batch_size,
-            max_batches_per_pass=settings.dl_retention_max_batches_per_pass,
-        )
+    @property
+    def retention(self) -> timedelta:
+        """History older than this is deleted (the config's)."""
+        return self.config.retention
+
+    @property
+    def batch_size(self) -> int:
+        """Rows per batch, one transaction each (the config's)."""
+        return self.config.batch_size
 
     @property
     def enabled(self) -> bool:
         """Whether anything is ever deleted (a zero retention keeps history forever)."""
         return self.retention > timedelta(0)
+
+    def first_wait_sec(self) -> float:
+        """A new term waits for the pass that was due anyway; a new process prunes at once."""
+        return max(0.0, self._next_pass_at - time.monotonic())
+
+    async def pass_then_wait(self) -> float:
+        """One pass; then a period's wait, a shorter one while a backlog remains."""
+        try:
+            result = await self.run_once()
+        except Exception:
+            logger.warning("retention pass failed; will retry", exc_info=True)
+            wait = self.config.period_sec
+        else:
+            wait = self.config.backlog_wait_sec if result.more_remain else self.config.period_sec
+        self._next_pass_at = time.monotonic() + wait
+        return wait
 
     async def run_once(self) -> RetentionResult:
         """One bounded pass over the four kinds of history."""
@@ -105,10 +159,12 @@ class Retention:
             "orphan_events": self._orphan_batch,
         }
         pending = dict(steps)
-        deadline = time.perf_counter() + self.max_pass_sec
+        deadline = time.perf_counter() + self.config.max_pass_sec
 
         def may_go_on() -> bool:
-            return tally.batches < self.max_batches_per_pass and time.perf_counter() < deadline
+            return (
+                tally.batches < self.config.max_batches_per_pass and time.perf_counter() < deadline
+            )
 
         while pending and may_go_on():
             for name, step in list(pending.items()):

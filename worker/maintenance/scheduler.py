@@ -12,10 +12,32 @@ from app.db import schedules
 from app.jobs.schedule_firing import FireKind, FireOutcome, fire_if_due_in_session
 from app.observability.metrics import worker_metrics
 from app.settings import Settings
+from worker.maintenance.service import MaintenanceService, require_positive
 
 logger = logging.getLogger("worker.scheduler")
 
 ERROR_LIMIT = 500
+PERIOD_SEC_DEFAULT = 1.0
+BATCH_SIZE_DEFAULT = 100
+# Wake a little after a fire time, so the schedule is due by the database clock.
+FIRE_SLACK_SEC = 0.01
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """How long the scheduler may wait between looks, and how many schedules a pass fires."""
+
+    # The longest wait between two passes (DL_SCHEDULE_PERIOD_SEC). The scheduler wakes at
+    # the next fire time when that comes sooner, so a schedule fires on time; a schedule
+    # that failed to fire is tried again this long after.
+    period_sec: float = PERIOD_SEC_DEFAULT
+    # Due schedules one pass fires, each in a transaction of its own; when more are due,
+    # the next pass follows at once.
+    batch_size: int = BATCH_SIZE_DEFAULT
+
+    def __post_init__(self) -> None:
+        """Reject a period or batch size that is not above zero."""
+        require_positive(self, period_sec=self.period_sec, batch_size=self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -34,13 +56,29 @@ class SchedulerResult:
 
 
 @dataclass
-class Scheduler:
+class Scheduler(MaintenanceService):
     """Fires every due, enabled schedule once per pass; one failing row never stops the rest."""
 
     sessions: async_sessionmaker[AsyncSession]
+    # What fired jobs are created with (the same defaults as a trigger's).
     settings: Settings
     worker_id: str
-    batch_size: int = 100
+    config: SchedulerConfig = field(default_factory=SchedulerConfig)
+
+    @property
+    def batch_size(self) -> int:
+        """Due schedules one pass fires (the config's)."""
+        return self.config.batch_size
+
+    async def pass_then_wait(self) -> float:
+        """One pass; then a wait until the next fire time, or a period when that is later."""
+        return self.wait_after(await self.run_once())
+
+    def wait_after(self, result: SchedulerResult) -> float:
+        """Seconds from the end of a pass to the next: the next fire time, at most a period."""
+        if result.next_due_in_sec is None:
+            return self.config.period_sec
+        return min(self.config.period_sec, result.next_due_in_sec + FIRE_SLACK_SEC)
 
     async def run_once(self) -> SchedulerResult:
         """One pass over the schedules due by the database clock."""
@@ -62,7 +100,7 @@ class Scheduler:
             next_due = await schedules.seconds_until_next_due(session)
         if failed and next_due is not None:
             # A row that failed is still due: look again next period, not at once.
-            next_due = max(next_due, self.settings.dl_schedule_period_sec)
+            next_due = max(next_due, self.config.period_sec)
         return SchedulerResult(counts=counts, failed=failed, next_due_in_sec=next_due)
 
     async def _fire(self, schedule_id: uuid.UUID) -> FireOutcome | None:

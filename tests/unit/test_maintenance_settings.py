@@ -1,4 +1,4 @@
-"""DL_RETENTION_* settings: defaults, fractions of days, zero, and clear errors."""
+"""Maintenance settings (DL_REAPER_*, DL_SCHEDULE_*, DL_RETENTION_*): defaults, mapping, errors."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.settings import Settings, SettingsError, load_settings
+from worker.maintenance.config import MaintenanceConfig
 from worker.maintenance.retention import Retention, RetentionResult
 
 NO_SESSIONS = cast(async_sessionmaker[AsyncSession], None)
@@ -26,12 +27,14 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_retention_settings_defaults() -> None:
     settings = load_settings()
 
-    retention = Retention.from_settings(NO_SESSIONS, settings)
+    config = MaintenanceConfig.from_settings(settings).retention
 
-    assert retention.retention == timedelta(days=7)
-    assert retention.batch_size == 1000
-    assert retention.max_batches_per_pass == 20
+    assert config.retention == timedelta(days=7)
+    assert config.batch_size == 1000
+    assert config.max_batches_per_pass == 20
     assert settings.dl_retention_period_sec == 300
+    assert config.period_sec == 300
+    assert config.backlog_wait_sec == 10  # a reaper period, while a backlog remains
 
 
 def test_retention_settings_read_fractions_of_a_day(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,15 +44,17 @@ def test_retention_settings_read_fractions_of_a_day(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DL_RETENTION_PERIOD_SEC", "60")
 
     settings = load_settings()
-    retention = Retention.from_settings(NO_SESSIONS, settings)
+    config = MaintenanceConfig.from_settings(settings).retention
 
-    assert retention.retention == timedelta(hours=12)
-    assert (retention.batch_size, retention.max_batches_per_pass) == (250, 4)
+    assert config.retention == timedelta(hours=12)
+    assert (config.batch_size, config.max_batches_per_pass) == (250, 4)
     assert settings.dl_retention_period_sec == 60
+    assert config.period_sec == 60
 
 
 async def test_retention_of_zero_days_is_disabled_and_touches_no_database() -> None:
-    retention = Retention.from_settings(NO_SESSIONS, load_settings(dl_retention_days=0))
+    config = MaintenanceConfig.from_settings(load_settings(dl_retention_days=0))
+    retention = Retention(NO_SESSIONS, config.retention)
 
     assert not retention.enabled
     assert await retention.run_once() == RetentionResult()  # no sessions were needed
@@ -72,3 +77,26 @@ def test_retention_settings_reject_bad_values_naming_the_variable(
 
     with pytest.raises(SettingsError, match=variable):
         load_settings()
+
+
+def test_maintenance_config_defaults_are_the_settings_defaults() -> None:
+    assert MaintenanceConfig.from_settings(load_settings()) == MaintenanceConfig()
+
+
+def test_maintenance_config_maps_the_periods_of_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DL_REAPER_PERIOD_SEC", "2.5")
+    monkeypatch.setenv("DL_SCHEDULE_PERIOD_SEC", "0.25")
+    monkeypatch.setenv("DL_RETENTION_PERIOD_SEC", "60")
+
+    config = MaintenanceConfig.from_settings(load_settings())
+
+    # The reaper's period also paces the election and a retention backlog.
+    assert config.leader.period_sec == 2.5
+    assert config.leader.idle_session_timeout_ms == 7500
+    assert config.reaper.period_sec == 2.5
+    assert config.retention.backlog_period_sec == 2.5
+    assert config.retention.backlog_wait_sec == 2.5
+    assert config.scheduler.period_sec == 0.25
+    assert config.retention.period_sec == 60
