@@ -21,6 +21,7 @@ from app.domain.spec import (
     QueueName,
     TaskName,
 )
+from app.domain.views import EnqueueResult
 
 ScheduleName = Annotated[
     str,
@@ -143,6 +144,13 @@ class ScheduleView(msgspec.Struct, kw_only=True):
         else:
             view.upcoming = [row.next_run_at, *rule.upcoming(row.next_run_at, UPCOMING_COUNT - 1)]
         return view
+
+
+class ScheduleRun(msgspec.Struct, kw_only=True):
+    """The job a "run now" created, and the schedule afterwards."""
+
+    job: EnqueueResult
+    schedule: ScheduleView
 
 
 def spec_from(source: object) -> ScheduleSpec:

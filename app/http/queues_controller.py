@@ -7,9 +7,10 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
+from app.domain.queues import QueueListResponse, QueueView
 from app.http.auth import requires
 from app.http.dependencies import provide_queue_service
-from app.jobs.queue_service import QueueListResponse, QueueService, QueueView
+from app.jobs.queue_service import QueueService
 
 # Queue names are letters, digits and . _ : - (QueueName), so they travel in the path as
 # they are; the service checks them (a 400 naming `queue`).

@@ -10,12 +10,12 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from app.domain.schedules import ScheduleSpec, ScheduleUpdate, ScheduleView
+from app.domain.schedules import ScheduleRun, ScheduleSpec, ScheduleUpdate, ScheduleView
 from app.http.auth import requires
 from app.http.dependencies import provide_schedule_service
 from app.http.job_docs import NOT_JSON, error_response
 from app.http.jobs_controller import require_json
-from app.jobs.schedule_service import ScheduleRun, ScheduleService
+from app.jobs.schedule_service import ScheduleService
 
 # Names are letters, digits and . _ : - (ScheduleName), so they travel in the path as they are.
 NAME_PATH = "/{name:str}"

@@ -15,56 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import queue_queries
 from app.domain.errors import InvalidQueueError
+from app.domain.queues import FinishedCounts, QueueListResponse, QueueView, ThroughputMinute
 from app.domain.spec import QueueName
 from app.settings import Settings
 
 logger = logging.getLogger("app.jobs.queues")
 
 
-class FinishedCounts(msgspec.Struct, kw_only=True):
-    """Jobs that ended with each final status."""
-
-    succeeded: int = 0
-    failed: int = 0
-    canceled: int = 0
-    lost: int = 0
-
-
-class ThroughputMinute(msgspec.Struct, kw_only=True):
-    """Jobs that ended within one minute, named by its start (UTC)."""
-
-    minute: datetime
-    succeeded: int = 0
-    failed: int = 0
-    canceled: int = 0
-    lost: int = 0
-
-
 def _count(counts: FinishedCounts | ThroughputMinute, status: str, count: int) -> None:
     """Add `count` jobs that ended with the final status `status`."""
     setattr(counts, status, getattr(counts, status) + count)
-
-
-class QueueView(msgspec.Struct, kw_only=True):
-    """A queue as operators see it: state, backlog, and what it finished lately."""
-
-    queue: str
-    paused: bool
-    paused_at: datetime | None
-    queued: int
-    running: int
-    # Seconds since the longest-waiting queued job became due (its available_at);
-    # None when no queued job is due yet.
-    oldest_queued_age_sec: float | None
-    finished_last_hour: FinishedCounts
-    # One entry per minute of the last hour, oldest first, the current minute last.
-    throughput: list[ThroughputMinute]
-
-
-class QueueListResponse(msgspec.Struct, kw_only=True):
-    """Every queue with live jobs, jobs finished in the last hour, or a pause state."""
-
-    queues: list[QueueView]
 
 
 def check_queue_name(queue: str) -> str:

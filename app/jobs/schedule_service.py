@@ -11,6 +11,7 @@ from app.db import schedules
 from app.db.models import DlSchedule
 from app.domain.errors import ScheduleExistsError, ScheduleNotFoundError
 from app.domain.schedules import (
+    ScheduleRun,
     ScheduleSpec,
     ScheduleUpdate,
     ScheduleView,
@@ -18,17 +19,9 @@ from app.domain.schedules import (
     spec_from,
     template_fields,
 )
-from app.domain.views import EnqueueResult
 from app.jobs.enqueue import enqueue_in_session
 from app.jobs.validation import check_schedule
 from app.settings import Settings
-
-
-class ScheduleRun(msgspec.Struct, kw_only=True):
-    """The job a "run now" created, and the schedule afterwards."""
-
-    job: EnqueueResult
-    schedule: ScheduleView
 
 
 @dataclass

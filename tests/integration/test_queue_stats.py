@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain.errors import InvalidQueueError
-from app.jobs.queue_service import QueueService, QueueView
+from app.domain.queues import QueueView
+from app.jobs.queue_service import QueueService
 from app.settings import Settings
 
 
