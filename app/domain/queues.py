@@ -26,7 +26,7 @@ class ThroughputMinute(msgspec.Struct, kw_only=True):
     lost: int = 0
 
 
-class QueueView(msgspec.Struct, kw_only=True):
+class Queue(msgspec.Struct, kw_only=True):
     """A queue as operators see it: state, backlog, and what it finished lately."""
 
     queue: str
@@ -42,7 +42,7 @@ class QueueView(msgspec.Struct, kw_only=True):
     throughput: list[ThroughputMinute]
 
 
-class QueueListResponse(msgspec.Struct, kw_only=True):
+class QueueList(msgspec.Struct, kw_only=True):
     """Every queue with live jobs, jobs finished in the last hour, or a pause state."""
 
-    queues: list[QueueView]
+    queues: list[Queue]

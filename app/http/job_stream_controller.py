@@ -12,7 +12,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from app.domain.views import JobView
+from app.domain.views import Job
 from app.http.auth import requires
 from app.http.dependencies import provide_job_service
 from app.http.job_docs import BAD_JOB_ID, NOT_FOUND
@@ -54,7 +54,7 @@ class JobStreamController(Controller):
         job_watch: NamedDependency[JobWatch],
         state: State,
     ) -> ServerSentEvent:
-        """`event: job` with the JobView now, then one per change; ends after a final status.
+        """`event: job` with the Job now, then one per change; ends after a final status.
 
         A `: keep-alive` comment comes after APP_STREAM_KEEPALIVE_SEC without a change.
         404 when the job is unknown, 400 when the id is not a UUID.
@@ -65,7 +65,7 @@ class JobStreamController(Controller):
 
 
 async def _messages(
-    views: AsyncGenerator[JobView | None],
+    views: AsyncGenerator[Job | None],
 ) -> AsyncIterator[ServerSentEventMessage]:
     """One `job` event per view, a comment per keep-alive tick.
 

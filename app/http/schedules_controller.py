@@ -10,7 +10,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from app.domain.schedules import ScheduleRun, ScheduleSpec, ScheduleUpdate, ScheduleView
+from app.domain.schedules import Schedule, ScheduleCreate, ScheduleRun, ScheduleUpdate
 from app.http.auth import requires
 from app.http.dependencies import provide_schedule_service
 from app.http.job_docs import NOT_JSON, error_response
@@ -31,7 +31,7 @@ NAME_TAKEN = error_response(409, "A schedule has this name", "schedule 'nightly'
 class ScheduleListResponse(msgspec.Struct, kw_only=True):
     """One page of schedules by name; pass `next_after` as `after` for the next page."""
 
-    schedules: list[ScheduleView]
+    schedules: list[Schedule]
     next_after: str | None
 
 
@@ -54,9 +54,9 @@ class SchedulesController(Controller):
     async def create(
         self,
         request: Request[Any, Any, Any],
-        data: JSONBody[ScheduleSpec],
+        data: JSONBody[ScheduleCreate],
         schedule_service: NamedDependency[ScheduleService],
-    ) -> ScheduleView:
+    ) -> Schedule:
         """Store the schedule; it first fires at the next matching time after now."""
         require_json(request)
         return await schedule_service.create(data)
@@ -84,7 +84,7 @@ class SchedulesController(Controller):
     )
     async def get_schedule(
         self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
-    ) -> ScheduleView:
+    ) -> Schedule:
         """`upcoming` lists the next five fire times (UTC) of an enabled schedule."""
         return await schedule_service.get(name)
 
@@ -100,7 +100,7 @@ class SchedulesController(Controller):
         name: FromPath[str],
         data: JSONBody[ScheduleUpdate],
         schedule_service: NamedDependency[ScheduleService],
-    ) -> ScheduleView:
+    ) -> Schedule:
         """Fields left out keep their value; a new cron or zone fires from the next match."""
         require_json(request)
         return await schedule_service.update(name, data)
@@ -127,7 +127,7 @@ class SchedulesController(Controller):
     )
     async def enable(
         self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
-    ) -> ScheduleView:
+    ) -> Schedule:
         """It fires next at the first matching time after now (missed times are not caught up)."""
         return await schedule_service.set_enabled(name, True)
 
@@ -140,7 +140,7 @@ class SchedulesController(Controller):
     )
     async def disable(
         self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
-    ) -> ScheduleView:
+    ) -> Schedule:
         """It stops firing; jobs it already created are not touched."""
         return await schedule_service.set_enabled(name, False)
 

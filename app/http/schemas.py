@@ -6,13 +6,13 @@ from typing import Annotated
 
 import msgspec
 
-from app.domain.spec import JobSpec
-from app.domain.views import EnqueueResult, JobHistory, JobPage, JobView
+from app.domain.spec import JobCreate
+from app.domain.views import Job, JobCreated, JobHistory, JobPage
 
-# The trigger body is the domain's JobSpec, so HTTP and in-app callers share one validation.
-JobTriggerRequest = JobSpec
-JobStatusResponse = JobView
-JobTriggerResponse = EnqueueResult
+# The trigger body is the domain's JobCreate, so HTTP and in-app callers share one validation.
+JobTriggerRequest = JobCreate
+JobStatusResponse = Job
+JobTriggerResponse = JobCreated
 JobListResponse = JobPage
 JobEventsResponse = JobHistory
 
@@ -22,13 +22,13 @@ BULK_TRIGGER_LIMIT = 1000
 class JobBulkTriggerRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Up to BULK_TRIGGER_LIMIT jobs created in one transaction: all of them, or none."""
 
-    jobs: Annotated[list[JobSpec], msgspec.Meta(min_length=1, max_length=BULK_TRIGGER_LIMIT)]
+    jobs: Annotated[list[JobCreate], msgspec.Meta(min_length=1, max_length=BULK_TRIGGER_LIMIT)]
 
 
 class JobBulkTriggerResponse(msgspec.Struct, kw_only=True):
     """One answer per requested job, in request order."""
 
-    jobs: list[EnqueueResult]
+    jobs: list[JobCreated]
 
 
 class ErrorResponse(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -9,16 +9,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import repository
 from app.db.job_inserts import NewJob, insert_jobs_in_session
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.domain.states import JobStatus
-from app.domain.views import EnqueueResult
+from app.domain.views import JobCreated
 from app.jobs.validation import check_spec
 from app.settings import Settings, get_settings
 
 
 async def enqueue_in_session(
-    session: AsyncSession, spec: JobSpec, settings: Settings | None = None
-) -> EnqueueResult:
+    session: AsyncSession, spec: JobCreate, settings: Settings | None = None
+) -> JobCreated:
     """Write the job's dl_jobs row, its first event and its pgqueuer dispatch in `session`.
 
     Nothing is committed here: the job exists exactly when the caller's transaction commits,
@@ -29,8 +29,8 @@ async def enqueue_in_session(
 
 
 async def enqueue_many_in_session(
-    session: AsyncSession, specs: Sequence[JobSpec], settings: Settings | None = None
-) -> list[EnqueueResult]:
+    session: AsyncSession, specs: Sequence[JobCreate], settings: Settings | None = None
+) -> list[JobCreated]:
     """enqueue_in_session() for many jobs in one statement; results in input order.
 
     Every spec is checked before anything is written: one bad item rejects the whole call
@@ -42,11 +42,11 @@ async def enqueue_many_in_session(
 
 async def _enqueue(
     session: AsyncSession,
-    specs: Sequence[JobSpec],
+    specs: Sequence[JobCreate],
     settings: Settings | None,
     *,
     name_items: bool,
-) -> list[EnqueueResult]:
+) -> list[JobCreated]:
     checked = [
         check_spec(spec, f"jobs[{index}]: " if name_items else "")
         for index, spec in enumerate(specs)
@@ -55,8 +55,8 @@ async def _enqueue(
 
 
 async def enqueue_checked_in_session(
-    session: AsyncSession, checked: Sequence[JobSpec], settings: Settings | None = None
-) -> list[EnqueueResult]:
+    session: AsyncSession, checked: Sequence[JobCreate], settings: Settings | None = None
+) -> list[JobCreated]:
     """enqueue_many_in_session() for specs that already passed check_spec()."""
     settings = settings or get_settings()
     if not checked:
@@ -73,15 +73,15 @@ async def enqueue_checked_in_session(
     results = []
     for job, outcome in zip(new_jobs, outcomes, strict=True):
         if outcome.created:
-            results.append(EnqueueResult(job_id=job.job_id, status=JobStatus.QUEUED, created=True))
+            results.append(JobCreated(job_id=job.job_id, status=JobStatus.QUEUED, created=True))
             continue
         assert job.idempotency_key is not None  # only the key can conflict
         job_id, status = existing[job.idempotency_key]
-        results.append(EnqueueResult(job_id=job_id, status=status, created=False))
+        results.append(JobCreated(job_id=job_id, status=status, created=False))
     return results
 
 
-def _new_job(spec: JobSpec, settings: Settings) -> NewJob:
+def _new_job(spec: JobCreate, settings: Settings) -> NewJob:
     """The dl_jobs columns for a new job."""
     return NewJob(
         job_id=uuid.uuid4(),

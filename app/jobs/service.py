@@ -21,9 +21,9 @@ from app.domain.errors import (
     JobNotRetryableError,
 )
 from app.domain.filters import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, JobCursor, JobFilter
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.domain.states import RETRYABLE_STATUSES, JobEvent
-from app.domain.views import EnqueueResult, JobEventView, JobHistory, JobPage, JobView
+from app.domain.views import Job, JobCreated, JobHistory, JobHistoryEvent, JobPage
 from app.jobs.enqueue import enqueue_many_in_session
 from app.jobs.trigger_batcher import TriggerBatcher
 from app.settings import Settings
@@ -46,27 +46,27 @@ class JobService:
         """Stop background work (the trigger batcher)."""
         await self.batcher.close()
 
-    async def trigger(self, spec: JobSpec) -> EnqueueResult:
+    async def trigger(self, spec: JobCreate) -> JobCreated:
         """Create a job (or return the one with the same idempotency_key) once committed.
 
         Concurrent triggers share a transaction (group commit); see TriggerBatcher.
         """
         return await self.batcher.trigger(spec)
 
-    async def trigger_many(self, specs: list[JobSpec]) -> list[EnqueueResult]:
+    async def trigger_many(self, specs: list[JobCreate]) -> list[JobCreated]:
         """Create many jobs in one transaction (all or none) and commit."""
         async with self.sessions() as session, session.begin():
             return await enqueue_many_in_session(session, specs, self.settings)
 
-    async def status(self, job_id: uuid.UUID) -> JobView:
+    async def status(self, job_id: uuid.UUID) -> Job:
         """The job as stored now (GET /jobs/{id} and /jobs/{id}/status)."""
         async with self.sessions() as session:
             job = await repository.get_job(session, job_id)
             if job is None:
                 raise JobNotFoundError(f"job {job_id} not found")
-            return JobView.from_row(job)
+            return Job.from_row(job)
 
-    async def cancel(self, job_id: uuid.UUID) -> JobView:
+    async def cancel(self, job_id: uuid.UUID) -> Job:
         """Cancel a queued job at once; ask a running one to stop at its next checkpoint."""
         schema = self.settings.pg_schema_queue
         async with self.sessions() as session, session.begin():
@@ -89,7 +89,7 @@ class JobService:
                 raise JobNotFoundError(f"job {job_id} not found")
             if queued is None and running is None:
                 raise JobFinishedError(job.status)
-            return JobView.from_row(job)
+            return Job.from_row(job)
 
     async def list_jobs(
         self, filters: JobFilter, *, cursor: str | None = None, limit: int = LIST_LIMIT_DEFAULT
@@ -101,7 +101,7 @@ class JobService:
         async with self.sessions() as session:
             # One row more than asked tells whether another page exists.
             rows = await job_queries.list_jobs(session, filters, after=after, limit=limit + 1)
-            page = [JobView.from_row(row) for row in rows[:limit]]
+            page = [Job.from_row(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             next_cursor = JobCursor(page[-1].created_at, page[-1].job_id).encode()
@@ -117,11 +117,11 @@ class JobService:
             if not await job_queries.job_exists(session, job_id):
                 raise JobNotFoundError(f"job {job_id} not found")
             rows = await job_queries.list_events(session, job_id, after_id=after, limit=limit + 1)
-            page = [JobEventView.from_row(row) for row in rows[:limit]]
+            page = [JobHistoryEvent.from_row(row) for row in rows[:limit]]
         next_after = page[-1].id if len(rows) > limit else None
         return JobHistory(job_id=job_id, events=page, next_after=next_after)
 
-    async def retry(self, job_id: uuid.UUID) -> JobView:
+    async def retry(self, job_id: uuid.UUID) -> Job:
         """Run a failed, lost or canceled job again: queued, a fresh dispatch, a new budget.
 
         The attempt counter is kept (a stale runner of an old attempt can never match a new
@@ -160,7 +160,7 @@ class JobService:
                 "max_attempts": max_attempts,
             }
             await repository.add_event(session, job_id, JobEvent.RETRIED, row.attempt, details)
-            return JobView.from_row(row)
+            return Job.from_row(row)
 
     async def database_ready(self) -> bool:
         """Whether the database answers a trivial query."""

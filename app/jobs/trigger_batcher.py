@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.domain.spec import JobSpec
-from app.domain.views import EnqueueResult
+from app.domain.spec import JobCreate
+from app.domain.views import JobCreated
 from app.jobs.enqueue import enqueue_checked_in_session
 from app.jobs.validation import check_spec
 from app.settings import Settings
@@ -30,7 +30,7 @@ logger = logging.getLogger("app.jobs.trigger_batcher")
 
 MAX_ROUND = 500
 
-_Waiting = tuple[JobSpec, asyncio.Future[EnqueueResult]]
+_Waiting = tuple[JobCreate, asyncio.Future[JobCreated]]
 
 
 @dataclass
@@ -44,10 +44,10 @@ class TriggerBatcher:
     _wakeup: asyncio.Event | None = None
     _task: asyncio.Task[None] | None = None
 
-    async def trigger(self, spec: JobSpec) -> EnqueueResult:
+    async def trigger(self, spec: JobCreate) -> JobCreated:
         """Create the job (or find it by idempotency_key); returns once it is committed."""
         spec = check_spec(spec)
-        future: asyncio.Future[EnqueueResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[JobCreated] = asyncio.get_running_loop().create_future()
         self._waiting.append((spec, future))
         self._ensure_running().set()
         return await future
@@ -99,9 +99,9 @@ class TriggerBatcher:
 
 
 def _settle(
-    future: asyncio.Future[EnqueueResult],
+    future: asyncio.Future[JobCreated],
     *,
-    result: EnqueueResult | None = None,
+    result: JobCreated | None = None,
     error: BaseException | None = None,
 ) -> None:
     if future.done():  # the client went away
