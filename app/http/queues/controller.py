@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from litestar import Controller, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
-from app.domain.queues import Queue, QueueList
 from app.http.auth import requires
-from app.http.dependencies import provide_queue_service
+from app.http.dependencies import from_state
+from app.http.queues.schemas import Queue, QueueList
 from app.jobs.queue_service import QueueService
 
 # Queue names are letters, digits and . _ : - (QueueName), so they travel in the path as
@@ -22,7 +22,7 @@ class QueuesController(Controller):
 
     path = "/api/v1/queues"
     tags = ["queues"]
-    dependencies = {"queue_service": Provide(provide_queue_service, sync_to_thread=False)}
+    dependencies = from_state("queue_service")
 
     @get(
         "/",

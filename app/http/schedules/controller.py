@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, Request, delete, get, patch, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from app.domain.schedules import Schedule, ScheduleCreate, ScheduleRun, ScheduleUpdate
 from app.http.auth import requires
-from app.http.dependencies import provide_schedule_service
-from app.http.job_docs import NOT_JSON, error_response
-from app.http.jobs_controller import require_json
+from app.http.dependencies import from_state
+from app.http.errors import error_response
+from app.http.json_body import NOT_JSON, require_json
+from app.http.schedules.schemas import (
+    Schedule,
+    ScheduleCreate,
+    SchedulePage,
+    ScheduleRun,
+    ScheduleUpdate,
+)
 from app.jobs.schedule_service import ScheduleService
 
 # Names are letters, digits and . _ : - (ScheduleName), so they travel in the path as they are.
@@ -28,19 +33,12 @@ NAMED = {404: SCHEDULE_NOT_FOUND}
 NAME_TAKEN = error_response(409, "A schedule has this name", "schedule 'nightly' already exists")
 
 
-class ScheduleListResponse(msgspec.Struct, kw_only=True):
-    """One page of schedules by name; pass `next_after` as `after` for the next page."""
-
-    schedules: list[Schedule]
-    next_after: str | None
-
-
 class SchedulesController(Controller):
     """Cron schedules that create jobs from a template."""
 
     path = "/api/v1/schedules"
     tags = ["schedules"]
-    dependencies = {"schedule_service": Provide(provide_schedule_service, sync_to_thread=False)}
+    dependencies = from_state("schedule_service")
 
     @post(
         "/",
@@ -70,11 +68,11 @@ class SchedulesController(Controller):
             Parameter(description="Return schedules named after this one", max_length=200),
         ] = None,
         limit: Annotated[int, Parameter(ge=1, le=LIST_LIMIT_MAX)] = 100,
-    ) -> ScheduleListResponse:
+    ) -> SchedulePage:
         """Schedules in name order, `limit` at a time."""
         page = await schedule_service.list(after=after, limit=limit)
         next_after = page[-1].name if len(page) == limit else None
-        return ScheduleListResponse(schedules=page, next_after=next_after)
+        return SchedulePage(schedules=page, next_after=next_after)
 
     @get(
         NAME_PATH,
