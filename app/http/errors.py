@@ -101,10 +101,14 @@ def http_exception_handler(
     assert isinstance(exc, HTTPException)
     detail = exc.detail
     extra = exc.extra
+    if isinstance(extra, list) and (bad_ids := [p for p in extra if _is_bad_path_uuid(p)]):
+        # A malformed id is reported only when nothing else is wrong, as when handlers
+        # parsed it themselves after the query had been validated.
+        extra = [problem for problem in extra if problem not in bad_ids]
+        if not extra:
+            return _not_a_uuid(request, str(bad_ids[0].get("key")))
     if isinstance(extra, list) and extra and isinstance(extra[0], dict) and extra[0].get("message"):
         first = extra[0]
-        if first.get("source") == "path" and first["message"] == "Invalid UUID":
-            return _not_a_uuid(request, str(first.get("key")))
         where = first.get("key")
         message = _readable(str(first["message"]))
         detail = message + (f" (field `{where}`)" if where else "")
@@ -112,6 +116,15 @@ def http_exception_handler(
     if extra:
         body["extra"] = extra
     return Response(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def _is_bad_path_uuid(problem: object) -> bool:
+    """A path parameter typed UUID (`job_id`) that is not one."""
+    return (
+        isinstance(problem, dict)
+        and problem.get("source") == "path"
+        and problem.get("message") == "Invalid UUID"
+    )
 
 
 def _not_a_uuid(request: Request[Any, Any, Any], name: str) -> Response[dict[str, object]]:

@@ -46,7 +46,7 @@ class JobStreamController(Controller):
         job_watch: NamedDependency[JobWatch],
         settings: NamedDependency[Settings],
     ) -> ServerSentEvent:
-        """`event: job` with the Job now, then one per change; ends after a final status.
+        """`event: job` with the job (a `Job`) now, then one per change; ends after a final status.
 
         A `: keep-alive` comment comes after APP_STREAM_KEEPALIVE_SEC without a change.
         404 when the job is unknown, 400 when the id is not a UUID.
