@@ -20,14 +20,14 @@ from app.http.auth import (
     openapi_components,
     requires,
 )
-from app.http.dashboard_controller import DashboardController, dashboard_static_router
+from app.http.dashboard.controller import DashboardController, dashboard_static_router
 from app.http.errors import EXCEPTION_HANDLERS
-from app.http.job_stream_controller import JobStreamController
-from app.http.jobs_controller import JobsController
-from app.http.metrics_controller import MetricsController
-from app.http.queues_controller import QueuesController
-from app.http.schedules_controller import SchedulesController
-from app.http.system_controller import SystemController
+from app.http.jobs.controller import JobsController
+from app.http.jobs.stream_controller import JobStreamController
+from app.http.queues.controller import QueuesController
+from app.http.schedules.controller import SchedulesController
+from app.http.system.controller import SystemController
+from app.http.system.metrics_controller import MetricsController
 from app.jobs.job_gauges import read_job_gauges
 from app.jobs.job_watch import JobWatch
 from app.jobs.queue_service import QueueService
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = api_pool(settings)
+        # Controllers receive these attributes by name (app.http.dependencies.from_state).
         app.state.settings = settings
         if not guard.enabled:
             logger.warning(OPEN_API_MESSAGE)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.engine import create_engine, create_session_factory
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.jobs.enqueue import enqueue_many_in_session
 from app.settings import Settings, load_settings
 from bench.server import QUEUE_SCHEMA
@@ -26,9 +26,9 @@ TASK = "noop"
 ENQUEUE_PATH = "enqueue_many_in_session"
 
 
-def noop_spec(lock_key: str) -> JobSpec:
+def noop_spec(lock_key: str) -> JobCreate:
     """A zero-sleep noop job."""
-    return JobSpec(queue=QUEUE, task=TASK, lock_key=lock_key, args={})
+    return JobCreate(queue=QUEUE, task=TASK, lock_key=lock_key, args={})
 
 
 def trigger_body(lock_key: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "lost"})
 
 
 class Job(msgspec.Struct, kw_only=True):
-    """A job as GET /api/v1/jobs/{id}/status shows it (the server's JobView)."""
+    """A job as GET /api/v1/jobs/{id}/status shows it (the server's Job)."""
 
     job_id: str
     status: str
@@ -109,7 +109,7 @@ class QueueList(msgspec.Struct, kw_only=True):
 
 
 class Schedule(msgspec.Struct, kw_only=True):
-    """A cron schedule and its job template (the server's ScheduleView)."""
+    """A cron schedule and its job template (the server's Schedule)."""
 
     name: str
     cron: str

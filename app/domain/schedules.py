@@ -13,7 +13,7 @@ from app.domain.errors import InvalidScheduleError
 from app.domain.spec import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PRIORITY,
-    JobSpec,
+    JobCreate,
     Key,
     LeaseTtlSec,
     MaxAttempts,
@@ -21,6 +21,7 @@ from app.domain.spec import (
     QueueName,
     TaskName,
 )
+from app.domain.views import JobCreated
 
 ScheduleName = Annotated[
     str,
@@ -64,7 +65,7 @@ class ScheduleRow(Protocol):
     next_run_at: datetime | None
 
 
-class ScheduleSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ScheduleCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A schedule to create: when it fires, and the job it creates each time."""
 
     name: ScheduleName
@@ -103,7 +104,7 @@ class ScheduleUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         }
 
 
-class ScheduleView(msgspec.Struct, kw_only=True):
+class Schedule(msgspec.Struct, kw_only=True):
     """A schedule as stored, with its next fire times when enabled."""
 
     schedule_id: uuid.UUID
@@ -128,7 +129,7 @@ class ScheduleView(msgspec.Struct, kw_only=True):
     upcoming: list[datetime] = msgspec.field(default_factory=list)
 
     @classmethod
-    def from_row(cls, row: ScheduleRow, now: datetime | None = None) -> ScheduleView:
+    def from_row(cls, row: ScheduleRow, now: datetime | None = None) -> Schedule:
         """Copy the row; with `now`, list the next fire times of an enabled, valid schedule."""
         fields = {name: getattr(row, name) for name in cls.__struct_fields__ if name != "upcoming"}
         view = cls(**fields)
@@ -145,18 +146,25 @@ class ScheduleView(msgspec.Struct, kw_only=True):
         return view
 
 
-def spec_from(source: object) -> ScheduleSpec:
-    """A ScheduleSpec from any object carrying its fields: a stored row, a code declaration."""
+class ScheduleRun(msgspec.Struct, kw_only=True):
+    """The job a "run now" created, and the schedule afterwards."""
+
+    job: JobCreated
+    schedule: Schedule
+
+
+def spec_from(source: object) -> ScheduleCreate:
+    """A ScheduleCreate from any object carrying its fields: a stored row, a code declaration."""
     values = {
         name: getattr(source, name)
-        for name in ScheduleSpec.__struct_fields__
+        for name in ScheduleCreate.__struct_fields__
         if hasattr(source, name)
     }
     values["args"] = dict(values["args"])
-    return ScheduleSpec(**values)
+    return ScheduleCreate(**values)
 
 
-def template_fields(spec: ScheduleSpec) -> dict[str, Any]:
+def template_fields(spec: ScheduleCreate) -> dict[str, Any]:
     """The job template's columns of a schedule."""
     return {
         "queue": spec.queue,
@@ -169,9 +177,11 @@ def template_fields(spec: ScheduleSpec) -> dict[str, Any]:
     }
 
 
-def job_spec_of(row: ScheduleRow | ScheduleSpec, *, idempotency_key: str | None = None) -> JobSpec:
+def job_spec_of(
+    row: ScheduleRow | ScheduleCreate, *, idempotency_key: str | None = None
+) -> JobCreate:
     """The job a schedule creates; `producer` names the schedule, for filtering."""
-    return JobSpec(
+    return JobCreate(
         queue=row.queue,
         task=row.task,
         args=dict(row.args),

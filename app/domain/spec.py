@@ -35,7 +35,7 @@ EARLIEST_AVAILABLE_AT = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_AVAILABLE_AT = datetime(2200, 1, 1, tzinfo=UTC)
 
 
-class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A job to create: where it runs, what it runs, and how it may run."""
 
     queue: QueueName
@@ -69,10 +69,10 @@ def _check_json_value(value: object, path: str, depth: int) -> None:
             _check_json_value(item, f"{path}[{index}]", depth + 1)
 
 
-def validated(spec: JobSpec) -> JobSpec:
+def validated(spec: JobCreate) -> JobCreate:
     """The spec re-checked against its constraints (in-app callers build it by hand)."""
     try:
-        checked = msgspec.convert(msgspec.to_builtins(spec), JobSpec)
+        checked = msgspec.convert(msgspec.to_builtins(spec), JobCreate)
     except msgspec.ValidationError as exc:
         raise InvalidJobError(str(exc)) from None
     _check_json_value(checked.args, "$.args", 1)

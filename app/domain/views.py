@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 
-class JobView(msgspec.Struct, kw_only=True):
+class Job(msgspec.Struct, kw_only=True):
     """Everything stored about a job that a user would want to see."""
 
     job_id: uuid.UUID
@@ -38,12 +38,12 @@ class JobView(msgspec.Struct, kw_only=True):
     finished_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: object) -> JobView:
+    def from_row(cls, row: object) -> Job:
         """Copy the user-facing columns of a dl_jobs row (any object carrying them)."""
         return cls(**{name: getattr(row, name) for name in cls.__struct_fields__})
 
 
-class EnqueueResult(msgspec.Struct, kw_only=True):
+class JobCreated(msgspec.Struct, kw_only=True):
     """The job a trigger resolved to, and whether this call created it."""
 
     job_id: uuid.UUID
@@ -54,11 +54,11 @@ class EnqueueResult(msgspec.Struct, kw_only=True):
 class JobPage(msgspec.Struct, kw_only=True):
     """One page of a job listing, newest first; `next_cursor` is None on the last page."""
 
-    jobs: list[JobView]
+    jobs: list[Job]
     next_cursor: str | None
 
 
-class JobEventView(msgspec.Struct, kw_only=True):
+class JobHistoryEvent(msgspec.Struct, kw_only=True):
     """One row of a job's history."""
 
     id: int
@@ -68,7 +68,7 @@ class JobEventView(msgspec.Struct, kw_only=True):
     details: dict[str, Any] | None
 
     @classmethod
-    def from_row(cls, row: object) -> JobEventView:
+    def from_row(cls, row: object) -> JobHistoryEvent:
         """Copy a dl_job_events row (any object carrying its columns)."""
         return cls(**{name: getattr(row, name) for name in cls.__struct_fields__})
 
@@ -77,5 +77,5 @@ class JobHistory(msgspec.Struct, kw_only=True):
     """A job's events, oldest first; pass `next_after` as `after` for the next page."""
 
     job_id: uuid.UUID
-    events: list[JobEventView]
+    events: list[JobHistoryEvent]
     next_after: int | None

@@ -1,27 +1,24 @@
-"""Objects the controllers receive, built once at start and kept on app.state."""
+"""The one dependency factory: handlers receive the objects made at start-up, kept on app.state."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar.datastructures import State
-
-from app.jobs.queue_service import QueueService
-from app.jobs.schedule_service import ScheduleService
-from app.jobs.service import JobService
+from litestar.di import Provide
 
 
-def provide_job_service(state: State) -> JobService:
-    """The JobService made at start-up."""
-    service: JobService = state.job_service
-    return service
+def from_state(*names: str) -> dict[str, Provide]:
+    """Controller `dependencies` handing out `app.state.<name>` under the same name.
+
+    app.asgi's lifespan sets each attribute once; a handler asks for one by naming it
+    (`job_service: NamedDependency[JobService]`).
+    """
+    return {name: _provide(name) for name in names}
 
 
-def provide_schedule_service(state: State) -> ScheduleService:
-    """The ScheduleService made at start-up."""
-    service: ScheduleService = state.schedule_service
-    return service
+def _provide(name: str) -> Provide:
+    def provider(state: State) -> Any:
+        return getattr(state, name)
 
-
-def provide_queue_service(state: State) -> QueueService:
-    """The QueueService made at start-up."""
-    service: QueueService = state.queue_service
-    return service
+    return Provide(provider, sync_to_thread=False)

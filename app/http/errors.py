@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
@@ -29,6 +32,31 @@ from app.domain.errors import (
 from app.jobs.availability import database_unreachable
 
 logger = logging.getLogger("app.http")
+
+
+class ErrorResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every 4xx and 5xx: `detail` says what is wrong, naming the field when there is one."""
+
+    status_code: int
+    detail: str
+    # A 409 about a job's status carries that status.
+    job_status: str | None = None
+
+
+def error_response(status_code: int, description: str, detail: str, **extra: Any) -> ResponseSpec:
+    """A documented error answer with one example."""
+    return ResponseSpec(
+        data_container=ErrorResponse,
+        description=description,
+        generate_examples=False,
+        examples=[
+            Example(
+                summary=description,
+                value={"status_code": status_code, "detail": detail, **extra},
+            )
+        ],
+    )
+
 
 _STATUS_BY_ERROR: list[tuple[type[JobError], int]] = [
     (InvalidJobError, HTTP_400_BAD_REQUEST),
@@ -67,12 +95,18 @@ def job_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dic
 
 
 def http_exception_handler(
-    _: Request[Any, Any, Any], exc: Exception
+    request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, object]]:
     """Litestar's own 4xx (validation, size, routing), with the first problem in `detail`."""
     assert isinstance(exc, HTTPException)
     detail = exc.detail
     extra = exc.extra
+    if isinstance(extra, list) and (bad_ids := [p for p in extra if _is_bad_path_uuid(p)]):
+        # A malformed id is reported only when nothing else is wrong, as when handlers
+        # parsed it themselves after the query had been validated.
+        extra = [problem for problem in extra if problem not in bad_ids]
+        if not extra:
+            return _not_a_uuid(request, str(bad_ids[0].get("key")))
     if isinstance(extra, list) and extra and isinstance(extra[0], dict) and extra[0].get("message"):
         first = extra[0]
         where = first.get("key")
@@ -82,6 +116,21 @@ def http_exception_handler(
     if extra:
         body["extra"] = extra
     return Response(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def _is_bad_path_uuid(problem: object) -> bool:
+    """A path parameter typed UUID (`job_id`) that is not one."""
+    return (
+        isinstance(problem, dict)
+        and problem.get("source") == "path"
+        and problem.get("message") == "Invalid UUID"
+    )
+
+
+def _not_a_uuid(request: Request[Any, Any, Any], name: str) -> Response[dict[str, object]]:
+    """A path id that is not a UUID (`job_id`): the value as sent, like any invalid job."""
+    raw = str(request.path_params.get(name, ""))
+    return _body(HTTP_400_BAD_REQUEST, f"{name} {raw[:64]!r} is not a UUID")
 
 
 def database_error_handler(

@@ -6,16 +6,16 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.spec import JobSpec
-from app.domain.views import EnqueueResult
+from app.domain.spec import JobCreate
+from app.domain.views import JobCreated
 from app.jobs.manager import JobManager
 from app.jobs.validation import check_spec, check_specs
 from app.settings import Settings, get_settings
 
 
 async def enqueue_in_session(
-    session: AsyncSession, spec: JobSpec, settings: Settings | None = None
-) -> EnqueueResult:
+    session: AsyncSession, spec: JobCreate, settings: Settings | None = None
+) -> JobCreated:
     """Write the job's dl_jobs row, its first event and its pgqueuer dispatch in `session`.
 
     Nothing is committed here: the job exists exactly when the caller's transaction commits,
@@ -27,8 +27,8 @@ async def enqueue_in_session(
 
 
 async def enqueue_many_in_session(
-    session: AsyncSession, specs: Sequence[JobSpec], settings: Settings | None = None
-) -> list[EnqueueResult]:
+    session: AsyncSession, specs: Sequence[JobCreate], settings: Settings | None = None
+) -> list[JobCreated]:
     """enqueue_in_session() for many jobs in one statement; results in input order.
 
     Every spec is checked before anything is written: one bad item rejects the whole call

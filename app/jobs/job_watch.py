@@ -3,7 +3,7 @@
 Migration 0006's trigger notifies `dl_job_changes` with the ids of jobs whose status,
 progress or cancel flag changed. This process listens on one dedicated connection (never a
 pooled one), and for each batch of notifications about watched jobs reads those jobs once,
-whatever the number of clients watching them, then hands each client the new JobView.
+whatever the number of clients watching them, then hands each client the new Job.
 
 The trigger notifies only while some listener is connected, since notifying commits cannot
 share WAL flushes. So the connection opens with the first client and closes after
@@ -35,7 +35,7 @@ from app.db.job_changes import (
 )
 from app.db.jobs import get_jobs
 from app.domain.states import FINAL_STATUSES
-from app.domain.views import JobView
+from app.domain.views import Job
 
 logger = logging.getLogger("app.jobs.job_watch")
 
@@ -66,9 +66,9 @@ class Subscription:
     """
 
     job_key: str
-    queue: asyncio.Queue[JobView | None]
+    queue: asyncio.Queue[Job | None]
 
-    def push(self, item: JobView | None) -> None:
+    def push(self, item: Job | None) -> None:
         """Queue `item`; when the client lags, drop its oldest view to make room."""
         if self.queue.full():
             self.queue.get_nowait()
@@ -130,9 +130,7 @@ class JobWatch:
             for subscription in subs:
                 subscription.push(None)
 
-    async def follow(
-        self, first: JobView, *, keepalive_sec: float
-    ) -> AsyncGenerator[JobView | None]:
+    async def follow(self, first: Job, *, keepalive_sec: float) -> AsyncGenerator[Job | None]:
         """`first`, then the job after each change, ending after a final status.
 
         Yields None after `keepalive_sec` without a change (a keep-alive tick). Ends early
@@ -263,7 +261,7 @@ class JobWatch:
             try:
                 async with self.sessions() as session:
                     rows = await get_jobs(session, [uuid.UUID(key) for key in batch])
-                    views = {str(row.job_id): JobView.from_row(row) for row in rows}
+                    views = {str(row.job_id): Job.from_row(row) for row in rows}
             except Exception as exc:  # the database may be back at the next try
                 logger.warning("job watch: reading %d jobs failed: %r", len(batch), exc)
                 self._pending.update(batch)

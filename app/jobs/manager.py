@@ -25,9 +25,9 @@ from app.db import jobs as job_rows
 from app.db.jobs import NewJob
 from app.domain.attempts import FinishRequest, StartAnswer, StartRequest
 from app.domain.errors import JobFinishedError, JobNotFoundError, JobNotRetryableError
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.domain.states import RETRYABLE_STATUSES, JobEvent, JobStatus
-from app.domain.views import EnqueueResult, JobView
+from app.domain.views import Job, JobCreated
 from app.settings import Settings
 
 
@@ -78,8 +78,8 @@ class JobManager:
     # --- create ---------------------------------------------------------------------------
 
     async def create_many_in_session(
-        self, session: AsyncSession, specs: Sequence[JobSpec]
-    ) -> list[EnqueueResult]:
+        self, session: AsyncSession, specs: Sequence[JobCreate]
+    ) -> list[JobCreated]:
         """Queued jobs with their first events and dispatches, in the caller's transaction.
 
         `specs` must already be checked (app.jobs.validation). Results come in input order;
@@ -99,21 +99,19 @@ class JobManager:
         results = []
         for job, outcome in zip(new_jobs, outcomes, strict=True):
             if outcome.created:
-                results.append(
-                    EnqueueResult(job_id=job.job_id, status=JobStatus.QUEUED, created=True)
-                )
+                results.append(JobCreated(job_id=job.job_id, status=JobStatus.QUEUED, created=True))
                 continue
             assert job.idempotency_key is not None  # only the key can conflict
             job_id, status = existing[job.idempotency_key]
-            results.append(EnqueueResult(job_id=job_id, status=status, created=False))
+            results.append(JobCreated(job_id=job_id, status=status, created=False))
         return results
 
-    async def create_many(self, specs: Sequence[JobSpec]) -> list[EnqueueResult]:
+    async def create_many(self, specs: Sequence[JobCreate]) -> list[JobCreated]:
         """create_many_in_session() in a transaction of the manager's own, committed."""
         async with self._transaction() as session:
             return await self.create_many_in_session(session, specs)
 
-    def _new_job(self, spec: JobSpec) -> NewJob:
+    def _new_job(self, spec: JobCreate) -> NewJob:
         return NewJob(
             job_id=uuid.uuid4(),
             queue=spec.queue,
@@ -359,7 +357,7 @@ class JobManager:
 
     # --- users' operations --------------------------------------------------------------------
 
-    async def cancel(self, job_id: uuid.UUID) -> JobView:
+    async def cancel(self, job_id: uuid.UUID) -> Job:
         """Cancel a queued job at once; ask a running one to stop at its next checkpoint."""
         async with self._transaction() as session:
             running: tuple[int, int | None] | None = None
@@ -381,9 +379,9 @@ class JobManager:
                 raise JobNotFoundError(f"job {job_id} not found")
             if queued is None and running is None:
                 raise JobFinishedError(job.status)
-            return JobView.from_row(job)
+            return Job.from_row(job)
 
-    async def retry(self, job_id: uuid.UUID) -> JobView:
+    async def retry(self, job_id: uuid.UUID) -> Job:
         """Run a failed, lost or canceled job again: queued, a fresh dispatch, a new budget.
 
         The attempt counter is kept (a stale runner of an old attempt can never match a new
@@ -422,4 +420,4 @@ class JobManager:
                 "max_attempts": max_attempts,
             }
             await events.add_event(session, job_id, JobEvent.RETRIED, row.attempt, details)
-            return JobView.from_row(row)
+            return Job.from_row(row)

@@ -15,56 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import dispatch, job_stats, queues
 from app.domain.errors import InvalidQueueError
+from app.domain.queues import FinishedCounts, Queue, QueueList, ThroughputMinute
 from app.domain.spec import QueueName
 from app.settings import Settings
 
 logger = logging.getLogger("app.jobs.queues")
 
 
-class FinishedCounts(msgspec.Struct, kw_only=True):
-    """Jobs that ended with each final status."""
-
-    succeeded: int = 0
-    failed: int = 0
-    canceled: int = 0
-    lost: int = 0
-
-
-class ThroughputMinute(msgspec.Struct, kw_only=True):
-    """Jobs that ended within one minute, named by its start (UTC)."""
-
-    minute: datetime
-    succeeded: int = 0
-    failed: int = 0
-    canceled: int = 0
-    lost: int = 0
-
-
 def _count(counts: FinishedCounts | ThroughputMinute, status: str, count: int) -> None:
     """Add `count` jobs that ended with the final status `status`."""
     setattr(counts, status, getattr(counts, status) + count)
-
-
-class QueueView(msgspec.Struct, kw_only=True):
-    """A queue as operators see it: state, backlog, and what it finished lately."""
-
-    queue: str
-    paused: bool
-    paused_at: datetime | None
-    queued: int
-    running: int
-    # Seconds since the longest-waiting queued job became due (its available_at);
-    # None when no queued job is due yet.
-    oldest_queued_age_sec: float | None
-    finished_last_hour: FinishedCounts
-    # One entry per minute of the last hour, oldest first, the current minute last.
-    throughput: list[ThroughputMinute]
-
-
-class QueueListResponse(msgspec.Struct, kw_only=True):
-    """Every queue with live jobs, jobs finished in the last hour, or a pause state."""
-
-    queues: list[QueueView]
 
 
 def check_queue_name(queue: str) -> str:
@@ -84,18 +44,18 @@ class QueueService:
     sessions: async_sessionmaker[AsyncSession]
     settings: Settings
 
-    async def list_queues(self) -> QueueListResponse:
+    async def list_queues(self) -> QueueList:
         """Every known queue, by name."""
         async with self.sessions() as session, session.begin():
-            return QueueListResponse(queues=await self._views(session, None))
+            return QueueList(queues=await self._views(session, None))
 
-    async def get(self, queue: str) -> QueueView:
+    async def get(self, queue: str) -> Queue:
         """One queue (all zeros when nothing is known about it)."""
         name = check_queue_name(queue)
         async with self.sessions() as session, session.begin():
             return await self._view(session, name)
 
-    async def pause(self, queue: str) -> QueueView:
+    async def pause(self, queue: str) -> Queue:
         """Stop starting the queue's jobs; running ones finish. Pausing twice is harmless.
 
         One transaction marks the queue paused and parks its queued dispatches.
@@ -108,7 +68,7 @@ class QueueService:
         logger.info("queue paused: %s (%d dispatch(es) parked)", name, parked)
         return view
 
-    async def resume(self, queue: str) -> QueueView:
+    async def resume(self, queue: str) -> Queue:
         """Start the queue's jobs again; waiting jobs start at once (or at their available_at).
 
         Resuming a queue that is not paused is harmless.
@@ -124,19 +84,19 @@ class QueueService:
         logger.info("queue resumed: %s (%d dispatch(es) released)", name, unparked)
         return view
 
-    async def _view(self, session: AsyncSession, queue: str) -> QueueView:
+    async def _view(self, session: AsyncSession, queue: str) -> Queue:
         views = await self._views(session, queue)
         return views[0] if views else _empty_view(queue, await job_stats.db_now(session))
 
-    async def _views(self, session: AsyncSession, queue: str | None) -> list[QueueView]:
+    async def _views(self, session: AsyncSession, queue: str | None) -> list[Queue]:
         """Views built from three small reads sharing the transaction's clock."""
         now = await job_stats.db_now(session)
         states = {s.queue: s for s in await queues.queue_states(session, queue)}
         live = {c.queue: c for c in await job_stats.live_counts(session, queue)}
         finished = await job_stats.finished_last_hour(session, queue)
-        views: dict[str, QueueView] = {}
+        views: dict[str, Queue] = {}
 
-        def view_of(name: str) -> QueueView:
+        def view_of(name: str) -> Queue:
             if name not in views:
                 views[name] = _empty_view(name, now)
             return views[name]
@@ -165,9 +125,9 @@ def _minute_start(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def _empty_view(queue: str, now: datetime) -> QueueView:
+def _empty_view(queue: str, now: datetime) -> Queue:
     first = _minute_start(now) - timedelta(minutes=job_stats.THROUGHPUT_MINUTES - 1)
-    return QueueView(
+    return Queue(
         queue=queue,
         paused=False,
         paused_at=None,

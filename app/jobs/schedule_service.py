@@ -11,24 +11,17 @@ from app.db import schedules
 from app.db.models import DlSchedule
 from app.domain.errors import ScheduleExistsError, ScheduleNotFoundError
 from app.domain.schedules import (
-    ScheduleSpec,
+    Schedule,
+    ScheduleCreate,
+    ScheduleRun,
     ScheduleUpdate,
-    ScheduleView,
     job_spec_of,
     spec_from,
     template_fields,
 )
-from app.domain.views import EnqueueResult
 from app.jobs.enqueue import enqueue_in_session
 from app.jobs.validation import check_schedule
 from app.settings import Settings
-
-
-class ScheduleRun(msgspec.Struct, kw_only=True):
-    """The job a "run now" created, and the schedule afterwards."""
-
-    job: EnqueueResult
-    schedule: ScheduleView
 
 
 @dataclass
@@ -38,7 +31,7 @@ class ScheduleService:
     sessions: async_sessionmaker[AsyncSession]
     settings: Settings
 
-    async def create(self, spec: ScheduleSpec) -> ScheduleView:
+    async def create(self, spec: ScheduleCreate) -> Schedule:
         """Store a new schedule; its first fire time is the next one after now (database clock).
 
         Raises InvalidScheduleError/InvalidJobError (bad cron, zone or template) and
@@ -60,22 +53,22 @@ class ScheduleService:
             )
             if row is None:
                 raise ScheduleExistsError(f"a schedule named {spec.name!r} already exists")
-            return ScheduleView.from_row(row, now)
+            return Schedule.from_row(row, now)
 
-    async def list(self, *, after: str | None = None, limit: int = 100) -> list[ScheduleView]:
+    async def list(self, *, after: str | None = None, limit: int = 100) -> list[Schedule]:
         """Schedules by name, `limit` at a time, starting after the name `after`."""
         async with self.sessions() as session:
             now = await schedules.db_now(session)
             rows = await schedules.list_schedules(session, after=after, limit=limit)
-            return [ScheduleView.from_row(row, now) for row in rows]
+            return [Schedule.from_row(row, now) for row in rows]
 
-    async def get(self, name: str) -> ScheduleView:
+    async def get(self, name: str) -> Schedule:
         """One schedule with its next fire times."""
         async with self.sessions() as session:
             now = await schedules.db_now(session)
-            return ScheduleView.from_row(await self._row(session, name), now)
+            return Schedule.from_row(await self._row(session, name), now)
 
-    async def update(self, name: str, changes: ScheduleUpdate) -> ScheduleView:
+    async def update(self, name: str, changes: ScheduleUpdate) -> Schedule:
         """Change the given fields; a new cron, zone or enabling starts from the next fire time.
 
         The whole result is checked as on create, so an update cannot store a bad schedule.
@@ -102,7 +95,7 @@ class ScheduleService:
             await schedules.update_schedule(session, row.schedule_id, values)
             return await self._view(session, name)
 
-    async def set_enabled(self, name: str, enabled: bool) -> ScheduleView:
+    async def set_enabled(self, name: str, enabled: bool) -> Schedule:
         """Enable (from the next fire time after now) or disable a schedule."""
         return await self.update(name, ScheduleUpdate(enabled=enabled))
 
@@ -131,6 +124,6 @@ class ScheduleService:
             raise ScheduleNotFoundError(f"schedule {name!r} not found")
         return row
 
-    async def _view(self, session: AsyncSession, name: str) -> ScheduleView:
+    async def _view(self, session: AsyncSession, name: str) -> Schedule:
         now = await schedules.db_now(session)
-        return ScheduleView.from_row(await self._row(session, name), now)
+        return Schedule.from_row(await self._row(session, name), now)

@@ -15,8 +15,8 @@ from app.domain.errors import (
     JobNotFoundError,
 )
 from app.domain.filters import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, JobCursor, JobFilter
-from app.domain.spec import JobSpec
-from app.domain.views import EnqueueResult, JobEventView, JobHistory, JobPage, JobView
+from app.domain.spec import JobCreate
+from app.domain.views import Job, JobCreated, JobHistory, JobHistoryEvent, JobPage
 from app.jobs.batching import Round, RoundBatcher
 from app.jobs.manager import JobManager
 from app.jobs.validation import check_spec, check_specs
@@ -37,7 +37,7 @@ class JobService:
     settings: Settings
     max_trigger_round: int = MAX_TRIGGER_ROUND
     manager: JobManager = field(init=False)
-    _triggers: RoundBatcher[JobSpec, EnqueueResult] = field(init=False)
+    _triggers: RoundBatcher[JobCreate, JobCreated] = field(init=False)
 
     def __post_init__(self) -> None:
         self.manager = JobManager.from_settings(self.settings, self.sessions)
@@ -50,7 +50,7 @@ class JobService:
         """Stop background work (the triggers' group commit; waiting ones are cancelled)."""
         await self._triggers.close()
 
-    async def trigger(self, spec: JobSpec) -> EnqueueResult:
+    async def trigger(self, spec: JobCreate) -> JobCreated:
         """Create a job (or return the one with the same idempotency_key) once committed.
 
         Group commit: concurrent triggers share one statement and one transaction, so under
@@ -62,7 +62,7 @@ class JobService:
         """
         return await self._triggers.submit(check_spec(spec))
 
-    async def _write_triggers(self, batch: Round[JobSpec, EnqueueResult]) -> None:
+    async def _write_triggers(self, batch: Round[JobCreate, JobCreated]) -> None:
         """One round in one transaction; if it fails, each trigger is written on its own,
         so one unlucky job cannot fail its neighbours."""
         if not batch:
@@ -80,19 +80,19 @@ class JobService:
             return
         batch.settle_all(results)
 
-    async def trigger_many(self, specs: list[JobSpec]) -> list[EnqueueResult]:
+    async def trigger_many(self, specs: list[JobCreate]) -> list[JobCreated]:
         """Create many jobs in one transaction (all or none) and commit."""
         return await self.manager.create_many(check_specs(specs))
 
-    async def status(self, job_id: uuid.UUID) -> JobView:
+    async def status(self, job_id: uuid.UUID) -> Job:
         """The job as stored now (GET /jobs/{id} and /jobs/{id}/status)."""
         async with self.sessions() as session:
             job = await job_rows.get_job(session, job_id)
             if job is None:
                 raise JobNotFoundError(f"job {job_id} not found")
-            return JobView.from_row(job)
+            return Job.from_row(job)
 
-    async def cancel(self, job_id: uuid.UUID) -> JobView:
+    async def cancel(self, job_id: uuid.UUID) -> Job:
         """Cancel a queued job at once; ask a running one to stop at its next checkpoint."""
         return await self.manager.cancel(job_id)
 
@@ -106,7 +106,7 @@ class JobService:
         async with self.sessions() as session:
             # One row more than asked tells whether another page exists.
             rows = await job_rows.list_jobs(session, filters, after=after, limit=limit + 1)
-            page = [JobView.from_row(row) for row in rows[:limit]]
+            page = [Job.from_row(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             next_cursor = JobCursor(page[-1].created_at, page[-1].job_id).encode()
@@ -122,11 +122,11 @@ class JobService:
             if not await job_rows.job_exists(session, job_id):
                 raise JobNotFoundError(f"job {job_id} not found")
             rows = await events.list_events(session, job_id, after_id=after, limit=limit + 1)
-            page = [JobEventView.from_row(row) for row in rows[:limit]]
+            page = [JobHistoryEvent.from_row(row) for row in rows[:limit]]
         next_after = page[-1].id if len(rows) > limit else None
         return JobHistory(job_id=job_id, events=page, next_after=next_after)
 
-    async def retry(self, job_id: uuid.UUID) -> JobView:
+    async def retry(self, job_id: uuid.UUID) -> Job:
         """Run a failed, lost or canceled job again (see JobManager.retry)."""
         return await self.manager.retry(job_id)
 

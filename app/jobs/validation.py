@@ -8,13 +8,13 @@ import msgspec
 
 from app.domain.cron import CronRule, parse_cron
 from app.domain.errors import InvalidJobError, InvalidScheduleError, UnknownTaskError
-from app.domain.schedules import ScheduleSpec, job_spec_of
-from app.domain.spec import JobSpec, validated
+from app.domain.schedules import ScheduleCreate, job_spec_of
+from app.domain.spec import JobCreate, validated
 from app.pipelines.errors import InvalidArgsError
 from app.pipelines.registry import convert_args, is_registered, registered_names
 
 
-def check_spec(spec: JobSpec, where: str = "") -> JobSpec:
+def check_spec(spec: JobCreate, where: str = "") -> JobCreate:
     """The validated spec, or InvalidJobError prefixed by `where` (the item of a bulk call)."""
     try:
         spec = validated(spec)
@@ -30,18 +30,18 @@ def check_spec(spec: JobSpec, where: str = "") -> JobSpec:
     return spec
 
 
-def check_specs(specs: Sequence[JobSpec]) -> list[JobSpec]:
+def check_specs(specs: Sequence[JobCreate]) -> list[JobCreate]:
     """check_spec() for each item of a bulk call, naming the item (`jobs[i]`) in any error."""
     return [check_spec(spec, f"jobs[{index}]: ") for index, spec in enumerate(specs)]
 
 
-def check_schedule(spec: ScheduleSpec) -> CronRule:
+def check_schedule(spec: ScheduleCreate) -> CronRule:
     """Re-check `spec` (in-app callers build it by hand): its cron, zone and job template.
 
     Raises InvalidScheduleError (a 400) saying what is wrong.
     """
     try:
-        msgspec.convert(msgspec.to_builtins(spec), ScheduleSpec)
+        msgspec.convert(msgspec.to_builtins(spec), ScheduleCreate)
     except msgspec.ValidationError as exc:
         raise InvalidScheduleError(str(exc)) from None
     rule = parse_cron(spec.cron, spec.timezone)

@@ -59,7 +59,7 @@ class JobStream:
     ended: bool = False
 
     async def next_event(self, timeout: float = EVENT_TIMEOUT_SEC) -> dict[str, Any] | None:
-        """The next `job` event's JobView; None once the server ended the stream."""
+        """The next `job` event's Job; None once the server ended the stream."""
         return await asyncio.wait_for(self._read_event(), timeout)
 
     async def _read_event(self) -> dict[str, Any] | None:

@@ -64,7 +64,8 @@ async def test_dashboard_assets_served_with_content_types(dashboard: Dashboard) 
     assert "/dashboard/static/dashboard.js" in page
     assert "/dashboard/static/dashboard.css" in page
     assert (await client.get("/dashboard/static/missing.js")).status_code == 404
-    assert (await client.get("/dashboard/static/../dashboard_controller.py")).status_code == 404
+    assert (await client.get("/dashboard/static/../controller.py")).status_code == 404
+    assert (await client.get("/dashboard/static/controller.py")).status_code == 404
     schema = (await client.get("/schema/openapi.json")).json()
     assert not [path for path in schema["paths"] if path.startswith("/dashboard")]
 

@@ -25,7 +25,7 @@ STREAM_PATH = f"/api/v1/jobs/{JOB_ID}/stream"
 
 
 def job(status: str, **fields: Any) -> dict[str, Any]:
-    """A JobView as the API would send it (the fields the CLI needs, and a few more)."""
+    """A Job as the API would send it (the fields the CLI needs, and a few more)."""
     return {
         "job_id": JOB_ID,
         "status": status,

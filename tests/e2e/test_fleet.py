@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from app.db.engine import create_session_factory
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.jobs.enqueue import enqueue_many_in_session
 from tests.support.e2e_pipelines import RUN_LOG_DDL
 from tests.support.jobs_db import FINAL, JobsDb
@@ -39,7 +39,7 @@ def _assert_serial(intervals_by_key: dict[str, list[Interval]], source: str) -> 
 async def _enqueue_load(jobs_db: JobsDb) -> dict[uuid.UUID, str]:
     """JOBS test.record jobs over LOCK_KEYS keys in one transaction; their keys by job id."""
     specs = [
-        JobSpec(queue=QUEUE, task="test.record", args=RUN_ARGS, lock_key=f"key-{i % LOCK_KEYS}")
+        JobCreate(queue=QUEUE, task="test.record", args=RUN_ARGS, lock_key=f"key-{i % LOCK_KEYS}")
         for i in range(JOBS)
     ]
     async with create_session_factory(jobs_db.engine)() as session, session.begin():

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_session_factory
-from app.domain.schedules import ScheduleSpec, ScheduleUpdate
+from app.domain.schedules import ScheduleCreate, ScheduleUpdate
 from app.jobs.schedule_service import ScheduleService
 from app.settings import Settings
 from tests.support.jobs_db import JobsDb
@@ -40,7 +40,7 @@ async def test_schedule_fires_every_instance_once_across_three_workers_and_a_lea
         await fleet.start_ready(worker_id)
     service = ScheduleService(create_session_factory(engine), settings)
     await service.create(
-        ScheduleSpec(
+        ScheduleCreate(
             name=NAME,
             cron="* * * * * *",
             queue="etl.default",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from app.db.engine import create_session_factory
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.jobs.enqueue import enqueue_many_in_session
 from tests.e2e.conftest import fleet, jobs_db
 from tests.faults.checks import FIGURES_FILE
@@ -23,7 +23,7 @@ def _fresh_figures_file() -> None:
     FIGURES_FILE.unlink(missing_ok=True)
 
 
-async def enqueue_all(jobs_db: JobsDb, specs: Sequence[JobSpec]) -> list[uuid.UUID]:
+async def enqueue_all(jobs_db: JobsDb, specs: Sequence[JobCreate]) -> list[uuid.UUID]:
     """Create every job in one transaction; their ids in order."""
     async with create_session_factory(jobs_db.engine)() as session, session.begin():
         results = await enqueue_many_in_session(session, specs, jobs_db.settings)

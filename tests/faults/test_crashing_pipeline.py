@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from tests.faults.checks import check_jobs, figures_line, report, wait_drained
 from tests.faults.conftest import enqueue_all
 from tests.support.e2e_pipelines import RUN_LOG_DDL
@@ -35,7 +35,7 @@ async def test_crashing_pipeline_ends_lost_and_the_fleet_keeps_working(
 
     # Its own lock_key for each job: a crash ends its neighbours' runs at an unknown moment
     # (bounded by when the test saw the worker dead), too coarse to judge a shared key by.
-    crash = JobSpec(
+    crash = JobCreate(
         queue=QUEUE,
         task="test.crash",
         args={"sleep": 1.0},
@@ -44,7 +44,7 @@ async def test_crashing_pipeline_ends_lost_and_the_fleet_keeps_working(
         lease_ttl_sec=LEASE_TTL_SEC,
     )
     normal = [
-        JobSpec(
+        JobCreate(
             queue=QUEUE,
             task="test.record",
             args=RUN_ARGS,

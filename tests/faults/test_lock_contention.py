@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from tests.faults.checks import check_jobs, figures_line, report, wait_drained
 from tests.faults.conftest import enqueue_all
 from tests.support.e2e_pipelines import RUN_LOG_DDL
@@ -35,7 +35,7 @@ async def test_lock_contention(
     # Keys in random order (seeded), so the jobs picked together often share one.
     pick = random.Random(20).randrange
     specs = [
-        JobSpec(queue=QUEUE, task="test.record", args=RUN_ARGS, lock_key=f"key-{pick(LOCK_KEYS)}")
+        JobCreate(queue=QUEUE, task="test.record", args=RUN_ARGS, lock_key=f"key-{pick(LOCK_KEYS)}")
         for _ in range(JOBS)
     ]
     began = time.monotonic()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from tests.faults.checks import check_jobs, figures_line, report, wait_drained
 from tests.faults.conftest import enqueue_all
 from tests.support.e2e_pipelines import RUN_LOG_DDL
@@ -68,8 +68,8 @@ async def partition_db(postgres: PrivatePostgres) -> AsyncIterator[JobsDb]:
         yield jobs_db
 
 
-def _spec(args: dict[str, float], lock_key: str, queue: str = QUEUE) -> JobSpec:
-    return JobSpec(
+def _spec(args: dict[str, float], lock_key: str, queue: str = QUEUE) -> JobCreate:
+    return JobCreate(
         queue=queue, task="test.record", args=args, lock_key=lock_key, lease_ttl_sec=LEASE_TTL_SEC
     )
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from tests.faults.checks import check_jobs, figures_line, report, wait_drained
 from tests.faults.conftest import enqueue_all
 from tests.support.e2e_pipelines import RUN_LOG_DDL
@@ -44,7 +44,7 @@ async def test_sigterm_during_load_requeues_without_counting(
     kinds = [SHORT_ARGS] * SHORT_JOBS + [LONG_ARGS] * LONG_JOBS
     rng.shuffle(kinds)
     specs = [
-        JobSpec(queue=QUEUE, task="test.record", args=args, lock_key=f"key-{rng.randrange(30)}")
+        JobCreate(queue=QUEUE, task="test.record", args=args, lock_key=f"key-{rng.randrange(30)}")
         for args in kinds
     ]
     job_ids = await enqueue_all(jobs_db, specs)

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from tests.faults.checks import check_jobs, figures_line, report, wait_drained
 from tests.faults.conftest import enqueue_all
 from tests.support.e2e_pipelines import RUN_LOG_DDL
@@ -55,7 +55,7 @@ async def test_random_worker_kills_lose_nothing(
 
     rng = random.Random(9)
     specs = [
-        JobSpec(
+        JobCreate(
             queue=QUEUE,
             task="test.record",
             args=RUN_ARGS,

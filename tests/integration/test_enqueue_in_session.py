@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import create_engine, create_session_factory
 from app.domain.errors import UnknownTaskError
-from app.domain.views import EnqueueResult
+from app.domain.views import JobCreated
 from app.jobs.enqueue import enqueue_in_session, enqueue_many_in_session
 from app.settings import Settings
 from tests.support.specs import echo_spec as spec
@@ -135,7 +135,7 @@ async def test_enqueue_in_session_concurrent_idempotency_key_makes_one_job(
     wide_engine = create_engine(settings, pool_size=callers)
     sessions = create_session_factory(wide_engine)
 
-    async def trigger() -> EnqueueResult:
+    async def trigger() -> JobCreated:
         async with sessions() as session, session.begin():
             return await enqueue_in_session(
                 session, spec(idempotency_key="order-42:load"), settings

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.engine import create_session_factory
 from app.domain.errors import InvalidJobError, UnknownTaskError
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.jobs.enqueue import enqueue_in_session, enqueue_many_in_session
 from app.settings import Settings
 from tests.support.specs import echo_spec as spec
@@ -164,7 +164,7 @@ async def test_enqueue_many_existing_key_returns_current_job_and_writes_nothing_
     assert [e["event"] for e in events] == ["queued"]
 
 
-INVALID_ITEMS: dict[str, tuple[JobSpec, type[Exception], str]] = {
+INVALID_ITEMS: dict[str, tuple[JobCreate, type[Exception], str]] = {
     "unknown-task": (spec(task="no.such.task"), UnknownTaskError, r"no\.such\.task"),
     "nul-in-args-value": (spec(args={"a": "x\x00y"}), InvalidJobError, "NUL"),
     "nul-in-args-key": (spec(args={"a\x00": 1}), InvalidJobError, "NUL"),
@@ -182,7 +182,7 @@ async def test_enqueue_many_one_invalid_item_rejects_all_and_names_it(
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
     position: int,
-    bad: JobSpec,
+    bad: JobCreate,
     error: type[Exception],
     pattern: str,
 ) -> None:

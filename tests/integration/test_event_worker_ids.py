@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.jobs.enqueue import enqueue_many_in_session
 from app.jobs.manager import JobManager
 from app.pipelines.registry import load_pipelines
@@ -61,7 +61,7 @@ async def _enqueue(
     **spec: Any,
 ) -> tuple[uuid.UUID, int]:
     """Commit one queued noop job; its id and current dispatch."""
-    job_spec = JobSpec(
+    job_spec = JobCreate(
         queue="etl.ids", task="noop", lock_key=f"key-{uuid.uuid4().hex[:8]}", args=args, **spec
     )
     async with sessions() as session, session.begin():

@@ -15,7 +15,7 @@ from app.db import jobs as job_rows
 from app.domain.attempts import FinishRequest, StartRequest
 from app.domain.errors import JobNotRetryableError
 from app.domain.filters import JobFilter
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.domain.states import JobEvent, JobStatus
 from app.jobs.manager import JobManager
 from app.jobs.service import JobService
@@ -36,7 +36,7 @@ async def service(
 
 async def new_job(service: JobService, **spec: Any) -> uuid.UUID:
     [result] = await service.trigger_many(
-        [JobSpec(queue="etl.default", task="noop", lock_key=f"k-{uuid.uuid4().hex}", **spec)]
+        [JobCreate(queue="etl.default", task="noop", lock_key=f"k-{uuid.uuid4().hex}", **spec)]
     )
     return result.job_id
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain.attempts import FinishRequest, StartedAttempt
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.domain.states import JobEvent, JobStatus
 from app.jobs.enqueue import enqueue_many_in_session
 from app.pipelines.registry import load_pipelines
@@ -66,7 +66,7 @@ class Enqueuer:
     async def __call__(self, *lock_keys: str, **overrides: object) -> list[Queued]:
         """Commit one queued `noop` job per lock key; returns them in order."""
         specs = [
-            JobSpec(
+            JobCreate(
                 queue="etl.locks",
                 task="noop",
                 lock_key=key,

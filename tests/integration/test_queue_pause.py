@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db.dispatch import parked_entrypoint
 from app.db.jobs import dispatch as dispatch_in_session  # one new dispatch for one job
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.domain.states import JobEvent
 from app.jobs.enqueue import enqueue_many_in_session
 from app.jobs.manager import JobManager
@@ -60,7 +60,7 @@ async def enqueue(
 ) -> list[uuid.UUID]:
     """Commit one queued noop job per lock key on `queue`; their ids in order."""
     specs = [
-        JobSpec(queue=queue, task="noop", lock_key=key, **overrides)  # type: ignore[arg-type]
+        JobCreate(queue=queue, task="noop", lock_key=key, **overrides)  # type: ignore[arg-type]
         for key in lock_keys
     ]
     async with sessions() as session, session.begin():
@@ -320,7 +320,7 @@ async def test_resume_waits_for_an_enqueue_that_saw_the_queue_paused(
     await producer.begin()
     try:
         [result] = await enqueue_many_in_session(
-            producer, [JobSpec(queue=QUEUE, task="noop", lock_key="late")], settings
+            producer, [JobCreate(queue=QUEUE, task="noop", lock_key="late")], settings
         )
         resume = asyncio.create_task(queues.resume(QUEUE))
 

@@ -11,7 +11,7 @@ import pytest
 
 from app.db.engine import create_engine, create_session_factory
 from app.domain.errors import JobFinishedError, JobNotFoundError
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.jobs.service import JobService
 from tests.conftest import settings_for
 from tests.support.databases import TestServer as PgServer
@@ -51,10 +51,10 @@ async def rig(pg_server: PgServer, jobqueue_template: str) -> AsyncIterator[Sche
         await drop_database(pg_server, name)
 
 
-def spec(**overrides: object) -> JobSpec:
+def spec(**overrides: object) -> JobCreate:
     values: dict[str, object] = {"queue": "etl.schema", "task": "noop", "lock_key": "tenant-9"}
     values.update(overrides)
-    return JobSpec(**values)  # type: ignore[arg-type]
+    return JobCreate(**values)  # type: ignore[arg-type]
 
 
 async def test_queue_schema_tables_exist_only_in_jobqueue(rig: SchemaRig) -> None:

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain.errors import InvalidQueueError
-from app.jobs.queue_service import QueueService, QueueView
+from app.domain.queues import Queue
+from app.jobs.queue_service import QueueService
 from app.settings import Settings
 
 
@@ -40,7 +41,7 @@ async def add_job(
     )
 
 
-def by_name(views: list[QueueView]) -> dict[str, QueueView]:
+def by_name(views: list[Queue]) -> dict[str, Queue]:
     return {view.queue: view for view in views}
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_session_factory
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 from app.domain.states import FINAL_STATUSES
 from app.jobs.enqueue import enqueue_in_session
 from app.jobs.service import JobService
@@ -43,7 +43,7 @@ class JobsDb:
         **spec: Any,
     ) -> uuid.UUID:
         """Create a job in a committed transaction (as in-app callers do); returns its id."""
-        job_spec = JobSpec(
+        job_spec = JobCreate(
             queue=queue,
             task=task,
             args=args or {},

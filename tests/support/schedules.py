@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.domain.schedules import ScheduleSpec
+from app.domain.schedules import ScheduleCreate
 
 
-def schedule_spec(**overrides: Any) -> ScheduleSpec:
+def schedule_spec(**overrides: Any) -> ScheduleCreate:
     """A valid every-minute schedule of the test.echo pipeline."""
     values: dict[str, Any] = {
         "name": "every-minute",
@@ -21,7 +21,7 @@ def schedule_spec(**overrides: Any) -> ScheduleSpec:
         "args": {"n": 1},
     }
     values.update(overrides)
-    return ScheduleSpec(**values)
+    return ScheduleCreate(**values)
 
 
 async def set_columns(engine: AsyncEngine, name: str, assignments: str, **params: Any) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from app.domain.spec import JobSpec
+from app.domain.spec import JobCreate
 
 
-def echo_spec(**overrides: object) -> JobSpec:
+def echo_spec(**overrides: object) -> JobCreate:
     """A valid spec for the test.echo pipeline (tests/support/pipelines.py)."""
     values: dict[str, object] = {
         "queue": "etl.test",
@@ -14,4 +14,4 @@ def echo_spec(**overrides: object) -> JobSpec:
         "args": {"n": 1},
     }
     values.update(overrides)
-    return JobSpec(**values)  # type: ignore[arg-type]
+    return JobCreate(**values)  # type: ignore[arg-type]

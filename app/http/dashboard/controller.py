@@ -11,7 +11,8 @@ from litestar.static_files import create_static_files_router
 
 from app.http.auth import requires
 
-DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
+# Only static/ is served: the package's Python files sit one level up.
+DASHBOARD_DIR = Path(__file__).resolve().parent / "static"
 DASHBOARD_PATH = "/dashboard"
 STATIC_PATH = f"{DASHBOARD_PATH}/static"
 # The files change with each release and are tiny: revalidate rather than serve a stale UI.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from litestar import Controller, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
 from app.http.auth import requires
-from app.http.dependencies import provide_queue_service
-from app.jobs.queue_service import QueueListResponse, QueueService, QueueView
+from app.http.dependencies import from_state
+from app.http.queues.schemas import Queue, QueueList
+from app.jobs.queue_service import QueueService
 
 # Queue names are letters, digits and . _ : - (QueueName), so they travel in the path as
 # they are; the service checks them (a 400 naming `queue`).
@@ -21,21 +22,21 @@ class QueuesController(Controller):
 
     path = "/api/v1/queues"
     tags = ["queues"]
-    dependencies = {"queue_service": Provide(provide_queue_service, sync_to_thread=False)}
+    dependencies = from_state("queue_service")
 
     @get(
         "/",
         summary="Every queue with its counts and the last hour's throughput",
         opt=requires("read"),
     )
-    async def list_queues(self, queue_service: NamedDependency[QueueService]) -> QueueListResponse:
+    async def list_queues(self, queue_service: NamedDependency[QueueService]) -> QueueList:
         """Queues with live jobs, jobs finished in the last hour, or a pause state, by name."""
         return await queue_service.list_queues()
 
     @get(QUEUE_PATH, summary="One queue's counts and throughput", opt=requires("read"))
     async def get_queue(
         self, queue: FromPath[str], queue_service: NamedDependency[QueueService]
-    ) -> QueueView:
+    ) -> Queue:
         """All zeros for a queue nothing is known about."""
         return await queue_service.get(queue)
 
@@ -47,7 +48,7 @@ class QueuesController(Controller):
     )
     async def pause(
         self, queue: FromPath[str], queue_service: NamedDependency[QueueService]
-    ) -> QueueView:
+    ) -> Queue:
         """Workers stop starting its jobs; running ones finish. A queue unknown so far can be
         paused ahead of its first job."""
         return await queue_service.pause(queue)
@@ -60,6 +61,6 @@ class QueuesController(Controller):
     )
     async def resume(
         self, queue: FromPath[str], queue_service: NamedDependency[QueueService]
-    ) -> QueueView:
+    ) -> Queue:
         """Waiting jobs start at once (or at their available_at)."""
         return await queue_service.resume(queue)

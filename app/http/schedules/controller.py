@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, Request, delete, get, patch, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from app.domain.schedules import ScheduleSpec, ScheduleUpdate, ScheduleView
 from app.http.auth import requires
-from app.http.dependencies import provide_schedule_service
-from app.http.job_docs import NOT_JSON, error_response
-from app.http.jobs_controller import require_json
-from app.jobs.schedule_service import ScheduleRun, ScheduleService
+from app.http.dependencies import from_state
+from app.http.errors import error_response
+from app.http.json_body import NOT_JSON, require_json
+from app.http.schedules.schemas import (
+    Schedule,
+    ScheduleCreate,
+    SchedulePage,
+    ScheduleRun,
+    ScheduleUpdate,
+)
+from app.jobs.schedule_service import ScheduleService
 
 # Names are letters, digits and . _ : - (ScheduleName), so they travel in the path as they are.
 NAME_PATH = "/{name:str}"
@@ -28,19 +33,12 @@ NAMED = {404: SCHEDULE_NOT_FOUND}
 NAME_TAKEN = error_response(409, "A schedule has this name", "schedule 'nightly' already exists")
 
 
-class ScheduleListResponse(msgspec.Struct, kw_only=True):
-    """One page of schedules by name; pass `next_after` as `after` for the next page."""
-
-    schedules: list[ScheduleView]
-    next_after: str | None
-
-
 class SchedulesController(Controller):
     """Cron schedules that create jobs from a template."""
 
     path = "/api/v1/schedules"
     tags = ["schedules"]
-    dependencies = {"schedule_service": Provide(provide_schedule_service, sync_to_thread=False)}
+    dependencies = from_state("schedule_service")
 
     @post(
         "/",
@@ -54,9 +52,9 @@ class SchedulesController(Controller):
     async def create(
         self,
         request: Request[Any, Any, Any],
-        data: JSONBody[ScheduleSpec],
+        data: JSONBody[ScheduleCreate],
         schedule_service: NamedDependency[ScheduleService],
-    ) -> ScheduleView:
+    ) -> Schedule:
         """Store the schedule; it first fires at the next matching time after now."""
         require_json(request)
         return await schedule_service.create(data)
@@ -70,11 +68,11 @@ class SchedulesController(Controller):
             Parameter(description="Return schedules named after this one", max_length=200),
         ] = None,
         limit: Annotated[int, Parameter(ge=1, le=LIST_LIMIT_MAX)] = 100,
-    ) -> ScheduleListResponse:
+    ) -> SchedulePage:
         """Schedules in name order, `limit` at a time."""
         page = await schedule_service.list(after=after, limit=limit)
         next_after = page[-1].name if len(page) == limit else None
-        return ScheduleListResponse(schedules=page, next_after=next_after)
+        return SchedulePage(schedules=page, next_after=next_after)
 
     @get(
         NAME_PATH,
@@ -84,7 +82,7 @@ class SchedulesController(Controller):
     )
     async def get_schedule(
         self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
-    ) -> ScheduleView:
+    ) -> Schedule:
         """`upcoming` lists the next five fire times (UTC) of an enabled schedule."""
         return await schedule_service.get(name)
 
@@ -100,7 +98,7 @@ class SchedulesController(Controller):
         name: FromPath[str],
         data: JSONBody[ScheduleUpdate],
         schedule_service: NamedDependency[ScheduleService],
-    ) -> ScheduleView:
+    ) -> Schedule:
         """Fields left out keep their value; a new cron or zone fires from the next match."""
         require_json(request)
         return await schedule_service.update(name, data)
@@ -127,7 +125,7 @@ class SchedulesController(Controller):
     )
     async def enable(
         self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
-    ) -> ScheduleView:
+    ) -> Schedule:
         """It fires next at the first matching time after now (missed times are not caught up)."""
         return await schedule_service.set_enabled(name, True)
 
@@ -140,7 +138,7 @@ class SchedulesController(Controller):
     )
     async def disable(
         self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
-    ) -> ScheduleView:
+    ) -> Schedule:
         """It stops firing; jobs it already created are not touched."""
         return await schedule_service.set_enabled(name, False)
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from litestar import Controller, Response, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from app import __version__
 from app.http.auth import requires
-from app.http.schemas import HealthResponse, InfoResponse, ReadyResponse
+from app.http.dependencies import from_state
+from app.http.system.schemas import Health, Info, Readiness
 from app.jobs.service import JobService
+from app.settings import Settings
 
 READY_TIMEOUT_SEC = 2.0
 
@@ -20,11 +23,12 @@ class SystemController(Controller):
     """Probes for orchestrators and people."""
 
     tags = ["system"]
+    dependencies = from_state("job_service", "settings", "started_monotonic")
 
     @get("/health", summary="Liveness (no database)", opt=requires("open"), security=[{}])
-    async def health(self) -> HealthResponse:
+    async def health(self) -> Health:
         """The process is up."""
-        return HealthResponse()
+        return Health()
 
     @get(
         "/ready",
@@ -33,28 +37,27 @@ class SystemController(Controller):
         opt=requires("open"),
         security=[{}],
     )
-    async def ready(self, state: State) -> Response[ReadyResponse]:
+    async def ready(self, job_service: NamedDependency[JobService]) -> Response[Readiness]:
         """200 when the database answers within a short timeout, else 503."""
-        import asyncio
-
-        service: JobService = state.job_service
         try:
-            ok = await asyncio.wait_for(service.database_ready(), READY_TIMEOUT_SEC)
+            ok = await asyncio.wait_for(job_service.database_ready(), READY_TIMEOUT_SEC)
         except Exception:  # any failure to reach the database means not ready
             ok = False
         if ok:
-            return Response(ReadyResponse(status="ready", database="ok"), status_code=HTTP_200_OK)
+            return Response(Readiness(status="ready", database="ok"), status_code=HTTP_200_OK)
         return Response(
-            ReadyResponse(status="unavailable", database="unreachable"),
+            Readiness(status="unavailable", database="unreachable"),
             status_code=HTTP_503_SERVICE_UNAVAILABLE,
         )
 
     @get("/info", summary="Service name, version, environment and uptime", opt=requires("read"))
-    async def info(self, state: State) -> InfoResponse:
+    async def info(
+        self, settings: NamedDependency[Settings], started_monotonic: NamedDependency[float]
+    ) -> Info:
         """What is running, and since when."""
-        return InfoResponse(
+        return Info(
             service="dataloader",
             version=__version__,
-            environment=state.settings.app_env,
-            uptime_sec=round(time.monotonic() - state.started_monotonic, 3),
+            environment=settings.app_env,
+            uptime_sec=round(time.monotonic() - started_monotonic, 3),
         )

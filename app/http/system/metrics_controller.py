@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from litestar import Controller, Response, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from app.http.auth import requires
+from app.http.dependencies import from_state
 from app.observability.metrics import CONTENT_TYPE, JobGaugesReader, render
 
 
@@ -13,10 +14,10 @@ class MetricsController(Controller):
     """The scrape endpoint (left out of the OpenAPI schema)."""
 
     include_in_schema = False
+    dependencies = from_state("job_gauges")
 
     @get("/metrics", media_type=CONTENT_TYPE, opt=requires("read"))
-    async def metrics(self, state: State) -> Response[bytes]:
+    async def metrics(self, job_gauges: NamedDependency[JobGaugesReader]) -> Response[bytes]:
         """This process's metrics and the job gauges; database_up 0 when it cannot answer."""
-        reader: JobGaugesReader = state.job_gauges
-        gauges = await reader.scrape()
+        gauges = await job_gauges.scrape()
         return Response(render(gauges), media_type=CONTENT_TYPE)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
+from uuid import UUID
 
 from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency, Provide
-from litestar.exceptions import HTTPException
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_415_UNSUPPORTED_MEDIA_TYPE
+from litestar.status_codes import HTTP_200_OK
 
-from app.domain.errors import InvalidJobError
 from app.domain.filters import LIST_LIMIT_DEFAULT, JobFilter
 from app.http.auth import requires
-from app.http.dependencies import provide_job_service
-from app.http.job_docs import (
+from app.http.dependencies import from_state
+from app.http.jobs.docs import (
     BAD_JOB_ID,
     BAD_LIST_QUERY,
     EVENTS_DESCRIPTION,
@@ -25,7 +23,6 @@ from app.http.job_docs import (
     LIST_DESCRIPTION,
     LIST_RESPONSES,
     NOT_FOUND,
-    NOT_JSON,
     NOT_RETRYABLE,
     RETRY_DESCRIPTION,
     RETRY_RESPONSES,
@@ -45,17 +42,21 @@ from app.http.job_docs import (
     StatusQuery,
     TaskQuery,
 )
-from app.http.schemas import (
-    JobBulkTriggerRequest,
-    JobBulkTriggerResponse,
-    JobEventsResponse,
-    JobListResponse,
-    JobStatusResponse,
-    JobTriggerRequest,
-    JobTriggerResponse,
+from app.http.jobs.schemas import (
+    Job,
+    JobBulkCreate,
+    JobBulkCreated,
+    JobCreate,
+    JobCreated,
+    JobHistory,
+    JobPage,
 )
+from app.http.json_body import NOT_JSON, require_json
 from app.jobs.service import EVENTS_LIMIT_MAX, JobService
 
+# The route takes any text and the handlers a UUID: Litestar then checks the id after the
+# guard (401 and 403 first, as on every route) and app.http.errors words a bad one as a 400.
+# `{job_id:uuid}` would turn it into a routing miss: a bare 404, before the guard.
 JOB_PATH = "/{job_id:str}"
 
 
@@ -65,7 +66,7 @@ class JobsController(Controller):
     path = "/api/v1/jobs"
     tags = ["jobs"]
     # Not named "jobs": Litestar mistakes a body field of the same name for the dependency.
-    dependencies = {"job_service": Provide(provide_job_service, sync_to_thread=False)}
+    dependencies = from_state("job_service")
 
     @post(
         "/trigger",
@@ -78,9 +79,9 @@ class JobsController(Controller):
     async def trigger(
         self,
         request: Request[Any, Any, Any],
-        data: JSONBody[JobTriggerRequest],
+        data: JSONBody[JobCreate],
         job_service: NamedDependency[JobService],
-    ) -> JobTriggerResponse:
+    ) -> JobCreated:
         """Create a job in one transaction: dl_jobs row, event and pgqueuer dispatch."""
         require_json(request)
         return await job_service.trigger(data)
@@ -96,16 +97,16 @@ class JobsController(Controller):
     async def trigger_bulk(
         self,
         request: Request[Any, Any, Any],
-        data: JSONBody[JobBulkTriggerRequest],
+        data: JSONBody[JobBulkCreate],
         job_service: NamedDependency[JobService],
-    ) -> JobBulkTriggerResponse:
+    ) -> JobBulkCreated:
         """All jobs or none: one invalid item rejects the request with a 400 naming it.
 
         Each item follows the single trigger's idempotency rules; `created` tells which
         items made a new job.
         """
         require_json(request)
-        return JobBulkTriggerResponse(jobs=await job_service.trigger_many(data.jobs))
+        return JobBulkCreated(jobs=await job_service.trigger_many(data.jobs))
 
     @get(
         "/",
@@ -130,7 +131,7 @@ class JobsController(Controller):
         finished_before: FinishedBeforeQuery = None,
         limit: LimitQuery = LIST_LIMIT_DEFAULT,
         cursor: CursorQuery = None,
-    ) -> JobListResponse:
+    ) -> JobPage:
         """Jobs matching every filter given, newest first, one page at a time."""
         filters = JobFilter.from_query(
             status=status,
@@ -155,10 +156,10 @@ class JobsController(Controller):
         opt=requires("read"),
     )
     async def get_job(
-        self, job_id: FromPath[str], job_service: NamedDependency[JobService]
-    ) -> JobStatusResponse:
+        self, job_id: FromPath[UUID], job_service: NamedDependency[JobService]
+    ) -> Job:
         """The job as stored now (the same answer as /status)."""
-        return await job_service.status(parse_job_id(job_id))
+        return await job_service.status(job_id)
 
     @get(
         JOB_PATH + "/status",
@@ -166,11 +167,9 @@ class JobsController(Controller):
         responses={**JOB_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND},
         opt=requires("read"),
     )
-    async def status(
-        self, job_id: FromPath[str], job_service: NamedDependency[JobService]
-    ) -> JobStatusResponse:
+    async def status(self, job_id: FromPath[UUID], job_service: NamedDependency[JobService]) -> Job:
         """The job as stored now; 404 when unknown, 400 when the id is not a UUID."""
-        return await job_service.status(parse_job_id(job_id))
+        return await job_service.status(job_id)
 
     @get(
         JOB_PATH + "/events",
@@ -181,13 +180,13 @@ class JobsController(Controller):
     )
     async def events(
         self,
-        job_id: FromPath[str],
+        job_id: FromPath[UUID],
         job_service: NamedDependency[JobService],
         after: EventsAfterQuery = None,
         limit: EventsLimitQuery = EVENTS_LIMIT_MAX,
-    ) -> JobEventsResponse:
+    ) -> JobHistory:
         """The job's events, oldest first, `limit` at a time."""
-        return await job_service.events(parse_job_id(job_id), after=after, limit=limit)
+        return await job_service.events(job_id, after=after, limit=limit)
 
     @post(
         JOB_PATH + "/cancel",
@@ -196,14 +195,12 @@ class JobsController(Controller):
         responses={400: BAD_JOB_ID, 404: NOT_FOUND, 409: JOB_FINISHED},
         opt=requires("write"),
     )
-    async def cancel(
-        self, job_id: FromPath[str], job_service: NamedDependency[JobService]
-    ) -> JobStatusResponse:
+    async def cancel(self, job_id: FromPath[UUID], job_service: NamedDependency[JobService]) -> Job:
         """Queued: canceled at once. Running: flagged, stopped at its next checkpoint.
 
         Finished: 409 with its status. Unknown: 404.
         """
-        return await job_service.cancel(parse_job_id(job_id))
+        return await job_service.cancel(job_id)
 
     @post(
         JOB_PATH + "/retry",
@@ -213,26 +210,6 @@ class JobsController(Controller):
         responses={**RETRY_RESPONSES, 400: BAD_JOB_ID, 404: NOT_FOUND, 409: NOT_RETRYABLE},
         opt=requires("write"),
     )
-    async def retry(
-        self, job_id: FromPath[str], job_service: NamedDependency[JobService]
-    ) -> JobStatusResponse:
+    async def retry(self, job_id: FromPath[UUID], job_service: NamedDependency[JobService]) -> Job:
         """Queue a failed, lost or canceled job again with a fresh attempt budget."""
-        return await job_service.retry(parse_job_id(job_id))
-
-
-def require_json(request: Request[Any, Any, Any]) -> None:
-    """415 unless the body is declared as JSON."""
-    media_type = request.content_type[0]
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise HTTPException(
-            status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            detail=f"Content-Type must be application/json, not {media_type or 'missing'!r}",
-        )
-
-
-def parse_job_id(raw: str) -> uuid.UUID:
-    """A job id from the path; a clear 400 when it is not a UUID."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise InvalidJobError(f"job_id {raw[:64]!r} is not a UUID") from None
+        return await job_service.retry(job_id)

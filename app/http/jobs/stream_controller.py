@@ -4,30 +4,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
+from uuid import UUID
 
 import msgspec
 from litestar import Controller, get
-from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from app.domain.views import JobView
 from app.http.auth import requires
-from app.http.dependencies import provide_job_service
-from app.http.job_docs import BAD_JOB_ID, NOT_FOUND
-from app.http.jobs_controller import parse_job_id
+from app.http.dependencies import from_state
+from app.http.jobs.controller import JOB_PATH
+from app.http.jobs.docs import BAD_JOB_ID, NOT_FOUND
+from app.http.jobs.schemas import Job
 from app.jobs.job_watch import JobWatch
 from app.jobs.service import JobService
+from app.settings import Settings
 
 EVENT_NAME = "job"
 KEEPALIVE_COMMENT = "keep-alive"
-
-
-def provide_job_watch(state: State) -> JobWatch:
-    """The process's JobWatch, made at start-up."""
-    watch: JobWatch = state.job_watch
-    return watch
 
 
 class JobStreamController(Controller):
@@ -35,13 +30,10 @@ class JobStreamController(Controller):
 
     path = "/api/v1/jobs"
     tags = ["jobs"]
-    dependencies = {
-        "job_service": Provide(provide_job_service, sync_to_thread=False),
-        "job_watch": Provide(provide_job_watch, sync_to_thread=False),
-    }
+    dependencies = from_state("job_service", "job_watch", "settings")
 
     @get(
-        "/{job_id:str}/stream",
+        JOB_PATH + "/stream",
         summary="Server-sent events: the job now, then after each status or progress change",
         media_type="text/event-stream",
         responses={400: BAD_JOB_ID, 404: NOT_FOUND},
@@ -49,23 +41,23 @@ class JobStreamController(Controller):
     )
     async def stream(
         self,
-        job_id: FromPath[str],
+        job_id: FromPath[UUID],
         job_service: NamedDependency[JobService],
         job_watch: NamedDependency[JobWatch],
-        state: State,
+        settings: NamedDependency[Settings],
     ) -> ServerSentEvent:
-        """`event: job` with the JobView now, then one per change; ends after a final status.
+        """`event: job` with the job (a `Job`) now, then one per change; ends after a final status.
 
         A `: keep-alive` comment comes after APP_STREAM_KEEPALIVE_SEC without a change.
         404 when the job is unknown, 400 when the id is not a UUID.
         """
-        first = await job_service.status(parse_job_id(job_id))
-        keepalive_sec: float = state.settings.app_stream_keepalive_sec
+        first = await job_service.status(job_id)
+        keepalive_sec = settings.app_stream_keepalive_sec
         return ServerSentEvent(_messages(job_watch.follow(first, keepalive_sec=keepalive_sec)))
 
 
 async def _messages(
-    views: AsyncGenerator[JobView | None],
+    views: AsyncGenerator[Job | None],
 ) -> AsyncIterator[ServerSentEventMessage]:
     """One `job` event per view, a comment per keep-alive tick.
 

@@ -9,12 +9,8 @@ from litestar.openapi.spec import Example
 from litestar.params import Parameter
 
 from app.domain.filters import LIST_LIMIT_MAX, MAX_FILTER_TEXT
-from app.http.schemas import (
-    ErrorResponse,
-    JobEventsResponse,
-    JobListResponse,
-    JobStatusResponse,
-)
+from app.http.errors import error_response
+from app.http.jobs.schemas import Job, JobHistory, JobPage
 from app.jobs.service import EVENTS_LIMIT_MAX
 
 _JOB_ID = "0f9c4c2e-6f51-4a8e-9d0b-2b7f1f3c9a10"
@@ -62,7 +58,7 @@ RETRIED_JOB: dict[str, Any] = {
 
 JOB_RESPONSES = {
     200: ResponseSpec(
-        data_container=JobStatusResponse,
+        data_container=Job,
         description="The job as stored now",
         examples=[Example(summary="A failed job", value=FAILED_JOB)],
     )
@@ -70,7 +66,7 @@ JOB_RESPONSES = {
 
 LIST_RESPONSES = {
     200: ResponseSpec(
-        data_container=JobListResponse,
+        data_container=JobPage,
         description="One page, newest first; `next_cursor` is null on the last page",
         examples=[
             Example(
@@ -86,7 +82,7 @@ LIST_RESPONSES = {
 
 EVENTS_RESPONSES = {
     200: ResponseSpec(
-        data_container=JobEventsResponse,
+        data_container=JobHistory,
         description="The job's events, oldest first",
         examples=[
             Example(
@@ -139,26 +135,11 @@ EVENTS_RESPONSES = {
 
 RETRY_RESPONSES = {
     200: ResponseSpec(
-        data_container=JobStatusResponse,
+        data_container=Job,
         description="The job, queued again",
         examples=[Example(summary="A failed job retried", value=RETRIED_JOB)],
     )
 }
-
-
-def error_response(status_code: int, description: str, detail: str, **extra: Any) -> ResponseSpec:
-    """A documented error answer with one example."""
-    return ResponseSpec(
-        data_container=ErrorResponse,
-        description=description,
-        generate_examples=False,
-        examples=[
-            Example(
-                summary=description,
-                value={"status_code": status_code, "detail": detail, **extra},
-            )
-        ],
-    )
 
 
 NOT_FOUND = error_response(404, "No job has this id", f"job {_JOB_ID} not found")
@@ -176,11 +157,6 @@ JOB_FINISHED = error_response(
     "The job has already finished",
     "job already finished with status 'succeeded'",
     job_status="succeeded",
-)
-NOT_JSON = error_response(
-    415,
-    "The body is not declared as JSON",
-    "Content-Type must be application/json, not 'text/plain'",
 )
 NOT_RETRYABLE = error_response(
     409,

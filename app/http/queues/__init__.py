@@ -1,0 +1,1 @@
+"""/api/v1/queues: the queues controller and its schemas."""

@@ -1,0 +1,1 @@
+"""/api/v1/schedules: the schedules controller and its schemas."""

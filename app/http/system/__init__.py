@@ -1,0 +1,1 @@
+"""/health, /ready, /info and /metrics: probes and the scrape endpoint."""
