@@ -12,7 +12,7 @@ import pytest
 from app.db.job_changes import JOB_CHANGES_CHANNEL, LISTENER_APPLICATION_NAME, changed_job_ids
 from tests.support.databases import TestServer as PgServer
 from tests.support.databases import create_database, drop_database, migrated_template, unique_name
-from tests.support.workers import wait_until
+from tests.support.waiting import wait_until
 
 MAX_PAYLOAD_BYTES = 8000  # PostgreSQL refuses longer NOTIFY payloads
 

@@ -19,7 +19,7 @@ from app.jobs.spec import JobSpec
 from app.jobs.states import JobEvent, JobStatus
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
-from tests.support.workers import wait_until
+from tests.support.waiting import wait_until
 from worker.finish_writer import FinishWriter
 from worker.lock_session import LockSession
 

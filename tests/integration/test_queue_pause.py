@@ -25,7 +25,7 @@ from app.jobs.spec import JobSpec
 from app.jobs.states import JobEvent
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
-from tests.support.workers import wait_until
+from tests.support.waiting import wait_until
 from worker.lock_session import LockSession
 from worker.maintenance.reaper import Reaper
 

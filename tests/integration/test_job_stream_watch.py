@@ -24,8 +24,8 @@ from app.asgi import create_app
 from app.db.job_changes import LISTENER_APPLICATION_NAME
 from app.devserver.embedded_postgres import free_port
 from app.jobs.job_watch import JobWatch, JobWatchConfig
-from tests.conftest import settings_for
-from tests.support.workers import wait_until
+from tests.support.databases import settings_for
+from tests.support.waiting import wait_until
 
 KEEPALIVE_SEC = 0.2
 
@@ -105,7 +105,9 @@ async def test_job_stream_client_disconnect_releases_its_subscription(
             assert api.watch.subscriber_count() == 4
         # Leaving the block closes the connections without reading the streams to an end.
         await wait_until(
-            lambda: api.watch.subscriber_count() == 0, timeout=10, what="subscriptions released"
+            lambda: api.watch.subscriber_count() == 0,
+            timeout=10,
+            what="subscriptions released",
         )
 
 
@@ -139,7 +141,9 @@ async def test_job_stream_reads_a_changed_job_once_for_all_its_watchers(
         for lines in streams:
             await first_event(lines)
         await wait_until(
-            lambda: not api.watch.has_pending_reads(), timeout=10, what="subscribe-time reads"
+            lambda: not api.watch.has_pending_reads(),
+            timeout=10,
+            what="subscribe-time reads",
         )
         reads_before = api.watch.reads
 
@@ -214,7 +218,9 @@ async def test_job_stream_listener_closes_when_idle_and_comes_back(
             await first_event(lines)
             await wait_until(lambda: api.watch.listening, timeout=10, what="listening")
         await wait_until(
-            lambda: not api.watch.listening, timeout=10, what="the idle listener to close"
+            lambda: not api.watch.listening,
+            timeout=10,
+            what="the idle listener to close",
         )
         assert await watch_backend_queries(db) == []
 

@@ -13,8 +13,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.devserver.embedded_postgres import free_port
-from tests.api.conftest import PROJECT_ROOT, ApiServer
-from tests.support.workers import wait_until, worker_fleet
+from tests.support.api_servers import ApiServer
+from tests.support.paths import PROJECT_ROOT
+from tests.support.waiting import wait_until
+from tests.support.workers import worker_fleet
 
 TRIGGER = "/api/v1/jobs/trigger"
 API_FAMILIES = {

@@ -9,15 +9,16 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.api.conftest import ApiServer
-from tests.support.workers import WorkerFleet, wait_until, worker_fleet
+from tests.support.api_servers import ApiServer
+from tests.support.paths import PROJECT_ROOT
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerFleet, worker_fleet
 
 QUEUE = "etl.stream"
 FINAL = {"succeeded", "failed", "canceled", "lost"}
@@ -30,9 +31,8 @@ def stream_fleet(
     api_server: ApiServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerFleet]:
     """One worker for the module's jobs; short heartbeats so progress is saved often."""
-    project_root = Path(__file__).resolve().parents[2]
     with worker_fleet(
-        project_root,
+        PROJECT_ROOT,
         api_server.dsn,
         tmp_path_factory.mktemp("stream_workers"),
         env={"DL_HEARTBEAT_SEC": "0.3"},

@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.api.conftest import ApiServer
+from tests.support.api_servers import ApiServer
 
 TRIGGER = "/api/v1/jobs/trigger"
 BULK = "/api/v1/jobs/trigger/bulk"
