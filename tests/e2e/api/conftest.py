@@ -21,7 +21,7 @@ async def client(api_server: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def db(api_server: ApiServer) -> AsyncIterator[asyncpg.Connection]:
+async def api_db(api_server: ApiServer) -> AsyncIterator[asyncpg.Connection]:
     """A direct connection to the API's database, to check what the API wrote."""
     connection = await asyncpg.connect(api_server.dsn)
     yield connection

@@ -76,7 +76,7 @@ async def trigger(client: httpx.AsyncClient, queue: str, **fields: Any) -> str:
 
 
 async def test_metrics_api_counts_requests_and_reads_job_gauges_per_scrape(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     queue = "etl.metrics-gauges"  # no worker serves it: its jobs stay queued
     before = await scrape(client)
@@ -84,11 +84,11 @@ async def test_metrics_api_counts_requests_and_reads_job_gauges_per_scrape(
     status = await client.get(f"/api/v1/jobs/{job_ids[0]}/status")
     assert status.status_code == 200
     # One job has waited two minutes, one finished (failed) a moment ago.
-    await db.execute(
+    await api_db.execute(
         "UPDATE dl_jobs SET available_at = now() - interval '120 seconds' WHERE job_id = $1",
         uuid.UUID(job_ids[0]),
     )
-    await db.execute(
+    await api_db.execute(
         "UPDATE dl_jobs SET status = 'failed', finished_at = now() WHERE job_id = $1",
         uuid.UUID(job_ids[2]),
     )
