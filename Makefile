@@ -17,8 +17,8 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 # --locked: install exactly uv.lock, and fail if it no longer matches pyproject.toml (`make lock`).
 SYNC := $(UV) sync --locked
-# The tiers `test-fast` runs after lint (one line to change once the tests carry tier markers).
-PYTEST_FAST_ARGS ?= tests/unit tests/integration
+# The tiers `test-fast` runs after lint (tests/README.md: the folder under tests/ is the tier).
+PYTEST_FAST_ARGS ?= -m "unit or integration"
 
 .PHONY: install install-dev postgres run lint pytest test test-fast bench lock clean-data
 

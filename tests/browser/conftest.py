@@ -10,22 +10,22 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from tests.api.conftest import ApiServer, start_api_server, stop_api_server
+from tests.support.api_servers import start_api_server, stop_api_server
+from tests.support.dashboard import EXPECT_TIMEOUT_MS, Dashboard
 from tests.support.databases import TestServer as PgServer
 from tests.support.databases import create_database, drop_database, unique_name
-from tests.support.workers import WorkerFleet, worker_fleet
+from tests.support.paths import PROJECT_ROOT
+from tests.support.workers import worker_fleet
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT_DIR = PROJECT_ROOT / "test-output" / "dashboard"
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root, where chromium's sandbox cannot start
@@ -36,7 +36,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-EXPECT_TIMEOUT_MS = 10_000  # a loaded CI machine answers slowly now and then
 # Saved often, so the progress bar has something to show several times a second.
 WORKER_ENV = {"DL_HEARTBEAT_SEC": "0.3"}
 
@@ -75,24 +74,6 @@ async def browser(chromium_path: str) -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
-
-
-@dataclass
-class Dashboard:
-    """The API under test, the workers serving its database and a client for set-up."""
-
-    api: ApiServer
-    fleet: WorkerFleet
-    client: httpx.AsyncClient
-
-    @property
-    def url(self) -> str:
-        """The dashboard's address."""
-        return f"{self.api.base_url}/dashboard"
-
-    def diagnostics(self) -> str:
-        """Server and worker logs, for failure messages."""
-        return f"--- api ---\n{self.api.log_tail()}\n{self.fleet.diagnostics()}"
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from tests.browser.conftest import Dashboard
-from tests.support.workers import wait_until
+from tests.support.dashboard import Dashboard
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
     from playwright.async_api import Page

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.api.conftest import ApiServer, start_api_server, stop_api_server
-from tests.browser.conftest import EXPECT_TIMEOUT_MS
+from tests.support.api_servers import ApiServer, start_api_server, stop_api_server
+from tests.support.dashboard import EXPECT_TIMEOUT_MS
 from tests.support.databases import TestServer as PgServer
 from tests.support.databases import create_database, drop_database, unique_name
 

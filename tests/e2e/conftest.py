@@ -1,30 +1,21 @@
-"""Fixtures for end-to-end tests: real `pgq run` workers on a fresh database per test."""
+"""Fixtures of the e2e tier that several of its folders share (api/, cli/)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.pipelines.registry import load_pipelines
-from app.settings import Settings
-from tests.support.jobs_db import JobsDb
-from tests.support.workers import E2E_PIPELINE_MODULES, WorkerFleet, worker_fleet
-
-# The test process validates task names when it enqueues, so it needs the test pipelines too.
-load_pipelines([E2E_PIPELINE_MODULES])
+from tests.support.api_servers import ApiServer, api_server_on_fresh_database
+from tests.support.databases import TestServer as PgServer
 
 
-@pytest.fixture
-def jobs_db(engine: AsyncEngine, settings: Settings) -> JobsDb:
-    """Enqueue and inspect jobs on this test's database."""
-    return JobsDb(engine=engine, settings=settings)
-
-
-@pytest.fixture
-def fleet(project_root: Path, database_dsn: str, tmp_path: Path) -> Iterator[WorkerFleet]:
-    """Worker subprocesses on this test's database; logs in tmp_path/workers."""
-    with worker_fleet(project_root, database_dsn, tmp_path / "workers") as workers:
-        yield workers
+@pytest.fixture(scope="module")
+async def api_server(
+    pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ApiServer]:
+    """The API on a fresh migrated database, shared by one test module."""
+    async with api_server_on_fresh_database(
+        pg_server, template_db, tmp_path_factory.mktemp("api")
+    ) as server:
+        yield server

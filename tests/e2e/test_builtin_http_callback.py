@@ -12,7 +12,7 @@ import pytest
 
 from app.devserver.embedded_postgres import free_port
 from app.domain.errors import InvalidJobError
-from tests.api.conftest import start_api_server, stop_api_server
+from tests.support.api_servers import start_api_server, stop_api_server
 from tests.support.jobs_db import JobsDb
 from tests.support.local_servers import (
     RecordingHttpServer,

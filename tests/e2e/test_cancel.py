@@ -7,7 +7,8 @@ import time
 from datetime import timedelta
 
 from tests.support.jobs_db import JobsDb
-from tests.support.workers import WorkerFleet, wait_until
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerFleet
 
 
 async def test_canceled_queued_job_never_starts(jobs_db: JobsDb, fleet: WorkerFleet) -> None:

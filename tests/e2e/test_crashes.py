@@ -6,7 +6,8 @@ import signal
 import uuid
 
 from tests.support.jobs_db import JobsDb
-from tests.support.workers import WorkerFleet, WorkerProcess, wait_until
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerFleet, WorkerProcess
 
 FINISHING_EVENTS = {"succeeded", "failed", "canceled", "retry_scheduled", "interrupted"}
 

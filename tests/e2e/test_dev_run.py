@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,16 +13,7 @@ import psutil
 import pytest
 
 from app.devserver.embedded_postgres import free_port
-
-
-def _wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.support.waiting import wait_until
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -41,7 +31,7 @@ def _healthy(base: str) -> bool:
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-def test_dev_run_serves_runs_a_job_and_stops_cleanly(
+async def test_dev_run_serves_runs_a_job_and_stops_cleanly(
     tmp_path: Path, project_root: Path, stop_signal: signal.Signals
 ) -> None:
     port = free_port()
@@ -67,7 +57,7 @@ def test_dev_run_serves_runs_a_job_and_stops_cleanly(
     base = f"http://127.0.0.1:{port}"
     children: list[psutil.Process] = []
     try:
-        _wait_for(lambda: _healthy(base), 60, "the API")
+        await wait_until(lambda: _healthy(base), timeout=60, interval=0.1, what="the API")
         children = _descendants(process.pid)
         names = " ".join(" ".join(child.cmdline()) for child in children)
         assert "postgres" in names
@@ -89,12 +79,17 @@ def test_dev_run_serves_runs_a_job_and_stops_cleanly(
             job = httpx.get(f"{base}/api/v1/jobs/{created['job_id']}/status").json()
             return job if job["status"] == "succeeded" else None
 
-        job = _wait_for(finished, 30, "the job to succeed")
+        job = await wait_until(finished, timeout=30, interval=0.1, what="the job to succeed")
         assert job["progress"] == {"processed": 2, "total": 2}
     finally:
         process.send_signal(stop_signal)
         code = process.wait(timeout=60)
         log.close()
     assert code == 0, (tmp_path / "run.log").read_text()
-    _wait_for(lambda: not any(child.is_running() for child in children), 10, "children to exit")
+    await wait_until(
+        lambda: not any(child.is_running() for child in children),
+        timeout=10,
+        interval=0.1,
+        what="children to exit",
+    )
     assert (tmp_path / "pg" / "PG_VERSION").exists()  # data kept for the next start

@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from tests.api.conftest import ApiServer, api_server_on_fresh_database
+from tests.support.api_servers import ApiServer, api_server_on_fresh_database
 from tests.support.databases import TestServer as PgServer
 from tests.support.doc_examples import PROJECT_ROOT, DocBlock, examples, runnable_code
 from tests.support.workers import WorkerFleet, wait_until, worker_fleet

@@ -14,7 +14,8 @@ from app.jobs.enqueue import enqueue_many_in_session
 from tests.support.e2e_pipelines import RUN_LOG_DDL
 from tests.support.jobs_db import FINAL, JobsDb
 from tests.support.logs import log_records
-from tests.support.workers import WorkerFleet, wait_until
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerFleet
 
 WORKER_IDS = ("w1", "w2", "w3")
 QUEUE = "etl.fleet"

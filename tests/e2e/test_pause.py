@@ -9,7 +9,8 @@ from app.db.dispatch import parked_entrypoint
 from app.db.engine import create_session_factory
 from app.jobs.queue_service import QueueService
 from tests.support.jobs_db import JobsDb
-from tests.support.workers import PGQ_ARGS, WorkerFleet, wait_until
+from tests.support.waiting import wait_until
+from tests.support.workers import PGQ_ARGS, WorkerFleet
 
 QUEUE = "etl.default"
 SIDE = "etl.side"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.support.jobs_db import JobsDb
-from tests.support.workers import WorkerFleet, wait_until
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerFleet
 
 
 async def test_progress_is_saved_between_heartbeats(jobs_db: JobsDb, fleet: WorkerFleet) -> None:

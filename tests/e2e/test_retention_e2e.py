@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.support.jobs_db import JobsDb
-from tests.support.workers import WorkerFleet, wait_until
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerFleet
 
 RETENTION_ENV = {"DL_RETENTION_DAYS": "1", "DL_RETENTION_PERIOD_SEC": "0.5"}
 

@@ -15,7 +15,8 @@ from app.settings import Settings
 from tests.support.jobs_db import JobsDb
 from tests.support.logs import log_records
 from tests.support.schedules import jobs_of
-from tests.support.workers import WorkerFleet, WorkerProcess, wait_until
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerFleet, WorkerProcess
 
 NAME = "every-second"
 FIRED_LINE = re.compile(rf"schedule {NAME} fired for (\S+): job (\S+)(.*)")  # a log event

@@ -26,13 +26,13 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from tests.support.jobs_db import FINAL, JobsDb
-from tests.support.workers import wait_until
+from tests.support.paths import PROJECT_ROOT
+from tests.support.waiting import wait_until
 
-FIGURES_FILE = Path(__file__).resolve().parents[2] / "test-output" / "faults.txt"
+FIGURES_FILE = PROJECT_ROOT / "test-output" / "faults.txt"
 
 
 @dataclass

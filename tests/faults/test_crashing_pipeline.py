@@ -9,10 +9,10 @@ import pytest
 
 from app.domain.spec import JobCreate
 from tests.faults.checks import check_jobs, figures_line, report, wait_drained
-from tests.faults.conftest import enqueue_all
 from tests.support.e2e_pipelines import RUN_LOG_DDL
-from tests.support.jobs_db import JobsDb
-from tests.support.workers import WorkerFleet, wait_until
+from tests.support.jobs_db import JobsDb, enqueue_all
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerFleet
 
 QUEUE = "etl.crash"
 JOBS = 150

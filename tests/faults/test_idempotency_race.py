@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import start_api_server, stop_api_server
 from tests.faults.checks import check_jobs, figures_line, report, wait_drained
+from tests.support.api_servers import start_api_server, stop_api_server
 from tests.support.jobs_db import JobsDb
 from tests.support.workers import WorkerFleet
 

@@ -21,13 +21,13 @@ import pytest
 
 from app.domain.spec import JobCreate
 from tests.faults.checks import check_jobs, figures_line, report, wait_drained
-from tests.faults.conftest import enqueue_all
 from tests.support.e2e_pipelines import RUN_LOG_DDL
-from tests.support.jobs_db import JobsDb
+from tests.support.jobs_db import JobsDb, enqueue_all
 from tests.support.logs import log_records
 from tests.support.netns import NetworkNamespace, namespaces_available, network_namespace
 from tests.support.private_postgres import PrivatePostgres, private_postgres
-from tests.support.workers import WorkerFleet, WorkerProcess, wait_until, worker_fleet
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerFleet, WorkerProcess, worker_fleet
 
 QUEUE = "etl.partition"
 CUT_HOST_QUEUE = "etl.cut-host"  # served by the cut-off worker alone

@@ -21,12 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import ApiServer, start_api_server, stop_api_server
 from tests.faults.checks import check_jobs, figures_line, report, wait_drained
+from tests.support.api_servers import ApiServer, start_api_server, stop_api_server
 from tests.support.e2e_pipelines import RUN_LOG_DDL
 from tests.support.jobs_db import JobsDb
 from tests.support.private_postgres import PrivatePostgres, private_postgres
-from tests.support.workers import E2E_PIPELINE_MODULES, WorkerFleet, wait_until, worker_fleet
+from tests.support.waiting import wait_until
+from tests.support.workers import E2E_PIPELINE_MODULES, WorkerFleet, worker_fleet
 
 QUEUE = "etl.restart"
 JOBS = 2000

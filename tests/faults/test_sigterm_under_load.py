@@ -10,9 +10,9 @@ import pytest
 
 from app.domain.spec import JobCreate
 from tests.faults.checks import check_jobs, figures_line, report, wait_drained
-from tests.faults.conftest import enqueue_all
 from tests.support.e2e_pipelines import RUN_LOG_DDL
-from tests.support.jobs_db import JobsDb
+from tests.support.jobs_db import JobsDb, enqueue_all
+from tests.support.waiting import WaitTimeout, wait_until
 from tests.support.workers import WorkerFleet
 
 QUEUE = "etl.sigterm"
@@ -104,8 +104,8 @@ async def _workers_running_a_fresh_long_job(jobs_db: JobsDb, timeout: float = 10
     Picking any busy worker made the interrupt a matter of luck (under CI's load a run once
     stopped only workers whose jobs all finished within the drain, and tested nothing).
     """
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+
+    async def busy_workers() -> set[str]:
         rows = await jobs_db.fetch(
             "SELECT DISTINCT worker_id FROM dl_jobs WHERE status = 'running'"
             " AND (args->>'steps')::int = :steps"
@@ -113,6 +113,9 @@ async def _workers_running_a_fresh_long_job(jobs_db: JobsDb, timeout: float = 10
             steps=LONG_ARGS["steps"],
             fresh=FRESH_SEC,
         )
-        if rows or asyncio.get_running_loop().time() > deadline:
-            return {row["worker_id"] for row in rows}
-        await asyncio.sleep(0.05)
+        return {row["worker_id"] for row in rows}
+
+    try:
+        return await wait_until(busy_workers, timeout=timeout, what="a fresh long job running")
+    except WaitTimeout:
+        return set()  # none this time: the caller stops any worker instead

@@ -25,7 +25,8 @@ from app.asgi import create_app
 from app.db import connections
 from app.devserver.embedded_postgres import free_port
 from app.settings import Settings
-from tests.support.workers import wait_until, worker_fleet
+from tests.support.waiting import wait_until
+from tests.support.workers import worker_fleet
 
 WORKER_ID = "w1"
 # One of each direct connection: the stream's listener, the worker's three, its leader's.

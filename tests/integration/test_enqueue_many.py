@@ -17,7 +17,7 @@ from app.domain.spec import JobCreate
 from app.jobs.enqueue import enqueue_in_session, enqueue_many_in_session
 from app.settings import Settings
 from tests.support.specs import echo_spec as spec
-from tests.support.workers import wait_until
+from tests.support.waiting import wait_until
 
 NOTIFY_CHANNEL = "ch_pgqueuer"
 TABLES = ("dl_jobs", "dl_job_events", "pgqueuer", "pgqueuer_log")

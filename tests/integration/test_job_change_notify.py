@@ -12,7 +12,7 @@ import pytest
 from app.db.job_changes import JOB_CHANGES_CHANNEL, LISTENER_APPLICATION_NAME, changed_job_ids
 from tests.support.databases import TestServer as PgServer
 from tests.support.databases import create_database, drop_database, migrated_template, unique_name
-from tests.support.workers import wait_until
+from tests.support.waiting import wait_until
 
 MAX_PAYLOAD_BYTES = 8000  # PostgreSQL refuses longer NOTIFY payloads
 
@@ -29,7 +29,7 @@ async def schema_template(
 
 
 @pytest.fixture
-async def rig(
+async def notify_rig(
     pg_server: PgServer, schema_template: tuple[str, str]
 ) -> AsyncIterator[tuple[str, asyncpg.Connection, list[str]]]:
     """(schema, a writing connection, the payloads a job watch's connection receives)."""
@@ -72,9 +72,9 @@ async def settle(writer: asyncpg.Connection, payloads: list[str]) -> list[str]:
 
 
 async def test_job_change_notify_sends_one_notification_per_statement_in_chunks(
-    rig: tuple[str, asyncpg.Connection, list[str]],
+    notify_rig: tuple[str, asyncpg.Connection, list[str]],
 ) -> None:
-    schema, writer, payloads = rig
+    schema, writer, payloads = notify_rig
     ids = await insert_jobs(writer, schema, 450)
     assert await settle(writer, payloads) == []  # inserts are not changes
 
@@ -88,9 +88,9 @@ async def test_job_change_notify_sends_one_notification_per_statement_in_chunks(
 
 
 async def test_job_change_notify_names_only_rows_whose_status_progress_or_flag_changed(
-    rig: tuple[str, asyncpg.Connection, list[str]],
+    notify_rig: tuple[str, asyncpg.Connection, list[str]],
 ) -> None:
-    schema, writer, payloads = rig
+    schema, writer, payloads = notify_rig
     first, second, third = await insert_jobs(writer, schema, 3)
     jobs = f'"{schema}".dl_jobs'
 

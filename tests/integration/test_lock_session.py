@@ -18,7 +18,7 @@ from app.domain.states import JobEvent, JobStatus
 from app.jobs.enqueue import enqueue_many_in_session
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
-from tests.support.workers import wait_until
+from tests.support.waiting import wait_until
 from worker.finish_writer import FinishWriter
 from worker.lock_session import LockSession
 

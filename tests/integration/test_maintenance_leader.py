@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.support.workers import wait_until
+from tests.support.waiting import wait_until
 from worker.maintenance.leader import LEADER_LOCK_ID, LeaderConfig, MaintenanceLeader
 from worker.maintenance.retention import Retention, RetentionConfig
 from worker.maintenance.service import MaintenanceService

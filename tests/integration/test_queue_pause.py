@@ -25,7 +25,7 @@ from app.jobs.queue_service import QueueService
 from app.jobs.service import JobService
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
-from tests.support.workers import wait_until
+from tests.support.waiting import wait_until
 from worker.lock_session import LockSession
 from worker.maintenance.reaper import Reaper
 

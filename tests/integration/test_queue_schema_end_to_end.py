@@ -13,9 +13,14 @@ from app.db.engine import create_engine, create_session_factory
 from app.domain.errors import JobFinishedError, JobNotFoundError
 from app.domain.spec import JobCreate
 from app.jobs.service import JobService
-from tests.conftest import settings_for
 from tests.support.databases import TestServer as PgServer
-from tests.support.databases import create_database, drop_database, migrated_template, unique_name
+from tests.support.databases import (
+    create_database,
+    drop_database,
+    migrated_template,
+    settings_for,
+    unique_name,
+)
 
 SCHEMA = "jobqueue"
 

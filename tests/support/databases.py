@@ -14,6 +14,7 @@ import asyncpg
 
 from app.db.migrate import upgrade_to_head
 from app.devserver.embedded_postgres import EmbeddedPostgres, free_port
+from app.settings import Settings, load_settings
 
 
 @dataclass
@@ -84,3 +85,8 @@ async def migrated_template(server: TestServer, schema: str) -> str:
         upgrade_to_head, dsn.replace("postgresql://", "postgresql+asyncpg://", 1), schema
     )
     return name
+
+
+def settings_for(dsn: str, **overrides: object) -> Settings:
+    """Service settings pointed at one test database."""
+    return load_settings(database_url=dsn, **overrides)

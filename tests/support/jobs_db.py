@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db.engine import create_session_factory
 from app.domain.spec import JobCreate
 from app.domain.states import FINAL_STATUSES
-from app.jobs.enqueue import enqueue_in_session
+from app.jobs.enqueue import enqueue_in_session, enqueue_many_in_session
 from app.jobs.service import JobService
 from app.settings import Settings
-from tests.support.workers import wait_until
+from tests.support.waiting import wait_until
 
 FINAL = {status.value for status in FINAL_STATUSES}
 
@@ -155,6 +156,13 @@ class JobsDb:
             diagnostics=diagnostics,
         )
         return found
+
+
+async def enqueue_all(jobs_db: JobsDb, specs: Sequence[JobCreate]) -> list[uuid.UUID]:
+    """Create every job in one transaction; their ids in order."""
+    async with create_session_factory(jobs_db.engine)() as session, session.begin():
+        results = await enqueue_many_in_session(session, specs, jobs_db.settings)
+    return [result.job_id for result in results]
 
 
 def seconds(delta: timedelta) -> float:

@@ -1,29 +1,24 @@
-"""Real `pgq run worker.main:factory` processes for end-to-end tests, and polling helpers.
+"""Real `pgq run worker.main:factory` processes for end-to-end tests.
 
 `worker_fleet()` starts worker subprocesses against one test database, writes each one's
 output to its own log file, and stops them all at teardown (SIGTERM, then SIGKILL).
-`wait_until()` polls a sync or async predicate until it is truthy or a timeout passes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from app.devserver.supervisor import WORKER_RESTART_ARGS as RESTART_ARGS
-
-T = TypeVar("T")
+from tests.support.waiting import wait_until
 
 E2E_PIPELINE_MODULES = "tests.support.e2e_pipelines"
 
@@ -51,38 +46,6 @@ PGQ_ARGS: tuple[str, ...] = (
 
 READY_LINE = "serving"
 STOP_TIMEOUT_SEC = 15.0
-
-
-class WaitTimeout(AssertionError):
-    """A polled condition did not come true in time."""
-
-
-async def wait_until(
-    predicate: Callable[[], T | Awaitable[T]],
-    *,
-    timeout: float,
-    interval: float = 0.05,
-    what: str = "condition",
-    diagnostics: Callable[[], str] | None = None,
-) -> T:
-    """Poll `predicate` (sync or async) until it returns something truthy; return that.
-
-    Raises WaitTimeout after `timeout` seconds, naming `what`, the last value seen and,
-    when given, `diagnostics()` (for instance the worker logs).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value  # type: ignore[return-value]
-        if time.monotonic() >= deadline:
-            extra = f"\n{diagnostics()}" if diagnostics is not None else ""
-            raise WaitTimeout(
-                f"timed out after {timeout}s waiting for {what}; last {value!r}{extra}"
-            )
-        await asyncio.sleep(interval)
 
 
 @dataclass

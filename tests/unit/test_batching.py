@@ -10,7 +10,7 @@ from functools import partial
 import pytest
 
 from app.jobs.batching import BatcherClosedError, Round, RoundBatcher
-from tests.support.workers import wait_until
+from tests.support.waiting import wait_until
 
 WAIT_SEC = 5.0
 

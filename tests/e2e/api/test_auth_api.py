@@ -21,17 +21,18 @@ import httpx
 import pytest
 
 from app.devserver.embedded_postgres import free_port
-from tests.api.conftest import (
-    PROJECT_ROOT,
+from tests.support.api_servers import (
     ApiServer,
-    _server_env,
     api_server_on_fresh_database,
+    server_env,
     start_api_server,
     stop_api_server,
 )
 from tests.support.databases import TestServer as PgServer
 from tests.support.databases import create_database, drop_database, unique_name
-from tests.support.workers import wait_until, worker_fleet
+from tests.support.paths import PROJECT_ROOT
+from tests.support.waiting import wait_until
+from tests.support.workers import worker_fleet
 
 READ_TOKEN = "read-token-" + uuid.uuid4().hex
 WRITE_TOKEN = "write-token-" + uuid.uuid4().hex
@@ -200,7 +201,7 @@ def _serve(env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProc
 
 
 def test_auth_serve_refuses_open_api_off_loopback() -> None:
-    env = _server_env("postgresql://postgres@127.0.0.1:1/nowhere", free_port())
+    env = server_env("postgresql://postgres@127.0.0.1:1/nowhere", free_port())
     env["APP_HOST"] = "0.0.0.0"
     result = _serve(env)
     assert result.returncode == 2, result

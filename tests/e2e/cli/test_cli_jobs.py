@@ -11,9 +11,10 @@ import uuid
 import httpx
 import pytest
 
-from tests.api.conftest import ApiServer
-from tests.cli.conftest import IDLE_QUEUE, WORKER_QUEUE, Cli
-from tests.support.workers import WorkerFleet, wait_until
+from tests.support.api_servers import ApiServer
+from tests.support.cli_runner import IDLE_QUEUE, WORKER_QUEUE, Cli
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerFleet
 
 pytestmark = pytest.mark.usefixtures("worker")
 

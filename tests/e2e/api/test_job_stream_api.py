@@ -9,15 +9,16 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.api.conftest import ApiServer
-from tests.support.workers import WorkerFleet, wait_until, worker_fleet
+from tests.support.api_servers import ApiServer
+from tests.support.paths import PROJECT_ROOT
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerFleet, worker_fleet
 
 QUEUE = "etl.stream"
 FINAL = {"succeeded", "failed", "canceled", "lost"}
@@ -30,9 +31,8 @@ def stream_fleet(
     api_server: ApiServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerFleet]:
     """One worker for the module's jobs; short heartbeats so progress is saved often."""
-    project_root = Path(__file__).resolve().parents[2]
     with worker_fleet(
-        project_root,
+        PROJECT_ROOT,
         api_server.dsn,
         tmp_path_factory.mktemp("stream_workers"),
         env={"DL_HEARTBEAT_SEC": "0.3"},
@@ -131,9 +131,9 @@ def soon(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
-async def watch_backends(db: asyncpg.Connection) -> list[int]:
+async def watch_backends(api_db: asyncpg.Connection) -> list[int]:
     """Pids of the API's LISTEN connections on this database."""
-    rows = await db.fetch(
+    rows = await api_db.fetch(
         "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
         " AND datname = current_database()",
         WATCH_APP_NAME,
@@ -200,7 +200,7 @@ async def test_job_stream_of_a_finished_job_sends_one_event_and_ends(
 
 
 async def test_job_stream_clients_share_one_listen_connection(
-    client: httpx.AsyncClient, db: asyncpg.Connection, worker: WorkerFleet
+    client: httpx.AsyncClient, api_db: asyncpg.Connection, worker: WorkerFleet
 ) -> None:
     job_ids = [
         await trigger(client, available_at=soon(2), args={"steps": 2, "sleep": 0.2})
@@ -212,19 +212,19 @@ async def test_job_stream_clients_share_one_listen_connection(
         streams = [await stack.enter_async_context(open_stream(client, j)) for j in targets]
         for stream in streams:
             assert (await stream.next_event()) is not None
-        await wait_until(lambda: watch_backends(db), timeout=10, what="the LISTEN connection")
-        assert len(await watch_backends(db)) == 1
+        await wait_until(lambda: watch_backends(api_db), timeout=10, what="the LISTEN connection")
+        assert len(await watch_backends(api_db)) == 1
 
         results = await asyncio.gather(*(stream.read_to_end() for stream in streams))
 
     for job_id, events in zip(targets, results, strict=True):
         assert events[-1]["job_id"] == job_id
         assert events[-1]["status"] == "succeeded", events
-    assert len(await watch_backends(db)) == 1
+    assert len(await watch_backends(api_db)) == 1
 
 
 async def test_job_stream_recovers_from_a_lost_listen_connection(
-    client: httpx.AsyncClient, db: asyncpg.Connection, worker: WorkerFleet
+    client: httpx.AsyncClient, api_db: asyncpg.Connection, worker: WorkerFleet
 ) -> None:
     running_id = await trigger(client, args={"steps": 12, "sleep": 0.25})
     queued_id = await trigger(client, available_at=soon(3600))
@@ -232,15 +232,15 @@ async def test_job_stream_recovers_from_a_lost_listen_connection(
     async with open_stream(client, running_id) as running, open_stream(client, queued_id) as queued:
         assert (await queued.next_event()) is not None
         await running.until(lambda view: view["status"] == "running")
-        (old_pid,) = await wait_until(lambda: watch_backends(db), timeout=10, what="listener")
+        (old_pid,) = await wait_until(lambda: watch_backends(api_db), timeout=10, what="listener")
 
-        assert await db.fetchval("SELECT pg_terminate_backend($1)", old_pid)
+        assert await api_db.fetchval("SELECT pg_terminate_backend($1)", old_pid)
         # Changed while nobody listens: only the re-read after reconnecting can show it.
         assert (await client.post(f"/api/v1/jobs/{queued_id}/cancel")).status_code == 200
 
         canceled = await queued.read_to_end()
         events = await running.read_to_end()
-        new_pids = await watch_backends(db)
+        new_pids = await watch_backends(api_db)
 
     assert canceled[-1]["status"] == "canceled"
     assert events[-1]["status"] == "succeeded"

@@ -32,9 +32,9 @@ async def queue_of(client: httpx.AsyncClient, queue: str) -> dict[str, Any] | No
     return found[0] if found else None
 
 
-async def entrypoint(db: asyncpg.Connection, job_id: str) -> str:
+async def entrypoint(api_db: asyncpg.Connection, job_id: str) -> str:
     """The pgqueuer entrypoint of the job's dispatch (`paused/<queue>` while parked)."""
-    value: str = await db.fetchval(
+    value: str = await api_db.fetchval(
         "SELECT q.entrypoint FROM pgqueuer q JOIN dl_jobs j ON j.pgq_job_id = q.id"
         " WHERE j.job_id = $1",
         uuid.UUID(job_id),
@@ -43,12 +43,12 @@ async def entrypoint(db: asyncpg.Connection, job_id: str) -> str:
 
 
 async def test_queues_list_shows_each_queue_in_the_contract_shape(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     queue = unique_queue()
     await trigger(client, queue)
     await trigger(client, queue)
-    await db.execute(
+    await api_db.execute(
         "INSERT INTO dl_jobs (job_id, queue, task, lock_key, status, finished_at)"
         " VALUES ($1, $2, 'noop', 'k', 'failed', now() - interval '2 minutes')",
         uuid.uuid4(),
@@ -83,7 +83,7 @@ async def test_queues_list_shows_each_queue_in_the_contract_shape(
 
 
 async def test_queues_pause_parks_jobs_and_resume_releases_them(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     queue = unique_queue()
     before = await trigger(client, queue)
@@ -97,8 +97,8 @@ async def test_queues_pause_parks_jobs_and_resume_releases_them(
     assert paused["paused_at"] is not None
     assert paused["queued"] == 1
     after = await trigger(client, queue)
-    assert await entrypoint(db, before) == f"paused/{queue}"
-    assert await entrypoint(db, after) == f"paused/{queue}"
+    assert await entrypoint(api_db, before) == f"paused/{queue}"
+    assert await entrypoint(api_db, after) == f"paused/{queue}"
     listed = await queue_of(client, queue)
     assert listed is not None
     assert listed["paused"] is True
@@ -109,8 +109,8 @@ async def test_queues_pause_parks_jobs_and_resume_releases_them(
     assert response.status_code == 200, response.text
     assert response.json()["paused"] is False
     assert response.json()["paused_at"] is None
-    assert await entrypoint(db, before) == queue
-    assert await entrypoint(db, after) == queue
+    assert await entrypoint(api_db, before) == queue
+    assert await entrypoint(api_db, after) == queue
 
 
 async def test_queues_pause_of_a_queue_without_jobs_lists_it(client: httpx.AsyncClient) -> None:

@@ -34,16 +34,16 @@ async def trigger(client: httpx.AsyncClient, **overrides: object) -> dict[str, A
     return result
 
 
-async def row_counts(db: asyncpg.Connection) -> tuple[int, int, int]:
+async def row_counts(api_db: asyncpg.Connection) -> tuple[int, int, int]:
     return (
-        int(await db.fetchval("SELECT count(*) FROM dl_jobs")),
-        int(await db.fetchval("SELECT count(*) FROM dl_job_events")),
-        int(await db.fetchval("SELECT count(*) FROM pgqueuer")),
+        int(await api_db.fetchval("SELECT count(*) FROM dl_jobs")),
+        int(await api_db.fetchval("SELECT count(*) FROM dl_job_events")),
+        int(await api_db.fetchval("SELECT count(*) FROM pgqueuer")),
     )
 
 
 async def test_trigger_returns_new_queued_job(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     response = await client.post(TRIGGER, json=body())
 
@@ -53,9 +53,9 @@ async def test_trigger_returns_new_queued_job(
     assert data["status"] == "queued"
     assert data["created"] is True
     job_id = uuid.UUID(data["job_id"])
-    row = await db.fetchrow("SELECT status, pgq_job_id FROM dl_jobs WHERE job_id = $1", job_id)
+    row = await api_db.fetchrow("SELECT status, pgq_job_id FROM dl_jobs WHERE job_id = $1", job_id)
     assert row["status"] == "queued"
-    payload = await db.fetchval("SELECT payload FROM pgqueuer WHERE id = $1", row["pgq_job_id"])
+    payload = await api_db.fetchval("SELECT payload FROM pgqueuer WHERE id = $1", row["pgq_job_id"])
     assert bytes(payload) == job_id.bytes
 
 
@@ -128,13 +128,13 @@ async def test_status_defaults_for_optional_fields(client: httpx.AsyncClient) ->
     ids=["offset", "utc", "no-zone-is-utc"],
 )
 async def test_trigger_available_at_with_or_without_zone(
-    client: httpx.AsyncClient, db: asyncpg.Connection, sent: str, stored: datetime
+    client: httpx.AsyncClient, api_db: asyncpg.Connection, sent: str, stored: datetime
 ) -> None:
     created = await trigger(client, available_at=sent)
 
     data = (await client.get(f"/api/v1/jobs/{created['job_id']}/status")).json()
     assert datetime.fromisoformat(data["available_at"]) == stored
-    execute_after = await db.fetchval(
+    execute_after = await api_db.fetchval(
         "SELECT q.execute_after FROM pgqueuer q JOIN dl_jobs j ON j.pgq_job_id = q.id"
         " WHERE j.job_id = $1",
         uuid.UUID(created["job_id"]),
@@ -143,7 +143,7 @@ async def test_trigger_available_at_with_or_without_zone(
 
 
 async def test_trigger_same_idempotency_key_returns_same_job_even_after_cancel(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     key = new_key()
     first = await trigger(client, idempotency_key=key)
@@ -157,16 +157,18 @@ async def test_trigger_same_idempotency_key_returns_same_job_even_after_cancel(
     third = await trigger(client, idempotency_key=key)
 
     assert third == {"job_id": first["job_id"], "status": "canceled", "created": False}
-    assert await db.fetchval("SELECT count(*) FROM dl_jobs WHERE idempotency_key = $1", key) == 1
+    assert (
+        await api_db.fetchval("SELECT count(*) FROM dl_jobs WHERE idempotency_key = $1", key) == 1
+    )
     status = (await client.get(f"/api/v1/jobs/{first['job_id']}/status")).json()
     assert status["args"] == {}
 
 
 async def test_trigger_concurrent_same_idempotency_key_creates_one_job(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     key = new_key()
-    before = await row_counts(db)
+    before = await row_counts(api_db)
 
     responses = await asyncio.gather(
         *(client.post(TRIGGER, json=body(idempotency_key=key)) for _ in range(50))
@@ -176,19 +178,19 @@ async def test_trigger_concurrent_same_idempotency_key_creates_one_job(
     results = [r.json() for r in responses]
     assert len({r["job_id"] for r in results}) == 1
     assert sum(r["created"] for r in results) == 1
-    rows = await db.fetch("SELECT job_id FROM dl_jobs WHERE idempotency_key = $1", key)
+    rows = await api_db.fetch("SELECT job_id FROM dl_jobs WHERE idempotency_key = $1", key)
     assert [str(r["job_id"]) for r in rows] == [results[0]["job_id"]]
-    after = await row_counts(db)
+    after = await row_counts(api_db)
     assert after == (before[0] + 1, before[1] + 1, before[2] + 1)
 
 
 async def test_cancel_queued_job_cancels_and_withdraws_dispatch(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     created = await trigger(client)
     job_id = uuid.UUID(created["job_id"])
-    pgq_job_id = await db.fetchval("SELECT pgq_job_id FROM dl_jobs WHERE job_id = $1", job_id)
-    assert await db.fetchval("SELECT count(*) FROM pgqueuer WHERE id = $1", pgq_job_id) == 1
+    pgq_job_id = await api_db.fetchval("SELECT pgq_job_id FROM dl_jobs WHERE job_id = $1", job_id)
+    assert await api_db.fetchval("SELECT count(*) FROM pgqueuer WHERE id = $1", pgq_job_id) == 1
 
     response = await client.post(f"/api/v1/jobs/{job_id}/cancel")
 
@@ -197,8 +199,10 @@ async def test_cancel_queued_job_cancels_and_withdraws_dispatch(
     assert data["job_id"] == str(job_id)
     assert data["status"] == "canceled"
     assert data["finished_at"] is not None
-    assert await db.fetchval("SELECT count(*) FROM pgqueuer WHERE id = $1", pgq_job_id) == 0
-    events = await db.fetch("SELECT event FROM dl_job_events WHERE job_id = $1 ORDER BY id", job_id)
+    assert await api_db.fetchval("SELECT count(*) FROM pgqueuer WHERE id = $1", pgq_job_id) == 0
+    events = await api_db.fetch(
+        "SELECT event FROM dl_job_events WHERE job_id = $1 ORDER BY id", job_id
+    )
     assert [e["event"] for e in events] == ["queued", "canceled"]
     status = (await client.get(f"/api/v1/jobs/{job_id}/status")).json()
     assert status["status"] == "canceled"
@@ -211,12 +215,12 @@ async def test_cancel_queued_job_cancels_and_withdraws_dispatch(
 
 
 async def test_cancel_running_job_requests_cancel(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     created = await trigger(client)
     job_id = uuid.UUID(created["job_id"])
     # No worker runs here: put the job in the state a worker's start would leave it in.
-    await db.execute(
+    await api_db.execute(
         "UPDATE dl_jobs SET status = 'running', attempt = 1, started_at = now(),"
         " heartbeat_at = now(), lease_expires_at = now() + interval '60 seconds',"
         " worker_id = 'test-worker' WHERE job_id = $1",
@@ -230,11 +234,11 @@ async def test_cancel_running_job_requests_cancel(
     assert data["status"] == "running"
     assert data["cancel_requested"] is True
     assert data["finished_at"] is None
-    row = await db.fetchrow(
+    row = await api_db.fetchrow(
         "SELECT status, cancel_requested FROM dl_jobs WHERE job_id = $1", job_id
     )
     assert (row["status"], row["cancel_requested"]) == ("running", True)
-    event = await db.fetchrow(
+    event = await api_db.fetchrow(
         "SELECT event, attempt FROM dl_job_events WHERE job_id = $1 ORDER BY id DESC LIMIT 1",
         job_id,
     )
@@ -243,10 +247,10 @@ async def test_cancel_running_job_requests_cancel(
 
 @pytest.mark.parametrize("final_status", ["succeeded", "failed", "lost"])
 async def test_cancel_finished_job_is_conflict(
-    client: httpx.AsyncClient, db: asyncpg.Connection, final_status: str
+    client: httpx.AsyncClient, api_db: asyncpg.Connection, final_status: str
 ) -> None:
     created = await trigger(client)
-    await db.execute(
+    await api_db.execute(
         "UPDATE dl_jobs SET status = $2, attempt = 1, finished_at = now() WHERE job_id = $1",
         uuid.UUID(created["job_id"]),
         final_status,
@@ -358,38 +362,49 @@ INVALID_TRIGGERS: dict[str, tuple[dict[str, Any], str | None]] = {
 }
 
 
+# A JSON body under another Content-Type is a 415. Every other mistake here is a 400, a body
+# that is not JSON included whatever its Content-Type (it is read before the type is checked).
+UNSUPPORTED_MEDIA_TYPE = {"content-type-text"}
+
+
 @pytest.mark.parametrize(
-    ("request_kwargs", "field"), INVALID_TRIGGERS.values(), ids=INVALID_TRIGGERS
+    ("request_kwargs", "field", "status"),
+    [
+        (*case, 415 if name in UNSUPPORTED_MEDIA_TYPE else 400)
+        for name, case in INVALID_TRIGGERS.items()
+    ],
+    ids=INVALID_TRIGGERS,
 )
 async def test_trigger_invalid_request_is_rejected_without_writing(
     client: httpx.AsyncClient,
-    db: asyncpg.Connection,
+    api_db: asyncpg.Connection,
     request_kwargs: dict[str, Any],
     field: str | None,
+    status: int,
 ) -> None:
-    before = await row_counts(db)
+    before = await row_counts(api_db)
 
     response = await client.post(TRIGGER, **request_kwargs)
 
-    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert response.status_code == status, (response.status_code, response.text)
     detail = response.json()["detail"]
     assert isinstance(detail, str)
     assert detail
     if field is not None:
         assert field in detail
-    assert await row_counts(db) == before
+    assert await row_counts(api_db) == before
 
 
 async def test_trigger_body_over_one_mib_is_too_large(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
-    before = await row_counts(db)
+    before = await row_counts(api_db)
 
     response = await client.post(TRIGGER, json=body(args={"blob": "x" * (1024 * 1024 + 1)}))
 
     assert response.status_code == 413
     assert response.json()["detail"]
-    assert await row_counts(db) == before
+    assert await row_counts(api_db) == before
 
 
 async def test_trigger_body_just_under_limit_is_accepted(client: httpx.AsyncClient) -> None:

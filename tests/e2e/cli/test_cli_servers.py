@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from app.devserver.embedded_postgres import free_port
-from tests.cli.conftest import Cli
+from tests.support.cli_runner import Cli
 from tests.support.local_servers import RecordingHttpServer, Reply, http_server
 
 JOB_ID = str(uuid.uuid4())

@@ -26,7 +26,7 @@ async def trigger(client: httpx.AsyncClient, **fields: Any) -> uuid.UUID:
 
 
 async def finish(
-    db: asyncpg.Connection, job_id: uuid.UUID, status: str, *, attempt: int, **extra: Any
+    api_db: asyncpg.Connection, job_id: uuid.UUID, status: str, *, attempt: int, **extra: Any
 ) -> None:
     """Put the job in a final state as a worker (or the reaper, or a cancel) would."""
     values = {
@@ -45,14 +45,14 @@ async def finish(
         f"{name} = ${i + 2}" + ("::jsonb" if name == "progress" else "")
         for i, name in enumerate(names)
     )
-    await db.execute(
+    await api_db.execute(
         f"UPDATE dl_jobs SET {assignments} WHERE job_id = $1", job_id, *values.values()
     )
 
 
-async def dispatches(db: asyncpg.Connection, job_id: uuid.UUID) -> list[asyncpg.Record]:
+async def dispatches(api_db: asyncpg.Connection, job_id: uuid.UUID) -> list[asyncpg.Record]:
     return list(
-        await db.fetch(
+        await api_db.fetch(
             "SELECT id, status::text AS status, entrypoint, priority FROM pgqueuer"
             " WHERE payload = $1 ORDER BY id",
             job_id.bytes,
@@ -61,12 +61,12 @@ async def dispatches(db: asyncpg.Connection, job_id: uuid.UUID) -> list[asyncpg.
 
 
 async def test_retry_failed_job_requeues_with_new_budget_dispatch_and_event(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     job_id = await trigger(client, max_attempts=3, priority=7)
-    old_pgq = await db.fetchval("SELECT pgq_job_id FROM dl_jobs WHERE job_id = $1", job_id)
-    await db.execute("DELETE FROM pgqueuer WHERE id = $1", old_pgq)  # the worker consumed it
-    await finish(db, job_id, "failed", attempt=3)
+    old_pgq = await api_db.fetchval("SELECT pgq_job_id FROM dl_jobs WHERE job_id = $1", job_id)
+    await api_db.execute("DELETE FROM pgqueuer WHERE id = $1", old_pgq)  # the worker consumed it
+    await finish(api_db, job_id, "failed", attempt=3)
 
     response = await client.post(f"/api/v1/jobs/{job_id}/retry")
 
@@ -82,10 +82,10 @@ async def test_retry_failed_job_requeues_with_new_budget_dispatch_and_event(
     assert job["started_at"] is not None  # the first start stays on record
     assert job == (await client.get(f"/api/v1/jobs/{job_id}")).json()
 
-    row = await db.fetchrow("SELECT * FROM dl_jobs WHERE job_id = $1", job_id)
+    row = await api_db.fetchrow("SELECT * FROM dl_jobs WHERE job_id = $1", job_id)
     assert row["progress"] is None  # SQL NULL, not JSON null
     assert row["error"] is None
-    [dispatch] = await dispatches(db, job_id)
+    [dispatch] = await dispatches(api_db, job_id)
     assert row["pgq_job_id"] == dispatch["id"] != old_pgq
     assert (dispatch["status"], dispatch["entrypoint"], dispatch["priority"]) == (
         "queued",
@@ -102,12 +102,12 @@ async def test_retry_failed_job_requeues_with_new_budget_dispatch_and_event(
 
 
 async def test_retry_again_extends_by_the_original_budget(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     job_id = await trigger(client, max_attempts=2)
-    await finish(db, job_id, "failed", attempt=2)
+    await finish(api_db, job_id, "failed", attempt=2)
     first = (await client.post(f"/api/v1/jobs/{job_id}/retry")).json()
-    await finish(db, job_id, "lost", attempt=4)
+    await finish(api_db, job_id, "lost", attempt=4)
 
     second = await client.post(f"/api/v1/jobs/{job_id}/retry")
 
@@ -126,7 +126,7 @@ async def test_retry_again_extends_by_the_original_budget(
 
 
 async def test_retry_canceled_job_clears_the_cancel_flag(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     job_id = await trigger(client, max_attempts=5)
     assert (await client.post(f"/api/v1/jobs/{job_id}/cancel")).json()["status"] == "canceled"
@@ -138,13 +138,15 @@ async def test_retry_canceled_job_clears_the_cancel_flag(
     assert (job["status"], job["attempt"], job["max_attempts"]) == ("queued", 0, 5)
     assert job["cancel_requested"] is False
     assert job["finished_at"] is None
-    [dispatch] = await dispatches(db, job_id)  # the canceled dispatch was withdrawn
+    [dispatch] = await dispatches(api_db, job_id)  # the canceled dispatch was withdrawn
     assert dispatch["status"] == "queued"
 
 
-async def test_retry_lost_job_is_allowed(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+async def test_retry_lost_job_is_allowed(
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
+) -> None:
     job_id = await trigger(client, max_attempts=1)
-    await finish(db, job_id, "lost", attempt=1)
+    await finish(api_db, job_id, "lost", attempt=1)
 
     response = await client.post(f"/api/v1/jobs/{job_id}/retry")
 
@@ -154,13 +156,13 @@ async def test_retry_lost_job_is_allowed(client: httpx.AsyncClient, db: asyncpg.
 
 @pytest.mark.parametrize("status", ["queued", "running", "succeeded"])
 async def test_retry_refuses_live_or_succeeded_job_with_409(
-    client: httpx.AsyncClient, db: asyncpg.Connection, status: str
+    client: httpx.AsyncClient, api_db: asyncpg.Connection, status: str
 ) -> None:
     job_id = await trigger(client)
     if status != "queued":
-        await finish(db, job_id, status, attempt=1)
-    before = await db.fetchrow("SELECT * FROM dl_jobs WHERE job_id = $1", job_id)
-    events_before = await db.fetchval(
+        await finish(api_db, job_id, status, attempt=1)
+    before = await api_db.fetchrow("SELECT * FROM dl_jobs WHERE job_id = $1", job_id)
+    events_before = await api_db.fetchval(
         "SELECT count(*) FROM dl_job_events WHERE job_id = $1", job_id
     )
 
@@ -171,22 +173,22 @@ async def test_retry_refuses_live_or_succeeded_job_with_409(
     assert body["job_status"] == status
     assert f"'{status}'" in body["detail"]
     assert "failed, lost or canceled" in body["detail"]
-    assert await db.fetchrow("SELECT * FROM dl_jobs WHERE job_id = $1", job_id) == before
+    assert await api_db.fetchrow("SELECT * FROM dl_jobs WHERE job_id = $1", job_id) == before
     assert (
-        await db.fetchval("SELECT count(*) FROM dl_job_events WHERE job_id = $1", job_id)
+        await api_db.fetchval("SELECT count(*) FROM dl_job_events WHERE job_id = $1", job_id)
         == events_before
     )
 
 
 async def test_retry_concurrent_requests_one_wins_others_409(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     job_id = await trigger(client, max_attempts=3)
-    await db.execute(
+    await api_db.execute(
         "DELETE FROM pgqueuer WHERE id = (SELECT pgq_job_id FROM dl_jobs WHERE job_id = $1)",
         job_id,
     )
-    await finish(db, job_id, "failed", attempt=3)
+    await finish(api_db, job_id, "failed", attempt=3)
 
     responses = await asyncio.gather(
         *(client.post(f"/api/v1/jobs/{job_id}/retry") for _ in range(12))
@@ -195,21 +197,23 @@ async def test_retry_concurrent_requests_one_wins_others_409(
     codes = sorted(r.status_code for r in responses)
     assert codes == [200] + [409] * 11
     assert {r.json()["job_status"] for r in responses if r.status_code == 409} == {"queued"}
-    assert len(await dispatches(db, job_id)) == 1
-    retried = await db.fetchval(
+    assert len(await dispatches(api_db, job_id)) == 1
+    retried = await api_db.fetchval(
         "SELECT count(*) FROM dl_job_events WHERE job_id = $1 AND event = 'retried'", job_id
     )
     assert retried == 1
-    row = await db.fetchrow("SELECT attempt, max_attempts FROM dl_jobs WHERE job_id = $1", job_id)
+    row = await api_db.fetchrow(
+        "SELECT attempt, max_attempts FROM dl_jobs WHERE job_id = $1", job_id
+    )
     assert (row["attempt"], row["max_attempts"]) == (3, 6)
 
 
 async def test_retried_job_is_listed_as_queued(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     queue = f"retry.{uuid.uuid4().hex[:8]}"
     job_id = await trigger(client, queue=queue)
-    await finish(db, job_id, "failed", attempt=1)
+    await finish(api_db, job_id, "failed", attempt=1)
     failed = (await client.get("/api/v1/jobs", params={"queue": queue, "status": "failed"})).json()
 
     await client.post(f"/api/v1/jobs/{job_id}/retry")

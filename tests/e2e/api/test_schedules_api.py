@@ -39,7 +39,7 @@ def times(values: list[str]) -> list[datetime]:
 
 
 async def test_schedules_create_shows_the_next_fire_times(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     created = await create(client, cron="0 3 * * *", timezone="Europe/Berlin", priority=7)
 
@@ -50,7 +50,7 @@ async def test_schedules_create_shows_the_next_fire_times(
     assert len(upcoming) == 5
     assert upcoming == sorted(upcoming)
     assert upcoming[0] == datetime.fromisoformat(created["next_run_at"])
-    db_now = await db.fetchval("SELECT now()")
+    db_now = await api_db.fetchval("SELECT now()")
     assert upcoming[0] > db_now
     # 03:00 in Berlin is 01:00 or 02:00 UTC depending on the season.
     assert all(fire.minute == 0 and fire.hour in (1, 2) for fire in upcoming)
@@ -157,7 +157,7 @@ async def test_schedules_disable_stops_and_enable_restarts_from_now(
 
 
 async def test_schedules_run_now_creates_the_job_from_the_template(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     created = await create(client, lock_key="run-now-key", args={"steps": 3})
     await client.post(f"{SCHEDULES}/{created['name']}/disable")
@@ -167,7 +167,7 @@ async def test_schedules_run_now_creates_the_job_from_the_template(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["job"]["created"] is True
-    job = await db.fetchrow(
+    job = await api_db.fetchrow(
         "SELECT task, args::text, lock_key, producer, status FROM dl_jobs WHERE job_id = $1",
         uuid.UUID(body["job"]["job_id"]),
     )
@@ -205,7 +205,7 @@ async def test_schedules_list_pages_by_name(client: httpx.AsyncClient) -> None:
 
 
 async def test_schedules_delete_removes_it_and_keeps_its_jobs(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     created = await create(client)
     path = f"{SCHEDULES}/{created['name']}"
@@ -213,4 +213,6 @@ async def test_schedules_delete_removes_it_and_keeps_its_jobs(
 
     assert (await client.delete(path)).status_code == 204
     assert (await client.get(path)).status_code == 404
-    assert await db.fetchval("SELECT count(*) FROM dl_jobs WHERE job_id = $1", uuid.UUID(job_id))
+    assert await api_db.fetchval(
+        "SELECT count(*) FROM dl_jobs WHERE job_id = $1", uuid.UUID(job_id)
+    )

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.conftest import PROJECT_ROOT, ApiServer
+from tests.support.api_servers import ApiServer
 from tests.support.logs import log_records, non_json_lines
-from tests.support.workers import wait_until, worker_fleet
+from tests.support.paths import PROJECT_ROOT
+from tests.support.waiting import wait_until
+from tests.support.workers import worker_fleet
 
 QUEUE = "etl.logs"
 ARG_SECRET = "hunter2-arg-secret"

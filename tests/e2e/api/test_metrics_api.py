@@ -13,8 +13,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.devserver.embedded_postgres import free_port
-from tests.api.conftest import PROJECT_ROOT, ApiServer
-from tests.support.workers import wait_until, worker_fleet
+from tests.support.api_servers import ApiServer
+from tests.support.paths import PROJECT_ROOT
+from tests.support.waiting import wait_until
+from tests.support.workers import worker_fleet
 
 TRIGGER = "/api/v1/jobs/trigger"
 API_FAMILIES = {
@@ -74,7 +76,7 @@ async def trigger(client: httpx.AsyncClient, queue: str, **fields: Any) -> str:
 
 
 async def test_metrics_api_counts_requests_and_reads_job_gauges_per_scrape(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     queue = "etl.metrics-gauges"  # no worker serves it: its jobs stay queued
     before = await scrape(client)
@@ -82,11 +84,11 @@ async def test_metrics_api_counts_requests_and_reads_job_gauges_per_scrape(
     status = await client.get(f"/api/v1/jobs/{job_ids[0]}/status")
     assert status.status_code == 200
     # One job has waited two minutes, one finished (failed) a moment ago.
-    await db.execute(
+    await api_db.execute(
         "UPDATE dl_jobs SET available_at = now() - interval '120 seconds' WHERE job_id = $1",
         uuid.UUID(job_ids[0]),
     )
-    await db.execute(
+    await api_db.execute(
         "UPDATE dl_jobs SET status = 'failed', finished_at = now() WHERE job_id = $1",
         uuid.UUID(job_ids[2]),
     )

@@ -24,8 +24,8 @@ from app.asgi import create_app
 from app.db.job_changes import LISTENER_APPLICATION_NAME
 from app.devserver.embedded_postgres import free_port
 from app.jobs.job_watch import JobWatch, JobWatchConfig
-from tests.conftest import settings_for
-from tests.support.workers import wait_until
+from tests.support.databases import settings_for
+from tests.support.waiting import wait_until
 
 KEEPALIVE_SEC = 0.2
 
@@ -44,7 +44,7 @@ class InProcessApi:
 
 
 @pytest.fixture
-async def api(database_dsn: str) -> AsyncIterator[InProcessApi]:
+async def in_process_api(database_dsn: str) -> AsyncIterator[InProcessApi]:
     """The API on this test's database, with a short keep-alive."""
     app = create_app(settings_for(database_dsn, app_stream_keepalive_sec=KEEPALIVE_SEC))
     port = free_port()
@@ -63,8 +63,8 @@ async def api(database_dsn: str) -> AsyncIterator[InProcessApi]:
 
 
 @pytest.fixture
-async def http(api: InProcessApi) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as client:
+async def http(in_process_api: InProcessApi) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=in_process_api.base_url, timeout=30) as client:
         yield client
 
 
@@ -86,7 +86,7 @@ async def first_event(lines: AsyncIterator[str]) -> dict[str, Any]:
 
 
 async def test_job_stream_client_disconnect_releases_its_subscription(
-    api: InProcessApi, http: httpx.AsyncClient
+    in_process_api: InProcessApi, http: httpx.AsyncClient
 ) -> None:
     job_ids = [await queued_job(http) for _ in range(3)]
 
@@ -102,10 +102,12 @@ async def test_job_stream_client_disconnect_releases_its_subscription(
             streams = [response.aiter_lines() for response in (a, b, c, d)]
             for lines in streams:
                 assert (await first_event(lines))["status"] == "queued"
-            assert api.watch.subscriber_count() == 4
+            assert in_process_api.watch.subscriber_count() == 4
         # Leaving the block closes the connections without reading the streams to an end.
         await wait_until(
-            lambda: api.watch.subscriber_count() == 0, timeout=10, what="subscriptions released"
+            lambda: in_process_api.watch.subscriber_count() == 0,
+            timeout=10,
+            what="subscriptions released",
         )
 
 
@@ -128,7 +130,7 @@ async def test_job_stream_sends_keep_alive_comments_while_nothing_changes(
 
 
 async def test_job_stream_reads_a_changed_job_once_for_all_its_watchers(
-    api: InProcessApi, http: httpx.AsyncClient, database_dsn: str
+    in_process_api: InProcessApi, http: httpx.AsyncClient, database_dsn: str
 ) -> None:
     job_id = await queued_job(http)
     url = f"/api/v1/jobs/{job_id}/stream"
@@ -139,9 +141,11 @@ async def test_job_stream_reads_a_changed_job_once_for_all_its_watchers(
         for lines in streams:
             await first_event(lines)
         await wait_until(
-            lambda: not api.watch.has_pending_reads(), timeout=10, what="subscribe-time reads"
+            lambda: not in_process_api.watch.has_pending_reads(),
+            timeout=10,
+            what="subscribe-time reads",
         )
-        reads_before = api.watch.reads
+        reads_before = in_process_api.watch.reads
 
         db = await asyncpg.connect(database_dsn)
         try:
@@ -154,7 +158,7 @@ async def test_job_stream_reads_a_changed_job_once_for_all_its_watchers(
         views = [await asyncio.wait_for(first_event(lines), 10) for lines in streams]
 
     assert [view["progress"] for view in views] == [{"processed": 1}] * 20
-    assert api.watch.reads == reads_before + 1
+    assert in_process_api.watch.reads == reads_before + 1
 
 
 async def watch_backend_queries(db: asyncpg.Connection) -> list[str]:
@@ -168,7 +172,7 @@ async def watch_backend_queries(db: asyncpg.Connection) -> list[str]:
 
 
 async def test_job_stream_sees_a_change_written_before_its_listener_connected(
-    api: InProcessApi, http: httpx.AsyncClient, database_dsn: str
+    in_process_api: InProcessApi, http: httpx.AsyncClient, database_dsn: str
 ) -> None:
     """With no listener the trigger stays silent; the new listener waits for such writers."""
     job_id = await queued_job(http)
@@ -191,7 +195,7 @@ async def test_job_stream_sees_a_change_written_before_its_listener_connected(
                 return any("virtualxid" in q for q in await watch_backend_queries(db))
 
             await wait_until(waiting_for_writer, timeout=10, what="the listener to wait")
-            assert not api.watch.listening
+            assert not in_process_api.watch.listening
             await transaction.commit()
 
             last = await asyncio.wait_for(first_event(lines), 10)
@@ -202,9 +206,9 @@ async def test_job_stream_sees_a_change_written_before_its_listener_connected(
 
 
 async def test_job_stream_listener_closes_when_idle_and_comes_back(
-    api: InProcessApi, http: httpx.AsyncClient, database_dsn: str
+    in_process_api: InProcessApi, http: httpx.AsyncClient, database_dsn: str
 ) -> None:
-    api.watch.config = JobWatchConfig(ping_interval_sec=0.05, idle_close_sec=0.3)
+    in_process_api.watch.config = JobWatchConfig(ping_interval_sec=0.05, idle_close_sec=0.3)
     job_id = await queued_job(http)
     url = f"/api/v1/jobs/{job_id}/stream"
     db = await asyncpg.connect(database_dsn)
@@ -212,16 +216,20 @@ async def test_job_stream_listener_closes_when_idle_and_comes_back(
         async with http.stream("GET", url) as response:
             lines = response.aiter_lines()  # held: see the disconnect test
             await first_event(lines)
-            await wait_until(lambda: api.watch.listening, timeout=10, what="listening")
+            await wait_until(lambda: in_process_api.watch.listening, timeout=10, what="listening")
         await wait_until(
-            lambda: not api.watch.listening, timeout=10, what="the idle listener to close"
+            lambda: not in_process_api.watch.listening,
+            timeout=10,
+            what="the idle listener to close",
         )
         assert await watch_backend_queries(db) == []
 
         async with http.stream("GET", url) as response:
             lines = response.aiter_lines()
             await first_event(lines)
-            await wait_until(lambda: api.watch.listening, timeout=10, what="listening again")
+            await wait_until(
+                lambda: in_process_api.watch.listening, timeout=10, what="listening again"
+            )
             await db.execute(
                 "UPDATE dl_jobs SET progress = '{\"processed\": 2}' WHERE job_id = $1",
                 uuid.UUID(job_id),

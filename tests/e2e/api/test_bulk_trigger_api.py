@@ -34,23 +34,23 @@ async def bulk(client: httpx.AsyncClient, items: list[dict[str, Any]]) -> list[d
     return answers
 
 
-async def row_counts(db: asyncpg.Connection) -> tuple[int, int, int]:
+async def row_counts(api_db: asyncpg.Connection) -> tuple[int, int, int]:
     return (
-        int(await db.fetchval("SELECT count(*) FROM dl_jobs")),
-        int(await db.fetchval("SELECT count(*) FROM dl_job_events")),
-        int(await db.fetchval("SELECT count(*) FROM pgqueuer")),
+        int(await api_db.fetchval("SELECT count(*) FROM dl_jobs")),
+        int(await api_db.fetchval("SELECT count(*) FROM dl_job_events")),
+        int(await api_db.fetchval("SELECT count(*) FROM pgqueuer")),
     )
 
 
 async def test_bulk_trigger_creates_every_job_in_order(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     items = [
         item(args={"i": 0}),
         item(args={"i": 1}, queue="etl.other", priority=3, lock_key="customer-2"),
         item(args={"i": 2}, max_attempts=2, lease_ttl_sec=90),
     ]
-    before = await row_counts(db)
+    before = await row_counts(api_db)
 
     answers = await bulk(client, items)
 
@@ -60,7 +60,7 @@ async def test_bulk_trigger_creates_every_job_in_order(
         assert answer["status"] == "queued"
         assert answer["created"] is True
     assert len({a["job_id"] for a in answers}) == 3
-    assert await row_counts(db) == (before[0] + 3, before[1] + 3, before[2] + 3)
+    assert await row_counts(api_db) == (before[0] + 3, before[1] + 3, before[2] + 3)
     for index, (answer, sent) in enumerate(zip(answers, items, strict=True)):
         status = await client.get(f"/api/v1/jobs/{answer['job_id']}/status")
         assert status.status_code == 200
@@ -72,7 +72,7 @@ async def test_bulk_trigger_creates_every_job_in_order(
         assert data["priority"] == sent.get("priority", 100)
         assert data["max_attempts"] == sent.get("max_attempts", 5)
         assert data["lease_ttl_sec"] == sent.get("lease_ttl_sec", 60)
-        row = await db.fetchrow(
+        row = await api_db.fetchrow(
             "SELECT j.pgq_job_id, q.payload, q.entrypoint, q.priority FROM dl_jobs j"
             " JOIN pgqueuer q ON q.id = j.pgq_job_id WHERE j.job_id = $1",
             uuid.UUID(answer["job_id"]),
@@ -83,13 +83,13 @@ async def test_bulk_trigger_creates_every_job_in_order(
 
 
 async def test_bulk_trigger_per_item_idempotency(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     key, other_key = new_key(), new_key()
     earlier = (await client.post("/api/v1/jobs/trigger", json=item(idempotency_key=key))).json()
     canceled = await client.post(f"/api/v1/jobs/{earlier['job_id']}/cancel")
     assert canceled.status_code == 200
-    before = await row_counts(db)
+    before = await row_counts(api_db)
 
     answers = await bulk(
         client,
@@ -105,8 +105,8 @@ async def test_bulk_trigger_per_item_idempotency(
     assert answers[1] == {"job_id": earlier["job_id"], "status": "canceled", "created": False}
     assert answers[2]["created"] is True
     assert answers[3] == {"job_id": answers[0]["job_id"], "status": "queued", "created": False}
-    assert await row_counts(db) == (before[0] + 2, before[1] + 2, before[2] + 2)
-    stored = await db.fetchval("SELECT args FROM dl_jobs WHERE idempotency_key = $1", other_key)
+    assert await row_counts(api_db) == (before[0] + 2, before[1] + 2, before[2] + 2)
+    stored = await api_db.fetchval("SELECT args FROM dl_jobs WHERE idempotency_key = $1", other_key)
     assert json.loads(stored) == {"which": "first"}
 
     again = await bulk(client, [item(idempotency_key=other_key), item(idempotency_key=key)])
@@ -115,21 +115,21 @@ async def test_bulk_trigger_per_item_idempotency(
         {"job_id": answers[0]["job_id"], "status": "queued", "created": False},
         {"job_id": earlier["job_id"], "status": "canceled", "created": False},
     ]
-    assert await row_counts(db) == (before[0] + 2, before[1] + 2, before[2] + 2)
+    assert await row_counts(api_db) == (before[0] + 2, before[1] + 2, before[2] + 2)
 
 
 async def test_bulk_trigger_thousand_items_is_the_limit(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
-    before = await row_counts(db)
+    before = await row_counts(api_db)
 
     answers = await bulk(client, [item(args={"i": i}) for i in range(1000)])
 
     assert len(answers) == 1000
     assert all(a["created"] for a in answers)
     assert len({a["job_id"] for a in answers}) == 1000
-    assert await row_counts(db) == (before[0] + 1000, before[1] + 1000, before[2] + 1000)
-    stored = await db.fetch(
+    assert await row_counts(api_db) == (before[0] + 1000, before[1] + 1000, before[2] + 1000)
+    stored = await api_db.fetch(
         "SELECT job_id, args FROM dl_jobs WHERE job_id = ANY($1::uuid[])",
         [uuid.UUID(a["job_id"]) for a in answers],
     )
@@ -139,9 +139,9 @@ async def test_bulk_trigger_thousand_items_is_the_limit(
 
 @pytest.mark.parametrize("count", [0, 1001])
 async def test_bulk_trigger_item_count_out_of_bounds_is_rejected(
-    client: httpx.AsyncClient, db: asyncpg.Connection, count: int
+    client: httpx.AsyncClient, api_db: asyncpg.Connection, count: int
 ) -> None:
-    before = await row_counts(db)
+    before = await row_counts(api_db)
 
     response = await client.post(BULK, json={"jobs": [item() for _ in range(count)]})
 
@@ -150,7 +150,7 @@ async def test_bulk_trigger_item_count_out_of_bounds_is_rejected(
     assert "jobs" in detail
     # The message states the bound that was broken.
     assert ("length >= 1" if count == 0 else "length <= 1000") in detail
-    assert await row_counts(db) == before
+    assert await row_counts(api_db) == before
 
 
 # (the bad item, words its detail must hold besides `jobs[2]`)
@@ -175,13 +175,13 @@ INVALID_ITEMS: dict[str, tuple[Any, tuple[str, ...]]] = {
 @pytest.mark.parametrize(("bad", "words"), INVALID_ITEMS.values(), ids=list(INVALID_ITEMS))
 async def test_bulk_trigger_invalid_item_names_it_and_writes_nothing(
     client: httpx.AsyncClient,
-    db: asyncpg.Connection,
+    api_db: asyncpg.Connection,
     bad: Any,
     words: tuple[str, ...],
 ) -> None:
     items: list[Any] = [item(args={"i": i}, idempotency_key=new_key()) for i in range(4)]
     items[2] = bad
-    before = await row_counts(db)
+    before = await row_counts(api_db)
 
     response = await client.post(BULK, json={"jobs": items})
 
@@ -191,10 +191,10 @@ async def test_bulk_trigger_invalid_item_names_it_and_writes_nothing(
     assert "jobs[2]" in detail, detail
     for word in words:
         assert word in detail, detail
-    assert await row_counts(db) == before
+    assert await row_counts(api_db) == before
     for other in items[:2] + items[3:]:
         assert (
-            await db.fetchval(
+            await api_db.fetchval(
                 "SELECT count(*) FROM dl_jobs WHERE idempotency_key = $1", other["idempotency_key"]
             )
             == 0
@@ -205,9 +205,9 @@ async def test_bulk_trigger_invalid_item_names_it_and_writes_nothing(
     "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
 )
 async def test_bulk_trigger_wrong_content_type_is_unsupported(
-    client: httpx.AsyncClient, db: asyncpg.Connection, content_type: str
+    client: httpx.AsyncClient, api_db: asyncpg.Connection, content_type: str
 ) -> None:
-    before = await row_counts(db)
+    before = await row_counts(api_db)
 
     response = await client.post(
         BULK,
@@ -217,7 +217,7 @@ async def test_bulk_trigger_wrong_content_type_is_unsupported(
 
     assert response.status_code == 415, response.text
     assert content_type in response.json()["detail"]
-    assert await row_counts(db) == before
+    assert await row_counts(api_db) == before
 
 
 NOT_A_BULK_OBJECT: dict[str, bytes] = {
@@ -235,9 +235,9 @@ NOT_A_BULK_OBJECT: dict[str, bytes] = {
 
 @pytest.mark.parametrize("raw", NOT_A_BULK_OBJECT.values(), ids=list(NOT_A_BULK_OBJECT))
 async def test_bulk_trigger_body_that_is_not_a_bulk_object_is_bad_request(
-    client: httpx.AsyncClient, db: asyncpg.Connection, raw: bytes
+    client: httpx.AsyncClient, api_db: asyncpg.Connection, raw: bytes
 ) -> None:
-    before = await row_counts(db)
+    before = await row_counts(api_db)
 
     response = await client.post(BULK, content=raw, headers=JSON)
 
@@ -245,7 +245,7 @@ async def test_bulk_trigger_body_that_is_not_a_bulk_object_is_bad_request(
     detail = response.json()["detail"]
     assert isinstance(detail, str)
     assert detail
-    assert await row_counts(db) == before
+    assert await row_counts(api_db) == before
 
 
 @pytest.mark.parametrize(
@@ -254,17 +254,17 @@ async def test_bulk_trigger_body_that_is_not_a_bulk_object_is_bad_request(
     ids=["null", "string", "number", "object"],
 )
 async def test_bulk_trigger_jobs_field_of_the_wrong_type_is_bad_request(
-    client: httpx.AsyncClient, db: asyncpg.Connection, jobs_value: Any
+    client: httpx.AsyncClient, api_db: asyncpg.Connection, jobs_value: Any
 ) -> None:
     """A client error about the `jobs` field itself must be a 400 naming it, not a 500.
 
     Litestar files a validation error whose key equals a dependency's name under server
     errors; the handler's JobService dependency is also called `jobs`.
     """
-    before = await row_counts(db)
+    before = await row_counts(api_db)
 
     response = await client.post(BULK, json={"jobs": jobs_value})
 
     assert response.status_code == 400, (response.status_code, response.text)
     assert "jobs" in response.json()["detail"]
-    assert await row_counts(db) == before
+    assert await row_counts(api_db) == before

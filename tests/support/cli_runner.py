@@ -1,4 +1,4 @@
-"""The real `dataloader` console script in a subprocess, against a real API (and worker)."""
+"""The real `dataloader` console script in a subprocess, run the way a terminal would."""
 
 from __future__ import annotations
 
@@ -7,23 +7,15 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-
-from tests.api.conftest import PROJECT_ROOT, ApiServer, api_server
-from tests.support.workers import WorkerFleet, worker_fleet
-
-__all__ = ["api_server"]  # the API fixture, shared with tests/api
+from tests.support.paths import PROJECT_ROOT
 
 RUN_TIMEOUT_SEC = 60.0
-# Progress is saved on each heartbeat; a short one lets --wait see steps as they happen.
-WORKER_ENV = {"DL_HEARTBEAT_SEC": "0.3"}
-WORKER_QUEUE = "etl.default"  # served by the module's worker
+WORKER_QUEUE = "etl.default"  # served by the CLI tests' module worker
 IDLE_QUEUE = "cli.idle"  # served by nobody: jobs there stay queued
 
 
@@ -111,28 +103,3 @@ class Cli:
         result = await self(*args, env=env)
         assert result.returncode == 0, str(result)
         return result
-
-
-@pytest.fixture
-def cli(api_server: ApiServer) -> Cli:
-    """`dataloader` aimed at the module's API server."""
-    return Cli(api_server.base_url)
-
-
-@pytest.fixture
-async def api(api_server: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
-    """A plain HTTP client on the same server, to set things up and check results."""
-    async with httpx.AsyncClient(base_url=api_server.base_url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-async def worker(
-    api_server: ApiServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[WorkerFleet]:
-    """One real `pgq run` worker on the module's database, serving etl.default."""
-    with worker_fleet(
-        PROJECT_ROOT, api_server.dsn, tmp_path_factory.mktemp("cli_workers"), env=WORKER_ENV
-    ) as fleet:
-        await fleet.start_ready("cli-w1", queues={WORKER_QUEUE: 4})
-        yield fleet

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.api.conftest import ApiServer, api_server_on_fresh_database
+from tests.support.api_servers import ApiServer, api_server_on_fresh_database
 from tests.support.databases import TestServer as PgServer
 
 

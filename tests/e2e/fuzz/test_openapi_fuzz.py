@@ -17,7 +17,7 @@ from schemathesis import Case
 from schemathesis.specs.openapi import checks as openapi_checks
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from tests.api.conftest import ApiServer
+from tests.support.api_servers import ApiServer
 
 EXAMPLES = int(os.environ.get("DL_FUZZ_EXAMPLES", "300"))
 CHECKS = [

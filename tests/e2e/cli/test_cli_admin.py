@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from tests.cli.conftest import WORKER_QUEUE, Cli
+from tests.support.cli_runner import WORKER_QUEUE, Cli
 from tests.support.workers import WorkerFleet
 
 PAUSE_QUEUE = "cli.pausable"

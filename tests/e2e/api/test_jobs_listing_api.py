@@ -34,10 +34,10 @@ async def create_jobs(
     return [job["job_id"] for job in response.json()["jobs"]]
 
 
-async def set_created(db: asyncpg.Connection, ids: list[str], start: datetime) -> None:
+async def set_created(api_db: asyncpg.Connection, ids: list[str], start: datetime) -> None:
     """Give job i the creation time start + i minutes (the last one is the newest)."""
     for i, job_id in enumerate(ids):
-        await db.execute(
+        await api_db.execute(
             "UPDATE dl_jobs SET created_at = $2 WHERE job_id = $1",
             uuid.UUID(job_id),
             start + timedelta(minutes=i),
@@ -45,9 +45,9 @@ async def set_created(db: asyncpg.Connection, ids: list[str], start: datetime) -
 
 
 async def set_finished(
-    db: asyncpg.Connection, job_id: str, status: str, finished_at: datetime | None = None
+    api_db: asyncpg.Connection, job_id: str, status: str, finished_at: datetime | None = None
 ) -> None:
-    await db.execute(
+    await api_db.execute(
         "UPDATE dl_jobs SET status = $2, attempt = 1, finished_at = $3 WHERE job_id = $1",
         uuid.UUID(job_id),
         status,
@@ -73,11 +73,11 @@ async def list_ids(client: httpx.AsyncClient, **params: Any) -> list[str]:
 
 
 async def test_list_jobs_newest_first_in_keyset_pages(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     queue = new_queue()
     ids = await create_jobs(client, queue, 7)
-    await set_created(db, ids, BASE_TIME)
+    await set_created(api_db, ids, BASE_TIME)
 
     first = (await client.get(JOBS, params={"queue": queue, "limit": 3})).json()
     assert [job["job_id"] for job in first["jobs"]] == ids[::-1][:3]
@@ -91,11 +91,11 @@ async def test_list_jobs_newest_first_in_keyset_pages(
 
 
 async def test_list_jobs_equal_created_at_ordered_by_job_id_without_gaps(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     queue = new_queue()
     ids = await create_jobs(client, queue, 9)
-    await db.execute("UPDATE dl_jobs SET created_at = $2 WHERE queue = $1", queue, BASE_TIME)
+    await api_db.execute("UPDATE dl_jobs SET created_at = $2 WHERE queue = $1", queue, BASE_TIME)
 
     listed = await list_ids(client, queue=queue, limit=2)
 
@@ -103,11 +103,11 @@ async def test_list_jobs_equal_created_at_ordered_by_job_id_without_gaps(
 
 
 async def test_list_jobs_pages_do_not_shift_when_jobs_are_created_meanwhile(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     queue = new_queue()
     ids = await create_jobs(client, queue, 4)
-    await set_created(db, ids, BASE_TIME)
+    await set_created(api_db, ids, BASE_TIME)
     first = (await client.get(JOBS, params={"queue": queue, "limit": 2})).json()
 
     newer = await create_jobs(client, queue, 3)
@@ -125,13 +125,13 @@ async def test_list_jobs_pages_do_not_shift_when_jobs_are_created_meanwhile(
     ["lock_key", "partition_key", "producer", "consumer_group", "task"],
 )
 async def test_list_jobs_filters_by_text_field(
-    client: httpx.AsyncClient, db: asyncpg.Connection, field: str
+    client: httpx.AsyncClient, api_db: asyncpg.Connection, field: str
 ) -> None:
     queue = new_queue()
     ids = await create_jobs(client, queue, 4)
     wanted = f"{field}-{uuid.uuid4().hex[:8]}"
     # task must name a pipeline on trigger; the others could be sent, but one path is enough.
-    await db.execute(
+    await api_db.execute(
         f"UPDATE dl_jobs SET {field} = $2 WHERE job_id = ANY($1::uuid[])",
         [uuid.UUID(ids[1]), uuid.UUID(ids[3])],
         wanted,
@@ -171,7 +171,7 @@ async def test_list_jobs_trigger_fields_are_filterable(client: httpx.AsyncClient
 
 
 async def test_list_jobs_empty_parameters_mean_no_filter(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     queue = new_queue()
     ids = await create_jobs(client, queue, 2)
@@ -184,15 +184,15 @@ async def test_list_jobs_empty_parameters_mean_no_filter(
 
 
 async def test_list_jobs_filters_by_status_list(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     queue = new_queue()
     queued, failed, lost, canceled, succeeded = await create_jobs(client, queue, 5)
-    await set_finished(db, failed, "failed")
-    await set_finished(db, lost, "lost")
-    await set_finished(db, canceled, "canceled")
-    await set_finished(db, succeeded, "succeeded")
-    await db.execute(
+    await set_finished(api_db, failed, "failed")
+    await set_finished(api_db, lost, "lost")
+    await set_finished(api_db, canceled, "canceled")
+    await set_finished(api_db, succeeded, "succeeded")
+    await api_db.execute(
         "UPDATE dl_jobs SET status = 'running', attempt = 1 WHERE job_id = $1",
         uuid.UUID(queued),
     )
@@ -209,11 +209,11 @@ async def test_list_jobs_filters_by_status_list(
 
 
 async def test_list_jobs_created_range_is_half_open_and_naive_times_are_utc(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     queue = new_queue()
     ids = await create_jobs(client, queue, 5)
-    await set_created(db, ids, BASE_TIME)  # 12:00, 12:01, ..., 12:04 UTC
+    await set_created(api_db, ids, BASE_TIME)  # 12:00, 12:01, ..., 12:04 UTC
 
     between = await list_ids(
         client,
@@ -237,14 +237,14 @@ async def test_list_jobs_created_range_is_half_open_and_naive_times_are_utc(
 
 
 async def test_list_jobs_finished_range_excludes_unfinished_jobs(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     queue = new_queue()
     ids = await create_jobs(client, queue, 4)
-    await set_created(db, ids, BASE_TIME)
-    await set_finished(db, ids[0], "succeeded", BASE_TIME + timedelta(hours=1))
-    await set_finished(db, ids[1], "failed", BASE_TIME + timedelta(hours=2))
-    await set_finished(db, ids[2], "canceled", BASE_TIME + timedelta(hours=3))
+    await set_created(api_db, ids, BASE_TIME)
+    await set_finished(api_db, ids[0], "succeeded", BASE_TIME + timedelta(hours=1))
+    await set_finished(api_db, ids[1], "failed", BASE_TIME + timedelta(hours=2))
+    await set_finished(api_db, ids[2], "canceled", BASE_TIME + timedelta(hours=3))
 
     in_range = await list_ids(
         client,
@@ -375,10 +375,10 @@ async def test_job_events_oldest_first_with_details(client: httpx.AsyncClient) -
 
 
 async def test_job_events_page_with_after_and_limit(
-    client: httpx.AsyncClient, db: asyncpg.Connection
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
 ) -> None:
     [job_id] = await create_jobs(client, new_queue(), 1)
-    await db.executemany(
+    await api_db.executemany(
         "INSERT INTO dl_job_events (job_id, event, attempt, details)"
         " VALUES ($1, 'lock_busy', 0, $2::jsonb)",
         [(uuid.UUID(job_id), f'{{"n": {n}}}') for n in range(5)],
