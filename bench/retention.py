@@ -25,7 +25,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import retention_queries
+from app.db import jobs as job_rows
+from app.db import pgqueuer_tables
 from app.db.engine import create_engine, create_session_factory
 from app.settings import load_settings
 from bench.history import build_history
@@ -150,7 +151,7 @@ async def measure(dsn: str, batch_size: int, max_batches: int) -> dict[str, Any]
         job_events: list[int] = []
 
         async def jobs_batch(session: AsyncSession) -> int:
-            batch = await retention_queries.delete_finished_jobs(session, retention, batch_size)
+            batch = await job_rows.delete_finished(session, retention, batch_size)
             job_events.append(batch.events)
             return batch.jobs
 
@@ -158,14 +159,12 @@ async def measure(dsn: str, batch_size: int, max_batches: int) -> dict[str, Any]
             "jobs (with their events)": await time_batches(sessions, jobs_batch, batch_size),
             "pgqueuer_log": await time_batches(
                 sessions,
-                lambda s: retention_queries.delete_old_pgqueuer_log(s, retention, batch_size),
+                lambda s: pgqueuer_tables.delete_old_pgqueuer_log(s, retention, batch_size),
                 batch_size,
             ),
             "pgqueuer_statistics": await time_batches(
                 sessions,
-                lambda s: retention_queries.delete_old_pgqueuer_statistics(
-                    s, retention, batch_size
-                ),
+                lambda s: pgqueuer_tables.delete_old_pgqueuer_statistics(s, retention, batch_size),
                 batch_size,
             ),
         }

@@ -11,13 +11,10 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import asyncpg
 from pgqueuer import QueueManager
 from pgqueuer.models import Context, Job
 
-from app.db.engine import create_session_factory
-from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
-from app.jobs.connections import connect_pgqueuer, maintenance_pool, worker_pool
+from app.jobs.connections import maintenance_sessions, pgqueuer_queries, worker_sessions
 from app.jobs.manager import JobManager
 from app.jobs.schedule_sync import sync_declared_schedules
 from app.observability.logging import configure_logging
@@ -127,9 +124,7 @@ async def factory() -> AsyncIterator[QueueManager]:
         stack.push_async_callback(rabbitmq_publish.close_connection)
         # Starts and finishes share the lock session's one connection; the pool serves
         # only heartbeats, retries and postponements, so it need not grow with concurrency.
-        engine = worker_pool(settings, ident)
-        stack.push_async_callback(engine.dispose)
-        sessions = create_session_factory(engine)
+        sessions = await worker_sessions(stack, settings, ident)
         await sync_declared_schedules(sessions, declared_schedules())
         liveness = LockLiveness.for_heartbeat(settings.dl_heartbeat_sec)
         locks = LockSession(settings.asyncpg_dsn, schema, ident, liveness=liveness)
@@ -138,9 +133,7 @@ async def factory() -> AsyncIterator[QueueManager]:
         finishes = FinishWriter(settings.asyncpg_dsn, locks)
         await finishes.open()
         stack.push_async_callback(finishes.close)
-        connection = await connect_pgqueuer(settings.asyncpg_dsn, ident)
-        stack.push_async_callback(_close_quietly, connection)
-        queries = queries_for(connection, pgqueuer_settings(schema))
+        queries = await pgqueuer_queries(stack, settings, ident)
         # A QueueManager, not a PgQueuer: PgQueuer also runs pgqueuer's own scheduler (we
         # have ours) and, when either fails, cancels the other, and with it every running
         # job, before their final writes. A QueueManager that fails lets them finish.
@@ -163,21 +156,19 @@ async def factory() -> AsyncIterator[QueueManager]:
 
         # Maintenance has a pool of its own: behind a flood of runner writes the leader could
         # wait long enough for its idle leader session to be closed, and lose leadership.
-        maintenance_engine = maintenance_pool(settings, ident)
-        stack.push_async_callback(maintenance_engine.dispose)
-        maintenance_sessions = create_session_factory(maintenance_engine)
+        upkeep_sessions = await maintenance_sessions(stack, settings, ident)
         config = MaintenanceConfig.from_settings(settings)
         maintenance = MaintenanceLeader(
             dsn=settings.asyncpg_dsn,
             # Started in this order when a term begins: it begins with a reaper pass.
             services=[
                 Reaper(
-                    JobManager.from_settings(settings, maintenance_sessions),
+                    JobManager.from_settings(settings, upkeep_sessions),
                     config.reaper,
                     worker_id=ident,
                 ),
-                Scheduler(maintenance_sessions, settings, ident, config.scheduler),
-                Retention(maintenance_sessions, config.retention),
+                Scheduler(upkeep_sessions, settings, ident, config.scheduler),
+                Retention(upkeep_sessions, config.retention),
             ],
             config=config.leader,
             worker_id=ident,
@@ -205,9 +196,3 @@ async def _stop_background(maintenance: MaintenanceLeader, tasks: list[asyncio.T
     for task in tasks[1:]:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _close_quietly(connection: asyncpg.Connection) -> None:
-    """Close a connection that may already be gone with the server."""
-    with contextlib.suppress(Exception):
-        await connection.close(timeout=5)

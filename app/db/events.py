@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Integer, Select, Table, Update, insert, literal, null, select, type_coerce
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    Update,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import DlJobEvent
+from app.db.models import DlJob, DlJobEvent
+from app.db.sql_common import cutoff
 from app.domain.states import JobEvent
 
 events = cast(Table, DlJobEvent.__table__)
+jobs = cast(Table, DlJob.__table__)
 
 
 def logged_with(
@@ -77,3 +94,58 @@ async def original_max_attempts(session: AsyncSession, job_id: uuid.UUID) -> int
         .limit(1)
     )
     return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class OrphanWindow:
+    """One step of the sweep for events whose job is gone."""
+
+    scanned: int
+    deleted: int
+    # The highest event id looked at, and whether that event is older than the retention
+    # (ids grow with time, so a young one means the old part of the table is behind us).
+    last_id: int | None
+    last_is_old: bool
+
+
+async def delete_orphan_events(
+    session: AsyncSession, retention: timedelta, after_id: int, limit: int
+) -> OrphanWindow:
+    """Look at the `limit` events after `after_id`; delete those older than the retention
+    whose job no longer exists.
+
+    Every event is written by the statement that writes its job, and retention deletes the
+    two together, so orphans come only from jobs deleted by hand; the sweep finds those.
+    """
+    window = (
+        select(events.c.id, events.c.job_id, events.c.at)
+        .where(events.c.id > after_id)
+        .order_by(events.c.id)
+        .limit(limit)
+        .cte("window")
+    )
+    job_gone = ~exists().where(jobs.c.job_id == window.c.job_id)
+    doomed = select(window.c.id).where(window.c.at < cutoff(retention), job_gone)
+    gone = (
+        delete(events)
+        .where(events.c.id == func.any(func.array(doomed.scalar_subquery())))
+        .returning(events.c.id)
+        .cte("gone")
+    )
+    last = select(window.c.id, window.c.at).order_by(window.c.id.desc()).limit(1).subquery()
+    row = (
+        await session.execute(
+            select(
+                select(func.count()).select_from(window).scalar_subquery(),
+                select(func.count()).select_from(gone).scalar_subquery(),
+                select(last.c.id).scalar_subquery(),
+                select(last.c.at < cutoff(retention)).scalar_subquery(),
+            )
+        )
+    ).one()
+    return OrphanWindow(
+        scanned=int(row[0]),
+        deleted=int(row[1]),
+        last_id=None if row[2] is None else int(row[2]),
+        last_is_old=bool(row[3]),
+    )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from app.db.sql_names import qualified
+from app.db.sql_common import qualified
 from app.domain.attempts import FinishRequest, StartAnswer, StartedAttempt, StartRequest
 from app.domain.states import JobEvent, JobStatus
 

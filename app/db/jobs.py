@@ -27,6 +27,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     column,
+    delete,
     exists,
     func,
     literal,
@@ -44,18 +45,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import UUID, DateTime, Integer, Interval, Text, Uuid
 
-from app.db.dispatch import dispatch_ctes, next_dispatch_id
-from app.db.events import logged_with
+from app.db.events import events, logged_with
 from app.db.models import DlJob
-from app.db.sql_names import qualified
+from app.db.pgqueuer_tables import dispatch_ctes, next_dispatch_id
+from app.db.sql_common import cutoff, qualified
 from app.domain.attempts import QueuedJob, StartedAttempt
 from app.domain.filters import JobCursor, JobFilter
-from app.domain.states import JobEvent, JobStatus
+from app.domain.states import FINAL_STATUSES, JobEvent, JobStatus
 
 jobs = cast(Table, DlJob.__table__)
 # pgqueuer's job table; unqualified so the engine's schema_translate_map places it.
 pgqueuer_jobs = table("pgqueuer", column("id", BigInteger))
 ONE_SECOND: ColumnElement[Any] = literal_column("interval '1 second'")
+_FINAL = sorted(status.value for status in FINAL_STATUSES)
 # Ids per query when many watched jobs change at once.
 READ_CHUNK = 1000
 
@@ -618,3 +620,63 @@ async def lock_undispatched(session: AsyncSession, limit: int) -> list[Undispatc
         .with_for_update(of=jobs, skip_locked=True)
     )
     return [Undispatched(**row._asdict()) for row in rows]
+
+
+# --- retention (the leader's pruning) -------------------------------------------------------
+#
+# Every statement deletes at most `limit` rows, picked through an index and locked with SKIP
+# LOCKED, so one batch is one short transaction that never waits for a row another
+# transaction holds. `ARRAY(SELECT ...)` keeps the delete itself a primary-key lookup: a
+# plain `IN (SELECT ...)` lets the planner choose a hash join over the whole table.
+
+
+@dataclass(frozen=True)
+class JobBatch:
+    """What one batch of finished jobs took with it."""
+
+    jobs: int
+    events: int
+
+
+async def delete_finished(session: AsyncSession, retention: timedelta, limit: int) -> JobBatch:
+    """Delete up to `limit` jobs that finished before now() - retention, with their events.
+
+    Only final statuses qualify: a queued or running job stays however old it is. The rows
+    are locked before they are deleted and their status is checked again, so a job that is
+    being retried (or otherwise changed) right now is skipped.
+    """
+    doomed = (
+        select(jobs.c.job_id)
+        # ix_dl_jobs_status_finished: (status, finished_at) WHERE finished_at IS NOT NULL.
+        .where(jobs.c.status.in_(_FINAL), jobs.c.finished_at < cutoff(retention))
+        # The index order: a plain index scan that stops after `limit` rows, never a
+        # sequential or bitmap scan that reads every old row first.
+        .order_by(jobs.c.status, jobs.c.finished_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    gone = (
+        delete(jobs)
+        .where(
+            jobs.c.job_id == func.any(func.array(doomed.scalar_subquery())),
+            jobs.c.status.in_(_FINAL),
+        )
+        .returning(jobs.c.job_id)
+        .cte("gone")
+    )
+    gone_events = (
+        delete(events)
+        # ix_dl_job_events_job_id_id: (job_id, id).
+        .where(events.c.job_id == func.any(func.array(select(gone.c.job_id).scalar_subquery())))
+        .returning(events.c.id)
+        .cte("gone_events")
+    )
+    row = (
+        await session.execute(
+            select(
+                select(func.count()).select_from(gone).scalar_subquery(),
+                select(func.count()).select_from(gone_events).scalar_subquery(),
+            )
+        )
+    ).one()
+    return JobBatch(jobs=int(row[0]), events=int(row[1]))

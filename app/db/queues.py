@@ -1,7 +1,7 @@
 """All SQL about dl_queues: a queue's pause state. Functions flush, never commit.
 
 How a pause keeps a large backlog free of dequeue churn (its dispatches are parked) is told
-in app.db.dispatch.
+in app.db.pgqueuer_tables.
 """
 
 from __future__ import annotations

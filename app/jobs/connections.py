@@ -1,25 +1,64 @@
-"""The worker's side of the connection plan (app.db.connections), reached through the jobs layer.
+"""The worker's database handles, opened from the connection plan (app.db.connections).
 
-The worker never imports app.db: it opens its pools and direct connections through these
-names, which keep the plan's purposes and application_names.
+The worker never imports app.db: it gets its pools (as session factories), its direct
+connections and pgqueuer's query object here. Each keeps the plan's purpose and name.
 """
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AsyncExitStack
+
+import asyncpg
+from pgqueuer.adapters.persistence.queries import Queries
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from app.db.connections import (
     connect_finish_writer,
-    connect_leader,
     connect_lock_session,
     connect_pgqueuer,
     maintenance_pool,
     worker_pool,
 )
+from app.db.engine import create_session_factory
+from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
+from app.settings import Settings
 
 __all__ = [
     "connect_finish_writer",
-    "connect_leader",
     "connect_lock_session",
-    "connect_pgqueuer",
-    "maintenance_pool",
-    "worker_pool",
+    "maintenance_sessions",
+    "pgqueuer_queries",
+    "worker_sessions",
 ]
+
+
+async def worker_sessions(
+    stack: AsyncExitStack, settings: Settings, worker_id: str
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the worker pool (heartbeats, requeues, postponements); closed with `stack`."""
+    engine = worker_pool(settings, worker_id)
+    stack.push_async_callback(engine.dispose)
+    return create_session_factory(engine)
+
+
+async def maintenance_sessions(
+    stack: AsyncExitStack, settings: Settings, worker_id: str
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the maintenance pool (the leader's services); closed with `stack`."""
+    engine = maintenance_pool(settings, worker_id)
+    stack.push_async_callback(engine.dispose)
+    return create_session_factory(engine)
+
+
+async def pgqueuer_queries(stack: AsyncExitStack, settings: Settings, worker_id: str) -> Queries:
+    """pgqueuer's queries on its own connection (its LISTEN and dequeues); closed with `stack`."""
+    connection = await connect_pgqueuer(settings.asyncpg_dsn, worker_id)
+    stack.push_async_callback(_close_quietly, connection)
+    return queries_for(connection, pgqueuer_settings(settings.pg_schema_queue))
+
+
+async def _close_quietly(connection: asyncpg.Connection) -> None:
+    """Close a connection that may already be gone with the server."""
+    with contextlib.suppress(Exception):
+        await connection.close(timeout=5)

@@ -20,8 +20,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import dispatch, events, job_batches
+from app.db import events, job_batches
 from app.db import jobs as job_rows
+from app.db import pgqueuer_tables as pgqueuer
 from app.db.jobs import NewJob
 from app.domain.attempts import FinishRequest, StartAnswer, StartRequest
 from app.domain.errors import JobFinishedError, JobNotFoundError, JobNotRetryableError
@@ -365,7 +366,7 @@ class JobManager:
             if queued is not None:
                 attempt, pgq_job_id = queued
                 if pgq_job_id is not None:
-                    await dispatch.withdraw_dispatch_in_session(session, self.schema, pgq_job_id)
+                    await pgqueuer.withdraw_dispatch_in_session(session, self.schema, pgq_job_id)
                 await events.add_event(session, job_id, JobEvent.CANCELED, attempt)
             else:
                 running = await job_rows.request_cancel_if_running(session, job_id)
@@ -373,7 +374,7 @@ class JobManager:
                     attempt, pgq_job_id = running
                     await events.add_event(session, job_id, JobEvent.CANCEL_REQUESTED, attempt)
                     if pgq_job_id is not None:
-                        await dispatch.signal_cancel_in_session(session, self.schema, pgq_job_id)
+                        await pgqueuer.signal_cancel_in_session(session, self.schema, pgq_job_id)
             job = await job_rows.get_job(session, job_id)
             if job is None:
                 raise JobNotFoundError(f"job {job_id} not found")

@@ -1,7 +1,7 @@
 """QueueService: per-queue counts and throughput, and pausing or resuming a queue.
 
 Pausing stops workers from starting a queue's jobs; jobs already running finish. How a
-pause keeps a large backlog free of dequeue churn is told in app.db.dispatch.
+pause keeps a large backlog free of dequeue churn is told in app.db.pgqueuer_tables.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import dispatch, job_stats, queues
+from app.db import job_stats, pgqueuer_tables, queues
 from app.domain.errors import InvalidQueueError
 from app.domain.queues import FinishedCounts, Queue, QueueList, ThroughputMinute
 from app.domain.spec import QueueName
@@ -63,7 +63,7 @@ class QueueService:
         name = check_queue_name(queue)
         async with self.sessions() as session, session.begin():
             await queues.pause_in_session(session, name)
-            parked = await dispatch.park_dispatches(session, name)
+            parked = await pgqueuer_tables.park_dispatches(session, name)
             view = await self._view(session, name)
         logger.info("queue paused: %s (%d dispatch(es) parked)", name, parked)
         return view
@@ -77,9 +77,9 @@ class QueueService:
         schema = self.settings.pg_schema_queue
         async with self.sessions() as session, session.begin():
             await queues.resume_in_session(session, name)
-            unparked = await dispatch.unpark_dispatches(session, name)
+            unparked = await pgqueuer_tables.unpark_dispatches(session, name)
             if unparked:
-                await dispatch.wake_workers(session, schema)
+                await pgqueuer_tables.wake_workers(session, schema)
             view = await self._view(session, name)
         logger.info("queue resumed: %s (%d dispatch(es) released)", name, unparked)
         return view

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import schedules
 from app.domain.cron import parse_cron
@@ -104,3 +104,37 @@ async def fire_if_due_in_session(
     return FireOutcome(
         FireKind.FIRED, row.name, fire_time, job_id=result.job_id, created=result.created
     )
+
+
+ERROR_LIMIT = 500
+
+
+@dataclass
+class ScheduleFiring:
+    """What the leader's scheduler asks of the database: due schedules, one fire each."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    # What fired jobs are created with (the same defaults as a trigger's).
+    settings: Settings
+
+    async def due_ids(self, limit: int) -> list[uuid.UUID]:
+        """Up to `limit` enabled schedules due by the database clock."""
+        async with self.sessions() as session:
+            return await schedules.due_schedule_ids(session, limit)
+
+    async def fire(self, schedule_id: uuid.UUID) -> FireOutcome:
+        """Fire one schedule if it is still due, in a transaction of its own."""
+        async with self.sessions() as session, session.begin():
+            return await fire_if_due_in_session(session, schedule_id, self.settings)
+
+    async def record_error(self, schedule_id: uuid.UUID, message: str) -> None:
+        """Keep why the schedule failed to fire in its last_error (cut to ERROR_LIMIT)."""
+        async with self.sessions() as session, session.begin():
+            await schedules.update_schedule(
+                session, schedule_id, {"last_error": message[:ERROR_LIMIT]}
+            )
+
+    async def seconds_until_next_due(self) -> float | None:
+        """Seconds from the database clock to the earliest enabled fire time, if any."""
+        async with self.sessions() as session:
+            return await schedules.seconds_until_next_due(session)

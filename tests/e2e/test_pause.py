@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from app.db.dispatch import parked_entrypoint
 from app.db.engine import create_session_factory
+from app.db.pgqueuer_tables import parked_entrypoint
 from app.jobs.queue_service import QueueService
 from tests.support.jobs_db import JobsDb
 from tests.support.waiting import wait_until

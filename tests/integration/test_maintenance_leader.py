@@ -13,8 +13,9 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.jobs.leadership import LEADER_LOCK_ID
 from tests.support.waiting import wait_until
-from worker.maintenance.leader import LEADER_LOCK_ID, LeaderConfig, MaintenanceLeader
+from worker.maintenance.leader import LeaderConfig, MaintenanceLeader
 from worker.maintenance.retention import Retention, RetentionConfig
 from worker.maintenance.service import MaintenanceService
 

@@ -14,9 +14,9 @@ from pgqueuer.domain.models import AnyEvent
 from pgqueuer.ports.repository import EntrypointExecutionParameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.dispatch import parked_entrypoint
 from app.db.jobs import dispatch as dispatch_in_session  # one new dispatch for one job
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
+from app.db.pgqueuer_tables import parked_entrypoint
 from app.domain.spec import JobCreate
 from app.domain.states import JobEvent
 from app.jobs.enqueue import enqueue_many_in_session

@@ -9,16 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-
-from app.db import locks
-from app.jobs.connections import connect_leader
+from app.jobs import leadership
 from worker.maintenance.service import MaintenanceService, require_positive, wait_unless_stopped
 
 logger = logging.getLogger("worker.leader")
 
-# Any fixed number; every worker of one database competes for it.
-LEADER_LOCK_ID = 0x646C5F6C65616472  # "dl_leadr"
 # A leader whose process hangs (SIGSTOP, a blocked event loop, a frozen VM) keeps its
 # connection, and so the lock, open. The server closes a session idle for this many
 # periods, which frees the lock for another worker; a live leader pings every period.
@@ -88,18 +83,14 @@ class MaintenanceLeader:
         if self.is_leader:
             await self.confirm()
             return True
-        connection = await connect_leader(self.dsn, self.worker_id)
-        # Set here, not at connect: it follows the election's period, and a server without
-        # the setting must still elect a leader (as a startup parameter it refuses the login).
-        idle_ms = self.config.idle_session_timeout_ms
-        with contextlib.suppress(asyncpg.PostgresError):  # idle_session_timeout: PostgreSQL 14+
-            await connection.execute(f"SET idle_session_timeout = {idle_ms}")
-        if await locks.try_lock_id(connection, LEADER_LOCK_ID):
-            self.connection = connection
-            logger.info("became maintenance leader")
-            return True
-        await connection.close()
-        return False
+        connection = await leadership.stand(
+            self.dsn, self.worker_id, self.config.idle_session_timeout_ms
+        )
+        if connection is None:
+            return False
+        self.connection = connection
+        logger.info("became maintenance leader")
+        return True
 
     async def confirm(self) -> None:
         """Prove that the lock's session is still ours, and keep it from the idle timeout.
@@ -111,7 +102,7 @@ class MaintenanceLeader:
             connection = self.connection
             if connection is None or connection.is_closed():
                 raise LeadershipLostError
-            await connection.execute("SELECT 1")
+            await leadership.confirm(connection)
 
     async def run(self) -> None:
         """Lead whenever possible until stopped; an error resigns, and the loop goes on."""

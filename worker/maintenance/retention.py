@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import retention_queries
+from app.jobs.history import HistoryPruner
 from worker.maintenance.service import MaintenanceService, require_positive
 
 logger = logging.getLogger("worker.retention")
@@ -114,6 +114,10 @@ class Retention(MaintenanceService):
     _orphan_cursor: int = field(default=0, init=False, repr=False)
     # When the next pass is due (time.monotonic()); kept between terms.
     _next_pass_at: float = field(default=0.0, init=False, repr=False)
+    _history: HistoryPruner = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._history = HistoryPruner(self.sessions)
 
     @property
     def retention(self) -> timedelta:
@@ -208,27 +212,18 @@ class Retention(MaintenanceService):
         return result
 
     async def _jobs_batch(self, tally: _Tally) -> bool:
-        async with self.sessions() as session, session.begin():
-            batch = await retention_queries.delete_finished_jobs(
-                session, self.retention, self.batch_size
-            )
+        batch = await self._history.finished_jobs(self.retention, self.batch_size)
         tally.jobs += batch.jobs
         tally.events += batch.events
         return batch.jobs >= self.batch_size
 
     async def _log_batch(self, tally: _Tally) -> bool:
-        async with self.sessions() as session, session.begin():
-            deleted = await retention_queries.delete_old_pgqueuer_log(
-                session, self.retention, self.batch_size
-            )
+        deleted = await self._history.pgqueuer_log(self.retention, self.batch_size)
         tally.pgqueuer_log += deleted
         return deleted >= self.batch_size
 
     async def _statistics_batch(self, tally: _Tally) -> bool:
-        async with self.sessions() as session, session.begin():
-            deleted = await retention_queries.delete_old_pgqueuer_statistics(
-                session, self.retention, self.batch_size
-            )
+        deleted = await self._history.pgqueuer_statistics(self.retention, self.batch_size)
         tally.pgqueuer_statistics += deleted
         return deleted >= self.batch_size
 
@@ -238,10 +233,9 @@ class Retention(MaintenanceService):
         It starts over from the beginning once it reaches events younger than the
         retention (ids grow with time, so nothing older lies beyond) or the end.
         """
-        async with self.sessions() as session, session.begin():
-            window = await retention_queries.delete_orphan_events(
-                session, self.retention, self._orphan_cursor, self.batch_size
-            )
+        window = await self._history.orphan_events(
+            self.retention, self._orphan_cursor, self.batch_size
+        )
         tally.events += window.deleted
         if window.last_id is None or not window.last_is_old or window.scanned < self.batch_size:
             self._orphan_cursor = 0

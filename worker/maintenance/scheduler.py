@@ -8,15 +8,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import schedules
-from app.jobs.schedule_firing import FireKind, FireOutcome, fire_if_due_in_session
+from app.jobs.schedule_firing import FireKind, FireOutcome, ScheduleFiring
 from app.observability.metrics import worker_metrics
 from app.settings import Settings
 from worker.maintenance.service import MaintenanceService, require_positive
 
 logger = logging.getLogger("worker.scheduler")
 
-ERROR_LIMIT = 500
 PERIOD_SEC_DEFAULT = 1.0
 BATCH_SIZE_DEFAULT = 100
 # Wake a little after a fire time, so the schedule is due by the database clock.
@@ -64,6 +62,10 @@ class Scheduler(MaintenanceService):
     settings: Settings
     worker_id: str
     config: SchedulerConfig = field(default_factory=SchedulerConfig)
+    _firing: ScheduleFiring = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._firing = ScheduleFiring(self.sessions, self.settings)
 
     @property
     def batch_size(self) -> int:
@@ -82,8 +84,7 @@ class Scheduler(MaintenanceService):
 
     async def run_once(self) -> SchedulerResult:
         """One pass over the schedules due by the database clock."""
-        async with self.sessions() as session:
-            due = await schedules.due_schedule_ids(session, self.batch_size)
+        due = await self._firing.due_ids(self.batch_size)
         counts: dict[FireKind, int] = {}
         failed = 0
         fires = worker_metrics().schedule_fires
@@ -96,8 +97,7 @@ class Scheduler(MaintenanceService):
             counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
             fires.labels(outcome.kind.value).inc()
             self._log(outcome)
-        async with self.sessions() as session:
-            next_due = await schedules.seconds_until_next_due(session)
+        next_due = await self._firing.seconds_until_next_due()
         if failed and next_due is not None:
             # A row that failed is still due: look again next period, not at once.
             next_due = max(next_due, self.config.period_sec)
@@ -106,16 +106,12 @@ class Scheduler(MaintenanceService):
     async def _fire(self, schedule_id: uuid.UUID) -> FireOutcome | None:
         """Fire one schedule in its own transaction; None (logged, recorded) when it failed."""
         try:
-            async with self.sessions() as session, session.begin():
-                return await fire_if_due_in_session(session, schedule_id, self.settings)
+            return await self._firing.fire(schedule_id)
         except Exception as exc:  # rolled back; the other schedules still fire
             logger.warning("schedule %s failed to fire; will retry", schedule_id, exc_info=True)
             message = f"failed to fire: {type(exc).__name__}: {str(exc).splitlines()[0]}"
             try:
-                async with self.sessions() as session, session.begin():
-                    await schedules.update_schedule(
-                        session, schedule_id, {"last_error": message[:ERROR_LIMIT]}
-                    )
+                await self._firing.record_error(schedule_id, message)
             except Exception:  # the database may be gone; the warning above says enough
                 logger.debug("could not record the schedule's error", exc_info=True)
             return None

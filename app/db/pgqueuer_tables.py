@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any, cast
 
 import asyncpg
@@ -11,16 +12,20 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     column,
+    delete,
+    func,
     literal_column,
+    select,
     table,
     text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import Text
+from sqlalchemy.sql.expression import TableClause
+from sqlalchemy.types import DateTime, Text
 
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
-from app.db.sql_names import qualified
+from app.db.sql_common import cutoff, qualified
 from app.domain.states import JobStatus
 
 # Queue names are letters, digits and . _ : - (app.domain.spec.QueueName), so a parked
@@ -165,3 +170,53 @@ async def wake_workers(session: AsyncSession, schema: str) -> None:
         ),
         {"channel": channel, "payload": json.dumps(payload)},
     )
+
+
+# --- retention: pgqueuer never prunes its history tables -----------------------------------
+#
+# Every statement deletes at most `limit` rows, picked through an index and locked with SKIP
+# LOCKED, so one batch is one short transaction that never waits for a row another
+# transaction holds. `ARRAY(SELECT ...)` keeps the delete itself a primary-key lookup: a
+# plain `IN (SELECT ...)` lets the planner choose a hash join over the whole table.
+
+
+# pgqueuer's history tables; unqualified so the engine's schema_translate_map places them.
+pgqueuer_log = table("pgqueuer_log", column("id", BigInteger), column("created", DateTime))
+pgqueuer_statistics = table(
+    "pgqueuer_statistics", column("id", BigInteger), column("created", DateTime)
+)
+
+
+async def _delete_older(
+    session: AsyncSession, history: TableClause, retention: timedelta, limit: int
+) -> int:
+    """Delete up to `limit` rows of a pgqueuer history table created before the cutoff."""
+    doomed = (
+        select(history.c.id)
+        .where(history.c.created < cutoff(retention))
+        .order_by(history.c.created)  # oldest first, along the index on `created`
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        delete(history)
+        .where(history.c.id == func.any(func.array(doomed.scalar_subquery())))
+        .returning(history.c.id)
+    )
+    return len(result.all())
+
+
+async def delete_old_pgqueuer_log(session: AsyncSession, retention: timedelta, limit: int) -> int:
+    """Delete up to `limit` pgqueuer_log rows created before now() - retention.
+
+    pgqueuer's own index on `created` finds them. Rows not yet folded into the statistics
+    go too: the buckets they would add are as old, so retention would delete those anyway.
+    """
+    return await _delete_older(session, pgqueuer_log, retention, limit)
+
+
+async def delete_old_pgqueuer_statistics(
+    session: AsyncSession, retention: timedelta, limit: int
+) -> int:
+    """Delete up to `limit` pgqueuer_statistics rows (per-second buckets) older than that."""
+    return await _delete_older(session, pgqueuer_statistics, retention, limit)

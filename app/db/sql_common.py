@@ -1,0 +1,23 @@
+"""SQL building blocks the table modules share: quoted names for SQL text, the retention cutoff."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Interval, bindparam, func
+
+
+def quote_ident(name: str) -> str:
+    """`name` as a PostgreSQL identifier, whatever characters it holds."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(schema: str, table: str) -> str:
+    """`schema`.`table`, both quoted."""
+    return f"{quote_ident(schema)}.{quote_ident(table)}"
+
+
+def cutoff(retention: timedelta) -> ColumnElement[Any]:
+    """`now() - retention` by the database clock (the transaction's start)."""
+    return func.now() - bindparam("retention", retention, type_=Interval)
