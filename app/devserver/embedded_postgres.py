@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.db.server_admin import create_database_statement, database_exists_query
+
 
 class EmbeddedPostgresError(Exception):
     """The embedded PostgreSQL server could not be set up or started."""
@@ -150,13 +152,13 @@ class EmbeddedPostgres:
         if not self.database.replace("_", "").isalnum():
             raise EmbeddedPostgresError(f"database name {self.database!r} is not an identifier")
         psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user]
-        query = f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"
+        query = database_exists_query(self.database)
         exists = subprocess.run(
             [*psql, "-d", "postgres", "-tAc", query], capture_output=True, text=True, check=True
         )
         if exists.stdout.strip() != "1":
             subprocess.run(
-                [*psql, "-d", "postgres", "-qc", f'CREATE DATABASE "{self.database}"'],
+                [*psql, "-d", "postgres", "-qc", create_database_statement(self.database)],
                 check=True,
                 capture_output=True,
             )
