@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from anyio import CancelScope
 
-from app.domain.attempts import FinishRequest, StartedAttempt
+from app.domain.attempts import FinishRequest, RequeueRequest, StartedAttempt
 from app.domain.states import JobEvent, JobStatus
 from app.jobs.manager import JobManager
 from app.observability.metrics import worker_metrics
@@ -338,19 +338,18 @@ class Runner:
         error: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> bool:
-        async def write() -> bool:
-            return await self.manager.requeue(
-                run.started.job_id,
-                run.started.attempt,
-                event,
-                delay_sec=delay_sec,
-                count_attempt=count_attempt,
-                error=error,
-                details={"worker_id": self.worker_id, **(details or {})},
-            )
-
+        request = RequeueRequest(
+            run.started.job_id,
+            run.started.attempt,
+            event,
+            delay_sec=delay_sec,
+            count_attempt=count_attempt,
+            error=error,
+            details={"worker_id": self.worker_id, **(details or {})},
+        )
         return await retry_while_unreachable(
-            write, what=f"requeueing job {run.started.job_id} ({event.value})"
+            partial(self.manager.requeue, request),
+            what=f"requeueing job {run.started.job_id} ({event.value})",
         )
 
     def _backoff_sec(self, attempt: int) -> float:

@@ -49,7 +49,7 @@ from app.db.events import events, logged_with
 from app.db.models import DlJob
 from app.db.pgqueuer_tables import dispatch_ctes, next_dispatch_id
 from app.db.sql_common import cutoff, qualified
-from app.domain.attempts import QueuedJob, StartedAttempt
+from app.domain.attempts import QueuedJob, RequeueRequest, StartedAttempt
 from app.domain.filters import JobCursor, JobFilter
 from app.domain.states import FINAL_STATUSES, JobEvent, JobStatus
 
@@ -386,39 +386,28 @@ async def finish_attempt(
     return (await session.execute(logged_with(change, event, details))).first() is not None
 
 
-async def requeue_attempt(
-    session: AsyncSession,
-    job_id: uuid.UUID,
-    attempt: int,
-    event: JobEvent,
-    *,
-    delay_sec: float,
-    count_attempt: bool,
-    error: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> StartedAttempt | None:
+async def requeue_attempt(session: AsyncSession, request: RequeueRequest) -> StartedAttempt | None:
     """running -> queued after `delay_sec`, fenced; the caller adds the new dispatch.
 
-    With count_attempt False the attempt is given back (lock busy, shutdown).
     A job whose cancel was requested is not requeued (None): see finish_canceled.
     """
     values: dict[str, Any] = {
         "status": JobStatus.QUEUED,
-        "available_at": func.now() + literal(delay_sec) * ONE_SECOND,
+        "available_at": func.now() + literal(request.delay_sec) * ONE_SECOND,
         "lease_expires_at": None,
         "updated_at": func.now(),
     }
-    if not count_attempt:
+    if not request.count_attempt:
         values["attempt"] = jobs.c.attempt - 1
-    if error is not None:
-        values["error"] = error
+    if request.error is not None:
+        values["error"] = request.error
     change = (
-        _fenced(job_id, attempt)
+        _fenced(request.job_id, request.attempt)
         .where(jobs.c.cancel_requested.is_(False))
         .values(**values)
         .returning(*ATTEMPT_COLUMNS)
     )
-    row = (await session.execute(logged_with(change, event, details))).first()
+    row = (await session.execute(logged_with(change, request.event, request.details))).first()
     return None if row is None else StartedAttempt(**row._asdict())
 
 

@@ -74,3 +74,19 @@ class FinishRequest:
     progress: dict[str, Any] | None = None
     error: str | None = None
     details: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RequeueRequest:
+    """A running attempt going back to queued: retried, interrupted, or its lease expired.
+
+    With `count_attempt` False the attempt is given back (an interrupt by shutdown).
+    """
+
+    job_id: uuid.UUID
+    attempt: int
+    event: JobEvent
+    delay_sec: float
+    count_attempt: bool
+    error: str | None = None
+    details: dict[str, Any] | None = None

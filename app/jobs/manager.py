@@ -24,7 +24,7 @@ from app.db import events, job_batches
 from app.db import jobs as job_rows
 from app.db import pgqueuer_tables as pgqueuer
 from app.db.jobs import NewJob
-from app.domain.attempts import FinishRequest, StartAnswer, StartRequest
+from app.domain.attempts import FinishRequest, RequeueRequest, StartAnswer, StartRequest
 from app.domain.errors import JobFinishedError, JobNotFoundError, JobNotRetryableError
 from app.domain.spec import JobCreate
 from app.domain.states import RETRYABLE_STATUSES, JobEvent, JobStatus
@@ -177,72 +177,32 @@ class JobManager:
         async with self._transaction() as session:
             return await job_rows.heartbeat(session, job_id, attempt, progress)
 
-    async def requeue(
-        self,
-        job_id: uuid.UUID,
-        attempt: int,
-        event: JobEvent,
-        *,
-        delay_sec: float,
-        count_attempt: bool,
-        error: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> bool:
+    async def requeue(self, request: RequeueRequest) -> bool:
         """running -> queued (retry, interrupt), fenced, with a new dispatch; False if fenced.
 
-        With count_attempt False the attempt is given back (shutdown). When a cancel was
-        requested meanwhile, the job ends canceled instead of running again.
+        When a cancel was requested meanwhile, the job ends canceled instead of running again.
         """
         async with self._transaction() as session:
-            return await self._requeue_in_session(
-                session,
-                job_id,
-                attempt,
-                event,
-                delay_sec=delay_sec,
-                count_attempt=count_attempt,
-                error=error,
-                details=details,
-            )
+            return await self._requeue_in_session(session, request)
 
-    async def _requeue_in_session(
-        self,
-        session: AsyncSession,
-        job_id: uuid.UUID,
-        attempt: int,
-        event: JobEvent,
-        *,
-        delay_sec: float,
-        count_attempt: bool,
-        error: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> bool:
-        requeued = await job_rows.requeue_attempt(
-            session,
-            job_id,
-            attempt,
-            event,
-            delay_sec=delay_sec,
-            count_attempt=count_attempt,
-            error=error,
-            details=details,
-        )
+    async def _requeue_in_session(self, session: AsyncSession, request: RequeueRequest) -> bool:
+        requeued = await job_rows.requeue_attempt(session, request)
         if requeued is None:
             # Queued with its cancel flag set, it could never start again.
             return await job_rows.finish_canceled(
                 session,
-                job_id,
-                attempt,
-                error=error,
-                details={**(details or {}), "instead_of": event.value},
+                request.job_id,
+                request.attempt,
+                error=request.error,
+                details={**(request.details or {}), "instead_of": request.event.value},
             )
         await job_rows.dispatch(
             session,
             self.schema,
             queue=requeued.queue,
-            job_id=job_id,
+            job_id=request.job_id,
             priority=requeued.priority,
-            delay=timedelta(seconds=delay_sec),
+            delay=timedelta(seconds=request.delay_sec),
         )
         return True
 
@@ -312,8 +272,7 @@ class JobManager:
             for job in await job_rows.lock_expired_leases(session, batch_size):
                 details = {"worker_id": job.worker_id, **by}
                 if job.attempt < job.max_attempts:
-                    requeued += await self._requeue_in_session(
-                        session,
+                    requeue = RequeueRequest(
                         job.job_id,
                         job.attempt,
                         JobEvent.LEASE_EXPIRED,
@@ -322,6 +281,7 @@ class JobManager:
                         error=f"lease expired on attempt {job.attempt}",
                         details=details,
                     )
+                    requeued += await self._requeue_in_session(session, requeue)
                 else:
                     lost += await job_rows.finish_attempt(
                         session,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db.jobs import dispatch as dispatch_in_session  # one new dispatch for one job
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
 from app.db.pgqueuer_tables import parked_entrypoint
+from app.domain.attempts import RequeueRequest
 from app.domain.spec import JobCreate
 from app.domain.states import JobEvent
 from app.jobs.enqueue import enqueue_many_in_session
@@ -281,7 +282,7 @@ async def test_retry_of_a_running_job_in_a_paused_queue_is_parked(
 
     manager = JobManager.from_settings(settings, sessions)
     assert await manager.requeue(
-        job_id, 1, JobEvent.RETRY_SCHEDULED, delay_sec=0, count_attempt=True
+        RequeueRequest(job_id, 1, JobEvent.RETRY_SCHEDULED, delay_sec=0, count_attempt=True)
     )
     lock_session.release(answer.lock_key, job_id)
 
