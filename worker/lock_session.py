@@ -290,12 +290,16 @@ class LockSession:
             await self._release_strays(connection)
             starts.fail_all(exc)
             return
-        answered: set[uuid.UUID] = set()
+        answered: set[tuple[uuid.UUID, int]] = set()
         for entry in starts:
             request = entry.request
-            # One start per job: a second request for it in the same round gets nothing.
-            answer = None if request.job_id in answered else answers.get(request.job_id)
-            answered.add(request.job_id)
+            # The answer belongs to the dispatch it was given for, once: an older dispatch
+            # of the job (re-picked by pgqueuer) or a second ask of this one gets nothing.
+            dispatch = (request.job_id, request.pgq_job_id)
+            answer = answers.get(request.job_id)
+            if answer is None or answer.pgq_job_id != request.pgq_job_id or dispatch in answered:
+                answer = None
+            answered.add(dispatch)
             if answer is not None and answer.got_lock and entry.abandoned:
                 # Its caller was cancelled while waiting: nobody will run the attempt, so
                 # give the lock back; the expired lease sends the job back to the queue.

@@ -62,10 +62,13 @@ def batch_statements(schema: str) -> BatchStatements:
     queued, running = JobStatus.QUEUED.value, JobStatus.RUNNING.value
     start = f"""
         WITH request AS (
-            -- One request per job: the same dispatch asked twice still starts once.
-            SELECT DISTINCT ON (r.job_id) r.job_id, r.pgq_job_id, r.ord
+            -- One request per dispatch: the same dispatch asked twice still starts once.
+            -- Not one per job: pgqueuer re-picks a replaced dispatch whose heartbeat went
+            -- stale, and keeping that one could drop the job's current dispatch. Only the
+            -- current one passes `startable`, so a job still gets at most one row.
+            SELECT DISTINCT ON (r.job_id, r.pgq_job_id) r.job_id, r.pgq_job_id, r.ord
             FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS r(job_id, pgq_job_id, ord)
-            ORDER BY r.job_id, r.ord
+            ORDER BY r.job_id, r.pgq_job_id, r.ord
         ),
         startable AS (
             -- A job of a paused queue (a dispatch picked just before the pause committed)
@@ -120,7 +123,8 @@ def batch_statements(schema: str) -> BatchStatements:
                    jsonb_build_object('worker_id', $4::text)
             FROM started s
         )
-        SELECT l.job_id, l.lock_key, l.got_lock, l.paused, s.job_id IS NOT NULL AS started,
+        SELECT l.job_id, l.pgq_job_id, l.lock_key, l.got_lock, l.paused,
+               s.job_id IS NOT NULL AS started,
                s.queue, s.task, s.args, s.priority, s.attempt, s.max_attempts, s.lease_ttl_sec
         FROM locked l LEFT JOIN started s ON s.job_id = l.job_id
     """
@@ -159,7 +163,7 @@ async def start_batch(
     held_keys: list[str],
     worker_id: str,
 ) -> dict[uuid.UUID, StartAnswer]:
-    """Lock and start every startable request; the answers by job id."""
+    """Lock and start every startable request; the answers by job id (one per job)."""
     rows = await connection.fetch(
         statements.start,
         [r.job_id for r in requests],
@@ -184,6 +188,7 @@ async def start_batch(
             )
         answers[row["job_id"]] = StartAnswer(
             job_id=row["job_id"],
+            pgq_job_id=row["pgq_job_id"],
             lock_key=row["lock_key"],
             got_lock=row["got_lock"],
             attempt=attempt,

@@ -50,9 +50,11 @@ class StartAnswer:
     `lock_key` without an attempt and with `lock_busy` means another holder has the key;
     `got_lock` without an attempt means the lock was taken but the job changed meanwhile,
     so the caller must give the lock back. A request with no answer was not startable.
+    `pgq_job_id` is the dispatch answered: the job's current one, the only one that may start it.
     """
 
     job_id: uuid.UUID
+    pgq_job_id: int
     lock_key: str
     got_lock: bool
     attempt: StartedAttempt | None

@@ -16,6 +16,7 @@ from app.domain.attempts import FinishRequest, StartedAttempt
 from app.domain.spec import JobCreate
 from app.domain.states import JobEvent, JobStatus
 from app.jobs.enqueue import enqueue_many_in_session
+from app.jobs.manager import JobManager
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
 from tests.support.waiting import wait_until
@@ -523,6 +524,60 @@ async def test_two_starts_of_the_same_dispatch_start_one_attempt(
     row = await job_row(db, job.job_id)
     assert (row["status"], row["attempt"]) == ("running", 1)
     assert await events(db, job.job_id) == [("queued", 0), ("started", 1)]
+
+
+async def postpone(enqueue: Enqueuer, job: Queued) -> int:
+    """Replace the job's dispatch as a worker that found its key busy does; the new id."""
+    manager = JobManager.from_settings(enqueue.settings, enqueue.sessions)
+    postponed = await manager.postpone(
+        job.job_id, job.pgq_job_id, delay_sec=0, lock_key=job.lock_key, worker_id="elsewhere"
+    )
+    assert postponed
+    pgq_job_id: int = (await job_row(enqueue.db, job.job_id))["pgq_job_id"]
+    assert pgq_job_id != job.pgq_job_id
+    return pgq_job_id
+
+
+@pytest.mark.parametrize("lock", ["free", "busy"])
+@pytest.mark.parametrize("order", ["old-first", "current-first"])
+async def test_a_replaced_dispatch_in_the_same_round_leaves_the_current_one_its_answer(
+    db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer, order: str, lock: str
+) -> None:
+    """An old dispatch of a job and its current one, started in one round.
+
+    pgqueuer re-picks a picked row whose heartbeat went stale (under load, while the worker
+    that picked it was still postponing the job), so a worker can ask for both at once.
+    Answering only the first request of the job, as the round once did, gave the current
+    dispatch nothing when the old one came first: its entrypoint returned, pgqueuer deleted
+    its row, and the queued job was left without a dispatch until the reaper's next pass
+    (`redispatched` in tests/e2e/test_fleet.py).
+    """
+    [job] = await enqueue("replaced")
+    current = await postpone(enqueue, job)
+    if lock == "busy":
+        await db.fetchval("SELECT pg_advisory_lock(hashtextextended('replaced', 0))")
+    requests = [job.pgq_job_id, current] if order == "old-first" else [current, job.pgq_job_id]
+
+    answers = await asyncio.gather(*(lock_session.start(job.job_id, pgq) for pgq in requests))
+
+    by_dispatch = dict(zip(requests, answers, strict=True))
+    assert by_dispatch[job.pgq_job_id] is None, answers
+    answer = by_dispatch[current]
+    assert answer is not None, answers
+    row = await job_row(db, job.job_id)
+    if lock == "busy":
+        # The runner postpones the job under `current`: its dispatch is replaced, not lost.
+        assert answer.lock_busy, answer
+        assert answer.attempt is None, answer
+        assert (row["status"], row["pgq_job_id"]) == ("queued", current)
+        assert lock_session.held == {}
+        assert await events(db, job.job_id) == [("queued", 0), ("lock_busy", 0)]
+    else:
+        assert answer.attempt is not None, answer
+        assert answer.attempt.attempt == 1
+        assert (row["status"], row["attempt"]) == ("running", 1)
+        assert lock_session.held == {"replaced": job.job_id}
+        assert await events(db, job.job_id) == [("queued", 0), ("lock_busy", 0), ("started", 1)]
 
 
 async def kill_lock_session_backend(db: asyncpg.Connection) -> None:
