@@ -1,1 +1,1 @@
-"""Database layer: models, engine, pgqueuer schema and the repository (all SQL lives here)."""
+"""Database layer: one module per table with its named queries, the connection plan, models."""

@@ -76,7 +76,8 @@ PURPOSES = (
 # The job change trigger (migrations/versions/0006) matches this exact name, so it is
 # spelled out; it equals application_name(JOB_WATCH) (tests/unit/test_connection_names.py).
 JOB_WATCH_NAME = "dataloader job watch"
-# Maintenance runs one service at a time: a small pool (overflow as configured).
+# The leader's services each hold a connection only during a statement: a small pool, with
+# overflow as configured for the moments when two or three of them run at once.
 MAINTENANCE_POOL_SIZE = 2
 
 

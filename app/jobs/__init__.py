@@ -1,1 +1,2 @@
-"""The job domain shared by the API and the worker: states, errors, service, enqueue."""
+"""Job services: the job manager (every change of state), and the services for jobs, schedules
+and queues that the HTTP API and the worker call."""
