@@ -15,6 +15,10 @@ endif
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
+# Compile every installed module to bytecode at install, as pip does: where bytecode is not
+# written at import (PYTHONDONTWRITEBYTECODE, a read-only venv), each process start would
+# otherwise compile its imports again (measured: a worker took 1.8 s to start instead of 0.6).
+export UV_COMPILE_BYTECODE := 1
 # --locked: install exactly uv.lock, and fail if it no longer matches pyproject.toml (`make lock`).
 SYNC := $(UV) sync --locked
 # The tiers `test-fast` runs after lint (tests/README.md: the folder under tests/ is the tier).
