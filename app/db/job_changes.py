@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from app.db.connections import JOB_WATCH_NAME, connect_job_watch
+from app.db.sql_common import qualified
 
 JOB_CHANGES_CHANNEL = "dl_job_changes"  # must match migrations/versions/0006
 # The trigger notifies only while a connection with this name is open on the database.
@@ -55,7 +56,7 @@ async def wait_for_writers(connection: asyncpg.Connection, schema: str, timeout_
     that skipped its notification, and it holds its lock on dl_jobs until it commits.
     Returns False when `timeout_sec` passed first (a very long transaction).
     """
-    table = f'"{schema}".dl_jobs'
+    table = qualified(schema, "dl_jobs")
     writers: list[str] = await connection.fetchval(
         """
         SELECT coalesce(array_agg(DISTINCT virtualtransaction), '{}') FROM pg_locks

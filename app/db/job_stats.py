@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Table, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DlJob
+from app.db.sql_common import inline_constant
 from app.domain.states import FINAL_STATUSES, JobStatus
 
 jobs = cast(Table, DlJob.__table__)
@@ -21,14 +22,9 @@ THROUGHPUT_MINUTES = 60
 _HOUR: ColumnElement[Any] = literal_column("interval '1 hour'")
 
 
-def _const(value: str) -> ColumnElement[Any]:
-    """An inline constant (see the module docstring)."""
-    return literal_column("'" + value.replace("'", "''") + "'")
-
-
-_QUEUED = _const(JobStatus.QUEUED.value)
-_RUNNING = _const(JobStatus.RUNNING.value)
-_FINAL = [_const(status.value) for status in sorted(FINAL_STATUSES)]
+_QUEUED = inline_constant(JobStatus.QUEUED.value)
+_RUNNING = inline_constant(JobStatus.RUNNING.value)
+_FINAL = [inline_constant(status.value) for status in sorted(FINAL_STATUSES)]
 
 
 @dataclass(frozen=True)

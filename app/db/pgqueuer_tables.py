@@ -10,11 +10,9 @@ import asyncpg
 from pgqueuer.domain.types import JobId
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
     column,
     delete,
     func,
-    literal_column,
     select,
     table,
     text,
@@ -25,7 +23,7 @@ from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import DateTime, Text
 
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
-from app.db.sql_common import cutoff, qualified
+from app.db.sql_common import cutoff, inline_constant, qualified
 from app.domain.states import JobStatus
 
 # Queue names are letters, digits and . _ : - (app.domain.spec.QueueName), so a parked
@@ -36,7 +34,7 @@ pgqueuer_jobs = table(
     "pgqueuer", column("id", BigInteger), column("entrypoint", Text), column("status")
 )
 # Inline, so the partial index on queued rows matches (bound parameters would not).
-_QUEUED: ColumnElement[Any] = literal_column(f"'{JobStatus.QUEUED.value}'")
+_QUEUED = inline_constant(JobStatus.QUEUED.value)
 
 
 class NotInTransactionError(RuntimeError):

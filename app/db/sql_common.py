@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Interval, bindparam, func
+from sqlalchemy import ColumnElement, Interval, bindparam, func, literal_column
 
 
 def quote_ident(name: str) -> str:
@@ -21,3 +21,9 @@ def qualified(schema: str, table: str) -> str:
 def cutoff(retention: timedelta) -> ColumnElement[Any]:
     """`now() - retention` by the database clock (the transaction's start)."""
     return func.now() - bindparam("retention", retention, type_=Interval)
+
+
+def inline_constant(value: str) -> ColumnElement[Any]:
+    """A text constant spelled into the SQL: partial indexes are only matched against
+    constants, never against the bound parameters of a prepared statement's generic plan."""
+    return literal_column("'" + value.replace("'", "''") + "'")
