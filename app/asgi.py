@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         job_service = JobService(sessions, settings)
         app.state.job_service = job_service
         # Listens while stream clients are connected (see app.jobs.job_watch).
-        job_watch = JobWatch(sessions, settings.asyncpg_dsn, settings.pg_schema_queue)
+        job_watch = JobWatch(sessions, settings.session_dsn, settings.pg_schema_queue)
         app.state.job_watch = job_watch
         app.state.schedule_service = ScheduleService(sessions, settings)
         app.state.queue_service = QueueService(sessions, settings)

@@ -47,7 +47,7 @@ def migrate(settings: Settings) -> int:
     """Apply every pending Alembic migration."""
     from app.db.migrate import upgrade_to_head
 
-    upgrade_to_head(settings.sqlalchemy_url, settings.pg_schema_queue)
+    upgrade_to_head(settings.session_sqlalchemy_url, settings.pg_schema_queue)
     return 0
 
 

@@ -107,10 +107,19 @@ class Settings(BaseSettings):
     """Database name, when `DATABASE_URL` is unset."""
     pg_schema_queue: str = "public"
     """Schema holding the `dl_*` tables and pgqueuer's (a lower-case SQL identifier)."""
-    pg_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
-    """SQLAlchemy pool size of each process."""
-    pg_max_overflow: Annotated[int, Field(ge=0, le=1000)] = 10
-    """Connections the pool may open beyond `PG_POOL_SIZE`."""
+    database_direct_url: str | None = None
+    """A URL that reaches PostgreSQL itself, for the connections that need a session of
+    their own (locks, LISTEN, session settings; see [connections](connections.md)). Set it
+    when `DATABASE_URL` points at a pooler such as PgBouncer in transaction mode; unset,
+    those connections use `DATABASE_URL` too."""
+    pg_pool_size: Annotated[int, Field(ge=1, le=1000)] = 4
+    """Pooled connections of each API process (request handlers, trigger rounds, metrics)."""
+    pg_max_overflow: Annotated[int, Field(ge=0, le=1000)] = 0
+    """Connections an API process's pool may open beyond `PG_POOL_SIZE` under load."""
+    dl_worker_pool_size: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Pooled connections of each worker (heartbeats, progress, retries, schedule sync, and
+    maintenance on the leader); a worker holds this many plus three (see
+    [connections](connections.md))."""
 
     workers_json: list[QueueConfig] = Field(
         default_factory=lambda: [QueueConfig(queue="etl.default", concurrency=2)]
@@ -276,7 +285,7 @@ class Settings(BaseSettings):
     def asyncpg_dsn(self) -> str:
         """The plain `postgresql://` DSN that asyncpg and `pgq` accept."""
         if self.database_url:
-            return re.sub(r"^postgres(ql)?(\+asyncpg)?://", "postgresql://", self.database_url)
+            return _plain_dsn(self.database_url)
         if not self.pg_host:
             raise SettingsError("DATABASE_URL or PG_HOST must be set")
         auth = quote(self.pg_user, safe="")
@@ -288,6 +297,24 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """The same DSN spelled for SQLAlchemy's asyncpg dialect."""
         return self.asyncpg_dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    @property
+    def session_dsn(self) -> str:
+        """The DSN for connections that need a session of their own: DATABASE_DIRECT_URL,
+        else the same as `asyncpg_dsn`."""
+        if self.database_direct_url:
+            return _plain_dsn(self.database_direct_url)
+        return self.asyncpg_dsn
+
+    @property
+    def session_sqlalchemy_url(self) -> str:
+        """`session_dsn` spelled for SQLAlchemy (migrations run on a session of their own)."""
+        return self.session_dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def _plain_dsn(url: str) -> str:
+    """`postgres://`, `postgresql://` or `postgresql+asyncpg://` as asyncpg spells it."""
+    return re.sub(r"^postgres(ql)?(\+asyncpg)?://", "postgresql://", url)
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -17,7 +17,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 settings = get_settings()
-url = config.attributes.get("sqlalchemy_url") or settings.sqlalchemy_url
+url = config.attributes.get("sqlalchemy_url") or settings.session_sqlalchemy_url
 queue_schema = config.attributes.get("queue_schema") or settings.pg_schema_queue
 # Migrations read the schema from here, so a caller can migrate a database other than
 # the configured one (tests do).

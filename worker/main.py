@@ -127,7 +127,7 @@ async def factory() -> AsyncIterator[QueueManager]:
         sessions = await worker_sessions(stack, settings, ident)
         await sync_declared_schedules(sessions, declared_schedules())
         liveness = LockLiveness.for_heartbeat(settings.dl_heartbeat_sec)
-        locks = LockSession(settings.asyncpg_dsn, schema, ident, liveness=liveness)
+        locks = LockSession(settings.session_dsn, schema, ident, liveness=liveness)
         await locks.open()
         stack.push_async_callback(locks.close)
         finishes = FinishWriter(settings.asyncpg_dsn, locks)
@@ -159,7 +159,7 @@ async def factory() -> AsyncIterator[QueueManager]:
         upkeep_sessions = await maintenance_sessions(stack, settings, ident)
         config = MaintenanceConfig.from_settings(settings)
         maintenance = MaintenanceLeader(
-            dsn=settings.asyncpg_dsn,
+            dsn=settings.session_dsn,
             # Started in this order when a term begins: it begins with a reaper pass.
             services=[
                 Reaper(

@@ -75,7 +75,7 @@ class Supervisor:
             settings = self.settings
             if self.postgres is not None:
                 settings = settings.model_copy(update={"database_url": self.postgres.url})
-            upgrade_to_head(settings.sqlalchemy_url, settings.pg_schema_queue)
+            upgrade_to_head(settings.session_sqlalchemy_url, settings.pg_schema_queue)
             _say("migrations applied")
             env.update(self._dev_logging())
             self._spawn("api", [sys.executable, "-m", "app", "serve"], env)

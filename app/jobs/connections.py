@@ -53,7 +53,7 @@ async def maintenance_sessions(
 
 async def pgqueuer_queries(stack: AsyncExitStack, settings: Settings, worker_id: str) -> Queries:
     """pgqueuer's queries on its own connection (its LISTEN and dequeues); closed with `stack`."""
-    connection = await connect_pgqueuer(settings.asyncpg_dsn, worker_id)
+    connection = await connect_pgqueuer(settings.session_dsn, worker_id)
     stack.push_async_callback(_close_quietly, connection)
     return queries_for(connection, pgqueuer_settings(settings.pg_schema_queue))
 
