@@ -299,6 +299,12 @@ class Settings(BaseSettings):
         return self.asyncpg_dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
 
     @property
+    def behind_pooler(self) -> bool:
+        """Whether DATABASE_URL is taken to be a pooler in transaction mode: it is, when a
+        DATABASE_DIRECT_URL is given for the connections that need a session."""
+        return bool(self.database_direct_url)
+
+    @property
     def session_dsn(self) -> str:
         """The DSN for connections that need a session of their own: DATABASE_DIRECT_URL,
         else the same as `asyncpg_dsn`."""

@@ -42,6 +42,8 @@ class FinishWriter:
 
     dsn: str
     locks: LockSession
+    # DATABASE_URL is a pooler in transaction mode (Settings.behind_pooler).
+    pooled: bool = False
     _connection: asyncpg.Connection | None = None
     _delay_sec: float = RECONNECT_DELAY_SEC
     _rounds: RoundBatcher[_Finish, bool] = field(init=False)
@@ -100,7 +102,7 @@ class FinishWriter:
             await asyncio.sleep(RECONNECT_DELAY_SEC)
 
     async def _connect(self) -> asyncpg.Connection:
-        return await connect_finish_writer(self.dsn, self.locks.worker_id)
+        return await connect_finish_writer(self.dsn, self.locks.worker_id, pooled=self.pooled)
 
     async def _write(self, requests: list[FinishRequest]) -> set[uuid.UUID]:
         """One statement; retried once on a fresh connection if the connection was gone.

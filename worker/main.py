@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from pgqueuer import QueueManager
 from pgqueuer.models import Context, Job
 
-from app.jobs.connections import maintenance_sessions, pgqueuer_queries, worker_sessions
+from app.jobs.connections import pgqueuer_queries, worker_sessions
 from app.jobs.manager import JobManager
 from app.jobs.schedule_sync import sync_declared_schedules
 from app.observability.logging import configure_logging
@@ -122,15 +122,15 @@ async def factory() -> AsyncIterator[QueueManager]:
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(_stop_signals_end_the_process)
         stack.push_async_callback(rabbitmq_publish.close_connection)
-        # Starts and finishes share the lock session's one connection; the pool serves
-        # only heartbeats, retries and postponements, so it need not grow with concurrency.
+        # Starts and finishes have connections of their own; the pool serves heartbeats,
+        # retries, postponements and maintenance, so it need not grow with concurrency.
         sessions = await worker_sessions(stack, settings, ident)
         await sync_declared_schedules(sessions, declared_schedules())
         liveness = LockLiveness.for_heartbeat(settings.dl_heartbeat_sec)
         locks = LockSession(settings.session_dsn, schema, ident, liveness=liveness)
         await locks.open()
         stack.push_async_callback(locks.close)
-        finishes = FinishWriter(settings.asyncpg_dsn, locks)
+        finishes = FinishWriter(settings.asyncpg_dsn, locks, pooled=settings.behind_pooler)
         await finishes.open()
         stack.push_async_callback(finishes.close)
         queries = await pgqueuer_queries(stack, settings, ident)
@@ -154,24 +154,20 @@ async def factory() -> AsyncIterator[QueueManager]:
                 handle
             )
 
-        # Maintenance has a pool of its own: behind a flood of runner writes the leader could
-        # wait long enough for its idle leader session to be closed, and lose leadership.
-        upkeep_sessions = await maintenance_sessions(stack, settings, ident)
         config = MaintenanceConfig.from_settings(settings)
         maintenance = MaintenanceLeader(
-            dsn=settings.session_dsn,
+            # The leader lock lives on pgqueuer's session (app.jobs.leadership): no
+            # connection of its own, and the election costs a non-leader one statement.
+            session=queries.driver,
             # Started in this order when a term begins: it begins with a reaper pass.
             services=[
                 Reaper(
-                    JobManager.from_settings(settings, upkeep_sessions),
-                    config.reaper,
-                    worker_id=ident,
+                    JobManager.from_settings(settings, sessions), config.reaper, worker_id=ident
                 ),
-                Scheduler(upkeep_sessions, settings, ident, config.scheduler),
-                Retention(upkeep_sessions, config.retention),
+                Scheduler(sessions, settings, ident, config.scheduler),
+                Retention(sessions, config.retention),
             ],
             config=config.leader,
-            worker_id=ident,
         )
         signalled = asyncio.Event()
         background = [

@@ -2,41 +2,42 @@
 
 Each connection is created here and carries an `application_name` naming its purpose
 ("dataloader <purpose>", plus the worker id for a worker's connections), so
-`pg_stat_activity` shows who holds what. Sizes at the defaults (PG_POOL_SIZE=10,
-PG_MAX_OVERFLOW=10); docs/connections.md has the same table.
+`pg_stat_activity` shows who holds what. docs/connections.md has the same table, the
+sizing formula and the pooler setup.
 
-| Purpose          | application_name                  | Kind   | Size         | Opened by |
-|------------------|-----------------------------------|--------|--------------|-----------|
-| API pool         | dataloader api pool               | pooled | 10 + 10      | API       |
-| job watch        | dataloader job watch              | direct | 0-1          | API       |
-| worker pool      | dataloader worker pool <id>       | pooled | 10 + 10      | worker    |
-| lock session     | dataloader lock session <id>      | direct | 1            | worker    |
-| finish writer    | dataloader finish writer <id>     | direct | 1            | worker    |
-| pgqueuer         | dataloader pgqueuer <id>          | direct | 1            | worker    |
-| maintenance pool | dataloader maintenance pool <id>  | pooled | 2 + 10       | worker    |
-| leader           | dataloader leader <id>            | direct | 0-1          | worker    |
-| migrations       | dataloader migrations             | pooled | 1 (in use)   | migrate   |
+| Purpose       | application_name               | URL     | Size at defaults | Opened by |
+|---------------|--------------------------------|---------|------------------|-----------|
+| API pool      | dataloader api pool            | pooled  | 4 (PG_POOL_SIZE) | API       |
+| job watch     | dataloader job watch           | session | 0-1              | API       |
+| pgqueuer      | dataloader pgqueuer <id>       | session | 1                | worker    |
+| lock session  | dataloader lock session <id>   | session | 1                | worker    |
+| finish writer | dataloader finish writer <id>  | pooled  | 1                | worker    |
+| worker pool   | dataloader worker pool <id>    | pooled  | 1 (DL_WORKER_POOL_SIZE) | worker |
+| migrations    | dataloader migrations          | session | 1 while migrating | migrate  |
+
+"pooled" connections use DATABASE_URL, which may be a pooler in transaction mode: they keep
+no session state (no session lock, no SET, no LISTEN, no prepared statement that outlives
+its transaction, no startup parameter but application_name). "session" connections use
+DATABASE_DIRECT_URL (or DATABASE_URL when it is unset): they hold session advisory locks,
+LISTEN or session settings.
 
 Why each exists:
-- API pool: request handlers, the trigger batcher and the metrics gauges (one per uvicorn
-  process).
+- API pool: request handlers, the trigger rounds of JobService, the metrics gauges.
 - job watch: LISTENs on dl_job_changes for /stream clients; opens with the first client and
   closes 30 s after the last. Its exact name switches migration 0006's trigger on.
-- worker pool: schedule sync at start, heartbeats and progress, retries, postponements and
-  parking (starts and finishes go through the two connections below).
+- pgqueuer: pgqueuer's QueueManager (LISTEN for wake-ups, dequeue, its heartbeats and log),
+  and the leader lock (app.jobs.leadership): a worker that does not lead tries it there.
 - lock session: holds every lock_key advisory lock of the process and starts attempts in
   batches; json codecs, and TCP keepalives so the server drops it soon after it falls silent.
 - finish writer: final statuses in batches, on its own connection so finishing overlaps
   with starting; json codecs.
-- pgqueuer: pgqueuer's QueueManager (LISTEN for wake-ups, dequeue, its heartbeats and log).
-- maintenance pool: reaper, scheduler and retention, used on the leader only; its own pool
-  so a flood of runner writes cannot delay the leader until it loses its session.
-- leader: holds the leader advisory lock. A worker that does not lead opens one each reaper
-  period to try the lock and closes it at once when the lock is taken.
+- worker pool: heartbeats and progress, retries, postponements, parking, schedule sync at
+  start, and the maintenance services (reaper, scheduler, retention) on the leader.
 - migrations: Alembic's one connection (`python -m app migrate`, `make run`, tests).
 
-At the defaults an API process holds up to 21, a worker up to 23, the leader up to 36.
-The bench's measurement connections and the tests' fixtures are their own, outside the plan.
+At the defaults an API process holds at most 5 connections and a worker, the leader
+included, at most 4. The bench's measurement connections and the tests' fixtures are their
+own, outside the plan.
 """
 
 from __future__ import annotations
@@ -59,26 +60,11 @@ WORKER_POOL = "worker pool"
 LOCK_SESSION = "lock session"
 FINISH_WRITER = "finish writer"
 PGQUEUER = "pgqueuer"
-MAINTENANCE_POOL = "maintenance pool"
-LEADER = "leader"
 MIGRATIONS = "migrations"
-PURPOSES = (
-    API_POOL,
-    JOB_WATCH,
-    WORKER_POOL,
-    LOCK_SESSION,
-    FINISH_WRITER,
-    PGQUEUER,
-    MAINTENANCE_POOL,
-    LEADER,
-    MIGRATIONS,
-)
+PURPOSES = (API_POOL, JOB_WATCH, WORKER_POOL, LOCK_SESSION, FINISH_WRITER, PGQUEUER, MIGRATIONS)
 # The job change trigger (migrations/versions/0006) matches this exact name, so it is
 # spelled out; it equals application_name(JOB_WATCH) (tests/unit/test_connection_names.py).
 JOB_WATCH_NAME = "dataloader job watch"
-# The leader's services each hold a connection only during a statement: a small pool, with
-# overflow as configured for the moments when two or three of them run at once.
-MAINTENANCE_POOL_SIZE = 2
 
 
 def application_name(purpose: str, ident: str | None = None) -> str:
@@ -101,16 +87,16 @@ def api_pool(settings: Settings) -> AsyncEngine:
 
 
 def worker_pool(settings: Settings, worker_id: str) -> AsyncEngine:
-    """The worker's pool: heartbeats, progress, retries, postponements, schedule sync."""
-    return create_engine(settings, application_name=application_name(WORKER_POOL, worker_id))
+    """The worker's pool: heartbeats, progress, retries, schedule sync, maintenance.
 
-
-def maintenance_pool(settings: Settings, worker_id: str) -> AsyncEngine:
-    """The leader's pool for reaper, scheduler and retention, apart from the runner's."""
+    Its users hold a connection only for a short transaction, and starts and finishes have
+    connections of their own, so the pool need not grow with the worker's concurrency.
+    """
     return create_engine(
         settings,
-        pool_size=MAINTENANCE_POOL_SIZE,
-        application_name=application_name(MAINTENANCE_POOL, worker_id),
+        pool_size=settings.dl_worker_pool_size,
+        max_overflow=0,
+        application_name=application_name(WORKER_POOL, worker_id),
     )
 
 
@@ -136,19 +122,19 @@ async def connect_lock_session(
     )
 
 
-async def connect_finish_writer(dsn: str, worker_id: str) -> asyncpg.Connection:
-    """The worker's finish writer, with json codecs."""
-    return await _connect(dsn, application_name(FINISH_WRITER, worker_id), json_codecs=True)
+async def connect_finish_writer(
+    dsn: str, worker_id: str, *, pooled: bool = False
+) -> asyncpg.Connection:
+    """The worker's finish writer, with json codecs. It keeps no session state, so it may
+    go through a pooler (`pooled`: DATABASE_URL is one, see Settings.behind_pooler)."""
+    return await _connect(
+        dsn, application_name(FINISH_WRITER, worker_id), json_codecs=True, pooled=pooled
+    )
 
 
 async def connect_pgqueuer(dsn: str, worker_id: str) -> asyncpg.Connection:
     """pgqueuer's own connection: LISTEN, dequeue, heartbeats, its log."""
     return await _connect(dsn, application_name(PGQUEUER, worker_id))
-
-
-async def connect_leader(dsn: str, worker_id: str | None) -> asyncpg.Connection:
-    """A session to try (and, once won, hold) the leader lock on."""
-    return await _connect(dsn, application_name(LEADER, worker_id))
 
 
 async def _connect(
@@ -157,10 +143,17 @@ async def _connect(
     server_settings: dict[str, str] | None = None,
     *,
     json_codecs: bool = False,
+    pooled: bool = False,
 ) -> asyncpg.Connection:
-    """A direct asyncpg connection named `name`; json/jsonb as Python objects if asked."""
+    """An asyncpg connection named `name`; json/jsonb as Python objects if asked.
+
+    `pooled`: through a pooler in transaction mode, so no named prepared statements (they
+    would stay on a server connection that other clients get next).
+    """
     connection: asyncpg.Connection = await asyncpg.connect(
-        dsn, server_settings={**(server_settings or {}), "application_name": name}
+        dsn,
+        server_settings={**(server_settings or {}), "application_name": name},
+        statement_cache_size=0 if pooled else 100,
     )
     if json_codecs:
         try:

@@ -17,7 +17,6 @@ from app.db.connections import (
     connect_finish_writer,
     connect_lock_session,
     connect_pgqueuer,
-    maintenance_pool,
     worker_pool,
 )
 from app.db.engine import create_session_factory
@@ -27,7 +26,6 @@ from app.settings import Settings
 __all__ = [
     "connect_finish_writer",
     "connect_lock_session",
-    "maintenance_sessions",
     "pgqueuer_queries",
     "worker_sessions",
 ]
@@ -36,17 +34,9 @@ __all__ = [
 async def worker_sessions(
     stack: AsyncExitStack, settings: Settings, worker_id: str
 ) -> async_sessionmaker[AsyncSession]:
-    """Sessions on the worker pool (heartbeats, requeues, postponements); closed with `stack`."""
+    """Sessions on the worker pool (heartbeats, requeues, postponements, maintenance);
+    closed with `stack`."""
     engine = worker_pool(settings, worker_id)
-    stack.push_async_callback(engine.dispose)
-    return create_session_factory(engine)
-
-
-async def maintenance_sessions(
-    stack: AsyncExitStack, settings: Settings, worker_id: str
-) -> async_sessionmaker[AsyncSession]:
-    """Sessions on the maintenance pool (the leader's services); closed with `stack`."""
-    engine = maintenance_pool(settings, worker_id)
     stack.push_async_callback(engine.dispose)
     return create_session_factory(engine)
 

@@ -29,19 +29,15 @@ from tests.support.waiting import wait_until
 from tests.support.workers import worker_fleet
 
 WORKER_ID = "w1"
-# One of each direct connection: the stream's listener, the worker's three, its leader's.
+# One of each direct connection: the stream's listener and the worker's three (the leader
+# lock lives on pgqueuer's).
 DIRECT = {
     "dataloader job watch",
     f"dataloader lock session {WORKER_ID}",
     f"dataloader finish writer {WORKER_ID}",
     f"dataloader pgqueuer {WORKER_ID}",
-    f"dataloader leader {WORKER_ID}",
 }
-POOLED = {
-    "dataloader api pool",
-    f"dataloader worker pool {WORKER_ID}",
-    f"dataloader maintenance pool {WORKER_ID}",
-}
+POOLED = {"dataloader api pool", f"dataloader worker pool {WORKER_ID}"}
 
 
 @asynccontextmanager

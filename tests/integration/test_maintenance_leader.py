@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import asyncpg
 import pytest
+from pgqueuer.db import AsyncpgDriver
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs.leadership import LEADER_LOCK_ID
@@ -41,18 +42,33 @@ class Counter(MaintenanceService):
 
 
 class Leaders:
-    """Leaders on one test database, stopped (each resigns) at the end of the test."""
+    """Leaders on one test database, stopped (each resigns) at the end of the test.
+
+    Each stands on a session of its own, as each worker's leader stands on its pgqueuer
+    connection, reached through pgqueuer's driver.
+    """
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.built: list[MaintenanceLeader] = []
         self.running: list[asyncio.Task[None]] = []
+        self.sessions: dict[int, asyncpg.Connection] = {}
 
-    def build(self, *services: MaintenanceService, period_sec: float = 0.2) -> MaintenanceLeader:
+    async def build(
+        self, *services: MaintenanceService, period_sec: float = 0.2
+    ) -> MaintenanceLeader:
         """A leader of `services` electing every `period_sec`."""
-        leader = MaintenanceLeader(self.dsn, list(services), LeaderConfig(period_sec=period_sec))
+        connection = await asyncpg.connect(self.dsn)
+        leader = MaintenanceLeader(
+            AsyncpgDriver(connection), list(services), LeaderConfig(period_sec=period_sec)
+        )
         self.built.append(leader)
+        self.sessions[id(leader)] = connection
         return leader
+
+    def session_pid(self, leader: MaintenanceLeader) -> int:
+        """The server pid of the session `leader` stands on."""
+        return self.sessions[id(leader)].get_server_pid()
 
     def start(self, leader: MaintenanceLeader) -> asyncio.Task[None]:
         """Run the leader's loop in the background."""
@@ -67,6 +83,8 @@ class Leaders:
         await asyncio.gather(*self.running, return_exceptions=True)
         for leader in self.built:
             await leader.resign()
+        for connection in self.sessions.values():
+            connection.terminate()
 
 
 @pytest.fixture
@@ -91,27 +109,31 @@ async def lock_holders(db: asyncpg.Connection) -> list[int]:
 async def test_leader_election_one_session_holds_the_lock_with_an_idle_timeout(
     leaders: Leaders, db: asyncpg.Connection
 ) -> None:
-    first, second = leaders.build(period_sec=10), leaders.build()
+    first, second = await leaders.build(period_sec=10), await leaders.build()
 
     assert await first.elect()
     assert not await second.elect()
     assert first.is_leader
     assert not second.is_leader
-    assert await lock_holders(db) == [first.connection.get_server_pid()]
+    assert await lock_holders(db) == [leaders.session_pid(first)]
     # Three periods: a hung leader's session is closed by the server, and the lock freed.
-    assert await first.connection.fetchval("SHOW idle_session_timeout") == "30s"
+    assert await first.session.fetch("SHOW idle_session_timeout") == [
+        {"idle_session_timeout": "30s"}
+    ]
     assert await first.elect()  # a leader stays leader
 
     await first.resign()
 
+    # The lock is given back and the timeout lifted; the session stays open (pgqueuer's).
     assert await lock_holders(db) == []
+    assert await first.session.fetch("SHOW idle_session_timeout") == [{"idle_session_timeout": "0"}]
     assert await second.elect()
 
 
 async def test_leader_that_stops_pinging_loses_the_lock_to_the_idle_timeout(
     leaders: Leaders, caplog: pytest.LogCaptureFixture
 ) -> None:
-    hung, other = leaders.build(period_sec=0.5), leaders.build()
+    hung, other = await leaders.build(period_sec=0.5), await leaders.build()
     assert await hung.elect()
 
     # As a frozen process would, `hung` sends nothing: after 2 s the server closes it.
@@ -126,7 +148,7 @@ async def test_leader_runs_its_services_only_while_it_holds_the_lock(
     leaders: Leaders,
 ) -> None:
     mine, theirs = Counter(), Counter()
-    leader, other = leaders.build(mine), leaders.build(theirs)
+    leader, other = await leaders.build(mine), await leaders.build(theirs)
     leading = leaders.start(leader)
     await wait_until(lambda: mine.passes, timeout=10, what="the first term's first pass")
     waiting = leaders.start(other)
@@ -153,7 +175,7 @@ async def test_leader_resigns_when_a_service_fails_and_the_next_term_starts_with
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     failing, healthy = Counter(wait_sec=3600, fail_on=1), Counter(wait_sec=3600)
-    leader = leaders.build(failing, healthy)
+    leader = await leaders.build(failing, healthy)
     with caplog.at_level(logging.WARNING, logger="worker.leader"):
         task = leaders.start(leader)
         await wait_until(lambda: 2 in healthy.passes, timeout=10, what="a second term's pass")
@@ -164,7 +186,7 @@ async def test_leader_resigns_when_a_service_fails_and_the_next_term_starts_with
     assert failing.passes == [1, 2]
     assert healthy.passes[-1] == 2
     assert healthy.passes.count(2) == 1
-    assert await lock_holders(db) == [leader.connection.get_server_pid()]
+    assert await lock_holders(db) == [leaders.session_pid(leader)]
     leader.stopped.set()
     await task
     assert await lock_holders(db) == []
@@ -179,7 +201,7 @@ async def test_leader_keeps_its_term_when_a_retention_pass_fails(
     broken = cast(async_sessionmaker[AsyncSession], session)
     retention = Retention(broken, RetentionConfig(timedelta(days=7), period_sec=0.05))
     other = Counter()
-    leader = leaders.build(retention, other)
+    leader = await leaders.build(retention, other)
     with caplog.at_level(logging.WARNING):
         task = leaders.start(leader)
         await wait_until(
@@ -195,19 +217,24 @@ async def test_leader_keeps_its_term_when_a_retention_pass_fails(
     await task
 
 
-async def test_leader_whose_session_is_closed_stops_its_services_and_stands_again(
+async def test_leader_whose_session_is_closed_stops_its_services_for_a_leader_with_a_session(
     leaders: Leaders, db: asyncpg.Connection
 ) -> None:
-    service = Counter(wait_sec=3600)
-    leader = leaders.build(service)
+    service, successor = Counter(wait_sec=3600), Counter(wait_sec=3600)
+    leader = await leaders.build(service)
     task = leaders.start(leader)
     await wait_until(lambda: service.passes == [1], timeout=10, what="the first pass")
-    old_pid = leader.connection.get_server_pid()
+    other = await leaders.build(successor)
+    waiting = leaders.start(other)
 
-    await db.execute("SELECT pg_terminate_backend($1)", old_pid)
+    # The server closes the leader's session (a restart, an idle timeout): the lock goes
+    # with it. The worker's run then restarts with a new session; here, `other` has one.
+    await db.execute("SELECT pg_terminate_backend($1)", leaders.session_pid(leader))
 
-    await wait_until(lambda: service.passes == [1, 2], timeout=10, what="a new term's pass")
-    assert leader.is_leader
-    assert await lock_holders(db) == [leader.connection.get_server_pid()] != [old_pid]
+    await wait_until(lambda: successor.passes == [1], timeout=10, what="the successor's term")
+    assert not leader.is_leader
+    assert service.passes == [1]  # its services stopped with the session
+    assert await lock_holders(db) == [leaders.session_pid(other)]
     leader.stopped.set()
-    await task
+    other.stopped.set()
+    await asyncio.gather(task, waiting)

@@ -68,19 +68,21 @@ def test_connection_plan_rejects_other_names(name: str) -> None:
 
 
 async def test_connection_plan_pools_keep_their_sizes() -> None:
-    configured = settings(pg_pool_size=7, pg_max_overflow=3)
+    configured = settings(pg_pool_size=7, pg_max_overflow=3, dl_worker_pool_size=2)
     engines = {
         "api": connections.api_pool(configured),
         "worker": connections.worker_pool(configured, "w1"),
-        "maintenance": connections.maintenance_pool(configured, "w1"),
+        "api default": connections.api_pool(settings()),
+        "worker default": connections.worker_pool(settings(), "w1"),
     }
     try:
+        # The worker's pool never overflows: its size is its share of the budget.
         assert {purpose: pool_shape(engine) for purpose, engine in engines.items()} == {
             "api": (7, 3),
-            "worker": (7, 3),
-            "maintenance": (connections.MAINTENANCE_POOL_SIZE, 3),
+            "worker": (2, 0),
+            "api default": (4, 0),
+            "worker default": (1, 0),
         }
-        assert connections.MAINTENANCE_POOL_SIZE == 2
     finally:
         for engine in engines.values():
             await engine.dispose()

@@ -7,7 +7,8 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from pgqueuer.ports.driver import Driver
 
 from app.jobs import leadership
 from worker.maintenance.service import MaintenanceService, require_positive, wait_unless_stopped
@@ -53,56 +54,55 @@ class MaintenanceLeader:
     keeps a cadence of its own); losing the session, a failing service or stopping ends the
     term: the services are stopped, each after the pass it is in, and the lock is given up.
     Before each pass a service proves, through `confirm()`, that the lock is still held.
+
+    The lock lives on `session`, the worker's pgqueuer connection (app.jobs.leadership):
+    when the server closes it, the worker's run restarts with a new one, and a new leader.
     """
 
-    dsn: str
+    session: Driver
     services: Sequence[MaintenanceService]
     config: LeaderConfig = field(default_factory=LeaderConfig)
-    # Names the leader connection in pg_stat_activity.
-    worker_id: str | None = None
-    connection: Any = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _leading: bool = field(default=False, init=False)
     # The running term: its services' loops and the event that stops them.
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False, repr=False)
     _term_stopped: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
-    # The services and the election share one connection: one statement at a time on it.
-    _session_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     @property
     def is_leader(self) -> bool:
-        """Whether this process holds the leader lock now."""
-        return self.connection is not None and not self.connection.is_closed()
+        """Whether this process holds the leader lock now (as far as it last heard)."""
+        return self._leading
 
     async def elect(self) -> bool:
         """One election: whether this process leads (a leader's session proves it is alive)."""
-        if self.connection is not None and self.connection.is_closed():
-            # The server closed the session (idle timeout, restart): the lock went with it.
-            logger.warning("lost maintenance leadership: the leader connection was closed")
-            await self._stop_services()
-            self.connection = None
-        if self.is_leader:
-            await self.confirm()
+        if self._leading:
+            try:
+                await self.confirm()
+            except LeadershipLostError:
+                await self._stop_services()
+                return False
             return True
-        connection = await leadership.stand(
-            self.dsn, self.worker_id, self.config.idle_session_timeout_ms
-        )
-        if connection is None:
+        if not await leadership.stand(self.session, self.config.idle_session_timeout_ms):
             return False
-        self.connection = connection
+        self._leading = True
         logger.info("became maintenance leader")
         return True
 
     async def confirm(self) -> None:
         """Prove that the lock's session is still ours, and keep it from the idle timeout.
 
-        Raises LeadershipLostError when the server closed the session, and whatever the ping
-        raises when the connection fails.
+        Raises LeadershipLostError when the session is gone (the server closed it: idle
+        timeout, restart), and whatever else the ping raises.
         """
-        async with self._session_lock:
-            connection = self.connection
-            if connection is None or connection.is_closed():
-                raise LeadershipLostError
-            await leadership.confirm(connection)
+        if not self._leading:
+            raise LeadershipLostError
+        try:
+            await leadership.confirm(self.session)
+        except leadership.SESSION_LOST as exc:
+            if self._leading:
+                logger.warning("lost maintenance leadership: the leader connection was closed")
+            self._leading = False
+            raise LeadershipLostError from exc
 
     async def run(self) -> None:
         """Lead whenever possible until stopped; an error resigns, and the loop goes on."""
@@ -114,7 +114,7 @@ class MaintenanceLeader:
                         await self._watch_services(self.config.period_sec)
                         continue
                 except LeadershipLostError:
-                    continue  # the election says so, and stands again at once
+                    await self._stop_services()  # a service's guard found the session gone
                 except Exception:
                     logger.warning("maintenance failed; resigning the leadership", exc_info=True)
                     await self.resign()
@@ -123,12 +123,12 @@ class MaintenanceLeader:
             await self.resign()
 
     async def resign(self) -> None:
-        """Stop the services, then give the lock up with its session."""
+        """Stop the services, then give the lock up (the session stays pgqueuer's)."""
         await self._stop_services()
-        connection, self.connection = self.connection, None
-        if connection is not None and not connection.is_closed():
+        if self._leading:
+            self._leading = False
             with contextlib.suppress(Exception):
-                await connection.close()
+                await leadership.step_down(self.session)
 
     def _start_services(self) -> None:
         """Start a term, unless one is running: each service in its own loop."""
