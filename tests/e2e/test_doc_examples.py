@@ -29,7 +29,12 @@ import pytest
 from app.settings import Settings
 from tests.support.api_servers import ApiServer, api_server_on_fresh_database
 from tests.support.databases import TestServer as PgServer
-from tests.support.doc_examples import PROJECT_ROOT, DocBlock, examples, runnable_code
+from tests.support.doc_examples import (
+    PROJECT_ROOT,
+    DocBlock,
+    runnable_code,
+    runnable_examples,
+)
 from tests.support.workers import WorkerFleet, wait_until, worker_fleet
 
 RUN_TIMEOUT_SEC = 90.0
@@ -369,12 +374,12 @@ async def _schedules(example: Example) -> None:
 
 
 def test_doc_examples_each_have_a_check() -> None:
-    names = [block.example for block in examples()]
+    names = [block.example for block in runnable_examples()]
 
     assert sorted(CHECKS) == sorted(name for name in names if name)
 
 
-@pytest.mark.parametrize("block", examples(), ids=lambda block: block.example)
+@pytest.mark.parametrize("block", runnable_examples(), ids=lambda block: block.example)
 async def test_doc_example(
     block: DocBlock, service: Service, api: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:

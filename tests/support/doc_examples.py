@@ -3,7 +3,8 @@
 Every fenced block is preceded (blank lines aside) by one HTML comment, invisible once
 rendered:
 - `<!-- example: NAME -->`: a runnable example; tests/e2e/test_doc_examples.py runs it
-  against a real API and worker and checks what the text says;
+  against a real API and worker and checks what the text says; or a configuration example
+  (CONFIGURATION_EXAMPLES) that a test fixture starts its program with;
 - `<!-- not run: REASON -->`: an output sample, a fragment or a configuration excerpt.
 
 Runnable examples are written for `make run`: they reach the API at `DOC_BASE_URL` and the
@@ -21,6 +22,12 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DOC_BASE_URL = "http://127.0.0.1:8081"
 DOC_VENV_BIN = ".venv/bin/"
+
+# Configuration examples are not run as they stand: the fixture named here starts the program
+# they configure from the block itself (addresses filled in), so the tests run what the page
+# shows. Each module names its block in DOC_EXAMPLE.
+CONFIGURATION_EXAMPLES = {"pgbouncer-ini": "tests.support.pgbouncer"}
+RUNNABLE_LANGUAGES = ("bash", "python")
 
 _EXAMPLE = re.compile(r"^<!-- example: ([a-z0-9][a-z0-9-]*) -->$")
 _NOT_RUN = re.compile(r"^<!-- not run: (\S.*) -->$")
@@ -97,8 +104,21 @@ def all_blocks() -> list[DocBlock]:
 
 
 def examples() -> list[DocBlock]:
-    """The runnable examples, in document order."""
+    """Every example, runnable or configuration, in document order."""
     return [block for block in all_blocks() if block.example]
+
+
+def runnable_examples() -> list[DocBlock]:
+    """The examples tests/e2e/test_doc_examples.py runs (configuration examples aside)."""
+    return [block for block in examples() if block.example not in CONFIGURATION_EXAMPLES]
+
+
+def example_block(name: str) -> DocBlock:
+    """The example called `name`."""
+    found = [block for block in examples() if block.example == name]
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} examples are called {name!r} in README.md and docs/")
+    return found[0]
 
 
 def runnable_code(block: DocBlock, base_url: str) -> str:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.support.doc_examples import (
+    CONFIGURATION_EXAMPLES,
     PROJECT_ROOT,
+    RUNNABLE_LANGUAGES,
     all_blocks,
     anchors,
     doc_files,
+    example_block,
     examples,
     github_anchor,
     relative_links,
+    runnable_examples,
 )
 
 
@@ -34,7 +39,15 @@ def test_doc_blocks_example_names_are_unique() -> None:
 
 
 def test_doc_blocks_examples_are_shell_or_python() -> None:
-    assert {block.language for block in examples()} <= {"bash", "python"}
+    assert {block.language for block in runnable_examples()} <= set(RUNNABLE_LANGUAGES)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURATION_EXAMPLES))
+def test_doc_blocks_configuration_examples_are_read_by_their_fixture(name: str) -> None:
+    module = importlib.import_module(CONFIGURATION_EXAMPLES[name])
+
+    assert name == module.DOC_EXAMPLE
+    assert example_block(name).code.strip()
 
 
 def test_doc_blocks_the_readme_stays_short() -> None:
