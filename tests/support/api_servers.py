@@ -31,14 +31,18 @@ class ApiServer:
     dsn: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    direct_dsn: str | None = None  # DATABASE_DIRECT_URL, when dsn is a pooler
 
     def log_tail(self) -> str:
         """The end of the server's log, for failure messages."""
         return self.log_path.read_text(errors="replace")[-3000:]
 
 
-def server_env(database_url: str, port: int) -> dict[str, str]:
-    """The caller's environment without any service setting, plus the server's own."""
+def server_env(database_url: str, port: int, direct_url: str | None = None) -> dict[str, str]:
+    """The caller's environment without any service setting, plus the server's own.
+
+    `direct_url` becomes DATABASE_DIRECT_URL: set when `database_url` is a pooler.
+    """
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     env.update(
         {
@@ -48,23 +52,33 @@ def server_env(database_url: str, port: int) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if direct_url is not None:
+        env["DATABASE_DIRECT_URL"] = direct_url
     return env
 
 
 async def start_api_server(
-    database_url: str, log_path: Path, extra_env: dict[str, str] | None = None
+    database_url: str,
+    log_path: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    direct_url: str | None = None,
 ) -> ApiServer:
-    """Start the API and poll /health until it answers (or fail with the server's log)."""
+    """Start the API and poll /health until it answers (or fail with the server's log).
+
+    With `direct_url`, `database_url` may be a pooler (DATABASE_DIRECT_URL, see
+    docs/connections.md).
+    """
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve"],
             cwd=PROJECT_ROOT,
-            env={**server_env(database_url, port), **(extra_env or {})},
+            env={**server_env(database_url, port, direct_url), **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = ApiServer(f"http://127.0.0.1:{port}", database_url, process, log_path)
+    server = ApiServer(f"http://127.0.0.1:{port}", database_url, process, log_path, direct_url)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=2) as client:
 
         async def healthy() -> bool:

@@ -71,10 +71,11 @@ async def record(args: dict[str, Any], ctx: PipelineContext) -> AsyncIterator[di
     steps = int(args.get("steps", 1))
     seconds = float(args.get("sleep", 0))
     run_key = uuid.uuid4()
-    connection = await asyncpg.connect(os.environ["DATABASE_URL"])
+    connection = await _connect()
     finished = False
     try:
-        await connection.execute(
+        await _write(
+            connection,
             "INSERT INTO e2e_runs (run_key, job_id, attempt, pid, worker_id, started_at)"
             " VALUES ($1, $2, $3, $4, $5, clock_timestamp())",
             run_key,
@@ -86,8 +87,10 @@ async def record(args: dict[str, Any], ctx: PipelineContext) -> AsyncIterator[di
         for index in range(steps):
             await asyncio.sleep(seconds)
             yield {"processed": index + 1, "total": steps}
-        await connection.execute(
-            "UPDATE e2e_runs SET finished_at = clock_timestamp() WHERE run_key = $1", run_key
+        await _write(
+            connection,
+            "UPDATE e2e_runs SET finished_at = clock_timestamp() WHERE run_key = $1",
+            run_key,
         )
         finished = True
     finally:
@@ -95,6 +98,26 @@ async def record(args: dict[str, Any], ctx: PipelineContext) -> AsyncIterator[di
         if not finished:
             connection = await _record_stop_uncancelled(connection, run_key, datetime.now(UTC))
         connection.terminate()
+
+
+async def _connect(timeout: float = 60) -> asyncpg.Connection:
+    """A connection to the worker's DATABASE_URL, which may be a pooler in transaction mode.
+
+    A pipeline's writes go where the service's pooled writes go. Through such a pooler a
+    statement kept by name may be missing on the next server connection, or be another
+    client's: no statement cache.
+    """
+    connection: asyncpg.Connection = await asyncpg.connect(
+        os.environ["DATABASE_URL"], timeout=timeout, statement_cache_size=0
+    )
+    return connection
+
+
+async def _write(connection: asyncpg.Connection, sql: str, *args: Any) -> None:
+    """One statement in a transaction of its own, so that its prepare and execute reach the
+    same server connection through a transaction-mode pooler."""
+    async with connection.transaction():
+        await connection.execute(sql, *args)
 
 
 async def _record_stop_uncancelled(
@@ -125,9 +148,12 @@ async def _record_stop(
     while True:
         try:
             if connection.is_closed():
-                connection = await asyncpg.connect(os.environ["DATABASE_URL"], timeout=5)
-            await connection.execute(
-                "UPDATE e2e_runs SET stopped_at = $2 WHERE run_key = $1", run_key, stopped_at
+                connection = await _connect(timeout=5)
+            await _write(
+                connection,
+                "UPDATE e2e_runs SET stopped_at = $2 WHERE run_key = $1",
+                run_key,
+                stopped_at,
             )
             return connection
         except Exception as exc:  # whatever went wrong, the stop must be recorded

@@ -120,6 +120,8 @@ class WorkerFleet:
     dsn: str
     log_dir: Path
     base_env: dict[str, str] = field(default_factory=dict)
+    # DATABASE_DIRECT_URL: PostgreSQL itself, when `dsn` is a pooler in transaction mode.
+    direct_dsn: str | None = None
     pgq_args: tuple[str, ...] = PGQ_ARGS
     workers: list[WorkerProcess] = field(default_factory=list)
     _started: int = 0
@@ -149,8 +151,12 @@ class WorkerFleet:
                 [{"queue": name, "concurrency": n} for name, n in queues.items()]
             ),
             "PYTHONUNBUFFERED": "1",
-            **(env or {}),
         }
+        # The fleet's own or none: a DATABASE_DIRECT_URL of the test's environment must not leak.
+        process_env.pop("DATABASE_DIRECT_URL", None)
+        if self.direct_dsn is not None:
+            process_env["DATABASE_DIRECT_URL"] = self.direct_dsn
+        process_env.update(env or {})
         log_path = self.log_dir / f"worker-{worker_id}-{self._started}.log"
         with log_path.open("wb") as log_file:
             argv = [sys.executable, "-m", "pgqueuer", "run", *self.pgq_args, "worker.main:factory"]
@@ -235,8 +241,12 @@ def worker_fleet(
     *,
     env: Mapping[str, str] | None = None,
     pgq_args: tuple[str, ...] = PGQ_ARGS,
+    direct_dsn: str | None = None,
 ) -> Iterator[WorkerFleet]:
-    """A fleet of worker subprocesses on `dsn`, all stopped when the block exits."""
+    """A fleet of worker subprocesses on `dsn`, all stopped when the block exits.
+
+    With `direct_dsn` (DATABASE_DIRECT_URL), `dsn` may be a pooler in transaction mode.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     fleet = WorkerFleet(
         project_root=project_root,
@@ -244,6 +254,7 @@ def worker_fleet(
         log_dir=log_dir,
         base_env=dict(env or {}),
         pgq_args=pgq_args,
+        direct_dsn=direct_dsn,
     )
     try:
         yield fleet
