@@ -66,6 +66,7 @@ async def pooled_service(
 
     The caller starts the workers (`service.fleet.start`); all stop when the block exits.
     """
+    log_dir.mkdir(parents=True, exist_ok=True)
     pooled_dsn = bouncer.route(direct_dsn)
     settings = load_settings(database_url=direct_dsn)
     engine = create_engine(settings, pool_size=3)

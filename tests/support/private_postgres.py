@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,16 +83,18 @@ async def private_postgres(
     *,
     listen: Sequence[str] = ("127.0.0.1",),
     trusted_networks: Sequence[str] = (),
+    settings: Mapping[str, str] | None = None,
 ) -> AsyncIterator[PrivatePostgres]:
     """Start a server listening on `listen`, trusting `trusted_networks` too; migrate it.
 
-    Stopped (immediately: its data is thrown away) when the block exits.
+    `settings` override SETTINGS (a managed server's `max_connections`, say). Stopped
+    (immediately: its data is thrown away) when the block exits.
     """
     server = EmbeddedPostgres(
         data_root / "pgdata",
         free_port(),
         database="faults",
-        extra_settings={**SETTINGS, "listen_addresses": ",".join(listen)},
+        extra_settings={**SETTINGS, **(settings or {}), "listen_addresses": ",".join(listen)},
     )
     if trusted_networks:
         # initdb --auth=trust trusts loopback only; other networks need their own lines.
