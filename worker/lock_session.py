@@ -29,6 +29,7 @@ from typing import TypeVar
 import asyncpg
 
 from app.domain.attempts import StartAnswer, StartRequest
+from app.jobs.availability import connection_gone, database_unreachable
 from app.jobs.batching import Round, RoundBatcher
 from app.jobs.connections import connect_lock_session
 from app.jobs.manager import JobManager
@@ -65,10 +66,10 @@ def connection_lost(error: BaseException, connection: asyncpg.Connection) -> boo
     """Whether `error` means the connection is gone (the statement never ran to its end).
 
     A server-side kill is often noticed only by the next statement, as a protocol error.
+    A server that is merely full (SQLSTATE class 53) answered on a live connection: that
+    connection, and the locks its session holds, are still good.
     """
-    return connection.is_closed() or isinstance(
-        error, asyncpg.InterfaceError | asyncpg.PostgresConnectionError | OSError
-    )
+    return connection.is_closed() or connection_gone(error)
 
 
 _Starts = Round[StartRequest, StartAnswer | None]
@@ -217,11 +218,18 @@ class LockSession:
         releases, self._releases = self._releases, []
         try:
             connection = await self._usable_connection()
-        except Exception:
-            logger.exception("lock session cannot reach the database")
-            self._fail_all(
-                starts, releases, ConnectionError("lock session has no database connection")
-            )
+        except Exception as exc:
+            failure: Exception = exc
+            if database_unreachable(exc):
+                # Down, restarting or out of connection slots: expected, and the runner
+                # sends these starts again; a traceback per second would say nothing more.
+                logger.warning(
+                    "lock session cannot reach the database: %s: %s", type(exc).__name__, exc
+                )
+                failure = ConnectionError("lock session has no database connection")
+            else:
+                logger.exception("lock session cannot connect")
+            self._fail_all(starts, releases, failure)
             await asyncio.sleep(RECONNECT_DELAY_SEC)
             return
         await self._unlock(connection, releases)

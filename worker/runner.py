@@ -19,6 +19,7 @@ from anyio import CancelScope
 
 from app.domain.attempts import FinishRequest, RequeueRequest, StartedAttempt
 from app.domain.states import JobEvent, JobStatus
+from app.jobs.availability import database_unreachable
 from app.jobs.manager import JobManager
 from app.observability.metrics import worker_metrics
 from app.pipelines.context import PipelineContext
@@ -92,7 +93,12 @@ class Runner:
         self, job_id: uuid.UUID, pgq_job_id: int, pgq_cancel: CancelScope | None
     ) -> None:
         """Handle one pgqueuer dispatch of `job_id`."""
-        answer = await self.locks.start(job_id, pgq_job_id)
+        # A start that could not reach the database wrote nothing, so it is asked again;
+        # failing it would hand the dispatch back to pgqueuer as an error, and the job
+        # would wait for the reaper to dispatch it anew.
+        answer = await retry_while_unreachable(
+            partial(self.locks.start, job_id, pgq_job_id), what=f"starting job {job_id}"
+        )
         if answer is None:
             return  # canceled, finished, or superseded by a newer dispatch
         if answer.attempt is None:
@@ -259,8 +265,13 @@ class Runner:
                 cancel = await self.manager.heartbeat(
                     run.started.job_id, run.started.attempt, progress
                 )
-            except Exception:  # the database may be back by the next beat
-                logger.warning("heartbeat failed", exc_info=True)
+            except Exception as exc:  # the database may be back by the next beat
+                if database_unreachable(exc):
+                    # Down, restarting or out of connection slots: the lease outlasts a
+                    # few missed beats, and a traceback per beat would say nothing more.
+                    logger.warning("heartbeat failed: %s: %s", type(exc).__name__, exc)
+                else:
+                    logger.warning("heartbeat failed", exc_info=True)
                 continue
             if cancel is None:
                 logger.warning(

@@ -18,7 +18,7 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.domain.errors import (
@@ -41,6 +41,8 @@ class ErrorResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     detail: str
     # A 409 about a job's status carries that status.
     job_status: str | None = None
+    # A 503 says when to try again, as its Retry-After header does.
+    retry_after_sec: int | None = None
 
 
 def error_response(status_code: int, description: str, detail: str, **extra: Any) -> ResponseSpec:
@@ -133,19 +135,48 @@ def _not_a_uuid(request: Request[Any, Any, Any], name: str) -> Response[dict[str
     return _body(HTTP_400_BAD_REQUEST, f"{name} {raw[:64]!r} is not a UUID")
 
 
+# How long a client is asked to wait after a 503 (Retry-After). A restart or failover takes
+# seconds, and slots free up as other clients finish; a short wait keeps recovery quick
+# without a storm of immediate retries.
+RETRY_AFTER_SEC = 2
+UNAVAILABLE_DETAIL = "database unavailable"
+
+
+def database_unavailable_response() -> Response[dict[str, object]]:
+    """The 503 every unreachable database becomes: a fixed message and Retry-After.
+
+    The database's own message stays in the logs: it may name hosts, roles and settings.
+    """
+    return Response(
+        {
+            "status_code": HTTP_503_SERVICE_UNAVAILABLE,
+            "detail": UNAVAILABLE_DETAIL,
+            "retry_after_sec": RETRY_AFTER_SEC,
+        },
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SEC)},
+    )
+
+
 def database_error_handler(
-    _: Request[Any, Any, Any], exc: Exception
+    request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, object]]:
-    """Data the database refused is a 400; a database that is gone is a 503."""
+    """Data the database refused is a 400; a database that is gone or full is a 503."""
+    # Down, restarting, refusing connections (out of slots: SQLSTATE class 53, 57P03),
+    # the connection gone, or this process's pool exhausted: see app/jobs/availability.py.
+    if database_unreachable(exc):
+        logger.warning(
+            "database unavailable on %s %s: %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            exc,
+        )
+        return database_unavailable_response()
     if isinstance(exc, DBAPIError):
         sqlstate = getattr(exc.orig, "sqlstate", None) or ""
         if sqlstate.startswith("22"):  # data exception: the value itself is unacceptable
             return _body(HTTP_400_BAD_REQUEST, f"value rejected by the database: {exc.orig}")
-        if isinstance(exc, OperationalError):
-            return _body(HTTP_503_SERVICE_UNAVAILABLE, "database unavailable")
-    # Shutting down, starting up, refusing connections, or the connection gone.
-    if database_unreachable(exc):
-        return _body(HTTP_503_SERVICE_UNAVAILABLE, "database unavailable")
     logger.exception("unexpected database error")
     return _body(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
 

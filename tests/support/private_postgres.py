@@ -87,8 +87,9 @@ async def private_postgres(
 ) -> AsyncIterator[PrivatePostgres]:
     """Start a server listening on `listen`, trusting `trusted_networks` too; migrate it.
 
-    `settings` override SETTINGS (a managed server's `max_connections`, say). Stopped
-    (immediately: its data is thrown away) when the block exits.
+    `settings` override the server's (e.g. a small `max_connections` to run out of).
+
+    Stopped (immediately: its data is thrown away) when the block exits.
     """
     server = EmbeddedPostgres(
         data_root / "pgdata",

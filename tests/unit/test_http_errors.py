@@ -1,15 +1,22 @@
-"""app.http.errors: what a decoder's recursion limit and a malformed path id become."""
+"""app.http.errors: a recursion limit, a malformed path id, a full database, as HTTP."""
 
 from __future__ import annotations
 
 from typing import Any
 from unittest.mock import MagicMock
 
+import asyncpg
 import msgspec
 import pytest
 from litestar.exceptions import ValidationException
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from app.http.errors import http_exception_handler, recursion_error_handler
+from app.http.errors import (
+    database_error_handler,
+    http_exception_handler,
+    recursion_error_handler,
+)
 
 
 def _request() -> Any:
@@ -55,3 +62,33 @@ def test_malformed_path_id_comes_after_the_query_problems() -> None:
         "detail": "Expected `int` >= 1 (field `limit`)",
         "extra": [_BAD_LIMIT],
     }
+
+
+_FULL = asyncpg.TooManyConnectionsError('too many connections for role "etl_secret_role"')
+
+
+def _wrapped(driver_error: BaseException) -> DBAPIError:
+    adapted = Exception(f"{type(driver_error)}: {driver_error}")
+    adapted.__cause__ = driver_error
+    return DBAPIError("SELECT secret_table", None, adapted)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _wrapped(_FULL),
+        _FULL,  # a refused login, raised before SQLAlchemy wraps anything
+        _wrapped(asyncpg.CannotConnectNowError("the database system is starting up")),
+        PoolTimeoutError("QueuePool limit of size 4 overflow 0 reached, connection timed out"),
+    ],
+    ids=["53300 wrapped", "53300 raw", "57P03 wrapped", "pool timeout"],
+)
+def test_a_full_or_starting_database_is_a_503_with_retry_after(error: Exception) -> None:
+    response = database_error_handler(_request(), error)
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.content == {
+        "status_code": 503,
+        "detail": "database unavailable",
+        "retry_after_sec": int(response.headers["Retry-After"]),
+    }, "none of the database's words (roles, tables, settings) reach the client"
