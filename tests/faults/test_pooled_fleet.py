@@ -120,20 +120,33 @@ class Watch:
     """Samples the server: connections per purpose at the peak, and stranded running jobs."""
 
     jobs_db: JobsDb
+    bouncer: PgBouncer
     peak_total: int = 0
     peak_by_purpose: dict[str, int] = field(default_factory=dict)
     stranded_max: int = 0
     stranded_examples: list[str] = field(default_factory=list)
     watch_stranded_from: float | None = None  # monotonic; set once the server is back
+    # PgBouncer's side: clients queued for a server connection, and the longest wait.
+    pool_waiting_max: int = 0
+    pool_wait_max_sec: float = 0.0
     errors: int = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
+                await self._sample_pool()
                 await self._sample()
             except Exception:  # the server is down or restarting: nothing to see now
                 self.errors += 1
             await asyncio.sleep(SAMPLE_SEC)
+
+    async def _sample_pool(self) -> None:
+        for pool in await self.bouncer.show("POOLS"):
+            if pool["database"] == "pgbouncer":
+                continue
+            self.pool_waiting_max = max(self.pool_waiting_max, int(pool["cl_waiting"]))
+            wait = int(pool["maxwait"]) + int(pool["maxwait_us"]) / 1e6
+            self.pool_wait_max_sec = max(self.pool_wait_max_sec, wait)
 
     async def _sample(self) -> None:
         rows = await self.jobs_db.fetch(
@@ -155,6 +168,15 @@ class Watch:
                 f"{row['job_id']} on {row['worker_id']}, lease expired {row['lease_expires_at']}"
                 for row in stranded[:5]
             ]
+
+
+async def _transactions(jobs_db: JobsDb) -> int:
+    """Transactions the database has seen (committed or rolled back), from its statistics."""
+    count = await jobs_db.scalar(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+        " WHERE datname = current_database()"
+    )
+    return int(count)
 
 
 def _purpose(name: str | None) -> str:
@@ -213,11 +235,12 @@ async def test_pooled_fleet_of_30_survives_a_restart_behind_pgbouncer(
     for worker in service.fleet.workers:
         await service.fleet.wait_ready(worker, timeout=WORKER_START_TIMEOUT_SEC)
     fleet_ready_sec = time.monotonic() - fleet_started
+    transactions_before = await _transactions(jobs_db)
 
     clients = [httpx.AsyncClient(base_url=api.base_url, timeout=30) for api in service.apis]
     try:
         load = HttpLoad(clients)
-        watch = Watch(jobs_db)
+        watch = Watch(jobs_db, service.bouncer)
         stop_watching = asyncio.Event()
         watching = asyncio.create_task(watch.run(stop_watching))
         loading = asyncio.create_task(load.trigger_all())
@@ -245,6 +268,7 @@ async def test_pooled_fleet_of_30_survives_a_restart_behind_pgbouncer(
         for client in clients:
             await client.aclose()
 
+    transactions = await _transactions(jobs_db) - transactions_before
     outcome = await check_jobs(jobs_db, {uuid.UUID(job_id) for job_id in load.job_ids})
     runs_per_job = await jobs_db.fetch(
         "SELECT count(*) AS n FROM e2e_runs WHERE finished_at IS NOT NULL AND stopped_at IS NULL"
@@ -271,11 +295,16 @@ async def test_pooled_fleet_of_30_survives_a_restart_behind_pgbouncer(
             running_at_fault=running_at_fault,
             down_sec=f"{up_at - stopped_at:.1f}",
             drained_after_up_sec=f"{drained_at - up_at:.1f}",
+            jobs_per_sec=f"{JOBS / (drained_at - load.started_at):.1f}",
+            # Kept across the fast shutdown (PostgreSQL writes its statistics out then).
+            transactions_per_job=f"{transactions / JOBS:.1f}",
             http_statuses=dict(sorted(load.statuses.items())),
             http_503=load.statuses[503],
             http_no_answer=load.transport_errors,
             peak_connections=watch.peak_total,
             peak_by_purpose=dict(sorted(watch.peak_by_purpose.items())),
+            pooler_waiting_max=watch.pool_waiting_max,
+            pooler_wait_max_sec=f"{watch.pool_wait_max_sec:.2f}",
             stranded_running_max=watch.stranded_max,
             interrupted=events.get("interrupted", 0),
             leases_expired=events.get("lease_expired", 0),
