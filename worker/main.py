@@ -16,6 +16,7 @@ from pgqueuer.models import Context, Job
 
 from app.jobs.connections import maintenance_sessions, pgqueuer_queries, worker_sessions
 from app.jobs.manager import JobManager
+from app.jobs.schedule_firing import CHANGES_CHANNEL as SCHEDULE_CHANGES_CHANNEL
 from app.jobs.schedule_sync import sync_declared_schedules
 from app.observability.logging import configure_logging
 from app.observability.metrics import start_metrics_server, worker_metrics
@@ -158,6 +159,11 @@ async def factory() -> AsyncIterator[QueueManager]:
         # wait long enough for its idle leader session to be closed, and lose leadership.
         upkeep_sessions = await maintenance_sessions(stack, settings, ident)
         config = MaintenanceConfig.from_settings(settings)
+        scheduler = Scheduler(upkeep_sessions, settings, ident, config.scheduler)
+        # On pgqueuer's connection, which LISTENs anyway: a notice costs no statement. It
+        # goes with that connection when the run fails, and this run's successor listens
+        # again; meanwhile the scheduler's period bounds how late a change is seen.
+        await queries.driver.add_listener(SCHEDULE_CHANGES_CHANNEL, scheduler.notice_received)
         maintenance = MaintenanceLeader(
             dsn=settings.session_dsn,
             # Started in this order when a term begins: it begins with a reaper pass.
@@ -167,7 +173,7 @@ async def factory() -> AsyncIterator[QueueManager]:
                     config.reaper,
                     worker_id=ident,
                 ),
-                Scheduler(upkeep_sessions, settings, ident, config.scheduler),
+                scheduler,
                 Retention(upkeep_sessions, config.retention),
             ],
             config=config.leader,

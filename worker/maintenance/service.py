@@ -28,6 +28,20 @@ async def wait_unless_stopped(stopped: asyncio.Event, seconds: float) -> bool:
     return stopped.is_set()
 
 
+async def wait_for_either(stopped: asyncio.Event, woken: asyncio.Event, seconds: float) -> bool:
+    """Sleep `seconds`, or less when `stopped` or `woken` is set; returns whether stopped."""
+    if not woken.is_set():
+        waiters = {asyncio.create_task(stopped.wait()), asyncio.create_task(woken.wait())}
+        try:
+            await asyncio.wait(
+                waiters, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+    return stopped.is_set()
+
+
 class MaintenanceService(ABC):
     """A service the leader starts when it wins the election and stops when it resigns.
 
@@ -44,10 +58,15 @@ class MaintenanceService(ABC):
     async def pass_then_wait(self) -> float:
         """One pass (`run_once()`); returns the seconds until the next one is due."""
 
+    async def sleep(self, stopped: asyncio.Event, seconds: float) -> bool:
+        """The wait between two passes; returns whether `stopped` is set. A service that can
+        be woken early overrides it."""
+        return await wait_unless_stopped(stopped, seconds)
+
     async def run(self, stopped: asyncio.Event, guard: Guard | None = None) -> None:
         """Pass after pass until `stopped` is set; `guard` runs before each pass."""
         wait = self.first_wait_sec()
-        while not await wait_unless_stopped(stopped, wait):
+        while not await self.sleep(stopped, wait):
             if guard is not None:
                 await guard()
             wait = max(await self.pass_then_wait(), MIN_WAIT_SEC)
