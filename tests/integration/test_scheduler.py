@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.db.connections import MAINTENANCE_POOL, application_name, maintenance_pool
+from app.db.engine import create_session_factory
 from app.jobs.schedule_firing import FireKind, instance_key
 from app.jobs.schedule_service import ScheduleService
 from app.settings import Settings
@@ -227,3 +230,34 @@ async def test_scheduler_service_fires_a_due_schedule_at_the_start_of_a_term(
     await service.run(stopped, stop_after_this_pass)
 
     assert len(await jobs_of(engine, "every-minute")) == 1
+
+
+async def test_scheduler_pass_on_dead_pooled_connections_runs_again_on_new_ones(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    # The maintenance pool lends connections untested; the server has closed them since.
+    upkeep = maintenance_pool(settings, "dead-pool")
+    try:
+        sessions = create_session_factory(upkeep)
+        service = scheduler(sessions, settings)
+        await service.run_once()  # the pool now holds a connection
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = :name"
+                ),
+                {"name": application_name(MAINTENANCE_POOL, "dead-pool")},
+            )
+        await ScheduleService(create_session_factory(engine), settings).create(schedule_spec())
+        await set_columns(engine, "every-minute", "next_run_at = date_trunc('minute', now())")
+        stopped = asyncio.Event()
+
+        async def stop_after_this_pass() -> None:
+            stopped.set()
+
+        await service.run(stopped, stop_after_this_pass)
+
+        assert len(await jobs_of(engine, "every-minute")) == 1
+    finally:
+        await upkeep.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,8 @@ class MaintenanceLeader:
     _term_stopped: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     # The services and the election share one connection: one statement at a time on it.
     _session_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    # When a ping last proved the session alive (time.monotonic()).
+    _confirmed_at: float = field(default=float("-inf"), init=False, repr=False)
 
     @property
     def is_leader(self) -> bool:
@@ -81,7 +84,11 @@ class MaintenanceLeader:
             await self._stop_services()
             self.connection = None
         if self.is_leader:
-            await self.confirm()
+            # A service's guard that pinged within the period proved as much, and the next
+            # election pings if none does: a lost session is still found within a period,
+            # and the session is never idle for its timeout.
+            if time.monotonic() - self._confirmed_at >= self.config.period_sec:
+                await self.confirm()
             return True
         connection = await leadership.stand(
             self.dsn, self.worker_id, self.config.idle_session_timeout_ms
@@ -103,6 +110,7 @@ class MaintenanceLeader:
             if connection is None or connection.is_closed():
                 raise LeadershipLostError
             await leadership.confirm(connection)
+            self._confirmed_at = time.monotonic()
 
     async def run(self) -> None:
         """Lead whenever possible until stopped; an error resigns, and the loop goes on."""

@@ -13,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.jobs.schedule_firing import FireKind, FireOutcome, ScheduleFiring
 from app.observability.metrics import worker_metrics
 from app.settings import Settings
-from worker.maintenance.service import MaintenanceService, require_positive, wait_for_either
+from worker.maintenance.service import (
+    MaintenanceService,
+    again_if_connection_was_dead,
+    require_positive,
+    wait_for_either,
+)
 
 logger = logging.getLogger("worker.scheduler")
 
@@ -134,7 +139,8 @@ class Scheduler(MaintenanceService):
     async def _fire(self, schedule_id: uuid.UUID) -> FireOutcome | None:
         """Fire one schedule in its own transaction; None (logged, recorded) when it failed."""
         try:
-            return await self._firing.fire(schedule_id)
+            # Not a period later for want of a live connection.
+            return await again_if_connection_was_dead(lambda: self._firing.fire(schedule_id))
         except Exception as exc:  # rolled back; the other schedules still fire
             logger.warning("schedule %s failed to fire; will retry", schedule_id, exc_info=True)
             message = f"failed to fire: {type(exc).__name__}: {str(exc).splitlines()[0]}"

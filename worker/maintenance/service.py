@@ -6,12 +6,37 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError
+
+T = TypeVar("T")
 
 # Runs before each pass; the leader's proves that it still holds the lock, and raises if not.
 Guard = Callable[[], Awaitable[None]]
 
 # However soon a service asks for its next pass, the loop yields at least this long.
 MIN_WAIT_SEC = 0.01
+
+
+def is_dead_connection(error: BaseException) -> bool:
+    """Whether `error` says the pooled connection was dead; the pool then replaces them all."""
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+async def again_if_connection_was_dead(action: Callable[[], Awaitable[T]]) -> T:
+    """`action()`, and once more when a connection it took from the pool was dead.
+
+    The maintenance pool lends its connections untested (an idle leader would spend most
+    of its statements testing them); a dead one fails the action, and the pool has new
+    ones for the second try.
+    """
+    try:
+        return await action()
+    except Exception as error:
+        if not is_dead_connection(error):
+            raise
+    return await action()
 
 
 def require_positive(config: object, **values: float) -> None:
@@ -69,4 +94,5 @@ class MaintenanceService(ABC):
         while not await self.sleep(stopped, wait):
             if guard is not None:
                 await guard()
-            wait = max(await self.pass_then_wait(), MIN_WAIT_SEC)
+            # A second failure ends the loop.
+            wait = max(await again_if_connection_was_dead(self.pass_then_wait), MIN_WAIT_SEC)
