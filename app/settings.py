@@ -154,9 +154,12 @@ class Settings(BaseSettings):
     dl_shutdown_timeout_sec: Annotated[float, Field(ge=0, le=86_400)] = 30
     """On SIGTERM, how long running jobs get to finish before they are stopped and
     requeued."""
-    dl_schedule_period_sec: Annotated[float, Field(gt=0, le=3600)] = 1.0
-    """The leader looks for due schedules at least this often (and sleeps until the next
-    fire time when that comes sooner)."""
+    dl_schedule_period_sec: Annotated[float, Field(gt=0, le=3600)] = 60
+    """The longest the leader's scheduler sleeps between two looks at the schedules. It
+    sleeps until the next fire time, and a change made through the API or by a worker's
+    start wakes it at once; this bounds how late it sees a change whose notice it missed
+    (a row edited by hand, a lost connection), and when a schedule that failed to fire is
+    tried again."""
     dl_retention_days: Annotated[float, Field(ge=0, le=36_500)] = 7
     """Finished jobs with their events, and pgqueuer's log and statistics rows, older than
     this many days are deleted (fractions allowed); 0 keeps everything."""

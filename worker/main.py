@@ -16,6 +16,7 @@ from pgqueuer.models import Context, Job
 
 from app.jobs.connections import pgqueuer_queries, worker_sessions
 from app.jobs.manager import JobManager
+from app.jobs.schedule_firing import CHANGES_CHANNEL as SCHEDULE_CHANGES_CHANNEL
 from app.jobs.schedule_sync import sync_declared_schedules
 from app.observability.logging import configure_logging
 from app.observability.metrics import start_metrics_server, worker_metrics
@@ -155,6 +156,11 @@ async def factory() -> AsyncIterator[QueueManager]:
             )
 
         config = MaintenanceConfig.from_settings(settings)
+        scheduler = Scheduler(sessions, settings, ident, config.scheduler)
+        # On pgqueuer's connection, which LISTENs anyway: a notice costs no statement. It
+        # goes with that connection when the run fails, and this run's successor listens
+        # again; meanwhile the scheduler's period bounds how late a change is seen.
+        await queries.driver.add_listener(SCHEDULE_CHANGES_CHANNEL, scheduler.notice_received)
         maintenance = MaintenanceLeader(
             # The leader lock lives on pgqueuer's session (app.jobs.leadership): no
             # connection of its own, and the election costs a non-leader one statement.
@@ -164,7 +170,7 @@ async def factory() -> AsyncIterator[QueueManager]:
                 Reaper(
                     JobManager.from_settings(settings, sessions), config.reaper, worker_id=ident
                 ),
-                Scheduler(sessions, settings, ident, config.scheduler),
+                scheduler,
                 Retention(sessions, config.retention),
             ],
             config=config.leader,

@@ -16,6 +16,18 @@ schedules = cast(Table, DlSchedule.__table__)
 
 _DUE = or_(DlSchedule.next_run_at.is_(None), DlSchedule.next_run_at <= func.now())
 
+# Every write that may move a fire time sends a notice here in its own transaction, so the
+# leader's scheduler, asleep until the next fire time it knows of, looks again at once; a
+# change that rolls back notifies nobody. An operator who edits dl_schedules by hand can
+# send one too (`SELECT pg_notify('dl_schedules_changed', '')`); without it the change is
+# seen within DL_SCHEDULE_PERIOD_SEC.
+CHANGES_CHANNEL = "dl_schedules_changed"
+
+
+async def announce_change(session: AsyncSession, name: str) -> None:
+    """Notify CHANGES_CHANNEL when the session's transaction commits (payload: the name)."""
+    await session.execute(select(func.pg_notify(CHANGES_CHANNEL, name)))
+
 
 async def db_now(session: AsyncSession) -> datetime:
     """The database clock at the start of the session's transaction (`now()`)."""
@@ -78,15 +90,26 @@ async def delete_schedule(session: AsyncSession, name: str) -> bool:
     return result.first() is not None
 
 
-async def due_schedule_ids(session: AsyncSession, limit: int) -> list[uuid.UUID]:
-    """Enabled schedules whose fire time has come by the database clock, or that need a baseline."""
+async def earliest_schedule_times(
+    session: AsyncSession, limit: int
+) -> list[tuple[uuid.UUID, float | None]]:
+    """The first `limit` enabled schedules by fire time, each with the seconds until it.
+
+    Seconds are by the database clock: zero or less means due, None that the schedule
+    needs a baseline (those come first). The scheduler reads, in this one statement, what
+    is due now and when the next fire time comes.
+    """
     statement = (
-        select(DlSchedule.schedule_id)
-        .where(DlSchedule.enabled, _DUE)
+        select(
+            DlSchedule.schedule_id,
+            func.extract("epoch", DlSchedule.next_run_at - func.now()),
+        )
+        .where(DlSchedule.enabled)
         .order_by(DlSchedule.next_run_at.asc().nulls_first())
         .limit(limit)
     )
-    return list((await session.execute(statement)).scalars())
+    rows = (await session.execute(statement)).all()
+    return [(row[0], None if row[1] is None else float(row[1])) for row in rows]
 
 
 async def lock_if_due(session: AsyncSession, schedule_id: uuid.UUID) -> DlSchedule | None:
@@ -102,17 +125,6 @@ async def lock_if_due(session: AsyncSession, schedule_id: uuid.UUID) -> DlSchedu
         .execution_options(populate_existing=True)
     )
     return (await session.execute(statement)).scalar_one_or_none()
-
-
-async def seconds_until_next_due(session: AsyncSession) -> float | None:
-    """Seconds from the database clock to the earliest enabled fire time (None: nothing)."""
-    statement = select(
-        func.extract(
-            "epoch", func.min(func.coalesce(DlSchedule.next_run_at, func.now())) - func.now()
-        )
-    ).where(DlSchedule.enabled)
-    value = (await session.execute(statement)).scalar_one_or_none()
-    return None if value is None else float(value)
 
 
 _TEMPLATE_COLUMNS = (

@@ -12,16 +12,12 @@ and frees the lock for another worker; a live leader proves itself (`confirm`) m
 
 from __future__ import annotations
 
-import asyncpg
 from pgqueuer.ports.driver import Driver
 
 from app.db import locks
 
 # Any fixed number; every worker of one database competes for it.
 LEADER_LOCK_ID = 0x646C5F6C65616472  # "dl_leadr"
-
-# What a statement on a session that is gone raises: the lock went with the session.
-SESSION_LOST = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError)
 
 
 async def stand(session: Driver, idle_ms: int) -> bool:

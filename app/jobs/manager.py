@@ -71,9 +71,15 @@ class JobManager:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction of the manager's own: committed on success."""
+        async with self._session() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        """A session of the manager's own; what it leaves uncommitted is rolled back."""
         if self.sessions is None:
             raise RuntimeError("this JobManager was made without sessions")
-        async with self.sessions() as session, session.begin():
+        async with self.sessions() as session:
             yield session
 
     # --- create ---------------------------------------------------------------------------
@@ -268,8 +274,12 @@ class JobManager:
         """
         by = {} if reaped_by is None else {"reaped_by": reaped_by}
         requeued = lost = 0
-        async with self._transaction() as session:
-            for job in await job_rows.lock_expired_leases(session, batch_size):
+        # One session for both steps, and, when the first found nothing (locked nothing,
+        # wrote nothing), one transaction: an idle reaper pass is one round of statements.
+        # A failure rolls back what is not committed when the session closes.
+        async with self._session() as session:
+            expired = await job_rows.lock_expired_leases(session, batch_size)
+            for job in expired:
                 details = {"worker_id": job.worker_id, **by}
                 if job.attempt < job.max_attempts:
                     requeue = RequeueRequest(
@@ -292,13 +302,16 @@ class JobManager:
                         error=f"lease expired on the last attempt ({job.attempt})",
                         details=details,
                     )
-        redispatched = 0
-        async with self._transaction() as session:
+            if expired:
+                # Their row locks go now, not after the second step (which begins anew).
+                await session.commit()
+            redispatched = 0
             for queued in await job_rows.lock_undispatched(session, batch_size):
                 await self._redispatch_in_session(
                     session, queued.job_id, queued.queue, queued.priority, queued.delay, by
                 )
                 redispatched += 1
+            await session.commit()
         return RescueResult(requeued=requeued, lost=lost, redispatched=redispatched)
 
     async def _redispatch_in_session(

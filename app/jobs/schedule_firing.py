@@ -44,6 +44,13 @@ class FireOutcome:
     job_id: uuid.UUID | None = None
     created: bool = False
     error: str | None = None
+    # Seconds by the database clock until the schedule's new fire time; None: it has none
+    # (disabled), or this firing did not set it (NOT_DUE).
+    next_due_in_sec: float | None = None
+
+
+def _seconds_between(now: datetime, later: datetime) -> float:
+    return (later - now).total_seconds()
 
 
 def instance_key(schedule_id: uuid.UUID, fire_time: datetime) -> str:
@@ -74,10 +81,11 @@ async def fire_if_due_in_session(
         )
         return FireOutcome(FireKind.DISABLED, row.name, error=error.message)
     if row.next_run_at is None:
-        await schedules.update_schedule(
-            session, row.schedule_id, {"next_run_at": rule.next_after(now)}
+        baseline = rule.next_after(now)
+        await schedules.update_schedule(session, row.schedule_id, {"next_run_at": baseline})
+        return FireOutcome(
+            FireKind.BASELINED, row.name, next_due_in_sec=_seconds_between(now, baseline)
         )
-        return FireOutcome(FireKind.BASELINED, row.name)
     fire_time = row.next_run_at
     next_run_at = rule.next_after(max(now, fire_time))
     spec = job_spec_of(row, idempotency_key=instance_key(row.schedule_id, fire_time))
@@ -90,7 +98,13 @@ async def fire_if_due_in_session(
         await schedules.update_schedule(
             session, row.schedule_id, {"next_run_at": next_run_at, "last_error": message}
         )
-        return FireOutcome(FireKind.SKIPPED_INSTANCE, row.name, fire_time, error=message)
+        return FireOutcome(
+            FireKind.SKIPPED_INSTANCE,
+            row.name,
+            fire_time,
+            error=message,
+            next_due_in_sec=_seconds_between(now, next_run_at),
+        )
     await schedules.update_schedule(
         session,
         row.schedule_id,
@@ -102,11 +116,27 @@ async def fire_if_due_in_session(
         },
     )
     return FireOutcome(
-        FireKind.FIRED, row.name, fire_time, job_id=result.job_id, created=result.created
+        FireKind.FIRED,
+        row.name,
+        fire_time,
+        job_id=result.job_id,
+        created=result.created,
+        next_due_in_sec=_seconds_between(now, next_run_at),
     )
 
 
 ERROR_LIMIT = 500
+CHANGES_CHANNEL = schedules.CHANGES_CHANNEL
+
+
+@dataclass(frozen=True)
+class DueSchedules:
+    """One look at dl_schedules: the schedules due now, and when the next one is."""
+
+    due: list[uuid.UUID]
+    # Seconds by the database clock until the earliest enabled fire time beyond `due`:
+    # zero when more are due than one look takes, None when there is none.
+    next_due_in_sec: float | None
 
 
 @dataclass
@@ -117,10 +147,19 @@ class ScheduleFiring:
     # What fired jobs are created with (the same defaults as a trigger's).
     settings: Settings
 
-    async def due_ids(self, limit: int) -> list[uuid.UUID]:
-        """Up to `limit` enabled schedules due by the database clock."""
+    async def look(self, limit: int) -> DueSchedules:
+        """Up to `limit` schedules due by the database clock, and the next fire time after them.
+
+        One statement: the first `limit` + 1 enabled schedules by fire time.
+        """
         async with self.sessions() as session:
-            return await schedules.due_schedule_ids(session, limit)
+            rows = await schedules.earliest_schedule_times(session, limit + 1)
+        due = [schedule_id for schedule_id, in_sec in rows[:limit] if in_sec is None or in_sec <= 0]
+        rest = rows[len(due) :]
+        if not rest:
+            return DueSchedules(due, None)
+        next_in_sec = rest[0][1]
+        return DueSchedules(due, 0.0 if next_in_sec is None else max(next_in_sec, 0.0))
 
     async def fire(self, schedule_id: uuid.UUID) -> FireOutcome:
         """Fire one schedule if it is still due, in a transaction of its own."""
@@ -133,8 +172,3 @@ class ScheduleFiring:
             await schedules.update_schedule(
                 session, schedule_id, {"last_error": message[:ERROR_LIMIT]}
             )
-
-    async def seconds_until_next_due(self) -> float | None:
-        """Seconds from the database clock to the earliest enabled fire time, if any."""
-        async with self.sessions() as session:
-            return await schedules.seconds_until_next_due(session)

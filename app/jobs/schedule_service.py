@@ -53,6 +53,8 @@ class ScheduleService:
             )
             if row is None:
                 raise ScheduleExistsError(f"a schedule named {spec.name!r} already exists")
+            if spec.enabled:
+                await schedules.announce_change(session, spec.name)
             return Schedule.from_row(row, now)
 
     async def list(self, *, after: str | None = None, limit: int = 100) -> list[Schedule]:
@@ -92,6 +94,8 @@ class ScheduleService:
                 now = await schedules.db_now(session)
                 values["next_run_at"] = rule.next_after(now) if merged.enabled else None
                 values["last_error"] = None
+                # Only these move fire times; a new template is read when the job is made.
+                await schedules.announce_change(session, name)
             await schedules.update_schedule(session, row.schedule_id, values)
             return await self._view(session, name)
 
@@ -104,9 +108,14 @@ class ScheduleService:
         async with self.sessions() as session, session.begin():
             if not await schedules.delete_schedule(session, name):
                 raise ScheduleNotFoundError(f"schedule {name!r} not found")
+            # The leader may be asleep until this schedule's fire time: it sleeps anew.
+            await schedules.announce_change(session, name)
 
     async def run_now(self, name: str) -> ScheduleRun:
-        """Create the schedule's job now, enabled or not; its fire times do not change."""
+        """Create the schedule's job now, enabled or not; its fire times do not change.
+
+        So the leader is not told: nothing it sleeps until has moved.
+        """
         async with self.sessions() as session, session.begin():
             row = await self._row(session, name, for_update=True)
             result = await enqueue_in_session(session, job_spec_of(row), self.settings)

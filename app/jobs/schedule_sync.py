@@ -55,6 +55,10 @@ async def sync_declared_schedules(
         for row in rows:
             outcome = await schedules.upsert_code_schedule(session, row)
             by_outcome.setdefault(outcome, []).append(str(row["name"]))
+            if outcome in ("created", "updated"):
+                # A new row, or a new cron or zone (one kind of update), waits for the
+                # leader to set its first fire time.
+                await schedules.announce_change(session, str(row["name"]))
     taken = by_outcome.get("taken", [])
     if taken:
         logger.warning("schedules declared in code but made over HTTP, left alone: %s", taken)

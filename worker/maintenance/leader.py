@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pgqueuer.ports.driver import Driver
 
 from app.jobs import leadership
+from app.jobs.availability import connection_gone
 from worker.maintenance.service import MaintenanceService, require_positive, wait_unless_stopped
 
 logger = logging.getLogger("worker.leader")
@@ -67,6 +69,8 @@ class MaintenanceLeader:
     # The running term: its services' loops and the event that stops them.
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False, repr=False)
     _term_stopped: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    # When a ping last proved the session alive (time.monotonic()).
+    _confirmed_at: float = field(default=float("-inf"), init=False, repr=False)
 
     @property
     def is_leader(self) -> bool:
@@ -76,6 +80,11 @@ class MaintenanceLeader:
     async def elect(self) -> bool:
         """One election: whether this process leads (a leader's session proves it is alive)."""
         if self._leading:
+            # A service's guard that pinged within the period proved as much, and the next
+            # election pings if none does: a lost session is still found within a period,
+            # and the session is never idle for its timeout.
+            if time.monotonic() - self._confirmed_at < self.config.period_sec:
+                return True
             try:
                 await self.confirm()
             except LeadershipLostError:
@@ -98,11 +107,14 @@ class MaintenanceLeader:
             raise LeadershipLostError
         try:
             await leadership.confirm(self.session)
-        except leadership.SESSION_LOST as exc:
-            if self._leading:
-                logger.warning("lost maintenance leadership: the leader connection was closed")
+        except Exception as exc:
+            if not connection_gone(exc):
+                raise
+            # The lock went with the session.
+            logger.warning("lost maintenance leadership: the leader connection was closed")
             self._leading = False
             raise LeadershipLostError from exc
+        self._confirmed_at = time.monotonic()
 
     async def run(self) -> None:
         """Lead whenever possible until stopped; an error resigns, and the loop goes on."""

@@ -11,7 +11,11 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs.history import HistoryPruner
-from worker.maintenance.service import MaintenanceService, require_positive
+from worker.maintenance.service import (
+    MaintenanceService,
+    is_dead_connection,
+    require_positive,
+)
 
 logger = logging.getLogger("worker.retention")
 
@@ -142,7 +146,9 @@ class Retention(MaintenanceService):
         """One pass; then a period's wait, a shorter one while a backlog remains."""
         try:
             result = await self.run_once()
-        except Exception:
+        except Exception as error:
+            if is_dead_connection(error):
+                raise  # the loop runs the pass again at once, on new connections
             logger.warning("retention pass failed; will retry", exc_info=True)
             wait = self.config.period_sec
         else:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -11,11 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.jobs.schedule_firing import FireKind, FireOutcome, ScheduleFiring
 from app.observability.metrics import worker_metrics
 from app.settings import Settings
-from worker.maintenance.service import MaintenanceService, require_positive
+from worker.maintenance.service import (
+    MaintenanceService,
+    again_if_connection_was_dead,
+    require_positive,
+    wait_for_either,
+)
 
 logger = logging.getLogger("worker.scheduler")
 
-PERIOD_SEC_DEFAULT = 1.0
+PERIOD_SEC_DEFAULT = 60.0
 BATCH_SIZE_DEFAULT = 100
 # Wake a little after a fire time, so the schedule is due by the database clock.
 FIRE_SLACK_SEC = 0.01
@@ -25,9 +32,11 @@ FIRE_SLACK_SEC = 0.01
 class SchedulerConfig:
     """How long the scheduler may wait between looks, and how many schedules a pass fires."""
 
-    # The longest wait between two passes (DL_SCHEDULE_PERIOD_SEC). The scheduler wakes at
-    # the next fire time when that comes sooner, so a schedule fires on time; a schedule
-    # that failed to fire is tried again this long after.
+    # The longest wait between two passes (DL_SCHEDULE_PERIOD_SEC): a safety net. The
+    # scheduler sleeps until the next fire time it read, and a change notice wakes it
+    # earlier; this bounds how late it sees a change whose notice it missed (a LISTEN lost
+    # with pgqueuer's connection, a row edited by hand). A schedule that failed to fire is
+    # tried again this long after.
     period_sec: float = PERIOD_SEC_DEFAULT
     # Due schedules one pass fires, each in a transaction of its own; when more are due,
     # the next pass follows at once.
@@ -44,7 +53,8 @@ class SchedulerResult:
 
     counts: dict[FireKind, int] = field(default_factory=dict)
     failed: int = 0
-    # Seconds from the database clock to the earliest enabled fire time; None: none enabled.
+    # Seconds from the end of the pass to the earliest enabled fire time (a failed schedule
+    # counts as due a period later); None: none enabled.
     next_due_in_sec: float | None = None
 
     @property
@@ -62,6 +72,8 @@ class Scheduler(MaintenanceService):
     settings: Settings
     worker_id: str
     config: SchedulerConfig = field(default_factory=SchedulerConfig)
+    # Set by a change notice (`notice_received`); ends the wait between passes early.
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     _firing: ScheduleFiring = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -72,9 +84,21 @@ class Scheduler(MaintenanceService):
         """Due schedules one pass fires (the config's)."""
         return self.config.batch_size
 
+    def notice_received(self, payload: object) -> None:
+        """A schedule changed (a notice on CHANGES_CHANNEL): the next pass comes at once.
+
+        Every worker listens; only the leader's scheduler is running to act on it, and a
+        new term starts with a pass anyway.
+        """
+        self.wake.set()
+
     async def pass_then_wait(self) -> float:
         """One pass; then a wait until the next fire time, or a period when that is later."""
         return self.wait_after(await self.run_once())
+
+    async def sleep(self, stopped: asyncio.Event, seconds: float) -> bool:
+        """Sleep `seconds`, or until stopped or woken by a change notice."""
+        return await wait_for_either(stopped, self.wake, seconds)
 
     def wait_after(self, result: SchedulerResult) -> float:
         """Seconds from the end of a pass to the next: the next fire time, at most a period."""
@@ -84,29 +108,39 @@ class Scheduler(MaintenanceService):
 
     async def run_once(self) -> SchedulerResult:
         """One pass over the schedules due by the database clock."""
-        due = await self._firing.due_ids(self.batch_size)
+        # Cleared before the look: a notice that comes during the pass may concern a change
+        # the look did not see, so it brings the next pass at once.
+        self.wake.clear()
+        looked_at = time.monotonic()
+        look = await self._firing.look(self.batch_size)
+        # When each known fire time comes, on this process's clock.
+        next_times: list[float] = []
+        if look.next_due_in_sec is not None:
+            next_times.append(looked_at + look.next_due_in_sec)
         counts: dict[FireKind, int] = {}
         failed = 0
         fires = worker_metrics().schedule_fires
-        for schedule_id in due:
+        for schedule_id in look.due:
             outcome = await self._fire(schedule_id)
             if outcome is None:
                 failed += 1
                 fires.labels("error").inc()
+                # Still due: look again a period later, not at once.
+                next_times.append(time.monotonic() + self.config.period_sec)
                 continue
             counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
             fires.labels(outcome.kind.value).inc()
+            if outcome.next_due_in_sec is not None:
+                next_times.append(time.monotonic() + outcome.next_due_in_sec)
             self._log(outcome)
-        next_due = await self._firing.seconds_until_next_due()
-        if failed and next_due is not None:
-            # A row that failed is still due: look again next period, not at once.
-            next_due = max(next_due, self.config.period_sec)
+        next_due = max(min(next_times) - time.monotonic(), 0.0) if next_times else None
         return SchedulerResult(counts=counts, failed=failed, next_due_in_sec=next_due)
 
     async def _fire(self, schedule_id: uuid.UUID) -> FireOutcome | None:
         """Fire one schedule in its own transaction; None (logged, recorded) when it failed."""
         try:
-            return await self._firing.fire(schedule_id)
+            # Not a period later for want of a live connection.
+            return await again_if_connection_was_dead(lambda: self._firing.fire(schedule_id))
         except Exception as exc:  # rolled back; the other schedules still fire
             logger.warning("schedule %s failed to fire; will retry", schedule_id, exc_info=True)
             message = f"failed to fire: {type(exc).__name__}: {str(exc).splitlines()[0]}"
