@@ -73,8 +73,12 @@ async def record(args: dict[str, Any], ctx: PipelineContext) -> AsyncIterator[di
     run_key = uuid.uuid4()
     connection = await _connect()
     finished = False
+    # When the body was stopped: noted before a cancelled write's rollback, which behind a
+    # pooler waits in its queue until the server is back, and would date the stop late.
+    stopped: list[datetime] = []
     try:
         await _write(
+            stopped,
             connection,
             "INSERT INTO e2e_runs (run_key, job_id, attempt, pid, worker_id, started_at)"
             " VALUES ($1, $2, $3, $4, $5, clock_timestamp())",
@@ -88,6 +92,7 @@ async def record(args: dict[str, Any], ctx: PipelineContext) -> AsyncIterator[di
             await asyncio.sleep(seconds)
             yield {"processed": index + 1, "total": steps}
         await _write(
+            stopped,
             connection,
             "UPDATE e2e_runs SET finished_at = clock_timestamp() WHERE run_key = $1",
             run_key,
@@ -96,7 +101,8 @@ async def record(args: dict[str, Any], ctx: PipelineContext) -> AsyncIterator[di
     finally:
         # Also when the insert failed: it may have committed with only its reply lost.
         if not finished:
-            connection = await _record_stop_uncancelled(connection, run_key, datetime.now(UTC))
+            stopped_at = stopped[0] if stopped else datetime.now(UTC)
+            connection = await _record_stop_uncancelled(connection, run_key, stopped_at)
         connection.terminate()
 
 
@@ -113,11 +119,19 @@ async def _connect(timeout: float = 60) -> asyncpg.Connection:
     return connection
 
 
-async def _write(connection: asyncpg.Connection, sql: str, *args: Any) -> None:
+async def _write(
+    stopped: list[datetime], connection: asyncpg.Connection, sql: str, *args: Any
+) -> None:
     """One statement in a transaction of its own, so that its prepare and execute reach the
-    same server connection through a transaction-mode pooler."""
+    same server connection through a transaction-mode pooler. A write that is cancelled or
+    fails notes the time first into `stopped` (a rolled-back write changed nothing)."""
     async with connection.transaction():
-        await connection.execute(sql, *args)
+        try:
+            await connection.execute(sql, *args)
+        except BaseException:
+            if not stopped:
+                stopped.append(datetime.now(UTC))
+            raise
 
 
 async def _record_stop_uncancelled(
@@ -150,6 +164,7 @@ async def _record_stop(
             if connection.is_closed():
                 connection = await _connect(timeout=5)
             await _write(
+                [],
                 connection,
                 "UPDATE e2e_runs SET stopped_at = $2 WHERE run_key = $1",
                 run_key,
