@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from app.db.pgqueuer_tables import DISPATCH_CHANNEL
 from app.db.sql_common import qualified
 from app.domain.attempts import FinishRequest, StartAnswer, StartedAttempt, StartRequest
 from app.domain.states import JobEvent, JobStatus
@@ -74,7 +75,7 @@ def batch_statements(schema: str) -> BatchStatements:
             -- A job of a paused queue (a dispatch picked just before the pause committed)
             -- is answered `paused` and takes no lock; ordering paused ones last lets the
             -- first unpaused job of a lock_key try the lock.
-            SELECT j.job_id, j.lock_key, r.pgq_job_id, q.queue IS NOT NULL AS paused,
+            SELECT j.job_id, j.queue, j.lock_key, r.pgq_job_id, q.queue IS NOT NULL AS paused,
                    row_number() OVER (PARTITION BY j.lock_key
                                       ORDER BY q.queue IS NOT NULL, r.ord) AS rank_in_batch
             FROM request r JOIN {jobs} j ON j.job_id = r.job_id
@@ -122,11 +123,23 @@ def batch_statements(schema: str) -> BatchStatements:
             SELECT s.job_id, '{JobEvent.STARTED.value}', s.attempt, clock_timestamp(),
                    jsonb_build_object('worker_id', $4::text)
             FROM started s
+        ),
+        answered AS MATERIALIZED (
+            -- The `started` notice: these queues' dispatches were picked and answered
+            -- (started, or left to wait for their lock, or paused), so the workers still
+            -- counting them as pending stop doing so (app.jobs.wake_gate). Sent on commit.
+            SELECT pg_notify('{DISPATCH_CHANNEL}',
+                json_build_object('kind', 'started',
+                                  'queues', json_object_agg(queue, n))::text)
+            FROM (SELECT queue, count(*) AS n FROM startable GROUP BY queue) per_queue
+            HAVING count(*) > 0
         )
         SELECT l.job_id, l.pgq_job_id, l.lock_key, l.got_lock, l.paused,
                s.job_id IS NOT NULL AS started,
                s.queue, s.task, s.args, s.priority, s.attempt, s.max_attempts, s.lease_ttl_sec
-        FROM locked l LEFT JOIN started s ON s.job_id = l.job_id
+        -- Listing `answered` makes it run: a SELECT in WITH runs only when read.
+        FROM locked l LEFT JOIN started s ON s.job_id = l.job_id,
+             (SELECT count(*) FROM answered) AS announced
     """
     finish = f"""
         WITH request AS (
