@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +83,11 @@ async def private_postgres(
     *,
     listen: Sequence[str] = ("127.0.0.1",),
     trusted_networks: Sequence[str] = (),
+    settings: Mapping[str, str] | None = None,
 ) -> AsyncIterator[PrivatePostgres]:
     """Start a server listening on `listen`, trusting `trusted_networks` too; migrate it.
+
+    `settings` adds server settings (e.g. shared_preload_libraries) to the defaults.
 
     Stopped (immediately: its data is thrown away) when the block exits.
     """
@@ -92,7 +95,7 @@ async def private_postgres(
         data_root / "pgdata",
         free_port(),
         database="faults",
-        extra_settings={**SETTINGS, "listen_addresses": ",".join(listen)},
+        extra_settings={**SETTINGS, **(settings or {}), "listen_addresses": ",".join(listen)},
     )
     if trusted_networks:
         # initdb --auth=trust trusts loopback only; other networks need their own lines.
