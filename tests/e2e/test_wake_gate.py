@@ -99,27 +99,25 @@ async def test_wake_gate_dequeues_per_job_do_not_grow_with_idle_workers(
     project_root: Path, tmp_path: Path
 ) -> None:
     settings = {"shared_preload_libraries": "pg_stat_statements"}
-    async with private_postgres(tmp_path / "pg", settings=settings) as postgres:
-        async with postgres.jobs_db() as jobs_db:
-            await jobs_db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            with worker_fleet(
-                project_root, postgres.dsn, tmp_path / "workers", pgq_args=SLOW_POLL_ARGS
-            ) as fleet:
-                for name in ("w1", "w2", "w3", "w4"):
-                    await fleet.start_ready(name)
-                await jobs_db.scalar("SELECT count(*) FROM pg_stat_statements_reset()")
-                for _ in range(GUARD_JOBS):
-                    job_id = await jobs_db.enqueue("noop", QUICK)
-                    await jobs_db.wait_status(
-                        job_id,
-                        "succeeded",
-                        timeout=PICKED_WITHIN_SEC,
-                        diagnostics=fleet.diagnostics,
-                    )
-                dequeues = await jobs_db.scalar(
-                    "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
-                    " WHERE query LIKE :mark",
-                    mark=DEQUEUE_MARK,
+    async with (
+        private_postgres(tmp_path / "pg", settings=settings) as postgres,
+        postgres.jobs_db() as jobs_db,
+    ):
+        await jobs_db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        with worker_fleet(
+            project_root, postgres.dsn, tmp_path / "workers", pgq_args=SLOW_POLL_ARGS
+        ) as fleet:
+            for name in ("w1", "w2", "w3", "w4"):
+                await fleet.start_ready(name)
+            await jobs_db.scalar("SELECT count(*) FROM pg_stat_statements_reset()")
+            for _ in range(GUARD_JOBS):
+                job_id = await jobs_db.enqueue("noop", QUICK)
+                await jobs_db.wait_status(
+                    job_id, "succeeded", timeout=PICKED_WITHIN_SEC, diagnostics=fleet.diagnostics
                 )
+            dequeues = await jobs_db.scalar(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE :mark",
+                mark=DEQUEUE_MARK,
+            )
     per_job = int(dequeues) / GUARD_JOBS
     assert per_job <= MAX_DEQUEUES_PER_JOB, f"{per_job:.1f} dequeues per job with 4 idle workers"
