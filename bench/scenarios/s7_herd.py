@@ -174,7 +174,8 @@ async def _one_fleet(
 async def _counters(connection: asyncpg.Connection) -> tuple[float, int, int]:
     """(monotonic now, transactions, statements) of this database."""
     xact = await connection.fetchval(
-        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+        " WHERE datname = current_database()"
     )
     statements = await connection.fetchval(
         "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
@@ -190,18 +191,16 @@ async def _idle(
     await connection.execute("ALTER SYSTEM SET log_statement = 'all'")
     await connection.execute("SELECT pg_reload_conf()")
     await asyncio.sleep(0.5)  # every backend reloads its configuration before its next statement
-    start = log_file.stat().st_size
+    start = await asyncio.to_thread(_size, log_file)
     await asyncio.sleep(idle_sec)
-    end = log_file.stat().st_size
+    end = await asyncio.to_thread(_size, log_file)
     await connection.execute("ALTER SYSTEM RESET log_statement")
     await connection.execute("SELECT pg_reload_conf()")
     leader = await connection.fetchval(
         "SELECT substr(application_name, length('dataloader leader ') + 1) FROM pg_stat_activity"
         " WHERE application_name LIKE 'dataloader leader %' LIMIT 1"
     )
-    with log_file.open("rb") as log:
-        log.seek(start)
-        text = log.read(end - start).decode(errors="replace")
+    text = await asyncio.to_thread(_read_slice, log_file, start, end)
     senders: Counter[str] = Counter()
     for match in STATEMENT_LINE.finditer(text):
         senders[_who(match["app"], leader)] += 1
@@ -211,6 +210,16 @@ async def _idle(
         **({"other workers (each)": senders["worker"] / others / idle_sec} if size > 1 else {}),
         "API": senders["API"] / idle_sec,
     }
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def _read_slice(path: Path, start: int, end: int) -> str:
+    with path.open("rb") as log:
+        log.seek(start)
+        return log.read(end - start).decode(errors="replace")
 
 
 def _who(application_name: str, leader: str | None) -> str:
