@@ -75,7 +75,7 @@ def batch_statements(schema: str) -> BatchStatements:
             -- A job of a paused queue (a dispatch picked just before the pause committed)
             -- is answered `paused` and takes no lock; ordering paused ones last lets the
             -- first unpaused job of a lock_key try the lock.
-            SELECT j.job_id, j.queue, j.lock_key, r.pgq_job_id, q.queue IS NOT NULL AS paused,
+            SELECT j.job_id, j.lock_key, r.pgq_job_id, q.queue IS NOT NULL AS paused,
                    row_number() OVER (PARTITION BY j.lock_key
                                       ORDER BY q.queue IS NOT NULL, r.ord) AS rank_in_batch
             FROM request r JOIN {jobs} j ON j.job_id = r.job_id
@@ -126,12 +126,19 @@ def batch_statements(schema: str) -> BatchStatements:
         ),
         answered AS MATERIALIZED (
             -- The `started` notice: these queues' dispatches were picked and answered
-            -- (started, or left to wait for their lock, or paused), so the workers still
-            -- counting them as pending stop doing so (app.jobs.wake_gate). Sent on commit.
+            -- (started, left to wait for their lock, paused, canceled or stale), so the
+            -- workers still counting them as pending stop doing so (app.jobs.wake_gate);
+            -- one left out would keep every other worker's count up until its next empty
+            -- dequeue, and each would look once for nothing. Sent on commit.
             SELECT pg_notify('{DISPATCH_CHANNEL}',
                 json_build_object('kind', 'started',
                                   'queues', json_object_agg(queue, n))::text)
-            FROM (SELECT queue, count(*) AS n FROM startable GROUP BY queue) per_queue
+            FROM (
+                SELECT j.queue, count(*) AS n
+                FROM request r JOIN {jobs} j ON j.job_id = r.job_id
+                WHERE j.job_id = ANY($1::uuid[])  -- by primary key, as in `startable`
+                GROUP BY j.queue
+            ) per_queue
             HAVING count(*) > 0
         )
         SELECT l.job_id, l.pgq_job_id, l.lock_key, l.got_lock, l.paused,
