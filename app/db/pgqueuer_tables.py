@@ -195,8 +195,9 @@ async def wake_workers(session: AsyncSession, queue: str, count: int) -> None:
     await session.execute(
         text(
             "SELECT pg_notify(:channel, json_build_object('kind', 'dispatch',"
-            " 'id', txid_current(), 'queues', json_build_object(CAST(:queue AS text), :count),"
-            " 'due', json_build_object(CAST(:queue AS text), :count))::text)"
+            " 'id', txid_current(),"
+            " 'queues', json_build_object(CAST(:queue AS text), CAST(:count AS int)),"
+            " 'due', json_build_object(CAST(:queue AS text), CAST(:count AS int)))::text)"
         ),
         {"channel": DISPATCH_CHANNEL, "queue": queue, "count": count},
     )
