@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,8 +17,10 @@ from pgqueuer.models import Context, Job
 
 from app.jobs.connections import pgqueuer_queries, worker_sessions
 from app.jobs.manager import JobManager
+from app.jobs.membership import Membership
 from app.jobs.schedule_firing import CHANGES_CHANNEL as SCHEDULE_CHANGES_CHANNEL
 from app.jobs.schedule_sync import sync_declared_schedules
+from app.jobs.wake_gate import WakeGate
 from app.observability.logging import configure_logging
 from app.observability.metrics import start_metrics_server, worker_metrics
 from app.pipelines import rabbitmq_publish
@@ -32,6 +35,7 @@ from worker.maintenance.leader import MaintenanceLeader
 from worker.maintenance.reaper import Reaper
 from worker.maintenance.retention import Retention
 from worker.maintenance.scheduler import Scheduler
+from worker.queue_manager import JitteredQueueManager
 from worker.runner import Runner
 
 logger = logging.getLogger("worker")
@@ -134,21 +138,37 @@ async def factory() -> AsyncIterator[QueueManager]:
         finishes = FinishWriter(settings.asyncpg_dsn, locks, pooled=settings.behind_pooler)
         await finishes.open()
         stack.push_async_callback(finishes.close)
-        queries = await pgqueuer_queries(stack, settings, ident)
+        served = {queue.queue: queue.concurrency for queue in settings.workers_json}
+        # A new job wakes about one worker, not all of them (app.jobs.wake_gate); the gate
+        # ranks this worker among the live ones serving a queue, which membership keeps.
+        gate = WakeGate(ident, served)
+        membership = Membership(sessions, ident, served, gate)
+        await membership.run_once()
+        stack.push_async_callback(membership.leave)
+        queries = await pgqueuer_queries(stack, settings, ident, gate)
         # A QueueManager, not a PgQueuer: PgQueuer also runs pgqueuer's own scheduler (we
         # have ours) and, when either fails, cancels the other, and with it every running
         # job, before their final writes. A QueueManager that fails lets them finish.
-        pgq = QueueManager(queries)
+        pgq = JitteredQueueManager(queries)
         runner = Runner(
             settings, JobManager.from_settings(settings, sessions), locks, finishes, ident
         )
         locks.on_locks_lost = runner.interrupt_jobs
+        # Jobs running per queue: a worker without a free slot leaves a new job to others.
+        busy: Counter[str] = Counter()
+        gate.has_free_slot = lambda queue: busy[queue] < served.get(queue, 0)
 
         async def handle(job: Job, ctx: Context) -> None:
             """Every queue's entrypoint: the payload is the dl_jobs id."""
             if job.payload is None:
                 return
-            await runner.run_dispatch(uuid.UUID(bytes=job.payload), int(job.id), ctx.cancellation)
+            busy[job.entrypoint] += 1
+            try:
+                await runner.run_dispatch(
+                    uuid.UUID(bytes=job.payload), int(job.id), ctx.cancellation
+                )
+            finally:
+                busy[job.entrypoint] -= 1
 
         for queue in settings.workers_json:
             pgq.entrypoint(queue.queue, concurrency_limit=queue.concurrency, accepts_context=True)(
@@ -178,6 +198,7 @@ async def factory() -> AsyncIterator[QueueManager]:
         signalled = asyncio.Event()
         background = [
             asyncio.create_task(maintenance.run()),
+            asyncio.create_task(membership.run()),
             asyncio.create_task(
                 _drain_then_interrupt(pgq, runner, settings.dl_shutdown_timeout_sec, signalled)
             ),
@@ -193,7 +214,8 @@ async def factory() -> AsyncIterator[QueueManager]:
 
 
 async def _stop_background(maintenance: MaintenanceLeader, tasks: list[asyncio.Task[None]]) -> None:
-    """End the maintenance leader (it stops its services and resigns) and the drain watcher."""
+    """End the maintenance leader (it stops its services and resigns), the membership
+    refresh and the drain watcher."""
     maintenance.stopped.set()
     for task in tasks[1:]:
         task.cancel()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from app.db.pgqueuer_tables import DISPATCH_CHANNEL
 from app.db.sql_common import qualified
 from app.domain.attempts import FinishRequest, StartAnswer, StartedAttempt, StartRequest
 from app.domain.states import JobEvent, JobStatus
@@ -122,11 +123,30 @@ def batch_statements(schema: str) -> BatchStatements:
             SELECT s.job_id, '{JobEvent.STARTED.value}', s.attempt, clock_timestamp(),
                    jsonb_build_object('worker_id', $4::text)
             FROM started s
+        ),
+        answered AS MATERIALIZED (
+            -- The `started` notice: these queues' dispatches were picked and answered
+            -- (started, left to wait for their lock, paused, canceled or stale), so the
+            -- workers still counting them as pending stop doing so (app.jobs.wake_gate);
+            -- one left out would keep every other worker's count up until its next empty
+            -- dequeue, and each would look once for nothing. Sent on commit.
+            SELECT pg_notify('{DISPATCH_CHANNEL}',
+                json_build_object('kind', 'started',
+                                  'queues', json_object_agg(queue, n))::text)
+            FROM (
+                SELECT j.queue, count(*) AS n
+                FROM request r JOIN {jobs} j ON j.job_id = r.job_id
+                WHERE j.job_id = ANY($1::uuid[])  -- by primary key, as in `startable`
+                GROUP BY j.queue
+            ) per_queue
+            HAVING count(*) > 0
         )
         SELECT l.job_id, l.pgq_job_id, l.lock_key, l.got_lock, l.paused,
                s.job_id IS NOT NULL AS started,
                s.queue, s.task, s.args, s.priority, s.attempt, s.max_attempts, s.lease_ttl_sec
-        FROM locked l LEFT JOIN started s ON s.job_id = l.job_id
+        -- Listing `answered` makes it run: a SELECT in WITH runs only when read.
+        FROM locked l LEFT JOIN started s ON s.job_id = l.job_id,
+             (SELECT count(*) FROM answered) AS announced
     """
     finish = f"""
         WITH request AS (

@@ -47,7 +47,7 @@ from sqlalchemy.types import UUID, DateTime, Integer, Interval, Text, Uuid
 
 from app.db.events import events, logged_with
 from app.db.models import DlJob
-from app.db.pgqueuer_tables import dispatch_ctes, next_dispatch_id
+from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
 from app.db.sql_common import cutoff, qualified
 from app.domain.attempts import QueuedJob, RequeueRequest, StartedAttempt
 from app.domain.filters import JobCursor, JobFilter
@@ -141,7 +141,7 @@ def _insert_statement(schema: str) -> TextClause:
                    jsonb_build_object('queue', queue, 'task', task)
             FROM new_jobs
         )
-        SELECT job_id FROM new_jobs
+        SELECT job_id FROM new_jobs, {ANNOUNCED}
     """
     return text(sql).bindparams(*(bindparam(name, type_=ARRAY(kind)) for name, kind in _COLUMNS))
 
@@ -176,7 +176,7 @@ def _dispatch_statement(schema: str) -> TextClause:
             FROM dispatched d, source s
             WHERE j.job_id = s.job_id AND d.id = s.pgq_job_id
         )
-        SELECT id FROM dispatched
+        SELECT id FROM dispatched, {ANNOUNCED}
     """
     return text(sql).bindparams(
         bindparam("job_id", type_=Uuid()),

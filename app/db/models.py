@@ -195,3 +195,22 @@ class DlQueue(Base):
     paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DlWorker(Base):
+    """A running worker process and the queues it serves; gone when it stops cleanly.
+
+    A row whose last_seen_at is older than three refresh periods belongs to a worker that
+    died without saying so; readers ignore it (app.db.workers).
+    """
+
+    __tablename__ = "dl_workers"
+
+    worker_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[dict[str, Any]] = mapped_column(JSONB)  # {queue: concurrency}
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

@@ -1,8 +1,13 @@
-"""pgqueuer dispatch rows (their one builder) and cancel signals, in the caller's transaction."""
+"""pgqueuer dispatch rows (their one builder) and cancel signals, in the caller's transaction.
+
+Every statement that gives workers something to run also sends, in that statement, one
+notice on DISPATCH_CHANNEL with how many dispatches each queue got; the worker's wake gate
+(app.jobs.wake_gate) wakes only as many workers as there are jobs, instead of every idle
+worker waking on pgqueuer's own table-changed notice.
+"""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any, cast
 
@@ -35,6 +40,16 @@ pgqueuer_jobs = table(
 )
 # Inline, so the partial index on queued rows matches (bound parameters would not).
 _QUEUED = inline_constant(JobStatus.QUEUED.value)
+# Our notice channel: {"kind": "dispatch", "id": <first dispatch id>, "queues": {queue: n},
+# "due": {queue: n due now}} when dispatches are written, {"kind": "started", "queues":
+# {queue: n}} when a worker's start statement answered picked dispatches. Notices live per
+# database, like pgqueuer's own channel.
+DISPATCH_CHANNEL = "dl_dispatch"
+# NOTIFY refuses payloads of 8000 bytes or more and would fail the enqueue; a dispatch to
+# very many queues at once says `overflow` instead, and every worker then looks once.
+MAX_NOTICE_BYTES = 7900
+# A statement using dispatch_ctes must name this in its FROM (see there).
+ANNOUNCED = "(SELECT count(*) FROM announced) AS announced"
 
 
 class NotInTransactionError(RuntimeError):
@@ -63,6 +78,9 @@ def dispatch_ctes(schema: str, source: str) -> str:
     enqueue writes them, so pgqueuer cannot tell them apart. A paused queue's dispatches are
     parked (see PARKED_PREFIX below); its dl_queues row is read FOR SHARE, so a concurrent
     resume waits for this transaction and then sees the dispatch.
+
+    The `announced` CTE sends the dispatch notice. A SELECT in WITH runs only when the
+    statement reads it, so the statement's final SELECT must list ANNOUNCED in its FROM.
     """
     pgq = pgqueuer_settings(schema).qualified
     queues = qualified(schema, "dl_queues")
@@ -81,11 +99,32 @@ def dispatch_ctes(schema: str, source: str) -> str:
                         THEN '{PARKED_PREFIX}' || queue ELSE queue END,
                    uuid_send(job_id), greatest(available_at, now()), 'queued'
             FROM {source}
-            RETURNING id, entrypoint, priority
+            RETURNING id, entrypoint, priority, execute_after
         ),
         dispatch_logged AS (
             INSERT INTO {pgq.queue_table_log} (job_id, status, entrypoint, priority)
             SELECT id, 'queued', entrypoint, priority FROM dispatched
+        ),
+        announced AS MATERIALIZED (
+            -- One notice per statement, sent on commit. A parked entrypoint is counted under
+            -- its parked name, which no worker serves. `id` names the notice: the workers
+            -- rank themselves for it (app.jobs.wake_gate).
+            SELECT pg_notify('{DISPATCH_CHANNEL}',
+                CASE WHEN octet_length(payload) <= {MAX_NOTICE_BYTES} THEN payload
+                     ELSE json_build_object('kind', 'dispatch', 'id', first_id,
+                                            'overflow', true)::text END)
+            FROM (
+                SELECT min(first_id) AS first_id,
+                       json_build_object('kind', 'dispatch', 'id', min(first_id),
+                                         'queues', json_object_agg(entrypoint, n),
+                                         'due', json_object_agg(entrypoint, due))::text AS payload
+                FROM (
+                    SELECT entrypoint, count(*) AS n, min(id) AS first_id,
+                           count(*) FILTER (WHERE execute_after <= now()) AS due
+                    FROM dispatched GROUP BY entrypoint
+                ) per_queue
+                HAVING count(*) > 0
+            ) notice
         )"""
 
 
@@ -147,26 +186,20 @@ async def _move_queued(session: AsyncSession, source: str, target: str) -> int:
     return int(cast(Any, result).rowcount)
 
 
-async def wake_workers(session: AsyncSession, schema: str) -> None:
-    """Send pgqueuer's table-changed notice on commit.
+async def wake_workers(session: AsyncSession, queue: str, count: int) -> None:
+    """Tell the workers, on commit, that `count` dispatches of `queue` can run now.
 
-    pgqueuer's trigger is statement-level, where OLD and NEW are NULL, so an UPDATE of its
-    table notifies nobody: workers waiting on an empty queue would only look at their next
-    poll.
+    Resume moves rows with an UPDATE, on which pgqueuer's trigger sends nothing; this is the
+    dispatch notice a new job's statement sends, so as many workers wake as there are jobs.
     """
-    channel = pgqueuer_settings(schema).channel
-    payload = {
-        "channel": channel,
-        "operation": "update",
-        "table": "pgqueuer",
-        "type": "table_changed_event",
-    }
     await session.execute(
         text(
-            "SELECT pg_notify(:channel, (CAST(:payload AS jsonb)"
-            " || jsonb_build_object('sent_at', now()))::text)"
+            "SELECT pg_notify(:channel, json_build_object('kind', 'dispatch',"
+            " 'id', txid_current(),"
+            " 'queues', json_build_object(CAST(:queue AS text), CAST(:count AS int)),"
+            " 'due', json_build_object(CAST(:queue AS text), CAST(:count AS int)))::text)"
         ),
-        {"channel": channel, "payload": json.dumps(payload)},
+        {"channel": DISPATCH_CHANNEL, "queue": queue, "count": count},
     )
 
 

@@ -10,6 +10,11 @@ import contextlib
 from contextlib import AsyncExitStack
 
 import asyncpg
+from pgqueuer.adapters.persistence.qb import (
+    QueryBuilderEnvironment,
+    QueryQueueBuilder,
+    QuerySchedulerBuilder,
+)
 from pgqueuer.adapters.persistence.queries import Queries
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,7 +25,8 @@ from app.db.connections import (
     worker_pool,
 )
 from app.db.engine import create_session_factory
-from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
+from app.db.pgqueuer_schema import pgqueuer_settings
+from app.jobs.wake_gate import GatedDriver, GatedQueries, WakeGate
 from app.settings import Settings
 
 __all__ = [
@@ -41,11 +47,23 @@ async def worker_sessions(
     return create_session_factory(engine)
 
 
-async def pgqueuer_queries(stack: AsyncExitStack, settings: Settings, worker_id: str) -> Queries:
-    """pgqueuer's queries on its own connection (its LISTEN and dequeues); closed with `stack`."""
+async def pgqueuer_queries(
+    stack: AsyncExitStack, settings: Settings, worker_id: str, gate: WakeGate
+) -> Queries:
+    """pgqueuer's queries on its own connection (its LISTEN and dequeues); closed with `stack`.
+
+    Its driver wakes pgqueuer's loop only when `gate` says so (app.jobs.wake_gate).
+    """
     connection = await connect_pgqueuer(settings.session_dsn, worker_id)
     stack.push_async_callback(_close_quietly, connection)
-    return queries_for(connection, pgqueuer_settings(settings.pg_schema_queue))
+    db_settings = pgqueuer_settings(settings.pg_schema_queue)
+    return GatedQueries(
+        GatedDriver(connection, db_settings.channel, gate),
+        qbe=QueryBuilderEnvironment(db_settings),
+        qbq=QueryQueueBuilder(db_settings),
+        qbs=QuerySchedulerBuilder(db_settings),
+        gate=gate,
+    )
 
 
 async def _close_quietly(connection: asyncpg.Connection) -> None:

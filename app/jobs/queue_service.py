@@ -74,12 +74,11 @@ class QueueService:
         Resuming a queue that is not paused is harmless.
         """
         name = check_queue_name(queue)
-        schema = self.settings.pg_schema_queue
         async with self.sessions() as session, session.begin():
             await queues.resume_in_session(session, name)
             unparked = await pgqueuer_tables.unpark_dispatches(session, name)
             if unparked:
-                await pgqueuer_tables.wake_workers(session, schema)
+                await pgqueuer_tables.wake_workers(session, name, unparked)
             view = await self._view(session, name)
         logger.info("queue resumed: %s (%d dispatch(es) released)", name, unparked)
         return view

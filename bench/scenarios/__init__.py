@@ -27,7 +27,8 @@ def all_scenarios() -> dict[int, Scenario]:
         s4_latency,
         s5_scale,
         s6_memory,
+        s7_herd,
     )
 
-    modules = (s1_peer, s2_lifecycle, s3_enqueue, s4_latency, s5_scale, s6_memory)
+    modules = (s1_peer, s2_lifecycle, s3_enqueue, s4_latency, s5_scale, s6_memory, s7_herd)
     return {m.NUMBER: Scenario(m.NUMBER, m.TITLE, m.run) for m in modules}

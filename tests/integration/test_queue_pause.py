@@ -10,13 +10,12 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from pgqueuer.domain.models import AnyEvent
 from pgqueuer.ports.repository import EntrypointExecutionParameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.jobs import dispatch as dispatch_in_session  # one new dispatch for one job
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
-from app.db.pgqueuer_tables import parked_entrypoint
+from app.db.pgqueuer_tables import DISPATCH_CHANNEL, parked_entrypoint
 from app.domain.attempts import RequeueRequest
 from app.domain.spec import JobCreate
 from app.domain.states import JobEvent
@@ -348,23 +347,24 @@ async def test_resume_notifies_waiting_workers(
     settings: Settings,
     queues: QueueService,
 ) -> None:
-    """pgqueuer's trigger does not notify on UPDATE; the resume must, or workers sleep on."""
+    """pgqueuer's trigger does not notify on UPDATE; the resume must, or workers sleep on.
+
+    It sends the dispatch notice a new job's statement sends (app.jobs.wake_gate reads it).
+    """
     await enqueue(sessions, settings, QUEUE, "wake")
     await queues.pause(QUEUE)
     listener = await asyncpg.connect(database_dsn)
     received: asyncio.Queue[str] = asyncio.Queue()
-    channel = pgqueuer_settings(settings.pg_schema_queue).channel
     try:
-        await listener.add_listener(channel, lambda *args: received.put_nowait(args[-1]))
+        await listener.add_listener(DISPATCH_CHANNEL, lambda *args: received.put_nowait(args[-1]))
 
         await queues.resume(QUEUE)
 
         payload = await asyncio.wait_for(received.get(), WAIT_SEC)
     finally:
         await listener.close()
-    event = AnyEvent.model_validate_json(payload).root
-    assert event.type == "table_changed_event"
-    assert json.loads(payload)["table"] == "pgqueuer"
+    notice = json.loads(payload)
+    assert (notice["kind"], notice["queues"], notice["due"]) == ("dispatch", {QUEUE: 1}, {QUEUE: 1})
 
 
 async def test_start_of_a_job_whose_queue_was_paused_after_the_pick_is_answered_paused(

@@ -87,7 +87,8 @@ async def private_postgres(
 ) -> AsyncIterator[PrivatePostgres]:
     """Start a server listening on `listen`, trusting `trusted_networks` too; migrate it.
 
-    `settings` override the server's (e.g. a small `max_connections` to run out of).
+    `settings` add to or override the server's (e.g. a small `max_connections` to run out
+    of, or shared_preload_libraries).
 
     Stopped (immediately: its data is thrown away) when the block exits.
     """
