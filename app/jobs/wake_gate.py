@@ -15,7 +15,8 @@ in pgqueuer's driver, where pgqueuer registers its LISTEN callback:
   below the number of jobs wake pgqueuer's loop at once. The others look again later (150 ms,
   then 50 ms more per rank) and wake only if, as far as they heard, that notice's jobs still
   wait (dispatched minus answered by a start statement, counted in order up to that notice's
-  jobs) and they still have a free slot. That covers a rank-0 worker that is busy, stopped or already gone.
+  jobs) and they still have a free slot. That covers a rank-0 worker that is busy, stopped
+  or already gone.
 - A worker without a free slot does nothing: its own completion wakes it.
 - pgqueuer's periodic dequeue (`--dequeue-timeout`) stays as the safety net, so no missed
   notice can leave a job behind for longer than that.
