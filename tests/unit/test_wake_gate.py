@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections import Counter
 
-from app.jobs.wake_gate import BACKUP_STEP_SEC, WakeGate, rank_of
+from app.jobs.wake_gate import WakeGate, backup_delay_sec, rank_of
 
 FLEET = [f"w{n}" for n in range(30)]
 
@@ -50,7 +50,7 @@ async def test_wake_gate_backup_wakes_only_while_the_job_waits() -> None:
     assert (second.wakes, third.wakes) == (0, 0)
     # The third hears the job start before its look is due; the second never does.
     third.on_notice(json.dumps({"kind": "started", "queues": {"q": 1}}))
-    await asyncio.sleep(BACKUP_STEP_SEC * 4)
+    await asyncio.sleep(backup_delay_sec(2, 1) * 2)
     assert (second.wakes, third.wakes) == (1, 0)
 
 
@@ -59,7 +59,7 @@ async def test_wake_gate_without_a_free_slot_stays_asleep() -> None:
     gate = _gate(first)
     gate.has_free_slot = lambda _queue: False
     _dispatch(gate, notice=9)
-    await asyncio.sleep(BACKUP_STEP_SEC * 2)
+    await asyncio.sleep(backup_delay_sec(1, 1) * 2)
     assert gate.wakes == 0
 
 
@@ -76,5 +76,5 @@ async def test_wake_gate_empty_dequeue_clears_pending() -> None:
     gate = _gate(order[1])
     _dispatch(gate, notice=3)
     gate.found_nothing(["q"])
-    await asyncio.sleep(BACKUP_STEP_SEC * 2)
+    await asyncio.sleep(backup_delay_sec(1, 1) * 2)
     assert gate.wakes == 0
