@@ -155,8 +155,10 @@ async def factory() -> AsyncIterator[QueueManager]:
         )
         locks.on_locks_lost = runner.interrupt_jobs
         # Jobs running per queue: a worker without a free slot leaves a new job to others.
+        # A queue's concurrency is a fleet-wide limit (this worker alone may reach it); 0
+        # sets none, so such a queue always has room here.
         busy: Counter[str] = Counter()
-        gate.has_free_slot = lambda queue: busy[queue] < served.get(queue, 0)
+        gate.has_free_slot = lambda queue: not served.get(queue) or busy[queue] < served[queue]
 
         async def handle(job: Job, ctx: Context) -> None:
             """Every queue's entrypoint: the payload is the dl_jobs id."""

@@ -5,9 +5,11 @@ every idle QueueManager wakes on each notice to run a dequeue and up to three pr
 N idle workers a job costs N times that work, almost all of it finding nothing. The gate sits
 in pgqueuer's driver, where pgqueuer registers its LISTEN callback:
 
-- pgqueuer's table-changed notices are dropped, except a `delete` sent by this worker's own
-  pgqueuer connection (a job of ours completed, so one of our slots is free and a waiting
-  job may fit). Cancellation and health-check notices pass untouched.
+- pgqueuer's table-changed notices are dropped, except a `delete` (a completion): sent by
+  this worker's own pgqueuer connection, it wakes this worker (one of our slots is free and a
+  waiting job may fit); sent by another worker, on a queue with a fleet-wide limit, it wakes
+  the rank-0 worker among the live peers too, so freed fleet slots spread over the fleet.
+  Cancellation and health-check notices pass untouched.
 - Our own dispatch notice (app.db.pgqueuer_tables.DISPATCH_CHANNEL, sent by the statement
   that writes the dispatches) says how many jobs each queue got. Every worker serving the
   queue with a free slot ranks itself among the live workers serving it (dl_workers, kept by
@@ -147,6 +149,19 @@ class WakeGate:
         """Dispatched jobs of `queue` not yet answered, as far as this worker heard."""
         return self.dispatched[queue] - self.answered[queue]
 
+    def on_peer_completion(self, notice_id: str) -> None:
+        """A job completed on another worker: on a queue with a fleet-wide limit, its slot
+        may now be free for anyone. The completing worker looks (its own completion wakes
+        it); so does the rank-0 worker among the live peers, so the freed slots spread over
+        the fleet instead of staying with the workers that took them first. Two looks per
+        completion, whatever the size of the fleet."""
+        limited = [queue for queue, limit in self.served.items() if limit > 0]
+        if not any(self.has_free_slot(queue) for queue in limited):
+            return
+        peers = {peer for queue in limited for peer in self.peers[queue]}
+        if rank_of(notice_id, self.worker_id, peers) == 0:
+            self.wake()
+
     def on_overflow(self) -> None:
         """A dispatch too large to describe: every worker looks once."""
         for queue in self.served:
@@ -195,19 +210,25 @@ class _GatedListener:
 
     callback: NotifyCallback
     own_pid: int
+    gate: WakeGate = dataclasses.field(compare=False)
 
     def __call__(self, connection: object, pid: int, channel: str, payload: str) -> None:
-        if "table_changed_event" in payload and not self._own_delete(pid, payload):
-            return
-        self.callback(payload)
+        if "table_changed_event" not in payload:
+            self.callback(payload)  # cancellations, health checks
+        elif _is_delete(payload):
+            if pid == self.own_pid:
+                self.callback(payload)
+            else:
+                # Every receiver names the notice alike: sender and payload (with its time).
+                self.gate.on_peer_completion(f"{pid}/{payload}")
 
-    def _own_delete(self, pid: int, payload: str) -> bool:
-        if pid != self.own_pid:
-            return False
-        try:
-            return bool(json.loads(payload).get("operation") == "delete")
-        except ValueError:
-            return False
+
+def _is_delete(payload: str) -> bool:
+    """Whether a table-changed notice of pgqueuer's trigger is for a DELETE (a completion)."""
+    try:
+        return bool(json.loads(payload).get("operation") == "delete")
+    except ValueError:
+        return False
 
 
 class GatedDriver(AsyncpgDriver):
@@ -231,7 +252,7 @@ class GatedDriver(AsyncpgDriver):
         if channel != self._channel:
             await super().add_listener(channel, callback)
             return
-        listener = _GatedListener(callback, self._connection.get_server_pid())
+        listener = _GatedListener(callback, self._connection.get_server_pid(), self.gate)
         async with self._lock:
             await self._connection.add_listener(channel, listener)
             await self._connection.add_listener(DISPATCH_CHANNEL, self._dispatch_listener)

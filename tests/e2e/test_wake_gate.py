@@ -36,6 +36,18 @@ async def test_wake_gate_lone_job_on_an_idle_fleet_is_picked(
     )
 
 
+async def test_wake_gate_wakes_workers_of_a_queue_without_a_concurrency_limit(
+    jobs_db: JobsDb, fleet: WorkerFleet
+) -> None:
+    # Concurrency 0 sets no limit: such a queue always has a free slot on every worker.
+    await _start(fleet, "w1", "w2", queues={"etl.default": 0})
+    for _ in range(3):  # several notices, so each worker ranks first for some
+        job_id = await jobs_db.enqueue("noop", QUICK)
+        await jobs_db.wait_status(
+            job_id, "succeeded", timeout=PICKED_WITHIN_SEC, diagnostics=fleet.diagnostics
+        )
+
+
 async def test_wake_gate_job_of_a_queue_one_worker_serves_is_picked(
     jobs_db: JobsDb, fleet: WorkerFleet
 ) -> None:

@@ -78,3 +78,24 @@ async def test_wake_gate_empty_dequeue_clears_pending() -> None:
     gate.found_nothing(["q"])
     await asyncio.sleep(backup_delay_sec(1, 1) * 2)
     assert gate.wakes == 0
+
+
+def test_wake_gate_a_peer_completion_wakes_one_worker_of_a_limited_queue() -> None:
+    gates = [_gate(me) for me in FLEET]  # queue "q" has a fleet-wide limit of 2
+    for completion in range(20):
+        for gate in gates:
+            gate.on_peer_completion(f"4242/completion {completion}")
+        assert sum(gate.wakes for gate in gates) == completion + 1
+
+
+def test_wake_gate_a_peer_completion_wakes_nobody_without_a_limit_or_a_free_slot() -> None:
+    unlimited = [WakeGate(me, {"q": 0}) for me in FLEET]
+    full = [_gate(me) for me in FLEET]
+    for gate in unlimited:
+        gate.set_peers({"q": FLEET})
+        gate.connect(lambda: None)
+    for gate in full:
+        gate.has_free_slot = lambda _queue: False
+    for gate in [*unlimited, *full]:
+        gate.on_peer_completion("4242/completion")
+    assert sum(gate.wakes for gate in [*unlimited, *full]) == 0
