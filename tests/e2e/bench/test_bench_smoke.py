@@ -16,7 +16,7 @@ import pytest
 from app.settings import Settings
 from tests.support.databases import TestServer as PgServer
 
-SCENARIOS = {"1", "2", "3", "4", "5", "6"}
+SCENARIOS = {"1", "2", "3", "4", "5", "6", "7"}
 RUN_TIMEOUT_SEC = 280
 
 
