@@ -28,6 +28,7 @@ from pathlib import Path
 import asyncpg
 
 from app.devserver.embedded_postgres import EmbeddedPostgres, free_port
+from app.jobs.leadership import LEADER_LOCK_ID
 from bench.context import RunContext
 from bench.enqueue import trigger_bytes
 from bench.http_load import HttpConnection
@@ -196,9 +197,14 @@ async def _idle(
     end = await asyncio.to_thread(_size, log_file)
     await connection.execute("ALTER SYSTEM RESET log_statement")
     await connection.execute("SELECT pg_reload_conf()")
+    # The leader holds the leader lock on its pgqueuer connection (app.jobs.leadership).
     leader = await connection.fetchval(
-        "SELECT substr(application_name, length('dataloader leader ') + 1) FROM pg_stat_activity"
-        " WHERE application_name LIKE 'dataloader leader %' LIMIT 1"
+        "SELECT substr(a.application_name, length('dataloader pgqueuer ') + 1)"
+        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted"
+        " AND ((l.classid::bigint << 32) | l.objid::bigint) = $1"
+        " AND a.application_name LIKE 'dataloader pgqueuer %' LIMIT 1",
+        LEADER_LOCK_ID,
     )
     text = await asyncio.to_thread(_read_slice, log_file, start, end)
     senders: Counter[str] = Counter()
