@@ -40,6 +40,10 @@ def non_public_kind(address: IPAddress) -> str | None:
             kind = non_public_kind(inner)
             if kind is not None:
                 return f"the {form} form of {inner}, {kind}"
+            if form in ("IPv4-mapped", "NAT64"):
+                # These reach exactly the IPv4 address (DNS64 networks resolve public sites
+                # to NAT64 forms): a public one is public.
+                return None
     if address.is_unspecified:
         return "the unspecified address"
     if address.is_loopback:
@@ -57,10 +61,10 @@ def non_public_kind(address: IPAddress) -> str | None:
         return "an address of 'this network' (0.0.0.0/8)"
     if isinstance(address, IPv4Address) and address in _SHARED:
         return "a shared address (100.64.0.0/10, carrier-grade NAT)"
+    if address.is_reserved:  # before is_private, which Python 3.11 also says of 240.0.0.0/4
+        return "a reserved address"
     if address.is_private:
         return "a private address"
-    if address.is_reserved:
-        return "a reserved address"
     if not address.is_global:
         return "a non-public address"
     return None
