@@ -65,9 +65,23 @@ async def test_trigger_refuses_internal_callback_urls_naming_the_reason(
         "http://10.0.0.1/": "url host 10.0.0.1 is a private address",
         "http://[fd00::1]/": "url host fd00::1 is a unique-local address",
     }
+    job = {"queue": "etl.default", "task": "http.callback", "lock_key": "k"}
+    metadata = {"url": "http://169.254.169.254/latest/meta-data/"}
     api = await start_api_server(database_dsn, tmp_path / "api.log")
     try:
         answers = {url: await _trigger(api, "http.callback", {"url": url}) for url in cases}
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as client:
+            bulk = await client.post(
+                "/api/v1/jobs/trigger/bulk",
+                json={
+                    "jobs": [{**job, "args": {"url": "http://8.8.8.8/"}}, {**job, "args": metadata}]
+                },
+            )
+            schedule = await client.post(
+                "/api/v1/schedules",
+                json={"name": "steal", "cron": "* * * * *", **job, "args": metadata},
+            )
+            schedules = (await client.get("/api/v1/schedules")).json()["schedules"]
     finally:
         stop_api_server(api)
 
@@ -77,6 +91,14 @@ async def test_trigger_refuses_internal_callback_urls_naming_the_reason(
         detail = answer.json()["detail"]
         assert detail.startswith(f"args of task 'http.callback': {reason}"), (url, detail)
         assert detail.endswith(ALLOW_HINT), (url, detail)
+    link_local = "url host 169.254.169.254 is a link-local address"
+    assert bulk.status_code == 400, bulk.text
+    assert bulk.json()["detail"].startswith(f"jobs[1]: args of task 'http.callback': {link_local}")
+    assert schedule.status_code == 400, schedule.text
+    assert schedule.json()["detail"].startswith(
+        f"job template: args of task 'http.callback': {link_local}"
+    )
+    assert schedules == []
     assert await jobs_db.scalar("SELECT count(*) FROM dl_jobs") == 0
     assert server.requests == []
 
