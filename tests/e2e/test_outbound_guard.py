@@ -140,6 +140,23 @@ async def test_worker_refuses_a_callback_the_trigger_did_not_check_before_connec
     )
 
 
+async def test_worker_reaches_an_allowed_host_name_keeping_it_in_the_host_header(
+    jobs_db: JobsDb, fleet: WorkerFleet, server: RecordingHttpServer
+) -> None:
+    await fleet.start_ready(env={"HTTP_CALLBACK_ALLOWED_HOSTS": "localhost"})
+    url = f"http://localhost:{server.port}/named"
+    job_id = await jobs_db.enqueue("http.callback", {"url": url})
+
+    done = await jobs_db.wait_status(
+        job_id, "succeeded", timeout=TIMEOUT, diagnostics=fleet.diagnostics
+    )
+
+    assert done["error"] is None
+    [request] = server.requests_to("/named")
+    # The guard connected to the address it resolved; the request still names the host.
+    assert request.headers["host"] == f"localhost:{server.port}"
+
+
 async def test_credentials_go_only_to_their_bound_urls(
     database_dsn: str,
     jobs_db: JobsDb,

@@ -12,6 +12,9 @@ from app.pipelines.outbound.addresses import IPAddress, IPNetwork, in_networks, 
 from app.settings import Settings
 
 ALLOW_SETTINGS = "HTTP_CALLBACK_ALLOWED_NETWORKS or HTTP_CALLBACK_ALLOWED_HOSTS"
+# getaddrinfo runs in the loop's thread pool; a slow resolver must not hold a trigger (or
+# that pool) for its own timeouts, so a lookup this slow counts as not resolving now.
+RESOLVE_TIMEOUT_SEC = 5.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,10 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     """
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(RESOLVE_TIMEOUT_SEC):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        raise UnresolvableHostError(f"cannot resolve {host}: no answer in time") from None
     except (socket.gaierror, UnicodeError) as exc:
         raise UnresolvableHostError(f"cannot resolve {host}: {exc}") from None
     addresses: list[IPAddress] = []
