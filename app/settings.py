@@ -7,12 +7,16 @@ import ipaddress
 import json
 import re
 import sys
+from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import quote
 
+import httpx
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -58,6 +62,88 @@ class ApiToken(BaseModel):
         if len(value.get_secret_value()) < 16:
             raise ValueError("a token must be at least 16 characters")
         return value
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class UrlPrefix:
+    """Where a credential set may be sent: a scheme, host, port and path prefix.
+
+    Compared as parsed components, never as strings, so `https://good.example` does not
+    cover `https://good.example.evil.com`; the path matches at a segment boundary. Parsed
+    by httpx, the library that sends the request, so both sides read a URL alike.
+    """
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> UrlPrefix:
+        """The prefix `text` names; ValueError when it is not an http(s) URL without query."""
+        try:
+            url = httpx.URL(text)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"{text!r} is not a valid URL: {exc}") from None
+        if url.scheme not in _DEFAULT_PORTS or not url.host:
+            raise ValueError(f"{text!r} must be an http:// or https:// URL with a host")
+        if url.query or url.fragment or url.userinfo:
+            raise ValueError(f"{text!r} must not carry a query, fragment or user info")
+        return cls(url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme], url.path)
+
+    def matches(self, url: str) -> bool:
+        """Whether `url` is under this prefix: same scheme, host and port, path below it."""
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL:
+            return False
+        if (target.scheme, target.host) != (self.scheme, self.host):
+            return False
+        if (target.port or _DEFAULT_PORTS.get(target.scheme)) != self.port:
+            return False
+        base = self.path.rstrip("/")
+        return target.path == self.path or target.path.startswith(base + "/")
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{self.path}"
+
+
+class CallbackCredentials(BaseModel):
+    """One credential set of `http.callback`: its headers and the URL prefixes it may go to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    headers: Annotated[dict[str, SecretStr], Field(min_length=1)]
+    urls: list[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_shape(cls, value: object) -> object:
+        # The old form was {name: {header: value}}: say what changed, not "field required".
+        if isinstance(value, dict) and ("headers" not in value or "urls" not in value):
+            raise ValueError(
+                'each credential set needs "headers" and "urls" (the URL prefixes it may be'
+                ' sent to), e.g. {"partner": {"headers": {"Authorization": "Bearer …"},'
+                ' "urls": ["https://api.partner.example/hooks/"]}}'
+            )
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError('a credential set needs at least one URL prefix in "urls"')
+        for text in value:
+            UrlPrefix.parse(text)
+        return value
+
+    @property
+    def prefixes(self) -> list[UrlPrefix]:
+        """The parsed URL prefixes."""
+        return [UrlPrefix.parse(text) for text in self.urls]
 
 
 class Settings(BaseSettings):
@@ -188,10 +274,32 @@ class Settings(BaseSettings):
     """Address of a worker's Prometheus endpoint."""
 
     # Built-in pipelines. Credentials live here, never in job args.
-    http_callback_credentials_json: dict[str, dict[str, SecretStr]] = Field(default_factory=dict)
-    """Named header sets for `http.callback`, a JSON object:
-    `{"partner": {"Authorization": "Bearer …"}}`; a job picks one with
-    `"credentials": "partner"`."""
+    http_callback_credentials_json: dict[str, CallbackCredentials] = Field(default_factory=dict)
+    """Named header sets for `http.callback`, each bound to the URL prefixes it may be sent
+    to, a JSON object: `{"partner": {"headers": {"Authorization": "Bearer …"}, "urls":
+    ["https://api.partner.example/hooks/"]}}`; a job picks one with `"credentials":
+    "partner"`, and only for a URL under one of its prefixes (scheme, host, port, path at a
+    segment boundary)."""
+    http_callback_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list
+    )
+    """Non-public networks `http.callback` may reach anyway, as CIDRs (`10.1.2.0/24`,
+    `127.0.0.1/32`). Without one, a URL resolving to a loopback, private, link-local,
+    unique-local, multicast, shared or reserved address is refused (see
+    [security](security.md#outbound-guard))."""
+    http_callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Host names `http.callback` may reach whatever they resolve to (`hooks.internal`);
+    exact names, or `*.internal.example` for any name below one."""
+    email_allowed_recipient_domains: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Domains `email.send` may write to (`to`, `cc`, `bcc` and `reply_to`): `example.com`,
+    `*.example.com` for any subdomain, `*` for any. Empty: every recipient is refused."""
+    rabbitmq_allowed_exchanges: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Exchanges `rabbitmq.publish` may publish to, as names or patterns (`orders.*`; `*`
+    matches any run of characters); `amq.default` names the default exchange (`""` in a
+    job), which routes to any queue by its name. Empty: every publish is refused."""
+    rabbitmq_allowed_routing_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Routing-key patterns `rabbitmq.publish` may use (`orders.*`; `*` matches any run of
+    characters, dots included). Empty: any routing key on an allowed exchange."""
     rabbitmq_url: SecretStr | None = None
     """Broker of `rabbitmq.publish`: `amqp://user:password@host:5672/vhost` or
     `amqps://…`."""
@@ -238,7 +346,16 @@ class Settings(BaseSettings):
     def _upper_case(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("dl_pipeline_modules", "dl_log_mask_keys", mode="before")
+    @field_validator(
+        "dl_pipeline_modules",
+        "dl_log_mask_keys",
+        "http_callback_allowed_networks",
+        "http_callback_allowed_hosts",
+        "email_allowed_recipient_domains",
+        "rabbitmq_allowed_exchanges",
+        "rabbitmq_allowed_routing_keys",
+        mode="before",
+    )
     @classmethod
     def _split_modules(cls, value: object) -> object:
         if isinstance(value, str):
@@ -246,6 +363,11 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("http_callback_allowed_hosts", "email_allowed_recipient_domains")
+    @classmethod
+    def _lower_names(cls, value: list[str]) -> list[str]:
+        return [name.strip().lower().rstrip(".") for name in value]
 
     @field_validator(
         "workers_json", "http_callback_credentials_json", "api_tokens_json", mode="before"

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import schedules
 from app.db.models import DlSchedule
-from app.domain.errors import ScheduleExistsError, ScheduleNotFoundError
+from app.domain.errors import InvalidJobError, ScheduleExistsError, ScheduleNotFoundError
 from app.domain.schedules import (
     Schedule,
     ScheduleCreate,
@@ -20,7 +20,7 @@ from app.domain.schedules import (
     template_fields,
 )
 from app.jobs.enqueue import enqueue_in_session
-from app.jobs.validation import check_schedule
+from app.jobs.validation import check_destinations, check_schedule
 from app.settings import Settings
 
 
@@ -38,6 +38,7 @@ class ScheduleService:
         ScheduleExistsError (the name is taken).
         """
         rule = check_schedule(spec)
+        await self._check_destinations(spec)
         async with self.sessions() as session, session.begin():
             now = await schedules.db_now(session)
             row = await schedules.insert_schedule(
@@ -80,6 +81,8 @@ class ScheduleService:
             given = changes.changes()
             merged = msgspec.structs.replace(spec_from(row), **given)
             rule = check_schedule(merged)
+            if {"task", "args"} & given.keys():
+                await self._check_destinations(merged)
             values = {
                 "cron": rule.expression,
                 "timezone": merged.timezone,
@@ -124,6 +127,13 @@ class ScheduleService:
                 session, row.schedule_id, {"last_run_at": now, "last_job_id": result.job_id}
             )
             return ScheduleRun(job=result, schedule=await self._view(session, name))
+
+    async def _check_destinations(self, spec: ScheduleCreate) -> None:
+        """Refuse a job template whose args name a destination the settings do not allow."""
+        try:
+            await check_destinations([job_spec_of(spec)], self.settings)
+        except InvalidJobError as error:
+            raise type(error)("job template: " + error.message) from None
 
     async def _row(
         self, session: AsyncSession, name: str, *, for_update: bool = False

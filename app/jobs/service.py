@@ -19,7 +19,7 @@ from app.domain.spec import JobCreate
 from app.domain.views import Job, JobCreated, JobHistory, JobHistoryEvent, JobPage
 from app.jobs.batching import Round, RoundBatcher
 from app.jobs.manager import JobManager
-from app.jobs.validation import check_spec, check_specs
+from app.jobs.validation import check_destinations, check_spec, check_specs
 from app.settings import Settings
 
 EVENTS_LIMIT_MAX = 1000
@@ -60,7 +60,9 @@ class JobService:
         forms from the triggers that arrived while the previous one was written. A spec is
         checked before it joins a round, so a bad request fails alone.
         """
-        return await self._triggers.submit(check_spec(spec))
+        spec = check_spec(spec)
+        await check_destinations([spec], self.settings)
+        return await self._triggers.submit(spec)
 
     async def _write_triggers(self, batch: Round[JobCreate, JobCreated]) -> None:
         """One round in one transaction; if it fails, each trigger is written on its own,
@@ -82,7 +84,9 @@ class JobService:
 
     async def trigger_many(self, specs: list[JobCreate]) -> list[JobCreated]:
         """Create many jobs in one transaction (all or none) and commit."""
-        return await self.manager.create_many(check_specs(specs))
+        specs = check_specs(specs)
+        await check_destinations(specs, self.settings, bulk=True)
+        return await self.manager.create_many(specs)
 
     async def status(self, job_id: uuid.UUID) -> Job:
         """The job as stored now (GET /jobs/{id} and /jobs/{id}/status)."""

@@ -10,8 +10,14 @@ from app.domain.cron import CronRule, parse_cron
 from app.domain.errors import InvalidJobError, InvalidScheduleError, UnknownTaskError
 from app.domain.schedules import ScheduleCreate, job_spec_of
 from app.domain.spec import JobCreate, validated
-from app.pipelines.errors import InvalidArgsError
-from app.pipelines.registry import convert_args, is_registered, registered_names
+from app.pipelines.errors import InvalidArgsError, PermanentError
+from app.pipelines.registry import (
+    check_destination,
+    convert_args,
+    is_registered,
+    registered_names,
+)
+from app.settings import Settings
 
 
 def check_spec(spec: JobCreate, where: str = "") -> JobCreate:
@@ -28,6 +34,22 @@ def check_spec(spec: JobCreate, where: str = "") -> JobCreate:
     except InvalidArgsError as error:
         raise InvalidJobError(f"{where}{error}") from None
     return spec
+
+
+async def check_destinations(
+    specs: Sequence[JobCreate], settings: Settings, *, bulk: bool = False
+) -> None:
+    """Refuse a client's checked specs that name a destination the settings do not allow.
+
+    Raises InvalidJobError (a 400) with the pipeline's reason and the setting that would
+    allow it, naming the item (`jobs[i]`) of a bulk call. The worker checks again.
+    """
+    for index, spec in enumerate(specs):
+        try:
+            await check_destination(spec.task, spec.args, settings)
+        except PermanentError as error:  # InvalidArgsError too: also a PermanentError
+            where = f"jobs[{index}]: " if bulk else ""
+            raise InvalidJobError(f"{where}args of task {spec.task!r}: {error}") from None
 
 
 def check_specs(specs: Sequence[JobCreate]) -> list[JobCreate]:

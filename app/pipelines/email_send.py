@@ -10,7 +10,7 @@ import aiosmtplib
 import msgspec
 
 from app.pipelines.context import PipelineContext
-from app.pipelines.errors import PermanentError
+from app.pipelines.errors import DestinationRefusedError, PermanentError
 from app.pipelines.registry import pipeline
 from app.settings import Settings, get_settings
 
@@ -41,6 +41,35 @@ class EmailSendArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class EmailSendError(Exception):
     """The server did not take the message this time (4xx, network, timeout): retried."""
+
+
+def _domain_allowed(domain: str, allowed: list[str]) -> bool:
+    """Whether `domain` is one of `allowed`: exact, `*.parent` for any name below, or `*`."""
+    return any(
+        entry == "*" or domain == entry or (entry.startswith("*.") and domain.endswith(entry[1:]))
+        for entry in allowed
+    )
+
+
+def check_recipients(args: EmailSendArgs, settings: Settings) -> None:
+    """Refuse the message unless every address it names is in an allowed domain.
+
+    Raises DestinationRefusedError naming the first address refused and the setting.
+    """
+    allowed = settings.email_allowed_recipient_domains
+    named = [*args.to, *args.cc, *args.bcc, *([args.reply_to] if args.reply_to else [])]
+    for address in named:
+        domain = address.rpartition("@")[2].lower().rstrip(".")
+        if not _domain_allowed(domain, allowed):
+            raise DestinationRefusedError(
+                f"recipient {address!r} is not in a domain EMAIL_ALLOWED_RECIPIENT_DOMAINS"
+                " allows" + ("" if allowed else " (it is empty: email.send sends to nobody)")
+            )
+
+
+async def check_email_destination(args: EmailSendArgs, settings: Settings) -> None:
+    """At trigger time: every recipient is in an allowed domain."""
+    check_recipients(args, settings)
 
 
 def _message(args: EmailSendArgs, sender: str, ctx: PipelineContext) -> EmailMessage:
@@ -94,7 +123,7 @@ def _refused(exc: aiosmtplib.SMTPRecipientsRefused) -> tuple[bool, str]:
     return all(error.code >= 500 for error in exc.recipients), "; ".join(parts)
 
 
-@pipeline("email.send", args=EmailSendArgs)
+@pipeline("email.send", args=EmailSendArgs, check_destination=check_email_destination)
 async def email_send(args: EmailSendArgs, ctx: PipelineContext) -> dict[str, Any]:
     """Send the message; 5xx replies fail the job at once, 4xx and network errors retry."""
     settings = get_settings()
@@ -102,6 +131,7 @@ async def email_send(args: EmailSendArgs, ctx: PipelineContext) -> dict[str, Any
         raise PermanentError("SMTP_HOST is not set")
     if not settings.smtp_from:
         raise PermanentError("SMTP_FROM is not set")
+    check_recipients(args, settings)  # again: the job may predate a change of the setting
     recipients = [*args.to, *args.cc, *args.bcc]
     message = _message(args, settings.smtp_from, ctx)
     try:

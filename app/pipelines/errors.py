@@ -15,3 +15,7 @@ class PermanentError(Exception):
 
 class InvalidArgsError(PermanentError):
     """The job's args do not match what its pipeline accepts."""
+
+
+class DestinationRefusedError(PermanentError):
+    """The job's destination is not one the settings allow it to reach; nothing was sent."""

@@ -10,9 +10,15 @@ from typing import Annotated, Any, Literal
 import httpx
 import msgspec
 
-from app.pipelines.errors import PermanentError
+from app.pipelines.errors import DestinationRefusedError, PermanentError
+from app.pipelines.outbound.guard import (
+    OutboundPolicy,
+    UnresolvableHostError,
+    reachable_addresses,
+)
+from app.pipelines.outbound.transport import GuardedTransport
 from app.pipelines.registry import pipeline
-from app.settings import get_settings
+from app.settings import Settings, get_settings
 
 BODY_EXCERPT_CHARS = 500
 # Statuses that say "later" rather than "never", although they are 4xx.
@@ -55,14 +61,41 @@ def _ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _credential_headers(name: str | None) -> dict[str, str]:
-    """The header set named `name` in HTTP_CALLBACK_CREDENTIALS_JSON."""
-    if name is None:
+def _credential_headers(args: HttpCallbackArgs, settings: Settings) -> dict[str, str]:
+    """The header set the job names, if it is bound to the job's URL.
+
+    Raises DestinationRefusedError for a set that does not exist or may not go to this URL.
+    """
+    if args.credentials is None:
         return {}
-    sets = get_settings().http_callback_credentials_json
-    if name not in sets:
-        raise PermanentError(f"unknown credentials {name!r}: not in HTTP_CALLBACK_CREDENTIALS_JSON")
-    return {header: value.get_secret_value() for header, value in sets[name].items()}
+    sets = settings.http_callback_credentials_json
+    chosen = sets.get(args.credentials)
+    if chosen is None:
+        raise DestinationRefusedError(
+            f"unknown credentials {args.credentials!r}: not in HTTP_CALLBACK_CREDENTIALS_JSON"
+        )
+    if not any(prefix.matches(args.url) for prefix in chosen.prefixes):
+        # The prefixes stay unnamed: they are the operator's configuration, not the client's.
+        raise DestinationRefusedError(
+            f"credentials {args.credentials!r} may not be sent to this url: it is under none"
+            " of the URL prefixes HTTP_CALLBACK_CREDENTIALS_JSON binds them to"
+        )
+    return {header: value.get_secret_value() for header, value in chosen.headers.items()}
+
+
+async def check_callback_destination(args: HttpCallbackArgs, settings: Settings) -> None:
+    """At trigger time: the credentials are bound to the URL and its host may be reached.
+
+    A host that does not resolve now passes: the worker resolves it again before it
+    connects, and refuses it then if it must.
+    """
+    _credential_headers(args, settings)
+    url = httpx.URL(args.url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        await reachable_addresses(url.host, port, OutboundPolicy.for_http_callback(settings))
+    except UnresolvableHostError:
+        return
 
 
 def _redact(text: str, secrets: dict[str, str]) -> str:
@@ -98,15 +131,19 @@ async def _excerpt(response: httpx.Response) -> str:
     return text[:BODY_EXCERPT_CHARS]
 
 
-@pipeline("http.callback", args=HttpCallbackArgs)
+@pipeline("http.callback", args=HttpCallbackArgs, check_destination=check_callback_destination)
 async def http_callback(args: HttpCallbackArgs) -> dict[str, Any]:
     """Send the request; 2xx succeeds, 4xx fails at once, 5xx and network errors retry."""
-    secrets = _credential_headers(args.credentials)
+    settings = get_settings()
+    secrets = _credential_headers(args, settings)
     target = f"{args.method} {args.url}"
     try:
         # httpx's timeout bounds each phase; asyncio's bounds the whole exchange.
         async with asyncio.timeout(args.timeout_sec):
-            status, body, location = await _send(args, secrets)
+            status, body, location = await _send(args, secrets, settings)
+    except DestinationRefusedError as exc:
+        # Refused before connecting: one message whatever listens there, and no body.
+        raise DestinationRefusedError(f"{target}: refused before connecting: {exc}") from None
     except (TimeoutError, httpx.TimeoutException):
         raise CallbackError(f"{target}: no answer within {args.timeout_sec:g}s") from None
     except (
@@ -133,10 +170,18 @@ async def http_callback(args: HttpCallbackArgs) -> dict[str, Any]:
     raise CallbackError(message)
 
 
-async def _send(args: HttpCallbackArgs, secrets: dict[str, str]) -> tuple[int, str, str]:
-    """Status, a body excerpt (only when not 2xx) and the Location header of the answer."""
+async def _send(
+    args: HttpCallbackArgs, secrets: dict[str, str], settings: Settings
+) -> tuple[int, str, str]:
+    """Status, a body excerpt (only when not 2xx) and the Location header of the answer.
+
+    Every connection goes through the outbound guard; redirects are not followed.
+    """
+    transport = GuardedTransport(OutboundPolicy.for_http_callback(settings), _ssl_context())
     async with (
-        httpx.AsyncClient(timeout=args.timeout_sec, verify=_ssl_context()) as client,
+        httpx.AsyncClient(
+            timeout=args.timeout_sec, transport=transport, follow_redirects=False
+        ) as client,
         client.stream(args.method, args.url, **_request_kwargs(args, secrets)) as response,
     ):
         status = response.status_code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from fnmatch import fnmatchcase
 from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -12,11 +13,13 @@ import msgspec
 from aio_pika.abc import AbstractRobustConnection
 
 from app.pipelines.context import PipelineContext
-from app.pipelines.errors import PermanentError
+from app.pipelines.errors import DestinationRefusedError, PermanentError
 from app.pipelines.registry import pipeline
-from app.settings import get_settings
+from app.settings import Settings, get_settings
 
 HeaderValue = str | int | float | bool | None
+# How RABBITMQ_ALLOWED_EXCHANGES names the default exchange (a job says "").
+DEFAULT_EXCHANGE = "amq.default"
 # aio-pika waits 5 s between reconnects by default; jobs wait for the connection meanwhile.
 RECONNECT_INTERVAL_SEC = 2.0
 
@@ -31,6 +34,30 @@ class RabbitmqPublishArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=Tru
     persistent: bool = True
     content_type: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
     timeout_sec: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+
+
+def check_exchange(args: RabbitmqPublishArgs, settings: Settings) -> None:
+    """Refuse the publish unless its exchange, and routing key if restricted, are allowed.
+
+    Raises DestinationRefusedError naming what is refused and the setting that allows it.
+    """
+    allowed = settings.rabbitmq_allowed_exchanges
+    exchange = args.exchange or DEFAULT_EXCHANGE
+    if not any(fnmatchcase(exchange, pattern) for pattern in allowed):
+        raise DestinationRefusedError(
+            f"exchange {exchange!r} is not in RABBITMQ_ALLOWED_EXCHANGES"
+            + ("" if allowed else " (it is empty: rabbitmq.publish publishes nowhere)")
+        )
+    patterns = settings.rabbitmq_allowed_routing_keys
+    if patterns and not any(fnmatchcase(args.routing_key, p) for p in patterns):
+        raise DestinationRefusedError(
+            f"routing key {args.routing_key!r} matches no pattern of RABBITMQ_ALLOWED_ROUTING_KEYS"
+        )
+
+
+async def check_rabbitmq_destination(args: RabbitmqPublishArgs, settings: Settings) -> None:
+    """At trigger time: the exchange and routing key are allowed."""
+    check_exchange(args, settings)
 
 
 class RabbitmqPublishError(Exception):
@@ -125,13 +152,17 @@ async def _publish(
         await exchange.publish(_message(args, ctx), routing_key=args.routing_key, mandatory=True)
 
 
-@pipeline("rabbitmq.publish", args=RabbitmqPublishArgs)
+@pipeline(
+    "rabbitmq.publish", args=RabbitmqPublishArgs, check_destination=check_rabbitmq_destination
+)
 async def rabbitmq_publish(args: RabbitmqPublishArgs, ctx: PipelineContext) -> dict[str, Any]:
     """Publish and wait for the broker's confirm; a missing exchange fails the job at once."""
-    secret = get_settings().rabbitmq_url
+    settings = get_settings()
+    secret = settings.rabbitmq_url
     url = secret.get_secret_value() if secret is not None else ""
     if not url:
         raise PermanentError("RABBITMQ_URL is not set")
+    check_exchange(args, settings)  # again: the job may predate a change of the setting
     secrets = _secrets(url)
     where = f"exchange {args.exchange!r} routing key {args.routing_key!r}"
     stage = "connecting to RabbitMQ"

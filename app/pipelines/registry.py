@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
 
 from app.pipelines.errors import InvalidArgsError
+from app.settings import Settings
 
 Pipeline = Callable[..., Any]
+# Checks converted args against the settings (where they may send to); raises PermanentError.
+DestinationCheck = Callable[[Any, Settings], Awaitable[None]]
 F = TypeVar("F", bound=Pipeline)
 
 BUILTIN_MODULES = (
@@ -28,6 +31,7 @@ class Registration:
 
     func: Pipeline
     args_type: type[msgspec.Struct] | None = None
+    check_destination: DestinationCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,18 @@ class DuplicatePipelineError(Exception):
     """Two pipelines were registered under one task name."""
 
 
-def pipeline(name: str, *, args: type[msgspec.Struct] | None = None) -> Callable[[F], F]:
+def pipeline(
+    name: str,
+    *,
+    args: type[msgspec.Struct] | None = None,
+    check_destination: DestinationCheck | None = None,
+) -> Callable[[F], F]:
     """Register the decorated function as the pipeline for task `name`.
 
     With `args`, a trigger whose args do not convert to that Struct is rejected with a 400
     before the job exists, and the pipeline receives the converted Struct, not a dict.
+    With `check_destination`, a client's trigger is also refused (400) when the converted
+    args name a destination the settings do not allow; the pipeline checks again itself.
     """
 
     def register(func: F) -> F:
@@ -67,7 +78,9 @@ def pipeline(name: str, *, args: type[msgspec.Struct] | None = None) -> Callable
             raise DuplicatePipelineError(
                 f"task {name!r} is already registered to {existing.func!r}"
             )
-        _registry[name] = Registration(func=func, args_type=args)
+        _registry[name] = Registration(
+            func=func, args_type=args, check_destination=check_destination
+        )
         return func
 
     return register
@@ -139,6 +152,18 @@ def convert_args(name: str, args: dict[str, Any]) -> Any:
         return msgspec.convert(args, registration.args_type)
     except msgspec.ValidationError as exc:
         raise InvalidArgsError(f"invalid args for task {name!r}: {exc}") from None
+
+
+async def check_destination(name: str, args: dict[str, Any], settings: Settings) -> None:
+    """Refuse `args` of task `name` when they name a destination `settings` do not allow.
+
+    Raises InvalidArgsError (bad args) or a PermanentError saying what is refused and which
+    setting allows it. May resolve host names, so it is async and runs on the caller's loop.
+    """
+    registration = _registry.get(name)
+    if registration is None or registration.check_destination is None:
+        return
+    await registration.check_destination(convert_args(name, args), settings)
 
 
 def is_registered(name: str) -> bool:

@@ -25,6 +25,7 @@ def smtp_env(port: int, **extra: str) -> dict[str, str]:
         "SMTP_SECURITY": "none",
         "SMTP_FROM": SENDER,
         "SMTP_TIMEOUT_SEC": "5",
+        "EMAIL_ALLOWED_RECIPIENT_DOMAINS": "example.com",
         **extra,
     }
 

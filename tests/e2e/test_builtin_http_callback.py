@@ -15,6 +15,7 @@ from app.domain.errors import InvalidJobError
 from tests.support.api_servers import start_api_server, stop_api_server
 from tests.support.jobs_db import JobsDb
 from tests.support.local_servers import (
+    LOOPBACK_CALLBACKS,
     RecordingHttpServer,
     Reply,
     http_server,
@@ -35,7 +36,7 @@ def server() -> Iterator[RecordingHttpServer]:
 async def test_http_callback_posts_json_object_with_headers(
     jobs_db: JobsDb, fleet: WorkerFleet, server: RecordingHttpServer
 ) -> None:
-    await fleet.start_ready()
+    await fleet.start_ready(env=LOOPBACK_CALLBACKS)
     data = {"order": 42, "items": ["a", "ü"], "ok": True}
     job_id = await jobs_db.enqueue(
         "http.callback",
@@ -57,7 +58,7 @@ async def test_http_callback_posts_json_object_with_headers(
 async def test_http_callback_sends_string_raw_with_its_method(
     jobs_db: JobsDb, fleet: WorkerFleet, server: RecordingHttpServer
 ) -> None:
-    await fleet.start_ready()
+    await fleet.start_ready(env=LOOPBACK_CALLBACKS)
     plain = await jobs_db.enqueue(
         "http.callback", {"url": server.url("/plain"), "method": "PUT", "data": "a,b\n1,2"}
     )
@@ -81,9 +82,10 @@ async def test_http_callback_credentials_reach_the_server_and_nowhere_else(
     jobs_db: JobsDb, fleet: WorkerFleet, server: RecordingHttpServer
 ) -> None:
     token = f"Bearer tok-{uuid.uuid4().hex}"
-    credentials = {"partner": {"Authorization": token, "X-Api-Key": "key-" + token[-12:]}}
+    headers = {"Authorization": token, "X-Api-Key": "key-" + token[-12:]}
+    credentials = {"partner": {"headers": headers, "urls": [server.url("/")]}}
     worker = await fleet.start_ready(
-        env={"HTTP_CALLBACK_CREDENTIALS_JSON": json.dumps(credentials)}
+        env={**LOOPBACK_CALLBACKS, "HTTP_CALLBACK_CREDENTIALS_JSON": json.dumps(credentials)}
     )
     server.script("/echo", Reply(403, f"forbidden for {token}"))  # a server that echoes it back
     ok = await jobs_db.enqueue(
@@ -125,7 +127,7 @@ async def test_http_callback_credentials_reach_the_server_and_nowhere_else(
 async def test_http_callback_5xx_is_retried_then_succeeds(
     jobs_db: JobsDb, fleet: WorkerFleet, server: RecordingHttpServer
 ) -> None:
-    await fleet.start_ready()
+    await fleet.start_ready(env=LOOPBACK_CALLBACKS)
     server.script("/flaky", Reply(503, "down for maintenance"), Reply(200))
     job_id = await jobs_db.enqueue("http.callback", {"url": server.url("/flaky")}, max_attempts=3)
 
@@ -152,7 +154,7 @@ async def test_http_callback_5xx_is_retried_then_succeeds(
 async def test_http_callback_4xx_fails_at_once_with_a_bounded_body(
     jobs_db: JobsDb, fleet: WorkerFleet, server: RecordingHttpServer
 ) -> None:
-    await fleet.start_ready()
+    await fleet.start_ready(env=LOOPBACK_CALLBACKS)
     server.script("/missing", Reply(404, "n" * 5000))
     job_id = await jobs_db.enqueue("http.callback", {"url": server.url("/missing")}, max_attempts=5)
 
@@ -171,7 +173,7 @@ async def test_http_callback_4xx_fails_at_once_with_a_bounded_body(
 async def test_http_callback_timeout_is_retried(
     jobs_db: JobsDb, fleet: WorkerFleet, server: RecordingHttpServer
 ) -> None:
-    await fleet.start_ready()
+    await fleet.start_ready(env=LOOPBACK_CALLBACKS)
     server.script("/slow", Reply(200, delay_sec=10), Reply(200))
     job_id = await jobs_db.enqueue(
         "http.callback", {"url": server.url("/slow"), "timeout_sec": 0.5}, max_attempts=3
@@ -191,7 +193,7 @@ async def test_http_callback_timeout_is_retried(
 async def test_http_callback_connection_refused_is_retried_until_max_attempts(
     jobs_db: JobsDb, fleet: WorkerFleet
 ) -> None:
-    await fleet.start_ready()
+    await fleet.start_ready(env=LOOPBACK_CALLBACKS)
     url = f"http://127.0.0.1:{free_port()}/nobody-listens"
     job_id = await jobs_db.enqueue("http.callback", {"url": url}, max_attempts=2)
 
@@ -234,7 +236,7 @@ async def test_http_callback_trigger_over_http_checks_args(
     server: RecordingHttpServer,
     tmp_path: Path,
 ) -> None:
-    api = await start_api_server(database_dsn, tmp_path / "api.log")
+    api = await start_api_server(database_dsn, tmp_path / "api.log", LOOPBACK_CALLBACKS)
     try:
         async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as client:
             body = {"queue": "etl.default", "task": "http.callback", "lock_key": "k"}
@@ -250,7 +252,7 @@ async def test_http_callback_trigger_over_http_checks_args(
     assert bad.status_code == 400, bad.text
     assert "$.url" in bad.json()["detail"]
     assert good.status_code == 200, good.text
-    await fleet.start_ready()
+    await fleet.start_ready(env=LOOPBACK_CALLBACKS)
     job_id = uuid.UUID(good.json()["job_id"])
     await jobs_db.wait_status(job_id, "succeeded", timeout=TIMEOUT, diagnostics=fleet.diagnostics)
     assert len(server.requests_to("/api")) == 1

@@ -55,9 +55,13 @@ async def received(queue: AbstractQueue) -> AbstractIncomingMessage:
     return message
 
 
+# The default exchange and the exchanges these tests declare (or leave missing on purpose).
+TEST_EXCHANGES = "amq.default,dl-test-*,dl-missing-*"
+
+
 def broker_env(url: str = BROKER_URL) -> dict[str, str]:
-    """Worker settings pointing rabbitmq.publish at `url`."""
-    return {"RABBITMQ_URL": url}
+    """Worker settings pointing rabbitmq.publish at `url`, allowed the tests' exchanges."""
+    return {"RABBITMQ_URL": url, "RABBITMQ_ALLOWED_EXCHANGES": TEST_EXCHANGES}
 
 
 async def test_rabbitmq_publish_delivers_json_persistent_with_headers(

@@ -7,6 +7,7 @@
 - `TcpProxy`: forwards a local port to another address and can cut every open connection,
   as a broker restart or a network blip would.
 - `where_secret_appears()`: every stored row or log that contains a secret.
+- `LOOPBACK_CALLBACKS`: the setting that lets `http.callback` reach these servers.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from app.devserver.embedded_postgres import free_port
 from tests.support.jobs_db import JobsDb
+
+# These servers listen on 127.0.0.1, which `http.callback` refuses unless a setting allows
+# it: a process that must reach them gets this, explicitly (docs/security.md#outbound-guard).
+LOOPBACK_CALLBACKS = {"HTTP_CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32"}
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from tests.support.api_servers import (
 )
 from tests.support.databases import TestServer as PgServer
 from tests.support.databases import create_database, drop_database, unique_name
+from tests.support.local_servers import LOOPBACK_CALLBACKS
 from tests.support.paths import PROJECT_ROOT
 from tests.support.waiting import wait_until
 from tests.support.workers import worker_fleet
@@ -246,6 +247,7 @@ async def test_auth_secrets_never_leak(
     arg_password = "argpw-" + uuid.uuid4().hex
     arg_token = "argtoken-" + uuid.uuid4().hex
     arg_pin = "argpin-" + uuid.uuid4().hex
+    hook_url = f"http://127.0.0.1:{free_port()}/hook"  # nobody listens: the job fails
     secrets = {
         "database password": db_password,
         "read token": READ_TOKEN,
@@ -267,8 +269,14 @@ async def test_auth_secrets_never_leak(
         "SMTP_FROM": "dl@example.org",
         "RABBITMQ_URL": f"amqp://guest:{amqp_password}@127.0.0.1:{free_port()}/",
         "HTTP_CALLBACK_CREDENTIALS_JSON": json.dumps(
-            {"partner": {"Authorization": f"Bearer {callback_secret}"}}
+            {
+                "partner": {
+                    "headers": {"Authorization": f"Bearer {callback_secret}"},
+                    "urls": [hook_url],
+                }
+            }
         ),
+        **LOOPBACK_CALLBACKS,
         "DL_LOG_MASK_KEYS": "customer_pin",
         "LOG_LEVEL": "DEBUG",
     }
@@ -284,7 +292,7 @@ async def test_auth_secrets_never_leak(
                 {
                     "task": "http.callback",
                     "args": {
-                        "url": f"http://127.0.0.1:{free_port()}/hook",
+                        "url": hook_url,
                         "credentials": "partner",
                         "timeout_sec": 2,
                     },
