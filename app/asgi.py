@@ -24,7 +24,9 @@ from app.http.dashboard.controller import DashboardController, dashboard_static_
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.jobs.controller import JobsController
 from app.http.jobs.stream_controller import JobStreamController
+from app.http.json_body import JsonBodyRequest
 from app.http.queues.controller import QueuesController
+from app.http.request_id import RequestIdLogMiddleware, add_request_id_header
 from app.http.schedules.controller import SchedulesController
 from app.http.system.controller import SystemController
 from app.http.system.metrics_controller import MetricsController
@@ -86,7 +88,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         # Every handler declares its scope (app.http.auth); the guard checks the token.
         guards=[guard],
-        middleware=[HttpMetricsMiddleware],
+        middleware=[RequestIdLogMiddleware, HttpMetricsMiddleware],
+        # Every answer carries X-Request-ID, routing misses included (app.http.request_id).
+        before_send=[add_request_id_header],
+        # Bodies decode with the duplicate-key and surrogate checks (app.http.json_body).
+        request_class=JsonBodyRequest,
         # Logging is set up by app.observability.logging (uvicorn's log config), not here.
         logging_config=None,
         request_max_body_size=settings.app_max_body_bytes,
