@@ -9,6 +9,7 @@ JSON body under another Content-Type a 415.
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.parse
 import uuid
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from tests.support.api_servers import ApiServer
+from tests.support.waiting import wait_until
 
 TRIGGER = "/api/v1/jobs/trigger"
 BULK = "/api/v1/jobs/trigger/bulk"
@@ -629,6 +631,22 @@ async def test_every_answer_carries_the_callers_request_id(
         assert response.json()["request_id"] == "client-trace-42"
     response = await client.request(method, path, headers={"X-Request-ID": "bad id\t<script>"})
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"]), response.headers
+
+
+async def test_log_lines_of_a_request_carry_its_id(
+    client: httpx.AsyncClient, fuzz_server: ApiServer
+) -> None:
+    """The id a client quotes finds the request's lines in the log (here its access line)."""
+    trace = f"trace-{uuid.uuid4().hex}"
+    response = await client.get(JOBS, params={"status": "bogus"}, headers={"X-Request-ID": trace})
+    assert_status(response, 400)
+
+    def logged() -> list[dict[str, Any]]:
+        lines = fuzz_server.log_path.read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if trace in line]
+
+    found = await wait_until(logged, timeout=10, what="a log line with the request id")
+    assert all(line.get("request_id") == trace for line in found), found
 
 
 async def test_huge_args_numbers_do_not_break_the_job(client: httpx.AsyncClient) -> None:
