@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
@@ -24,7 +26,9 @@ from app.http.dashboard.controller import DashboardController, dashboard_static_
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.jobs.controller import JobsController
 from app.http.jobs.stream_controller import JobStreamController
+from app.http.json_body import JsonBodyRequest
 from app.http.queues.controller import QueuesController
+from app.http.request_id import RequestIdLogMiddleware, add_request_id_header
 from app.http.schedules.controller import SchedulesController
 from app.http.system.controller import SystemController
 from app.http.system.metrics_controller import MetricsController
@@ -45,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build the API; the engine opens on start-up and closes on shutdown."""
     settings = settings or get_settings()
     load_pipelines(settings.dl_pipeline_modules)
-    guard = TokenGuard(settings.api_tokens_json)
+    guard = TokenGuard.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -64,9 +68,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.schedule_service = ScheduleService(sessions, settings)
         app.state.queue_service = QueueService(sessions, settings)
         app.state.job_gauges = JobGaugesReader(lambda: read_job_gauges(sessions))
+        reload_tokens_on_sighup = guard.reloadable and _watch_sighup(guard.reload)
         try:
             yield
         finally:
+            if reload_tokens_on_sighup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await job_watch.close()
             await job_service.close()
             await engine.dispose()
@@ -86,7 +93,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         # Every handler declares its scope (app.http.auth); the guard checks the token.
         guards=[guard],
-        middleware=[HttpMetricsMiddleware],
+        middleware=[RequestIdLogMiddleware, HttpMetricsMiddleware],
+        # Every answer carries X-Request-ID, routing misses included (app.http.request_id).
+        before_send=[add_request_id_header],
+        # Bodies decode with the duplicate-key and surrogate checks (app.http.json_body).
+        request_class=JsonBodyRequest,
         # Logging is set up by app.observability.logging (uvicorn's log config), not here.
         logging_config=None,
         request_max_body_size=settings.app_max_body_bytes,
@@ -102,3 +113,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ),
     )
+
+
+def _watch_sighup(handler: Callable[[], None]) -> bool:
+    """Run `handler` on SIGHUP (the token file's reload); False where signals cannot be had.
+
+    Only the main thread of a process may take signals: an app served from another thread
+    (an in-process test client) reloads on change only.
+    """
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return False
+    return True

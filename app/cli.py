@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from app.observability.logging import uvicorn_log_config
@@ -35,12 +36,25 @@ def serve(settings: Settings, workers: int | None = None) -> int:
 
 def refuse_open_exposure(settings: Settings) -> str | None:
     """Why the API must not start: no API_TOKENS_JSON on an address others can reach."""
-    if settings.api_tokens_json or settings.host_is_loopback:
+    if settings.api_tokens_json or settings.api_tokens_file or settings.host_is_loopback:
         return None
     return (
         f"dataloader: refusing to serve on APP_HOST={settings.app_host} without API_TOKENS_JSON;"
-        " set tokens or bind to 127.0.0.1"
+        " set tokens (or API_TOKENS_FILE) or bind to 127.0.0.1"
     )
+
+
+def invalid_token_file(settings: Settings) -> str | None:
+    """Why API_TOKENS_FILE cannot be used at start (later, a bad file keeps the last tokens)."""
+    if not settings.api_tokens_file:
+        return None
+    from app.http.token_file import TokenFileError, read_token_file
+
+    try:
+        read_token_file(Path(settings.api_tokens_file))
+    except TokenFileError as exc:
+        return f"dataloader: invalid API_TOKENS_FILE: {exc}"
+    return None
 
 
 def migrate(settings: Settings) -> int:
@@ -77,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.command in ("serve", "run") and (refusal := refuse_open_exposure(settings)):
+    if args.command in ("serve", "run") and (
+        refusal := refuse_open_exposure(settings) or invalid_token_file(settings)
+    ):
         print(refusal, file=sys.stderr)
         return 2
     if args.command == "serve":

@@ -176,7 +176,17 @@ class Settings(BaseSettings):
     api_tokens_json: list[ApiToken] = Field(default_factory=list)
     """Bearer tokens with scopes, a JSON list:
     `[{"name": "ops", "token": "<16+ characters>", "scopes": ["admin"]}]`. Empty: the API is
-    open, and `serve` then refuses any non-loopback `APP_HOST` (see [security](security.md))."""
+    open, and `serve` then refuses any non-loopback `APP_HOST` (see [security](security.md)).
+    Read once at start; to rotate tokens without a restart use `API_TOKENS_FILE` instead."""
+    api_tokens_file: str | None = None
+    """A file holding the token list in the format of `API_TOKENS_JSON`; set one of the two,
+    not both. Each API process re-reads it when it changes (see `API_TOKENS_FILE_CHECK_SEC`)
+    and on `SIGHUP`; an unreadable or invalid file (an empty list included) keeps the tokens
+    read before and logs one error line. It must be valid at start. See
+    [security](security.md#rotating-tokens)."""
+    api_tokens_file_check_sec: Annotated[float, Field(ge=0, le=3600)] = 1.0
+    """How often, at most, an API process looks whether `API_TOKENS_FILE` changed (one `stat`,
+    on a request); a removed token is refused within this time. 0: only on `SIGHUP`."""
 
     database_url: str | None = None
     """`postgresql://…` or `postgresql+asyncpg://…`. With neither it nor `PG_HOST`, `make run`
@@ -388,6 +398,9 @@ class Settings(BaseSettings):
         token_names = [t.name for t in self.api_tokens_json]
         if len(token_names) != len(set(token_names)):
             raise ValueError("API_TOKENS_JSON names a token twice")
+        if self.api_tokens_file and self.api_tokens_json:
+            # Two sources would leave it unclear which one a rotation must edit.
+            raise ValueError("set API_TOKENS_JSON or API_TOKENS_FILE, not both")
         return self
 
     @property

@@ -65,7 +65,7 @@ class JobFilter:
             "consumer_group": consumer_group,
         }
         for name, value in texts.items():
-            _check_text(name, value)
+            check_query_text(name, value)
             if value == "":
                 texts[name] = None
         return cls(
@@ -118,8 +118,11 @@ def parse_timestamp(name: str, raw: str | None) -> datetime | None:
         raise InvalidJobError(f"{raw[:64]!r} is out of range (query parameter `{name}`)") from None
 
 
-def _check_text(name: str, value: str | None) -> None:
-    """PostgreSQL text cannot hold NUL; an absurdly long filter is a client mistake."""
+def check_query_text(name: str, value: str | None) -> None:
+    """PostgreSQL text cannot hold NUL; an absurdly long filter is a client mistake.
+
+    An InvalidJobError (a 400) names the query parameter.
+    """
     if value is None:
         return
     if "\x00" in value:

@@ -13,6 +13,7 @@ from app.domain.errors import InvalidScheduleError
 from app.domain.spec import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PRIORITY,
+    NAME_PATTERN,
     JobCreate,
     Key,
     LeaseTtlSec,
@@ -23,13 +24,14 @@ from app.domain.spec import (
 )
 from app.domain.views import JobCreated
 
+# 150: the jobs it creates carry `schedule:<name>` as their 200-character producer.
+SCHEDULE_NAME_MAX = 150
 ScheduleName = Annotated[
     str,
     msgspec.Meta(
-        # 150: the jobs it creates carry `schedule:<name>` as their 200-character producer.
         min_length=1,
-        max_length=150,
-        pattern=r"^[A-Za-z0-9_.:\-]+$",
+        max_length=SCHEDULE_NAME_MAX,
+        pattern=NAME_PATTERN,
         examples=["nightly-rates"],
     ),
 ]

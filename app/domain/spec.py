@@ -10,16 +10,16 @@ import msgspec
 from app.domain.errors import InvalidJobError
 
 # Names that travel into pgqueuer entrypoints, logs and metrics labels.
-_NAME = r"^[A-Za-z0-9_.:\-]+$"
+NAME_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 # Free text must hold one visible character and no NUL (PostgreSQL text rejects NUL).
 _TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
 QueueName = Annotated[
     str,
-    msgspec.Meta(min_length=1, max_length=100, pattern=_NAME, examples=["etl.default"]),
+    msgspec.Meta(min_length=1, max_length=100, pattern=NAME_PATTERN, examples=["etl.default"]),
 ]
 TaskName = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=200, pattern=_NAME, examples=["noop"])
+    str, msgspec.Meta(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["noop"])
 ]
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=_TEXT)]
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_TEXT)]

@@ -4,7 +4,9 @@ Scopes nest: `admin` implies `write`, `write` implies `read`. A handler declares
 with `opt=requires(...)`; a handler that declares none needs `admin`, so a new endpoint is
 closed until someone decides otherwise. `OPEN` routes (health, readiness, the schema, the
 dashboard's page and files) need no token. With no tokens configured every route is open;
-`python -m app serve` allows that only on a loopback address (see app.cli).
+`python -m app serve` allows that only on a loopback address (see app.cli). Tokens come
+from API_TOKENS_JSON (fixed for the process's life) or API_TOKENS_FILE (re-read when it
+changes, see app.http.token_file).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import structlog
@@ -20,7 +23,8 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 
-from app.settings import ApiToken
+from app.http.token_file import TokenFile
+from app.settings import ApiToken, Settings
 
 RouteScope = Literal["open", "read", "write", "admin"]
 SCOPE_KEY = "scope"
@@ -56,7 +60,8 @@ def openapi_components() -> Components:
             SECURITY_SCHEME_NAME: SecurityScheme(
                 type="http",
                 scheme="bearer",
-                description="An API token from API_TOKENS_JSON: `Authorization: Bearer <token>`.",
+                description="An API token from API_TOKENS_JSON or API_TOKENS_FILE: "
+                "`Authorization: Bearer <token>`.",
             )
         }
     )
@@ -67,18 +72,44 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
+def _compiled(tokens: Sequence[ApiToken]) -> list[tuple[str, bytes, set[str]]]:
+    return [(t.name, _digest(t.token.get_secret_value()), set(t.scopes)) for t in tokens]
+
+
 class TokenGuard:
     """Checks `Authorization: Bearer <token>` against every configured token."""
 
-    def __init__(self, tokens: Sequence[ApiToken]) -> None:
-        self._tokens = [
-            (t.name, _digest(t.token.get_secret_value()), set(t.scopes)) for t in tokens
-        ]
+    def __init__(self, tokens: Sequence[ApiToken], source: TokenFile | None = None) -> None:
+        self._source = source
+        self._tokens = _compiled(source.tokens if source is not None else tokens)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenGuard:
+        """API_TOKENS_FILE when set (TokenFileError if it is invalid), else API_TOKENS_JSON."""
+        if settings.api_tokens_file:
+            source = TokenFile(Path(settings.api_tokens_file), settings.api_tokens_file_check_sec)
+            return cls((), source)
+        return cls(settings.api_tokens_json)
 
     @property
     def enabled(self) -> bool:
-        """Whether any token is configured (else the API is open)."""
-        return bool(self._tokens)
+        """Whether tokens are required (else the API is open); a token file always requires them."""
+        return bool(self._tokens) or self._source is not None
+
+    @property
+    def reloadable(self) -> bool:
+        """Whether the tokens come from a file that SIGHUP re-reads."""
+        return self._source is not None
+
+    def reload(self) -> None:
+        """Re-read the token file now (the SIGHUP handler); an invalid file changes nothing."""
+        if self._source is not None and (tokens := self._source.reload()) is not None:
+            self._tokens = _compiled(tokens)
+
+    def refresh(self) -> None:
+        """Pick up a changed token file (a stat at most once per check interval)."""
+        if self._source is not None and (tokens := self._source.poll()) is not None:
+            self._tokens = _compiled(tokens)
 
     def identify(self, presented: str) -> tuple[str, frozenset[str]] | None:
         """The matching token's name and granted scopes; every token is compared."""
@@ -98,8 +129,9 @@ class TokenGuard:
     ) -> None:
         """Litestar guard: 401 without a valid token, 403 without the route's scope."""
         needed = route_scope(handler)
-        if needed == "open" or not self._tokens:
+        if needed == "open" or not self.enabled:
             return
+        self.refresh()
         header = connection.headers.get("authorization", "")
         kind, _, presented = header.partition(" ")
         match = self.identify(presented.strip()) if kind.lower() == "bearer" else None

@@ -29,6 +29,7 @@ from app.domain.errors import (
     ScheduleExistsError,
     ScheduleNotFoundError,
 )
+from app.http.request_id import request_id
 from app.jobs.availability import database_unreachable
 
 logger = logging.getLogger("app.http")
@@ -43,6 +44,8 @@ class ErrorResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     job_status: str | None = None
     # A 503 says when to try again, as its Retry-After header does.
     retry_after_sec: int | None = None
+    # The answer's X-Request-ID header: the server's log holds the cause under this id.
+    request_id: str | None = None
 
 
 def error_response(status_code: int, description: str, detail: str, **extra: Any) -> ResponseSpec:
@@ -69,10 +72,11 @@ _STATUS_BY_ERROR: list[tuple[type[JobError], int]] = [
 ]
 
 
-def _body(status_code: int, detail: str, **extra: object) -> Response[dict[str, object]]:
-    return Response(
-        {"status_code": status_code, "detail": detail, **extra}, status_code=status_code
-    )
+def _body(
+    request: Request[Any, Any, Any], status_code: int, detail: str, **extra: object
+) -> Response[dict[str, object]]:
+    body = {"status_code": status_code, "detail": detail, **extra}
+    return Response({**body, "request_id": request_id(request.scope)}, status_code=status_code)
 
 
 def _readable(message: str) -> str:
@@ -84,7 +88,9 @@ def _readable(message: str) -> str:
     return "Expected only letters, digits and the characters . _ : -"
 
 
-def job_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
+def job_error_handler(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, object]]:
     """A domain error: the client's fault, with the domain's message."""
     assert isinstance(exc, JobError)
     status_code = next(
@@ -93,7 +99,7 @@ def job_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dic
     extra: dict[str, object] = {}
     if isinstance(exc, JobStatusConflictError):
         extra["job_status"] = exc.status
-    return _body(status_code, exc.message, **extra)
+    return _body(request, status_code, exc.message, **extra)
 
 
 def http_exception_handler(
@@ -117,6 +123,7 @@ def http_exception_handler(
     body: dict[str, object] = {"status_code": exc.status_code, "detail": detail}
     if extra:
         body["extra"] = extra
+    body["request_id"] = request_id(request.scope)
     return Response(body, status_code=exc.status_code, headers=exc.headers)
 
 
@@ -132,7 +139,7 @@ def _is_bad_path_uuid(problem: object) -> bool:
 def _not_a_uuid(request: Request[Any, Any, Any], name: str) -> Response[dict[str, object]]:
     """A path id that is not a UUID (`job_id`): the value as sent, like any invalid job."""
     raw = str(request.path_params.get(name, ""))
-    return _body(HTTP_400_BAD_REQUEST, f"{name} {raw[:64]!r} is not a UUID")
+    return _body(request, HTTP_400_BAD_REQUEST, f"{name} {raw[:64]!r} is not a UUID")
 
 
 # How long a client is asked to wait after a 503 (Retry-After). A restart or failover takes
@@ -140,22 +147,25 @@ def _not_a_uuid(request: Request[Any, Any, Any], name: str) -> Response[dict[str
 # without a storm of immediate retries.
 RETRY_AFTER_SEC = 2
 UNAVAILABLE_DETAIL = "database unavailable"
+# Every guard in front of the database should have caught the value; if one did not, the
+# client learns only that a value was refused, never the database's words (they may name
+# columns, types, encodings, limits).
+REFUSED_VALUE_DETAIL = (
+    "a value in this request could not be stored; the server log holds the cause under this "
+    "request_id"
+)
 
 
-def database_unavailable_response() -> Response[dict[str, object]]:
+def database_unavailable_response(request: Request[Any, Any, Any]) -> Response[dict[str, object]]:
     """The 503 every unreachable database becomes: a fixed message and Retry-After.
 
     The database's own message stays in the logs: it may name hosts, roles and settings.
     """
-    return Response(
-        {
-            "status_code": HTTP_503_SERVICE_UNAVAILABLE,
-            "detail": UNAVAILABLE_DETAIL,
-            "retry_after_sec": RETRY_AFTER_SEC,
-        },
-        status_code=HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(RETRY_AFTER_SEC)},
+    response = _body(
+        request, HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE_DETAIL, retry_after_sec=RETRY_AFTER_SEC
     )
+    response.headers["Retry-After"] = str(RETRY_AFTER_SEC)
+    return response
 
 
 def database_error_handler(
@@ -166,26 +176,40 @@ def database_error_handler(
     # the connection gone, or this process's pool exhausted: see app/jobs/availability.py.
     if database_unreachable(exc):
         logger.warning(
-            "database unavailable on %s %s: %s: %s",
+            "database unavailable on %s %s (request %s): %s: %s",
             request.method,
             request.url.path,
+            request_id(request.scope),
             type(exc).__name__,
             exc,
         )
-        return database_unavailable_response()
+        return database_unavailable_response(request)
     if isinstance(exc, DBAPIError):
         sqlstate = getattr(exc.orig, "sqlstate", None) or ""
         if sqlstate.startswith("22"):  # data exception: the value itself is unacceptable
-            return _body(HTTP_400_BAD_REQUEST, f"value rejected by the database: {exc.orig}")
-    logger.exception("unexpected database error")
-    return _body(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+            logger.warning(
+                "database refused a value on %s %s (request %s): %s",
+                request.method,
+                request.url.path,
+                request_id(request.scope),
+                exc.orig,
+            )
+            return _body(request, HTTP_400_BAD_REQUEST, REFUSED_VALUE_DETAIL)
+    logger.error(
+        "unexpected database error on %s %s (request %s)",
+        request.method,
+        request.url.path,
+        request_id(request.scope),
+        exc_info=exc,
+    )
+    return _body(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
 
 
 def undecodable_body_handler(
-    _: Request[Any, Any, Any], exc: Exception
+    request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, object]]:
     """A body that is not UTF-8 cannot be JSON."""
-    return _body(HTTP_400_BAD_REQUEST, "request body is not valid UTF-8 JSON")
+    return _body(request, HTTP_400_BAD_REQUEST, "request body is not valid UTF-8 JSON")
 
 
 def recursion_error_handler(
@@ -193,7 +217,7 @@ def recursion_error_handler(
 ) -> Response[dict[str, object]]:
     """JSON nested deeper than the decoder's recursion limit is the client's fault."""
     if "deserializing" in str(exc):  # msgspec's decoder; any other recursion is a bug of ours
-        return _body(HTTP_400_BAD_REQUEST, "request body is nested too deeply")
+        return _body(request, HTTP_400_BAD_REQUEST, "request body is nested too deeply")
     return unexpected_error_handler(request, exc)
 
 
@@ -201,8 +225,14 @@ def unexpected_error_handler(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, object]]:
     """A bug of ours: log it with its traceback, answer 500 without details."""
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _body(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+    logger.error(
+        "unhandled error on %s %s (request %s)",
+        request.method,
+        request.url.path,
+        request_id(request.scope),
+        exc_info=exc,
+    )
+    return _body(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {

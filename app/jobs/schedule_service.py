@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import schedules
 from app.db.models import DlSchedule
 from app.domain.errors import InvalidJobError, ScheduleExistsError, ScheduleNotFoundError
+from app.domain.filters import check_query_text
 from app.domain.schedules import (
     Schedule,
     ScheduleCreate,
@@ -60,6 +61,7 @@ class ScheduleService:
 
     async def list(self, *, after: str | None = None, limit: int = 100) -> list[Schedule]:
         """Schedules by name, `limit` at a time, starting after the name `after`."""
+        check_query_text("after", after)
         async with self.sessions() as session:
             now = await schedules.db_now(session)
             rows = await schedules.list_schedules(session, after=after, limit=limit)

@@ -23,6 +23,8 @@ from app.jobs.validation import check_destinations, check_spec, check_specs
 from app.settings import Settings
 
 EVENTS_LIMIT_MAX = 1000
+# dl_job_events.id is a bigint: a larger `after` would reach PostgreSQL as an asyncpg error.
+EVENT_ID_MAX = 2**63 - 1
 # Triggers written by one statement; more wait for the next round.
 MAX_TRIGGER_ROUND = 500
 

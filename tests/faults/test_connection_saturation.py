@@ -117,6 +117,7 @@ async def test_api_answers_503_with_retry_after_while_slots_are_exhausted(
                 "status_code": 503,
                 "detail": "database unavailable",
                 "retry_after_sec": int(answer.headers["Retry-After"]),
+                "request_id": answer.headers["X-Request-ID"],
             }, "the database's own message stays in the log"
         assert (await http.get("/ready")).status_code == 503
 

@@ -13,16 +13,20 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.http.errors import (
+    REFUSED_VALUE_DETAIL,
     database_error_handler,
     http_exception_handler,
     recursion_error_handler,
 )
+
+REQUEST_ID = "req-42"
 
 
 def _request() -> Any:
     request = MagicMock()
     request.method = "POST"
     request.url.path = "/api/v1/jobs/trigger"
+    request.scope = {"headers": [(b"x-request-id", REQUEST_ID.encode())]}
     return request
 
 
@@ -31,7 +35,11 @@ def test_json_nested_too_deeply_is_a_400() -> None:
         msgspec.json.decode(b"[" * 100_000 + b"]" * 100_000)
     response = recursion_error_handler(_request(), caught.value)
     assert response.status_code == 400
-    assert response.content == {"status_code": 400, "detail": "request body is nested too deeply"}
+    assert response.content == {
+        "status_code": 400,
+        "detail": "request body is nested too deeply",
+        "request_id": REQUEST_ID,
+    }
 
 
 def test_any_other_recursion_is_still_a_500() -> None:
@@ -49,7 +57,11 @@ def test_malformed_path_id_is_a_400_naming_it() -> None:
     exc = ValidationException(detail="Validation failed", extra=[_BAD_ID])
     response = http_exception_handler(request, exc)
     assert response.status_code == 400
-    assert response.content == {"status_code": 400, "detail": "job_id 'abc' is not a UUID"}
+    assert response.content == {
+        "status_code": 400,
+        "detail": "job_id 'abc' is not a UUID",
+        "request_id": REQUEST_ID,
+    }
 
 
 def test_malformed_path_id_comes_after_the_query_problems() -> None:
@@ -61,6 +73,7 @@ def test_malformed_path_id_comes_after_the_query_problems() -> None:
         "status_code": 400,
         "detail": "Expected `int` >= 1 (field `limit`)",
         "extra": [_BAD_LIMIT],
+        "request_id": REQUEST_ID,
     }
 
 
@@ -91,4 +104,45 @@ def test_a_full_or_starting_database_is_a_503_with_retry_after(error: Exception)
         "status_code": 503,
         "detail": "database unavailable",
         "retry_after_sec": int(response.headers["Retry-After"]),
+        "request_id": REQUEST_ID,
     }, "none of the database's words (roles, tables, settings) reach the client"
+
+
+# What PostgreSQL and asyncpg said in the findings: column types, encodings, limits.
+_REFUSED_VALUES = [
+    asyncpg.DataError(
+        "invalid input for query argument $2: 99999999999999999999 (value out of int64 range)"
+    ),
+    asyncpg.CharacterNotInRepertoireError('invalid byte sequence for encoding "UTF8": 0x00'),
+]
+
+
+@pytest.mark.parametrize("driver_error", _REFUSED_VALUES, ids=["int64", "nul"])
+def test_a_value_the_database_refused_is_a_400_without_its_words(
+    driver_error: asyncpg.PostgresError, caplog: pytest.LogCaptureFixture
+) -> None:
+    error = _wrapped(driver_error)
+    # SQLAlchemy's asyncpg adapter copies the SQLSTATE onto the error it wraps.
+    error.orig.sqlstate = driver_error.sqlstate  # type: ignore[union-attr]
+    response = database_error_handler(_request(), error)
+    assert response.status_code == 400
+    assert response.content == {
+        "status_code": 400,
+        "detail": REFUSED_VALUE_DETAIL,
+        "request_id": REQUEST_ID,
+    }
+    logged = caplog.text
+    assert REQUEST_ID in logged, "the cause is logged with the request id"
+    assert str(driver_error) in logged
+
+
+def test_an_unexpected_database_error_is_a_500_without_its_words() -> None:
+    response = database_error_handler(
+        _request(), _wrapped(asyncpg.UndefinedTableError("secret_table"))
+    )
+    assert response.status_code == 500
+    assert response.content == {
+        "status_code": 500,
+        "detail": "internal error",
+        "request_id": REQUEST_ID,
+    }

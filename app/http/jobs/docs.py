@@ -11,7 +11,7 @@ from litestar.params import Parameter
 from app.domain.filters import LIST_LIMIT_MAX, MAX_FILTER_TEXT
 from app.http.errors import error_response
 from app.http.jobs.schemas import Job, JobHistory, JobPage
-from app.jobs.service import EVENTS_LIMIT_MAX
+from app.jobs.service import EVENT_ID_MAX, EVENTS_LIMIT_MAX
 
 _JOB_ID = "0f9c4c2e-6f51-4a8e-9d0b-2b7f1f3c9a10"
 _CURSOR = (
@@ -261,6 +261,7 @@ EventsAfterQuery = Annotated[
     Parameter(
         description="Only events with a greater id (`next_after` of the previous page)",
         ge=0,
+        le=EVENT_ID_MAX,
         examples=[Example(value=104)],
     ),
 ]

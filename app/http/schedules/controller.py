@@ -6,9 +6,11 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import JSONBody, Parameter, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from app.domain.schedules import SCHEDULE_NAME_MAX
+from app.domain.spec import NAME_PATTERN
 from app.http.auth import requires
 from app.http.dependencies import from_state
 from app.http.errors import error_response
@@ -23,7 +25,18 @@ from app.http.schedules.schemas import (
 from app.jobs.schedule_service import ScheduleService
 
 # Names are letters, digits and . _ : - (ScheduleName), so they travel in the path as they are.
+# The route takes any text, and the parameter checks it after the guard: a 400 naming `name`
+# (`{name:str}` with a pattern in the route itself would be a bare 404 before the guard).
 NAME_PATH = "/{name:str}"
+ScheduleNamePath = Annotated[
+    str,
+    PathParameter(
+        description="The schedule's name: 1 to 150 letters, digits and . _ : -",
+        min_length=1,
+        max_length=SCHEDULE_NAME_MAX,
+        pattern=NAME_PATTERN,
+    ),
+]
 LIST_LIMIT_MAX = 500
 
 SCHEDULE_NOT_FOUND = error_response(
@@ -81,7 +94,7 @@ class SchedulesController(Controller):
         opt=requires("read"),
     )
     async def get_schedule(
-        self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
+        self, name: ScheduleNamePath, schedule_service: NamedDependency[ScheduleService]
     ) -> Schedule:
         """`upcoming` lists the next five fire times (UTC) of an enabled schedule."""
         return await schedule_service.get(name)
@@ -95,7 +108,7 @@ class SchedulesController(Controller):
     async def update(
         self,
         request: Request[Any, Any, Any],
-        name: FromPath[str],
+        name: ScheduleNamePath,
         data: JSONBody[ScheduleUpdate],
         schedule_service: NamedDependency[ScheduleService],
     ) -> Schedule:
@@ -111,7 +124,7 @@ class SchedulesController(Controller):
         opt=requires("admin"),
     )
     async def delete_schedule(
-        self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
+        self, name: ScheduleNamePath, schedule_service: NamedDependency[ScheduleService]
     ) -> None:
         """The schedule goes; jobs it already created stay."""
         await schedule_service.delete(name)
@@ -124,7 +137,7 @@ class SchedulesController(Controller):
         opt=requires("write"),
     )
     async def enable(
-        self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
+        self, name: ScheduleNamePath, schedule_service: NamedDependency[ScheduleService]
     ) -> Schedule:
         """It fires next at the first matching time after now (missed times are not caught up)."""
         return await schedule_service.set_enabled(name, True)
@@ -137,7 +150,7 @@ class SchedulesController(Controller):
         opt=requires("write"),
     )
     async def disable(
-        self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
+        self, name: ScheduleNamePath, schedule_service: NamedDependency[ScheduleService]
     ) -> Schedule:
         """It stops firing; jobs it already created are not touched."""
         return await schedule_service.set_enabled(name, False)
@@ -150,7 +163,7 @@ class SchedulesController(Controller):
         opt=requires("write"),
     )
     async def run_now(
-        self, name: FromPath[str], schedule_service: NamedDependency[ScheduleService]
+        self, name: ScheduleNamePath, schedule_service: NamedDependency[ScheduleService]
     ) -> ScheduleRun:
         """Create its job at once, enabled or not; its fire times do not change."""
         return await schedule_service.run_now(name)

@@ -9,6 +9,7 @@ JSON body under another Content-Type a 415.
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.parse
 import uuid
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from tests.support.api_servers import ApiServer
+from tests.support.waiting import wait_until
 
 TRIGGER = "/api/v1/jobs/trigger"
 BULK = "/api/v1/jobs/trigger/bulk"
@@ -89,16 +91,32 @@ def schedule_body(**overrides: object) -> dict[str, Any]:
     return values
 
 
+# Words only PostgreSQL or asyncpg would use (the findings' `invalid input for query argument
+# $2 ... out of int64 range`, `invalid byte sequence for encoding "UTF8": 0x00`).
+DATABASE_WORDS = re.compile(
+    r"query argument|int64|invalid byte sequence|encoding \"UTF8\"|asyncpg|sqlstate|"
+    r"rejected by the database",
+    re.IGNORECASE,
+)
+
+
 def assert_status(response: httpx.Response, status: int) -> None:
-    """Exactly `status` (so never a 5xx); on a 4xx the body is the error JSON."""
+    """Exactly `status` (so never a 5xx); on a 4xx the body is the error JSON.
+
+    Every answer carries an X-Request-ID; an error body repeats it and holds none of the
+    database's words.
+    """
     request = response.request
     where = f"{request.method} {str(request.url)[:300]} -> {response.status_code}"
     assert response.status_code < 500, f"{where}: {response.text[:500]}"
     assert response.status_code == status, f"{where}, expected {status}: {response.text[:500]}"
+    assert response.headers.get("x-request-id"), f"{where}: no X-Request-ID"
     if response.status_code >= 400:
         body = response.json()
         assert body["status_code"] == response.status_code, where
         assert isinstance(body["detail"], str), where
+        assert body["request_id"] == response.headers["x-request-id"], where
+        assert not DATABASE_WORDS.search(response.text), f"{where}: {response.text[:500]}"
 
 
 @pytest.fixture
@@ -197,11 +215,64 @@ async def test_body_over_the_limit_in_chunks_is_413(client: httpx.AsyncClient) -
 @pytest.mark.parametrize("path", [TRIGGER, BULK, SCHEDULES])
 async def test_malformed_json_is_400(client: httpx.AsyncClient, path: str, raw: bytes) -> None:
     response = await client.post(path, content=raw, headers={"content-type": "application/json"})
-    # One body here is valid JSON to the trigger endpoint: a repeated key, where the last one
-    # wins (RFC 8259 leaves duplicate names to the parser); it creates a job. The schedule and
-    # bulk bodies have no top-level `queue`, so there the same body is a 400.
-    repeated_key = raw.count(b'"queue"') == 2
-    assert_status(response, 200 if path == TRIGGER and repeated_key else 400)
+    assert_status(response, 400)
+
+
+# A repeated key is refused wherever it is (RFC 8259 leaves duplicate names to the parser;
+# taking the last one would let two readers of one body see two different requests).
+REPEATED_KEYS = [
+    (TRIGGER, b'{"queue":"fuzz","task":"noop","lock_key":"k","queue":"other"}', "queue"),
+    (TRIGGER, b'{"queue":"fuzz","task":"noop","lock_key":"k","args":{"a":1,"a":2}}', "a"),
+    (BULK, b'{"jobs":[{"queue":"fuzz","task":"noop","lock_key":"k","lock_key":"j"}]}', "lock_key"),
+    (
+        SCHEDULES,
+        b'{"name":"dup","cron":"* * * * *","queue":"fuzz","task":"noop","lock_key":"k",'
+        b'"cron":"*/5 * * * *"}',
+        "cron",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "raw", "key"), REPEATED_KEYS)
+async def test_repeated_json_keys_are_400_naming_the_key(
+    client: httpx.AsyncClient, path: str, raw: bytes, key: str
+) -> None:
+    response = await client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert_status(response, 400)
+    assert f"repeats the key {key!r}" in response.json()["detail"], response.text
+
+
+async def test_repeated_json_key_in_a_schedule_patch_is_400(client: httpx.AsyncClient) -> None:
+    created = await client.post(SCHEDULES, json=schedule_body())
+    assert created.status_code == 201, created.text
+    response = await client.patch(
+        f"{SCHEDULES}/{created.json()['name']}",
+        content=b'{"enabled":false,"enabled":true}',
+        headers={"content-type": "application/json"},
+    )
+    assert_status(response, 400)
+    assert "repeats the key 'enabled'" in response.json()["detail"], response.text
+    unchanged = await client.get(f"{SCHEDULES}/{created.json()['name']}")
+    assert unchanged.json()["enabled"] is True, "nothing was changed"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"queue":"fuzz","task":"noop","lock_key":"k\\ud800"}',
+        b'{"queue":"fuzz","task":"noop","lock_key":"k\\ud800x"}',
+        b'{"queue":"fuzz","task":"noop","lock_key":"k","args":{"a":"\\udfff"}}',
+    ],
+)
+@pytest.mark.parametrize("path", [TRIGGER, SCHEDULES])
+async def test_lone_surrogate_escape_is_named_as_such(
+    client: httpx.AsyncClient, path: str, raw: bytes
+) -> None:
+    response = await client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert_status(response, 400)
+    detail = response.json()["detail"]
+    assert "lone UTF-16 surrogate" in detail, detail
+    assert "truncated" not in detail, detail
 
 
 async def test_lone_surrogate_in_schedule_args_is_refused(client: httpx.AsyncClient) -> None:
@@ -363,9 +434,10 @@ async def test_hostile_text_as_schedule_and_queue_names(
     client: httpx.AsyncClient, fuzz_server: ApiServer, text: str
 ) -> None:
     quoted = urllib.parse.quote(text, safe="")
-    # No schedule has such a name (404) unless the name holds a NUL (400); a queue name is
-    # checked like a job's `queue` (a queue nobody used still answers).
-    schedule_status = 400 if "\x00" in text else 404
+    # A schedule or queue name is letters, digits and `. _ : -` (README.md): anything else is
+    # a 400 naming the parameter. No schedule has such a name (404); a queue nobody used
+    # still answers.
+    schedule_status = 404 if is_name(text, 150) else 400
     queue_status = 200 if is_name(text, 100) else 400
     for method, path, status in [
         ("GET", f"{SCHEDULES}/{quoted}", schedule_status),
@@ -421,12 +493,10 @@ async def test_hostile_text_as_schedule_and_queue_names(
 async def test_undecodable_bytes_in_schedule_and_queue_paths(
     client: httpx.AsyncClient, fuzz_server: ApiServer, raw_segment: str
 ) -> None:
-    # A schedule name may hold any text but NUL: no such schedule, 404. A queue name is
-    # letters, digits and `. _ : -` only (README.md): 400.
-    schedule_status = 400 if raw_segment == "%00" else 404
+    # Schedule and queue names are letters, digits and `. _ : -` only (README.md): 400.
     for method, path, status in [
-        ("GET", f"{SCHEDULES}/{raw_segment}", schedule_status),
-        ("POST", f"{SCHEDULES}/{raw_segment}/run", schedule_status),
+        ("GET", f"{SCHEDULES}/{raw_segment}", 400),
+        ("POST", f"{SCHEDULES}/{raw_segment}/run", 400),
         ("GET", f"{QUEUES}/{raw_segment}", 400),
         ("POST", f"{QUEUES}/{raw_segment}/pause", 400),
     ]:
@@ -453,14 +523,16 @@ async def test_out_of_range_numbers_in_bodies_are_400(
     assert_status(response, 400)  # the body is checked before the schedule is looked up
 
 
-# `after` (an event id) takes any integer >= 0; then the job is looked up, and it is unknown.
+# `after` (an event id, a bigint) takes any integer from 0 to 2^63-1; then the job is looked
+# up, and it is unknown.
 @pytest.mark.parametrize(
     ("value", "as_after"),
     [
         ("-1", 400),
         ("0", 404),
-        (str(10**30), 404),
-        (str(2**63), 404),
+        (str(2**63 - 1), 404),
+        (str(10**30), 400),
+        (str(2**63), 400),
         ("1.5", 400),
         ("1e400", 400),
         ("NaN", 400),
@@ -474,6 +546,107 @@ async def test_out_of_range_limits_are_400(
         assert_status(response, 400)
     response = await client.get(f"{JOBS}/{uuid.uuid4()}/events", params={"after": value})
     assert_status(response, as_after)
+
+
+async def test_event_ids_past_bigint_are_400_naming_after(client: httpx.AsyncClient) -> None:
+    """The finding: on a job that exists, `after` past 2^63-1 reached asyncpg (int64)."""
+    created = await client.post(TRIGGER, json=job_body(queue="fuzz-events"))
+    assert_status(created, 200)
+    events = f"{JOBS}/{created.json()['job_id']}/events"
+    for value in (str(2**63), str(10**30)):
+        response = await client.get(events, params={"after": value})
+        assert_status(response, 400)
+        assert "(field `after`)" in response.json()["detail"], response.text
+    response = await client.get(events, params={"after": str(2**63 - 1)})
+    assert_status(response, 200)
+    assert response.json()["events"] == []
+
+
+# Every text field of a body, with a NUL inside: a 400 naming the field, before the database
+# (PostgreSQL text and jsonb cannot hold NUL; its refusal named the encoding).
+JOB_TEXT_FIELDS = [
+    "queue",
+    "task",
+    "lock_key",
+    "idempotency_key",
+    "partition_key",
+    "producer",
+    "consumer_group",
+]
+SCHEDULE_TEXT_FIELDS = ["name", "cron", "timezone", "queue", "task", "lock_key"]
+
+
+@pytest.mark.parametrize("field", JOB_TEXT_FIELDS)
+async def test_nul_in_a_job_field_is_400_naming_it(client: httpx.AsyncClient, field: str) -> None:
+    response = await client.post(TRIGGER, json=job_body(**{field: "a\x00b"}))
+    assert_status(response, 400)
+    assert f"`{field}`" in response.json()["detail"], response.text
+    response = await client.post(BULK, json={"jobs": [job_body(**{field: "a\x00b"})]})
+    assert_status(response, 400)
+    assert f"`{field}`" in response.json()["detail"] or field in response.text, response.text
+
+
+@pytest.mark.parametrize("field", SCHEDULE_TEXT_FIELDS)
+async def test_nul_in_a_schedule_field_is_400(client: httpx.AsyncClient, field: str) -> None:
+    response = await client.post(SCHEDULES, json=schedule_body(**{field: "a\x00b"}))
+    assert_status(response, 400)
+    assert field in response.json()["detail"], response.text
+    if field != "name":  # the name cannot change
+        created = await client.post(SCHEDULES, json=schedule_body())
+        assert created.status_code == 201, created.text
+        path = f"{SCHEDULES}/{created.json()['name']}"
+        response = await client.patch(path, json={field: "a\x00b"})
+        assert_status(response, 400)
+        assert field in response.json()["detail"], response.text
+
+
+async def test_nul_in_args_is_400_naming_where(client: httpx.AsyncClient) -> None:
+    response = await client.post(TRIGGER, json=job_body(args={"deep": ["ok", "a\x00b"]}))
+    assert_status(response, 400)
+    assert "$.args.deep[1]" in response.json()["detail"], response.text
+
+
+async def test_nul_in_the_schedule_listing_cursor_is_400_naming_after(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get(SCHEDULES, params={"after": "a\x00b"})
+    assert_status(response, 400)
+    assert "`after`" in response.json()["detail"], response.text
+
+
+# --- request ids ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/health"), ("GET", "/nowhere"), ("GET", JOBS), ("POST", TRIGGER), ("GET", QUEUES)],
+)
+async def test_every_answer_carries_the_callers_request_id(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    """A sane X-Request-ID comes back as sent (errors repeat it in the body); else a new one."""
+    response = await client.request(method, path, headers={"X-Request-ID": "client-trace-42"})
+    assert response.headers["x-request-id"] == "client-trace-42"
+    if response.status_code >= 400:
+        assert response.json()["request_id"] == "client-trace-42"
+    response = await client.request(method, path, headers={"X-Request-ID": "bad id\t<script>"})
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"]), response.headers
+
+
+async def test_log_lines_of_a_request_carry_its_id(
+    client: httpx.AsyncClient, fuzz_server: ApiServer
+) -> None:
+    """The id a client quotes finds the request's lines in the log (here its access line)."""
+    trace = f"trace-{uuid.uuid4().hex}"
+    response = await client.get(JOBS, params={"status": "bogus"}, headers={"X-Request-ID": trace})
+    assert_status(response, 400)
+
+    def logged() -> list[dict[str, Any]]:
+        lines = fuzz_server.log_path.read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if trace in line]
+
+    found = await wait_until(logged, timeout=10, what="a log line with the request id")
+    assert all(line.get("request_id") == trace for line in found), found
 
 
 async def test_huge_args_numbers_do_not_break_the_job(client: httpx.AsyncClient) -> None:
