@@ -69,8 +69,11 @@ class Supervisor:
                 self.postgres = EmbeddedPostgres(embedded_data_dir(), embedded_port())
                 self.postgres.start()
                 env["DATABASE_URL"] = self.postgres.url
+                # The password stays out of the terminal (and whatever records it): the
+                # line names the file that holds it instead (docs/development.md).
                 _say(
-                    f"embedded PostgreSQL at {self.postgres.url} (data in {self.postgres.data_dir})"
+                    f"embedded PostgreSQL at {self.postgres.masked_url} (data in "
+                    f"{self.postgres.data_dir}; password in {self.postgres.password_file})"
                 )
             settings = self.settings
             if self.postgres is not None:
