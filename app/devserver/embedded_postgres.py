@@ -71,7 +71,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _root_wrapper() -> list[str]:
+def root_wrapper() -> list[str]:
     """The command prefix that lets root run PostgreSQL (empty for other users)."""
     if os.geteuid() != 0:
         return []
@@ -134,7 +134,7 @@ class EmbeddedPostgres:
         A data folder from before passwords (trust authentication) gets a password first.
         """
         bindir = find_bindir()
-        wrapper = _root_wrapper()
+        wrapper = root_wrapper()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(bindir, wrapper)
         elif not self.password_file.exists():
