@@ -230,12 +230,18 @@ class EmbeddedPostgres:
             check=False,
         )
         # The single-user backend exits 0 even when the statement failed.
-        if result.returncode != 0 or "ERROR:" in result.stderr or "FATAL:" in result.stderr:
+        problems = [
+            line.split(marker, 1)[1].strip()
+            for line in result.stderr.replace(password, "***").splitlines()
+            for marker in ("FATAL:", "ERROR:")
+            if marker in line
+        ]
+        if result.returncode != 0 or problems:
             pending.unlink(missing_ok=True)
             raise EmbeddedPostgresError(
-                f"could not set a password on the existing cluster in {self.data_dir} "
-                f"(from before passwords); stop whatever uses it, or remove it with "
-                f"`make clean-data`: {result.stderr.replace(password, '***').strip()[-500:]}"
+                f"{self.data_dir} is from before passwords and could not be given one "
+                f"({'; '.join(problems) or f'exit code {result.returncode}'}); stop the "
+                "server that uses it and start again, or start afresh with `make clean-data`"
             )
         write_hba_conf(self.data_dir)
         os.replace(pending, self.password_file)

@@ -13,8 +13,8 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,21 +62,28 @@ class DevRun:
         return f"postgresql://{auth}@{host}:{self.pg_port}/dataloader"
 
 
-@contextmanager
-def dev_run(tmp_path: Path, project_root: Path) -> Iterator[DevRun]:
-    """Start `python -m app run` on an embedded server in tmp_path/pg; SIGTERM it after."""
+def _dev_run_env(tmp_path: Path, port: int, pg_port: int) -> dict[str, str]:
+    """This environment without a database (nor a libpq password), the embedded one in
+    tmp_path/pg."""
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in {"DATABASE_URL", "PG_HOST", "WORKERS_JSON", "PGPASSWORD", "PGPASSFILE"}
     }
-    port, pg_port = free_port(), free_port()
     env.update(
         APP_PORT=str(port),
         DL_EMBEDDED_PG_DIR=str(tmp_path / "pg"),
         DL_EMBEDDED_PG_PORT=str(pg_port),
         DL_HEARTBEAT_SEC="0.5",
     )
+    return env
+
+
+@contextmanager
+def dev_run(tmp_path: Path, project_root: Path) -> Iterator[DevRun]:
+    """Start `python -m app run` on an embedded server in tmp_path/pg; SIGTERM it after."""
+    port, pg_port = free_port(), free_port()
+    env = _dev_run_env(tmp_path, port, pg_port)
     log_path = tmp_path / "run.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -242,12 +249,10 @@ async def test_dev_run_postgres_takes_only_its_password_on_loopback(
     assert run.password not in run.log_path.read_text()
 
 
-async def test_dev_run_gives_a_trust_era_data_folder_a_password(
-    tmp_path: Path, project_root: Path
-) -> None:
-    # A data folder as `make run` made it before passwords: initdb --auth=trust, with a
-    # row of the user's in it that must survive.
-    pg_dir = tmp_path / "pg"
+@asynccontextmanager
+async def trust_era_server(pg_dir: Path) -> AsyncIterator[int]:
+    """A data folder as `make run` made it before passwords (initdb --auth=trust) holding a
+    table of the user's, with its server running; yields the server's port."""
     subprocess.run(
         [
             *root_wrapper(),
@@ -265,7 +270,7 @@ async def test_dev_run_gives_a_trust_era_data_folder_a_password(
         capture_output=True,
     )
     assert "trust" in (pg_dir / "pg_hba.conf").read_text()
-    old_port = free_port()
+    port = free_port()
     postgres = subprocess.Popen(
         [
             *root_wrapper(),
@@ -273,7 +278,7 @@ async def test_dev_run_gives_a_trust_era_data_folder_a_password(
             "-D",
             str(pg_dir),
             "-clisten_addresses=127.0.0.1",
-            f"-cport={old_port}",
+            f"-cport={port}",
             "-cunix_socket_directories=",
         ],
         stdout=subprocess.DEVNULL,
@@ -284,7 +289,7 @@ async def test_dev_run_gives_a_trust_era_data_folder_a_password(
         async def trust_answers() -> bool:
             try:
                 connection = await asyncpg.connect(
-                    f"postgresql://postgres@127.0.0.1:{old_port}/postgres", timeout=2
+                    f"postgresql://postgres@127.0.0.1:{port}/postgres", timeout=2
                 )
             except (OSError, asyncpg.PostgresError):
                 return False
@@ -293,13 +298,22 @@ async def test_dev_run_gives_a_trust_era_data_folder_a_password(
             return True
 
         await wait_until(trust_answers, timeout=30, interval=0.1, what="the trust-era server")
-        old = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{old_port}/dataloader")
+        old = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/dataloader")
         await old.execute("CREATE TABLE kept_from_before (note text)")
         await old.execute("INSERT INTO kept_from_before VALUES ('still here')")
         await old.close()
+        yield port
     finally:
         postgres.terminate()
         postgres.wait(timeout=30)
+
+
+async def test_dev_run_gives_a_trust_era_data_folder_a_password(
+    tmp_path: Path, project_root: Path
+) -> None:
+    pg_dir = tmp_path / "pg"
+    async with trust_era_server(pg_dir):
+        pass  # stopped: its data folder is what the next `make run` finds
     assert not (pg_dir / PASSWORD_FILE).exists()
 
     with dev_run(tmp_path, project_root) as run:
@@ -315,3 +329,30 @@ async def test_dev_run_gives_a_trust_era_data_folder_a_password(
             await connection.close()
     assert "trust" not in (pg_dir / "pg_hba.conf").read_text()
     assert run.password not in run.log_path.read_text()
+
+
+async def test_dev_run_refuses_a_trust_era_data_folder_it_cannot_change_in_one_line(
+    tmp_path: Path, project_root: Path
+) -> None:
+    pg_dir = tmp_path / "pg"
+    async with trust_era_server(pg_dir) as old_port:  # still running on the folder
+        result = subprocess.run(
+            [sys.executable, "-m", "app", "run"],
+            cwd=project_root,
+            env=_dev_run_env(tmp_path, free_port(), free_port()),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [
+            f"[dataloader] {pg_dir} is from before passwords and could not be given one "
+            '(lock file "postmaster.pid" already exists); stop the server that uses it and '
+            "start again, or start afresh with `make clean-data`"
+        ]
+        # Nothing was changed: no password file, and the old server still answers as before.
+        assert not (pg_dir / PASSWORD_FILE).exists()
+        assert not list(pg_dir.glob(f"{PASSWORD_FILE}*"))
+        old = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{old_port}/dataloader")
+        await old.close()
