@@ -17,30 +17,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from app.db.server_admin import (
-    create_database_statement,
-    database_exists_query,
-    set_password_statement,
-)
-from app.devserver.embedded_auth import (
-    AUTH_METHOD,
-    new_password,
-    password_path,
-    read_password,
-    write_hba_conf,
-    write_password_file,
-)
+from app.db.server_admin import create_database_statement, database_exists_query
+from app.devserver.embedded_auth import AUTH_METHOD, password_path, read_password, write_hba_conf
+from app.devserver.embedded_cluster import create_cluster, give_trust_cluster_a_password
+from app.devserver.errors import EmbeddedPostgresError
 from app.observability.masking import mask_url_passwords
-
-
-class EmbeddedPostgresError(Exception):
-    """The embedded PostgreSQL server could not be set up or started."""
 
 
 def find_bindir() -> Path:
@@ -136,19 +122,26 @@ class EmbeddedPostgres:
         bindir = find_bindir()
         wrapper = root_wrapper()
         if not (self.data_dir / "PG_VERSION").exists():
-            self._initdb(bindir, wrapper)
+            create_cluster(self.data_dir, self.user, bindir, wrapper)
         elif not self.password_file.exists():
-            self._set_password_offline(bindir, wrapper)
-        self.password = read_password(self.password_file)
+            give_trust_cluster_a_password(self.data_dir, self.user, bindir, wrapper)
+        try:
+            self.password = read_password(self.password_file)
+        except (OSError, ValueError) as error:
+            raise EmbeddedPostgresError(
+                f"cannot read the password of {self.data_dir} ({error}); "
+                "start afresh with `make clean-data`"
+            ) from error
         # Rewritten at every start: whatever pg_hba.conf says, this server trusts no one.
         write_hba_conf(self.data_dir, self.client_networks)
         settings = {
+            "max_connections": "200",
+            **self.extra_settings,
+            # After extra_settings, which cannot widen who may connect.
             "listen_addresses": ",".join(self.listen_addresses),
             "port": str(self.port),
             "unix_socket_directories": "",
             "password_encryption": AUTH_METHOD,
-            "max_connections": "200",
-            **self.extra_settings,
         }
         args = [f"-c{key}={value}" for key, value in settings.items()]
         log = self.log_file.open("ab")
@@ -162,89 +155,6 @@ class EmbeddedPostgres:
         log.close()
         self._wait_ready(bindir, timeout_sec)
         self._create_database(bindir)
-
-    def _initdb(self, bindir: Path, wrapper: list[str]) -> None:
-        """A new cluster with a generated password, made aside and moved into place whole.
-
-        initdb wants an empty folder, so the password file is written next to it and moved
-        in afterwards; moving the finished folder in last means an interrupted initdb never
-        leaves a cluster without its password file behind.
-        """
-        if self.data_dir.exists() and any(self.data_dir.iterdir()):
-            raise EmbeddedPostgresError(
-                f"{self.data_dir} is not empty but holds no PostgreSQL cluster; remove it"
-            )
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.data_dir.name}-", dir=self.data_dir.parent))
-        try:
-            pwfile = staging / "password"
-            write_password_file(pwfile, new_password())
-            cluster = staging / "data"
-            result = subprocess.run(
-                [
-                    *wrapper,
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(cluster),
-                    "-U",
-                    self.user,
-                    f"--auth={AUTH_METHOD}",
-                    f"--pwfile={pwfile}",
-                    "--locale=C",
-                    "-E",
-                    "UTF8",
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise EmbeddedPostgresError(f"initdb failed: {result.stderr.strip()}")
-            os.replace(pwfile, password_path(cluster))
-            os.replace(cluster, self.data_dir)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def _set_password_offline(self, bindir: Path, wrapper: list[str]) -> None:
-        """Give a trust-era cluster a password, in single-user mode: no connection is
-        accepted while it runs, so there is no moment at which the old trust is usable."""
-        password = new_password()
-        pending = self.data_dir / f"{self.password_file.name}.new"
-        pending.unlink(missing_ok=True)
-        write_password_file(pending, password)
-        result = subprocess.run(
-            [
-                *wrapper,
-                str(bindir / "postgres"),
-                "--single",
-                "-D",
-                str(self.data_dir),
-                f"-cpassword_encryption={AUTH_METHOD}",
-                # A failed statement is not echoed into the output (it holds the password).
-                "-clog_min_error_statement=panic",
-                "postgres",
-            ],
-            input=set_password_statement(self.user, password) + "\n",
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        # The single-user backend exits 0 even when the statement failed.
-        problems = [
-            line.split(marker, 1)[1].strip()
-            for line in result.stderr.replace(password, "***").splitlines()
-            for marker in ("FATAL:", "ERROR:")
-            if marker in line
-        ]
-        if result.returncode != 0 or problems:
-            pending.unlink(missing_ok=True)
-            raise EmbeddedPostgresError(
-                f"{self.data_dir} is from before passwords and could not be given one "
-                f"({'; '.join(problems) or f'exit code {result.returncode}'}); stop the "
-                "server that uses it and start again, or start afresh with `make clean-data`"
-            )
-        write_hba_conf(self.data_dir)
-        os.replace(pending, self.password_file)
 
     def _wait_ready(self, bindir: Path, timeout_sec: float) -> None:
         deadline = time.monotonic() + timeout_sec

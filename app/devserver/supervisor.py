@@ -18,7 +18,8 @@ from pathlib import Path
 from types import FrameType
 
 from app.db.migrate import PROJECT_ROOT, upgrade_to_head
-from app.devserver.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
+from app.devserver.embedded_postgres import EmbeddedPostgres
+from app.devserver.errors import EmbeddedPostgresError
 from app.settings import Settings
 
 _PR_SET_PDEATHSIG = 1
