@@ -19,6 +19,7 @@ from types import FrameType
 
 from app.db.migrate import PROJECT_ROOT, upgrade_to_head
 from app.devserver.embedded_postgres import EmbeddedPostgres
+from app.devserver.errors import EmbeddedPostgresError
 from app.settings import Settings
 
 _PR_SET_PDEATHSIG = 1
@@ -67,10 +68,17 @@ class Supervisor:
         try:
             if not self.settings.has_database:
                 self.postgres = EmbeddedPostgres(embedded_data_dir(), embedded_port())
-                self.postgres.start()
+                try:
+                    self.postgres.start()
+                except EmbeddedPostgresError as error:
+                    _say(str(error))  # says what to do; a traceback would only hide it
+                    return 1
                 env["DATABASE_URL"] = self.postgres.url
+                # The password stays out of the terminal (and whatever records it): the
+                # line names the file that holds it instead (docs/development.md).
                 _say(
-                    f"embedded PostgreSQL at {self.postgres.url} (data in {self.postgres.data_dir})"
+                    f"embedded PostgreSQL at {self.postgres.masked_url} (data in "
+                    f"{self.postgres.data_dir}; password in {self.postgres.password_file})"
                 )
             settings = self.settings
             if self.postgres is not None:
@@ -158,7 +166,7 @@ class Supervisor:
                 _say(f"{name} did not stop in time; killing it")
                 process.kill()
                 process.wait()
-        if self.postgres is not None:
+        if self.postgres is not None and self.postgres.process is not None:
             self.postgres.stop()
             _say("embedded PostgreSQL stopped")
 

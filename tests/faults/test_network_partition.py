@@ -57,7 +57,7 @@ async def postgres(namespace: NetworkNamespace, tmp_path: Path) -> AsyncIterator
     async with private_postgres(
         tmp_path,
         listen=("127.0.0.1", namespace.host_address),
-        trusted_networks=(namespace.network,),
+        client_networks=(namespace.network,),
     ) as server:
         yield server
 

@@ -2,9 +2,11 @@
 
 The configuration is docs/pgbouncer-example.md's `pgbouncer-ini` block; only what must differ
 on a test machine is replaced: the server's host and port, where PgBouncer listens, its
-files (log to the captured stderr, no pid file, no Unix socket) and authentication (the
-tests' servers trust loopback, so PgBouncer trusts the one user it is given). The pool mode
-and the pool size may be chosen; every other line is the documented one.
+files (log to the captured stderr, no pid file, no Unix socket) and the auth file, which
+lists the one user it is given with the server's password: clients log in to PgBouncer with
+SCRAM, as documented, and PgBouncer to the server with the same password. Only a server
+without a password (a DATABASE_URL that trusts loopback) makes PgBouncer trust its clients.
+The pool mode and the pool size may be chosen; every other line is the documented one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -69,6 +71,7 @@ def render_ini(
     listen_port: int,
     auth_file: Path,
     user: str,
+    trust: bool = False,
     pool_mode: str | None = None,
     default_pool_size: int | None = None,
 ) -> str:
@@ -88,12 +91,13 @@ def render_ini(
             "unix_socket_dir": "",
             "logfile": "",  # it logs to stderr, which the fixture keeps in a file
             "pidfile": "",
-            "auth_type": "trust",
             "auth_file": str(auth_file),
             # The admin console, for the tests' SHOW CLIENTS / SHOW POOLS.
             "admin_users": user,
         }
     )
+    if trust:
+        bouncer["auth_type"] = "trust"
     if pool_mode is not None:
         bouncer["pool_mode"] = pool_mode
     if default_pool_size is not None:
@@ -118,6 +122,7 @@ class PgBouncer:
 
     port: int
     user: str
+    password: str
     pool_mode: str
     process: subprocess.Popen[bytes]
     ini_path: Path
@@ -158,6 +163,8 @@ class PgBouncer:
             f"SHOW {what}",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            # The password through the environment, never on a command line.
+            env={**os.environ, "PGPASSWORD": self.password},
         )
         stdout, stderr = await process.communicate()
         if process.returncode != 0:
@@ -191,11 +198,15 @@ async def pgbouncer_in_front(
     """
     require_pgbouncer()
     target = urlsplit(server_dsn)
-    user = target.username or "postgres"
+    user = unquote(target.username or "postgres")
+    password = unquote(target.password or "")
     workdir.mkdir(parents=True, exist_ok=True)
     auth_file = workdir / "userlist.txt"
-    # auth_type=trust still wants the user listed; the password is not checked.
-    auth_file.write_text(f'"{user}" ""\n')
+    # A plain-text password: PgBouncer checks its clients' SCRAM against it and logs in to
+    # the server with it. The file is created readable by its owner only.
+    fd = os.open(auth_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f'"{user}" "{password}"\n')
     port = free_port()
     ini_path = workdir / "pgbouncer.ini"
     ini_path.write_text(
@@ -205,6 +216,7 @@ async def pgbouncer_in_front(
             listen_port=port,
             auth_file=auth_file,
             user=user,
+            trust=not password,
             pool_mode=pool_mode,
             default_pool_size=default_pool_size,
         )
@@ -218,7 +230,7 @@ async def pgbouncer_in_front(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    bouncer = PgBouncer(port, user, pool_mode, process, ini_path, log_path)
+    bouncer = PgBouncer(port, user, password, pool_mode, process, ini_path, log_path)
     try:
         await _wait_answering(bouncer, server_dsn)
         yield bouncer

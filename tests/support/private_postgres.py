@@ -82,10 +82,11 @@ async def private_postgres(
     data_root: Path,
     *,
     listen: Sequence[str] = ("127.0.0.1",),
-    trusted_networks: Sequence[str] = (),
+    client_networks: Sequence[str] = (),
     settings: Mapping[str, str] | None = None,
 ) -> AsyncIterator[PrivatePostgres]:
-    """Start a server listening on `listen`, trusting `trusted_networks` too; migrate it.
+    """Start a server listening on `listen`, taking clients (with the password) from
+    loopback and `client_networks`; migrate it.
 
     `settings` add to or override the server's (e.g. a small `max_connections` to run out
     of, or shared_preload_libraries).
@@ -96,16 +97,10 @@ async def private_postgres(
         data_root / "pgdata",
         free_port(),
         database="faults",
-        extra_settings={**SETTINGS, **(settings or {}), "listen_addresses": ",".join(listen)},
+        extra_settings={**SETTINGS, **(settings or {})},
+        listen_addresses=tuple(listen),
+        client_networks=tuple(client_networks),
     )
-    if trusted_networks:
-        # initdb --auth=trust trusts loopback only; other networks need their own lines.
-        # The data folder is made first so pg_hba.conf exists to be appended to.
-        server.start(timeout_sec=60)
-        server.stop()
-        with (server.data_dir / "pg_hba.conf").open("a") as hba:
-            for network in trusted_networks:
-                hba.write(f"host all all {network} trust\n")
     server.start(timeout_sec=60)
     running = PrivatePostgres(server)
     try:
