@@ -338,6 +338,10 @@ INVALID_TRIGGERS: dict[str, tuple[dict[str, Any], str | None]] = {
         "available_at",
     ),
     "unknown-task": ({"json": body(task="no.such.task")}, "task"),
+    # noop is registered in production: its steps and sleeps are bounded (docs/pipelines.md).
+    "noop-steps-huge": ({"json": body(args={"steps": 1_000_000_000})}, "$.steps"),
+    "noop-sleep-too-long": ({"json": body(args={"steps": 1, "sleep": 3_601})}, "$.sleep"),
+    "noop-sleepN-too-long": ({"json": body(args={"sleep1": 0, "sleep2": 86_401})}, "$.sleep2"),
     "unknown-field": ({"json": body(colour="red")}, "colour"),
     "nul-in-args-value": ({"json": body(args={"a": "x\x00y"})}, "args"),
     "nul-in-args-key": ({"json": body(args={"a\x00": "y"})}, "args"),
