@@ -246,7 +246,7 @@ QueueQuery = Annotated[str | None, _text_filter("Queue", "etl.default")]
 TaskQuery = Annotated[str | None, _text_filter("Task (pipeline name)", "load.cbr.rates")]
 LockKeyQuery = Annotated[str | None, _text_filter("lock_key", "customer:42")]
 PartitionKeyQuery = Annotated[str | None, _text_filter("partition_key", "2026-11-24")]
-ProducerQuery = Annotated[str | None, _text_filter("producer", "schedule:nightly-customers")]
+ProducerQuery = Annotated[str | None, _text_filter("producer", "dl:schedule:nightly-customers")]
 ConsumerGroupQuery = Annotated[str | None, _text_filter("consumer_group", "cbr-loaders")]
 CreatedAfterQuery = Annotated[
     str | None, _time_filter("Jobs created at or after this time", "2026-11-24T00:00:00Z")
