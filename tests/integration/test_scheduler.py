@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.db.connections import WORKER_POOL, application_name, worker_pool
 from app.db.engine import create_session_factory
 from app.domain.errors import InvalidJobError
+from app.domain.schedules import ScheduleUpdate
 from app.domain.spec import JobCreate
 from app.jobs.enqueue import enqueue_in_session
 from app.jobs.schedule_firing import FireKind, instance_key
@@ -104,6 +105,29 @@ async def test_scheduler_firing_the_same_instance_again_returns_the_first_job(
 
     assert result.counts == {FireKind.FIRED: 1}
     assert len(await jobs_of(engine, "every-minute")) == 1
+
+
+async def test_scheduler_instance_fired_before_its_template_changed_is_not_fired_again(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """The instance's key already holds a job of the old template (a different request):
+    that job is the instance's, and the schedule moves on instead of failing every pass."""
+    service = ScheduleService(sessions, settings)
+    await service.create(schedule_spec())
+    await set_columns(engine, "every-minute", "next_run_at = date_trunc('minute', now())")
+    due = (await schedule_row(engine, "every-minute"))["next_run_at"]
+    await scheduler(sessions, settings).run_once()
+    [first] = await jobs_of(engine, "every-minute")
+    await service.update("every-minute", ScheduleUpdate(args={"n": 2}))
+    await set_columns(engine, "every-minute", "next_run_at = :due", due=due)
+
+    result = await scheduler(sessions, settings).run_once()
+
+    assert result.counts == {FireKind.FIRED: 1}
+    assert [job["job_id"] for job in await jobs_of(engine, "every-minute")] == [first["job_id"]]
+    row = await schedule_row(engine, "every-minute")
+    assert (row["last_job_id"], row["last_error"]) == (first["job_id"], None)
+    assert row["next_run_at"] > due
 
 
 def old_instance_key(schedule_id: uuid.UUID, fire_time: datetime) -> str:
