@@ -82,6 +82,7 @@ class NewJob:
     producer: str | None
     consumer_group: str | None
     available_at: datetime | None
+    request_fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("producer", Text()),
     ("consumer_group", Text()),
     ("available_at", DateTime(timezone=True)),
+    ("request_fingerprint", Text()),
 )
 
 
@@ -124,10 +126,11 @@ def _insert_statement(schema: str) -> TextClause:
         new_jobs AS (
             INSERT INTO {qualified(schema, "dl_jobs")} (job_id, queue, task, args,
                 idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
-                producer, consumer_group, available_at, status, pgq_job_id)
+                producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id)
             SELECT job_id, queue, task, args, idempotency_key, lock_key, partition_key, priority,
                    max_attempts, lease_ttl_sec, producer, consumer_group,
-                   coalesce(available_at, now()), '{JobStatus.QUEUED.value}', pgq_id
+                   coalesce(available_at, now()), request_fingerprint,
+                   '{JobStatus.QUEUED.value}', pgq_id
             -- Key order, so two calls sharing keys wait on each other without deadlock;
             -- among items sharing a key the first in the call wins.
             FROM input ORDER BY idempotency_key, ord
@@ -209,18 +212,26 @@ async def dispatch(
 # --- read -----------------------------------------------------------------------------------
 
 
-async def find_by_idempotency_keys(
-    session: AsyncSession, keys: list[str]
-) -> dict[str, tuple[uuid.UUID, str]]:
-    """(job_id, status) of the jobs created with these idempotency keys."""
+@dataclass(frozen=True)
+class KeyOwner:
+    """The job an idempotency_key belongs to, and the request it was created from."""
+
+    job_id: uuid.UUID
+    status: str
+    # None for jobs written before migration 0009.
+    request_fingerprint: str | None
+
+
+async def find_by_idempotency_keys(session: AsyncSession, keys: list[str]) -> dict[str, KeyOwner]:
+    """The jobs created with these idempotency keys, by key."""
     if not keys:
         return {}
     rows = await session.execute(
-        select(jobs.c.idempotency_key, jobs.c.job_id, jobs.c.status).where(
-            jobs.c.idempotency_key.in_(keys)
-        )
+        select(
+            jobs.c.idempotency_key, jobs.c.job_id, jobs.c.status, jobs.c.request_fingerprint
+        ).where(jobs.c.idempotency_key.in_(keys))
     )
-    return {row[0]: (row[1], row[2]) for row in rows}
+    return {row[0]: KeyOwner(row[1], row[2], row[3]) for row in rows}
 
 
 async def get_job(session: AsyncSession, job_id: uuid.UUID) -> DlJob | None:

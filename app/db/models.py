@@ -56,6 +56,9 @@ class DlJob(Base):
     task: Mapped[str] = mapped_column(Text)
     args: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     idempotency_key: Mapped[str | None] = mapped_column(Text)
+    # A digest of the request the job was created from (app.domain.idempotency), compared
+    # when its idempotency_key is reused; NULL for jobs written before migration 0009.
+    request_fingerprint: Mapped[str | None] = mapped_column(Text)
     lock_key: Mapped[str] = mapped_column(Text)
     partition_key: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 
 class JobError(Exception):
     """A request about a job could not be carried out."""
@@ -54,6 +56,29 @@ class JobNotRetryableError(JobStatusConflictError):
             f"job has status {status!r}; only failed, lost or canceled jobs can be retried",
             status,
         )
+
+
+class IdempotencyConflictError(JobError):
+    """The idempotency_key is already used by a job created from a different request."""
+
+    def __init__(
+        self,
+        key: str,
+        job_id: uuid.UUID,
+        *,
+        item: str | None = None,
+        first_item: str | None = None,
+    ) -> None:
+        # In a bulk call, `item` names the refused item (`jobs[3]`) and `first_item` the
+        # item of the same call that took the key first, if one did.
+        where = f"{item}: " if item else ""
+        owner = f"{first_item} (job {job_id})" if first_item else f"job {job_id}"
+        super().__init__(
+            f"{where}idempotency_key {key!r} is already used by {owner}, created from a "
+            "different request; send the same request to get that job, or use another key"
+        )
+        self.key = key
+        self.job_id = job_id
 
 
 class InvalidScheduleError(InvalidJobError):

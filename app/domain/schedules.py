@@ -10,6 +10,7 @@ import msgspec
 
 from app.domain.cron import parse_cron
 from app.domain.errors import InvalidScheduleError
+from app.domain.idempotency import RESERVED_PREFIX
 from app.domain.spec import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PRIORITY,
@@ -24,7 +25,7 @@ from app.domain.spec import (
 )
 from app.domain.views import JobCreated
 
-# 150: the jobs it creates carry `schedule:<name>` as their 200-character producer.
+# 150: the jobs it creates carry `dl:schedule:<name>` as their 200-character producer.
 SCHEDULE_NAME_MAX = 150
 ScheduleName = Annotated[
     str,
@@ -182,7 +183,10 @@ def template_fields(spec: ScheduleCreate) -> dict[str, Any]:
 def job_spec_of(
     row: ScheduleRow | ScheduleCreate, *, idempotency_key: str | None = None
 ) -> JobCreate:
-    """The job a schedule creates; `producer` names the schedule, for filtering."""
+    """The job a schedule creates; `producer` names the schedule, for filtering.
+
+    In the service's reserved namespace: no client's job can claim to be a schedule's.
+    """
     return JobCreate(
         queue=row.queue,
         task=row.task,
@@ -192,5 +196,5 @@ def job_spec_of(
         max_attempts=row.max_attempts,
         lease_ttl_sec=row.lease_ttl_sec,
         idempotency_key=idempotency_key,
-        producer=f"schedule:{row.name}",
+        producer=f"{RESERVED_PREFIX}schedule:{row.name}",
     )

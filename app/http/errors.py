@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.domain.errors import (
+    IdempotencyConflictError,
     InvalidJobError,
     JobError,
     JobNotFoundError,
@@ -42,6 +43,8 @@ class ErrorResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     detail: str
     # A 409 about a job's status carries that status.
     job_status: str | None = None
+    # A 409 about an idempotency_key carries the id of the job that holds the key.
+    job_id: str | None = None
     # A 503 says when to try again, as its Retry-After header does.
     retry_after_sec: int | None = None
     # The answer's X-Request-ID header: the server's log holds the cause under this id.
@@ -67,6 +70,7 @@ _STATUS_BY_ERROR: list[tuple[type[JobError], int]] = [
     (InvalidJobError, HTTP_400_BAD_REQUEST),
     (JobNotFoundError, HTTP_404_NOT_FOUND),
     (JobStatusConflictError, HTTP_409_CONFLICT),
+    (IdempotencyConflictError, HTTP_409_CONFLICT),
     (ScheduleNotFoundError, HTTP_404_NOT_FOUND),
     (ScheduleExistsError, HTTP_409_CONFLICT),
 ]
@@ -99,6 +103,8 @@ def job_error_handler(
     extra: dict[str, object] = {}
     if isinstance(exc, JobStatusConflictError):
         extra["job_status"] = exc.status
+    if isinstance(exc, IdempotencyConflictError):
+        extra["job_id"] = str(exc.job_id)
     return _body(request, status_code, exc.message, **extra)
 
 

@@ -25,7 +25,13 @@ from app.db import jobs as job_rows
 from app.db import pgqueuer_tables as pgqueuer
 from app.db.jobs import NewJob
 from app.domain.attempts import FinishRequest, RequeueRequest, StartAnswer, StartRequest
-from app.domain.errors import JobFinishedError, JobNotFoundError, JobNotRetryableError
+from app.domain.errors import (
+    IdempotencyConflictError,
+    JobFinishedError,
+    JobNotFoundError,
+    JobNotRetryableError,
+)
+from app.domain.idempotency import request_fingerprint
 from app.domain.spec import JobCreate
 from app.domain.states import RETRYABLE_STATUSES, JobEvent, JobStatus
 from app.domain.views import Job, JobCreated
@@ -44,6 +50,26 @@ class RescueResult:
     def acted(self) -> bool:
         """Whether the pass changed anything."""
         return bool(self.requeued or self.lost or self.redispatched)
+
+
+@dataclass(frozen=True)
+class KeyConflict:
+    """An item not created: its idempotency_key belongs to a job of a different request."""
+
+    index: int  # the item's position in the call
+    key: str
+    job_id: uuid.UUID
+    # The item of the same call that created that job, if one did.
+    first_index: int | None
+
+    def error(self, *, name_items: bool) -> IdempotencyConflictError:
+        """The 409 for it; `name_items` for a call of many items (`jobs[3]`)."""
+        if not name_items:
+            return IdempotencyConflictError(self.key, self.job_id)
+        first = None if self.first_index is None else f"jobs[{self.first_index}]"
+        return IdempotencyConflictError(
+            self.key, self.job_id, item=f"jobs[{self.index}]", first_item=first
+        )
 
 
 @dataclass
@@ -84,13 +110,16 @@ class JobManager:
 
     # --- create ---------------------------------------------------------------------------
 
-    async def create_many_in_session(
+    async def create_or_find_in_session(
         self, session: AsyncSession, specs: Sequence[JobCreate]
-    ) -> list[JobCreated]:
+    ) -> list[JobCreated | KeyConflict]:
         """Queued jobs with their first events and dispatches, in the caller's transaction.
 
-        `specs` must already be checked (app.jobs.validation). Results come in input order;
-        an existing idempotency_key resolves to its job, whatever its state.
+        `specs` must already be checked (app.jobs.validation). Results come in input order.
+        An idempotency_key already used (by an existing job, or an earlier item of this call)
+        resolves to that job, whatever its state, when the request is the same (the same
+        fingerprint, or a job from before fingerprints); for a different request the item
+        is a KeyConflict. Nothing is written for an item that is not created.
         """
         if not specs:
             return []
@@ -103,22 +132,55 @@ class JobManager:
         ]
         # The session sees its own inserts and every committed job that won a key race.
         existing = await job_rows.find_by_idempotency_keys(session, skipped_keys)
-        results = []
-        for job, outcome in zip(new_jobs, outcomes, strict=True):
+        created_by = {
+            job.job_id: index
+            for index, (job, outcome) in enumerate(zip(new_jobs, outcomes, strict=True))
+            if outcome.created
+        }
+        results: list[JobCreated | KeyConflict] = []
+        for index, (job, outcome) in enumerate(zip(new_jobs, outcomes, strict=True)):
             if outcome.created:
                 results.append(JobCreated(job_id=job.job_id, status=JobStatus.QUEUED, created=True))
                 continue
             assert job.idempotency_key is not None  # only the key can conflict
-            job_id, status = existing[job.idempotency_key]
-            results.append(JobCreated(job_id=job_id, status=status, created=False))
+            owner = existing[job.idempotency_key]
+            if owner.request_fingerprint not in (None, job.request_fingerprint):
+                conflict = KeyConflict(
+                    index, job.idempotency_key, owner.job_id, created_by.get(owner.job_id)
+                )
+                results.append(conflict)
+                continue
+            results.append(JobCreated(job_id=owner.job_id, status=owner.status, created=False))
         return results
 
+    async def create_many_in_session(
+        self, session: AsyncSession, specs: Sequence[JobCreate], *, name_items: bool = True
+    ) -> list[JobCreated]:
+        """create_or_find_in_session(), all items or an error: IdempotencyConflictError for
+        the first item in conflict (naming it, `jobs[i]`, with `name_items`).
+
+        After that error other items of the call may have been written: like any error in
+        a transaction, the caller rolls it back.
+        """
+        created: list[JobCreated] = []
+        for result in await self.create_or_find_in_session(session, specs):
+            if isinstance(result, KeyConflict):
+                raise result.error(name_items=name_items)
+            created.append(result)
+        return created
+
     async def create_many(self, specs: Sequence[JobCreate]) -> list[JobCreated]:
-        """create_many_in_session() in a transaction of the manager's own, committed."""
+        """create_many_in_session() in a transaction of the manager's own: all or none."""
         async with self._transaction() as session:
             return await self.create_many_in_session(session, specs)
 
+    async def create_or_find(self, specs: Sequence[JobCreate]) -> list[JobCreated | KeyConflict]:
+        """create_or_find_in_session() in a transaction of the manager's own, committed."""
+        async with self._transaction() as session:
+            return await self.create_or_find_in_session(session, specs)
+
     def _new_job(self, spec: JobCreate) -> NewJob:
+        lease_ttl_sec = spec.lease_ttl_sec or self.default_lease_ttl_sec
         return NewJob(
             job_id=uuid.uuid4(),
             queue=spec.queue,
@@ -129,10 +191,11 @@ class JobManager:
             partition_key=spec.partition_key,
             priority=spec.priority,
             max_attempts=spec.max_attempts,
-            lease_ttl_sec=spec.lease_ttl_sec or self.default_lease_ttl_sec,
+            lease_ttl_sec=lease_ttl_sec,
             producer=spec.producer,
             consumer_group=spec.consumer_group,
             available_at=spec.available_at,
+            request_fingerprint=request_fingerprint(spec, lease_ttl_sec),
         )
 
     # --- the worker's hot path (its lock session and finish writer connections) -----------

@@ -5,6 +5,12 @@ its own. The job is created through enqueue_in_session(), the path every job tak
 next_run_at moves on in the same transaction, so a crash between the two cannot fire the
 schedule twice. The job's idempotency_key names the schedule and its fire time, which makes
 that doubly sure: a second firing of the same instance returns the first job.
+
+The key lives in the service's reserved namespace (`dl:`, app.domain.idempotency), which
+clients cannot write: nobody can create a job under a future fire time's key first and have
+the schedule adopt it. Keys of the earlier format (`schedule:<id>:<time>`, before that
+namespace) are ordinary client keys now; it is next_run_at, not the key, that keeps a fire
+time already fired under them from firing again.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import schedules
 from app.domain.cron import parse_cron
-from app.domain.errors import InvalidJobError, InvalidScheduleError
+from app.domain.errors import IdempotencyConflictError, InvalidJobError, InvalidScheduleError
+from app.domain.idempotency import RESERVED_PREFIX
 from app.domain.schedules import job_spec_of
 from app.jobs.enqueue import enqueue_in_session
 from app.settings import Settings
@@ -55,7 +62,7 @@ def _seconds_between(now: datetime, later: datetime) -> float:
 
 def instance_key(schedule_id: uuid.UUID, fire_time: datetime) -> str:
     """The idempotency_key of the job for one fire time of one schedule."""
-    return f"schedule:{schedule_id}:{fire_time.astimezone(UTC).isoformat()}"
+    return f"{RESERVED_PREFIX}schedule:{schedule_id}:{fire_time.astimezone(UTC).isoformat()}"
 
 
 async def fire_if_due_in_session(
@@ -90,7 +97,8 @@ async def fire_if_due_in_session(
     next_run_at = rule.next_after(max(now, fire_time))
     spec = job_spec_of(row, idempotency_key=instance_key(row.schedule_id, fire_time))
     try:
-        result = await enqueue_in_session(session, spec, settings)
+        result = await enqueue_in_session(session, spec, settings, internal=True)
+        job_id, created = result.job_id, result.created
     except InvalidJobError as error:
         # Checked before anything is written. Retrying each tick would not help (an unknown
         # task, args the pipeline refuses): skip this instance, keep the schedule.
@@ -105,13 +113,17 @@ async def fire_if_due_in_session(
             error=message,
             next_due_in_sec=_seconds_between(now, next_run_at),
         )
+    except IdempotencyConflictError as conflict:
+        # This instance already has its job, made before the template was changed: it fired
+        # (nothing was written now). Only our own firings can hold the reserved key.
+        job_id, created = conflict.job_id, False
     await schedules.update_schedule(
         session,
         row.schedule_id,
         {
             "next_run_at": next_run_at,
             "last_run_at": now,
-            "last_job_id": result.job_id,
+            "last_job_id": job_id,
             "last_error": None,
         },
     )
@@ -119,8 +131,8 @@ async def fire_if_due_in_session(
         FireKind.FIRED,
         row.name,
         fire_time,
-        job_id=result.job_id,
-        created=result.created,
+        job_id=job_id,
+        created=created,
         next_due_in_sec=_seconds_between(now, next_run_at),
     )
 

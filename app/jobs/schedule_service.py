@@ -123,7 +123,9 @@ class ScheduleService:
         """
         async with self.sessions() as session, session.begin():
             row = await self._row(session, name, for_update=True)
-            result = await enqueue_in_session(session, job_spec_of(row), self.settings)
+            result = await enqueue_in_session(
+                session, job_spec_of(row), self.settings, internal=True
+            )
             now = await schedules.db_now(session)
             await schedules.update_schedule(
                 session, row.schedule_id, {"last_run_at": now, "last_job_id": result.job_id}

@@ -18,7 +18,7 @@ from app.domain.filters import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, JobCursor, Jo
 from app.domain.spec import JobCreate
 from app.domain.views import Job, JobCreated, JobHistory, JobHistoryEvent, JobPage
 from app.jobs.batching import Round, RoundBatcher
-from app.jobs.manager import JobManager
+from app.jobs.manager import JobManager, KeyConflict
 from app.jobs.validation import check_destinations, check_spec, check_specs
 from app.settings import Settings
 
@@ -53,14 +53,16 @@ class JobService:
         await self._triggers.close()
 
     async def trigger(self, spec: JobCreate) -> JobCreated:
-        """Create a job (or return the one with the same idempotency_key) once committed.
+        """Create a job (or return the one with the same idempotency_key and request) once
+        committed; IdempotencyConflictError when the key's job came from another request.
 
         Group commit: concurrent triggers share one statement and one transaction, so under
         load a round of N triggers costs about what one costs alone, and pgqueuer's
         statement-level NOTIFY fires once per round. Each still answers only once its job is
         committed, and keeps its own idempotency. A lone trigger is written at once; a round
         forms from the triggers that arrived while the previous one was written. A spec is
-        checked before it joins a round, so a bad request fails alone.
+        checked before it joins a round, so a bad request fails alone, and a key conflict
+        fails only its own trigger.
         """
         spec = check_spec(spec)
         await check_destinations([spec], self.settings)
@@ -72,7 +74,7 @@ class JobService:
         if not batch:
             return
         try:
-            results = await self.manager.create_many(batch.requests)
+            results = await self.manager.create_or_find(batch.requests)
         except Exception as error:
             if len(batch) == 1:
                 batch.fail_all(error)
@@ -82,10 +84,19 @@ class JobService:
                 if not entry.abandoned:  # its client may have gone meanwhile
                     await self._write_triggers(Round([entry]))
             return
-        batch.settle_all(results)
+        for entry, result in zip(batch, results, strict=True):
+            if isinstance(result, KeyConflict):
+                # Its own trigger only: the key's job may be another trigger's of this round.
+                entry.fail(result.error(name_items=False))
+            else:
+                entry.settle(result)
 
     async def trigger_many(self, specs: list[JobCreate]) -> list[JobCreated]:
-        """Create many jobs in one transaction (all or none) and commit."""
+        """Create many jobs in one transaction (all or none) and commit.
+
+        An item whose idempotency_key belongs to a job of a different request (an existing
+        one, or an earlier item's) rejects the call: IdempotencyConflictError naming it.
+        """
         specs = check_specs(specs)
         await check_destinations(specs, self.settings, bulk=True)
         return await self.manager.create_many(specs)

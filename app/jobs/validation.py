@@ -8,6 +8,7 @@ import msgspec
 
 from app.domain.cron import CronRule, parse_cron
 from app.domain.errors import InvalidJobError, InvalidScheduleError, UnknownTaskError
+from app.domain.idempotency import check_client_names
 from app.domain.schedules import ScheduleCreate, job_spec_of
 from app.domain.spec import JobCreate, validated
 from app.pipelines.errors import InvalidArgsError, PermanentError
@@ -20,10 +21,16 @@ from app.pipelines.registry import (
 from app.settings import Settings
 
 
-def check_spec(spec: JobCreate, where: str = "") -> JobCreate:
-    """The validated spec, or InvalidJobError prefixed by `where` (the item of a bulk call)."""
+def check_spec(spec: JobCreate, where: str = "", *, internal: bool = False) -> JobCreate:
+    """The validated spec, or InvalidJobError prefixed by `where` (the item of a bulk call).
+
+    Only `internal` specs (the service's own, e.g. a schedule's) may use the reserved
+    namespace in idempotency_key and producer (app.domain.idempotency).
+    """
     try:
         spec = validated(spec)
+        if not internal:
+            check_client_names(spec)
     except InvalidJobError as error:
         raise type(error)(where + error.message) from None
     if not is_registered(spec.task):
@@ -52,9 +59,11 @@ async def check_destinations(
             raise InvalidJobError(f"{where}args of task {spec.task!r}: {error}") from None
 
 
-def check_specs(specs: Sequence[JobCreate]) -> list[JobCreate]:
+def check_specs(specs: Sequence[JobCreate], *, internal: bool = False) -> list[JobCreate]:
     """check_spec() for each item of a bulk call, naming the item (`jobs[i]`) in any error."""
-    return [check_spec(spec, f"jobs[{index}]: ") for index, spec in enumerate(specs)]
+    return [
+        check_spec(spec, f"jobs[{index}]: ", internal=internal) for index, spec in enumerate(specs)
+    ]
 
 
 def check_schedule(spec: ScheduleCreate) -> CronRule:
@@ -67,5 +76,6 @@ def check_schedule(spec: ScheduleCreate) -> CronRule:
     except msgspec.ValidationError as exc:
         raise InvalidScheduleError(str(exc)) from None
     rule = parse_cron(spec.cron, spec.timezone)
-    check_spec(job_spec_of(spec), "job template: ")  # InvalidJobError: also a 400
+    # Internal: the template's producer is the schedule's, in the reserved namespace.
+    check_spec(job_spec_of(spec), "job template: ", internal=True)  # InvalidJobError: a 400
     return rule

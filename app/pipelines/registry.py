@@ -25,13 +25,18 @@ BUILTIN_MODULES = (
 )
 
 
+ArgsCheck = Callable[[dict[str, Any]], None]
+
+
 @dataclass(frozen=True)
 class Registration:
-    """A pipeline and, when it declares one, the msgspec Struct its args must match."""
+    """A pipeline and, when it declares them, the msgspec Struct its args must match and a
+    check for args a Struct cannot describe (free-form keys)."""
 
     func: Pipeline
     args_type: type[msgspec.Struct] | None = None
     check_destination: DestinationCheck | None = None
+    check_args: ArgsCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -62,12 +67,16 @@ def pipeline(
     name: str,
     *,
     args: type[msgspec.Struct] | None = None,
+    check_args: ArgsCheck | None = None,
     check_destination: DestinationCheck | None = None,
 ) -> Callable[[F], F]:
     """Register the decorated function as the pipeline for task `name`.
 
     With `args`, a trigger whose args do not convert to that Struct is rejected with a 400
     before the job exists, and the pipeline receives the converted Struct, not a dict.
+    With `check_args`, a function that raises InvalidArgsError naming the field, the args
+    dict is checked the same way (at trigger time and again before each run) and passed on
+    as is: for free-form args a Struct cannot describe.
     With `check_destination`, a client's trigger is also refused (400) when the converted
     args name a destination the settings do not allow; the pipeline checks again itself.
     """
@@ -79,7 +88,7 @@ def pipeline(
                 f"task {name!r} is already registered to {existing.func!r}"
             )
         _registry[name] = Registration(
-            func=func, args_type=args, check_destination=check_destination
+            func=func, args_type=args, check_args=check_args, check_destination=check_destination
         )
         return func
 
@@ -146,7 +155,14 @@ def convert_args(name: str, args: dict[str, Any]) -> Any:
     Raises InvalidArgsError naming the offending field.
     """
     registration = _registry.get(name)
-    if registration is None or registration.args_type is None:
+    if registration is None:
+        return args
+    if registration.check_args is not None:
+        try:
+            registration.check_args(args)
+        except InvalidArgsError as exc:
+            raise InvalidArgsError(f"invalid args for task {name!r}: {exc}") from None
+    if registration.args_type is None:
         return args
     try:
         return msgspec.convert(args, registration.args_type)

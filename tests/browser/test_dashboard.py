@@ -193,7 +193,7 @@ async def test_dashboard_schedules_disable_enable_and_run_now(
     await expect(row.locator("a.job-link")).to_have_attribute("title", job_id)
     await page.screenshot(path=screenshot_dir / "05-schedules.png", full_page=True)
     job = (await dashboard.client.get(f"/api/v1/jobs/{job_id}")).json()
-    assert job["producer"] == f"schedule:{name}"
+    assert job["producer"] == f"dl:schedule:{name}"
 
 
 async def test_dashboard_jobs_filters_and_next_page(page: Page, dashboard: Dashboard) -> None:

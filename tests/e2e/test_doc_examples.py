@@ -369,7 +369,7 @@ async def _schedules(example: Example) -> None:
     assert (job["task"], job["lock_key"], job["producer"]) == (
         "noop",
         "cbr_rates",
-        "schedule:cbr-rates",
+        "dl:schedule:cbr-rates",
     )
 
 

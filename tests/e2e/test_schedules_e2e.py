@@ -32,7 +32,9 @@ LEADER_LINE = "became maintenance leader"
 
 def fire_time(idempotency_key: str) -> datetime:
     """The fire time a scheduled job's idempotency key names."""
-    return datetime.fromisoformat(idempotency_key.split(":", 2)[2])
+    prefix, schedule, _schedule_id, at = idempotency_key.split(":", 3)  # dl:schedule:<id>:<at>
+    assert (prefix, schedule) == ("dl", "schedule"), idempotency_key
+    return datetime.fromisoformat(at)
 
 
 def leader(fleet: WorkerFleet) -> WorkerProcess | None:

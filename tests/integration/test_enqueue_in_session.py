@@ -159,9 +159,15 @@ async def test_enqueue_in_session_existing_key_returns_the_job_and_writes_nothin
     async with sessions() as session, session.begin():
         first = await enqueue_in_session(session, spec(idempotency_key="k-1"), settings)
     async with sessions() as session, session.begin():
-        second = await enqueue_in_session(
-            session, spec(idempotency_key="k-1", queue="etl.other", args={"n": 2}), settings
+        # The same request, its defaults spelled out (a different one is a conflict:
+        # test_idempotency_rules).
+        same = spec(
+            idempotency_key="k-1",
+            priority=100,
+            max_attempts=5,
+            lease_ttl_sec=settings.dl_default_lease_ttl_sec,
         )
+        second = await enqueue_in_session(session, same, settings)
 
     assert second.job_id == first.job_id
     assert second.created is False

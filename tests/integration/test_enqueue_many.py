@@ -116,7 +116,8 @@ async def test_enqueue_many_same_key_twice_in_one_call_makes_one_job(
             [
                 spec(idempotency_key="dup", args={"which": "first"}),
                 spec(args={"which": "other"}),
-                spec(idempotency_key="dup", args={"which": "second"}, queue="etl.elsewhere"),
+                # The same request again (a different one is a conflict: test_idempotency_rules).
+                spec(idempotency_key="dup", args={"which": "first"}),
             ],
             settings,
         )
@@ -147,7 +148,8 @@ async def test_enqueue_many_existing_key_returns_current_job_and_writes_nothing_
     async with sessions() as session, session.begin():
         results = await enqueue_many_in_session(
             session,
-            [spec(args={"new": 1}), spec(idempotency_key="old", args={"changed": True})],
+            # The same request as the earlier one (a different one: test_idempotency_rules).
+            [spec(args={"new": 1}), spec(idempotency_key="old")],
             settings,
         )
 

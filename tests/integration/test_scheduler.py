@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.connections import WORKER_POOL, application_name, worker_pool
 from app.db.engine import create_session_factory
+from app.domain.errors import InvalidJobError
+from app.domain.schedules import ScheduleUpdate
+from app.domain.spec import JobCreate
+from app.jobs.enqueue import enqueue_in_session
 from app.jobs.schedule_firing import FireKind, instance_key
 from app.jobs.schedule_service import ScheduleService
 from app.settings import Settings
@@ -99,6 +105,120 @@ async def test_scheduler_firing_the_same_instance_again_returns_the_first_job(
 
     assert result.counts == {FireKind.FIRED: 1}
     assert len(await jobs_of(engine, "every-minute")) == 1
+
+
+async def test_scheduler_instance_fired_before_its_template_changed_is_not_fired_again(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """The instance's key already holds a job of the old template (a different request):
+    that job is the instance's, and the schedule moves on instead of failing every pass."""
+    service = ScheduleService(sessions, settings)
+    await service.create(schedule_spec())
+    await set_columns(engine, "every-minute", "next_run_at = date_trunc('minute', now())")
+    due = (await schedule_row(engine, "every-minute"))["next_run_at"]
+    await scheduler(sessions, settings).run_once()
+    [first] = await jobs_of(engine, "every-minute")
+    await service.update("every-minute", ScheduleUpdate(args={"n": 2}))
+    await set_columns(engine, "every-minute", "next_run_at = :due", due=due)
+
+    result = await scheduler(sessions, settings).run_once()
+
+    assert result.counts == {FireKind.FIRED: 1}
+    assert [job["job_id"] for job in await jobs_of(engine, "every-minute")] == [first["job_id"]]
+    row = await schedule_row(engine, "every-minute")
+    assert (row["last_job_id"], row["last_error"]) == (first["job_id"], None)
+    assert row["next_run_at"] > due
+
+
+def old_instance_key(schedule_id: uuid.UUID, fire_time: datetime) -> str:
+    """A fire time's idempotency_key before the reserved namespace (`dl:`) existed."""
+    return f"schedule:{schedule_id}:{fire_time.astimezone(UTC).isoformat()}"
+
+
+async def test_scheduler_fire_time_cannot_be_preempted_by_a_client(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """A client that creates a job under a fire time's key first is refused (the key is in
+    the service's namespace); under the key's old format it gets a job of its own, and the
+    schedule still fires its own job."""
+    created = await ScheduleService(sessions, settings).create(schedule_spec())
+    await set_columns(engine, "every-minute", "next_run_at = date_trunc('minute', now())")
+    due = (await schedule_row(engine, "every-minute"))["next_run_at"]
+
+    def callback(**fields: str) -> JobCreate:
+        return JobCreate(queue="etl.test", task="noop", lock_key="attacker", **fields)
+
+    for fields in (
+        {"idempotency_key": instance_key(created.schedule_id, due)},
+        {"producer": "dl:schedule:every-minute"},
+    ):
+        async with sessions() as session, session.begin():
+            with pytest.raises(InvalidJobError, match="reserved"):
+                await enqueue_in_session(session, callback(**fields), settings)
+    async with sessions() as session, session.begin():
+        old_format = await enqueue_in_session(
+            session,
+            callback(idempotency_key=old_instance_key(created.schedule_id, due)),
+            settings,
+        )
+    assert old_format.created is True
+
+    result = await scheduler(sessions, settings).run_once()
+
+    assert result.counts == {FireKind.FIRED: 1}
+    jobs = await jobs_of(engine, "every-minute")
+    assert [(job["idempotency_key"], job["args"]) for job in jobs] == [
+        (instance_key(created.schedule_id, due), {"n": 1})
+    ]
+    assert jobs[0]["job_id"] != old_format.job_id
+    assert (await schedule_row(engine, "every-minute"))["last_job_id"] == jobs[0]["job_id"]
+
+
+async def test_scheduler_fire_time_fired_under_the_old_key_does_not_fire_again(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """The upgrade: a fire time fired before the key moved to `dl:` is not fired again,
+    because next_run_at (moved on in the firing's transaction) says it was fired."""
+    created = await ScheduleService(sessions, settings).create(schedule_spec())
+    await set_columns(
+        engine, "every-minute", "next_run_at = date_trunc('minute', now()) - interval '1 minute'"
+    )
+    fired = (await schedule_row(engine, "every-minute"))["next_run_at"]
+    # What the previous version left after firing `fired`: its job under the old key and
+    # producer, and next_run_at on the following minute (due now).
+    async with sessions() as session, session.begin():
+        old_job = await enqueue_in_session(
+            session,
+            JobCreate(
+                queue="etl.test",
+                task="test.echo",
+                lock_key="schedule-key",
+                args={"n": 1},
+                idempotency_key=old_instance_key(created.schedule_id, fired),
+                producer="schedule:every-minute",
+            ),
+            settings,
+        )
+    await set_columns(
+        engine,
+        "every-minute",
+        "next_run_at = :next, last_job_id = :job_id",
+        next=fired + timedelta(minutes=1),
+        job_id=old_job.job_id,
+    )
+
+    first = await scheduler(sessions, settings).run_once()
+    again = await scheduler(sessions, settings).run_once()
+
+    assert first.counts == {FireKind.FIRED: 1}
+    assert again.counts == {}
+    jobs = await jobs_of(engine, "every-minute")
+    assert [job["idempotency_key"] for job in jobs] == [
+        instance_key(created.schedule_id, fired + timedelta(minutes=1))
+    ]
+    async with engine.connect() as connection:
+        total = await connection.scalar(text("SELECT count(*) FROM dl_jobs"))
+    assert total == 2  # the old job and the next minute's: `fired` was not fired again
 
 
 async def test_scheduler_disables_an_unreadable_cron_and_records_the_error_once(

@@ -51,6 +51,6 @@ async def jobs_of(engine: AsyncEngine, name: str) -> list[dict[str, Any]]:
                 "SELECT job_id, idempotency_key, producer, status, created_at, args, lock_key"
                 " FROM dl_jobs WHERE producer = :producer ORDER BY created_at, job_id"
             ),
-            {"producer": f"schedule:{name}"},
+            {"producer": f"dl:schedule:{name}"},
         )
         return [dict(row) for row in result.mappings()]

@@ -16,10 +16,12 @@ from app.http.dependencies import from_state
 from app.http.jobs.docs import (
     BAD_JOB_ID,
     BAD_LIST_QUERY,
+    BULK_KEY_CONFLICT,
     EVENTS_DESCRIPTION,
     EVENTS_RESPONSES,
     JOB_FINISHED,
     JOB_RESPONSES,
+    KEY_CONFLICT,
     LIST_DESCRIPTION,
     LIST_RESPONSES,
     NOT_FOUND,
@@ -71,9 +73,9 @@ class JobsController(Controller):
     @post(
         "/trigger",
         status_code=HTTP_200_OK,
-        summary="Create a job, or return the one with the same idempotency_key",
+        summary="Create a job, or return the one with the same idempotency_key and request",
         raises=[],
-        responses={415: NOT_JSON},
+        responses={409: KEY_CONFLICT, 415: NOT_JSON},
         opt=requires("write"),
     )
     async def trigger(
@@ -91,7 +93,7 @@ class JobsController(Controller):
         status_code=HTTP_200_OK,
         summary="Create up to 1,000 jobs in one transaction",
         raises=[],
-        responses={415: NOT_JSON},
+        responses={409: BULK_KEY_CONFLICT, 415: NOT_JSON},
         opt=requires("write"),
     )
     async def trigger_bulk(
@@ -103,7 +105,8 @@ class JobsController(Controller):
         """All jobs or none: one invalid item rejects the request with a 400 naming it.
 
         Each item follows the single trigger's idempotency rules; `created` tells which
-        items made a new job.
+        items made a new job. An item whose key belongs to a different request is a 409
+        naming it (and the earlier item of the call that holds the key, if one does).
         """
         require_json(request)
         return JobBulkCreated(jobs=await job_service.trigger_many(data.jobs))

@@ -158,6 +158,22 @@ JOB_FINISHED = error_response(
     "job already finished with status 'succeeded'",
     job_status="succeeded",
 )
+KEY_CONFLICT = error_response(
+    409,
+    "The idempotency_key is already used by a job created from a different request",
+    f"idempotency_key 'cbr_2026-11-24' is already used by job {_JOB_ID}, created from a "
+    "different request; send the same request to get that job, or use another key",
+    job_id=_JOB_ID,
+)
+BULK_KEY_CONFLICT = error_response(
+    409,
+    "An item's idempotency_key is already used by a job (or an earlier item) created from a "
+    "different request; nothing was written",
+    f"jobs[3]: idempotency_key 'cbr_2026-11-24' is already used by jobs[1] (job {_JOB_ID}), "
+    "created from a different request; send the same request to get that job, or use "
+    "another key",
+    job_id=_JOB_ID,
+)
 NOT_RETRYABLE = error_response(
     409,
     "The job is queued, running or succeeded",
@@ -230,7 +246,7 @@ QueueQuery = Annotated[str | None, _text_filter("Queue", "etl.default")]
 TaskQuery = Annotated[str | None, _text_filter("Task (pipeline name)", "load.cbr.rates")]
 LockKeyQuery = Annotated[str | None, _text_filter("lock_key", "customer:42")]
 PartitionKeyQuery = Annotated[str | None, _text_filter("partition_key", "2026-11-24")]
-ProducerQuery = Annotated[str | None, _text_filter("producer", "schedule:nightly-customers")]
+ProducerQuery = Annotated[str | None, _text_filter("producer", "dl:schedule:nightly-customers")]
 ConsumerGroupQuery = Annotated[str | None, _text_filter("consumer_group", "cbr-loaders")]
 CreatedAfterQuery = Annotated[
     str | None, _time_filter("Jobs created at or after this time", "2026-11-24T00:00:00Z")

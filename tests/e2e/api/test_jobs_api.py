@@ -147,7 +147,8 @@ async def test_trigger_same_idempotency_key_returns_same_job_even_after_cancel(
 ) -> None:
     key = new_key()
     first = await trigger(client, idempotency_key=key)
-    second = await trigger(client, idempotency_key=key, args={"other": True})
+    # The same request (a different one is a 409: test_idempotency_api.py).
+    second = await trigger(client, idempotency_key=key)
 
     assert first["created"] is True
     assert second == {"job_id": first["job_id"], "status": "queued", "created": False}
@@ -338,11 +339,21 @@ INVALID_TRIGGERS: dict[str, tuple[dict[str, Any], str | None]] = {
         "available_at",
     ),
     "unknown-task": ({"json": body(task="no.such.task")}, "task"),
+    # noop is registered in production: its steps and sleeps are bounded (docs/pipelines.md).
+    "noop-steps-huge": ({"json": body(args={"steps": 1_000_000_000})}, "$.steps"),
+    "noop-sleep-too-long": ({"json": body(args={"steps": 1, "sleep": 3_601})}, "$.sleep"),
+    "noop-sleepN-too-long": ({"json": body(args={"sleep1": 0, "sleep2": 86_401})}, "$.sleep2"),
     "unknown-field": ({"json": body(colour="red")}, "colour"),
     "nul-in-args-value": ({"json": body(args={"a": "x\x00y"})}, "args"),
     "nul-in-args-key": ({"json": body(args={"a\x00": "y"})}, "args"),
     "nul-in-lock_key": ({"json": body(lock_key="a\x00b")}, "lock_key"),
     "nul-in-idempotency_key": ({"json": body(idempotency_key="a\x00b")}, "idempotency_key"),
+    # The service's own namespace: a schedule's fire-time key and producer.
+    "idempotency_key-reserved": (
+        {"json": body(idempotency_key="dl:schedule:0f9c4c2e:2026-12-03T00:00:00+00:00")},
+        "idempotency_key",
+    ),
+    "producer-reserved": ({"json": body(producer="dl:schedule:nightly")}, "producer"),
     "args-nested-200-dicts": ({"json": body(args=_nested(200))}, "args"),
     "args-nested-200-lists": (
         {"json": body(args={"a": json.loads("[" * 200 + "]" * 200)})},

@@ -173,7 +173,7 @@ async def test_schedules_run_now_creates_the_job_from_the_template(
     )
     assert job["task"] == "noop"
     assert job["lock_key"] == "run-now-key"
-    assert job["producer"] == f"schedule:{created['name']}"
+    assert job["producer"] == f"dl:schedule:{created['name']}"
     assert job["status"] == "queued"
     assert body["schedule"]["last_job_id"] == body["job"]["job_id"]
     assert body["schedule"]["enabled"] is False  # running it now does not enable it
