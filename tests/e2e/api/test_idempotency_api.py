@@ -60,6 +60,7 @@ async def test_trigger_reused_key_with_different_request_is_409_naming_key_and_j
         "status_code": 409,
         "detail": conflict_detail(key, f"job {job_id}"),
         "job_id": job_id,
+        "request_id": other.headers["x-request-id"],
     }
     assert same.status_code == 200, same.text
     assert same.json() == {"job_id": job_id, "status": "queued", "created": False}
@@ -103,6 +104,7 @@ async def test_bulk_item_reusing_key_with_different_request_is_409_naming_item_a
         "status_code": 409,
         "detail": conflict_detail(key, f"job {job_id}", "jobs[3]: "),
         "job_id": job_id,
+        "request_id": response.headers["x-request-id"],
     }
     assert await row_counts(api_db) == before  # all or none
 
