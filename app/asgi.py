@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
+from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import (
+    JsonRenderPlugin,
+    RedocRenderPlugin,
+    SwaggerRenderPlugin,
+    YamlRenderPlugin,
+)
 
 from app import __version__
 from app.db.connections import api_pool
@@ -21,6 +28,9 @@ from app.http.auth import (
     requires,
 )
 from app.http.dashboard.controller import DashboardController, dashboard_static_router
+from app.http.edge.security_headers import add_security_headers
+from app.http.edge.shedding import InFlight, LoadSheddingMiddleware
+from app.http.edge.stream_slots import StreamSlots
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.jobs.controller import JobsController
 from app.http.jobs.stream_controller import JobStreamController
@@ -46,6 +56,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     load_pipelines(settings.dl_pipeline_modules)
     guard = TokenGuard(settings.api_tokens_json)
+    in_flight = InFlight(settings.app_max_concurrent_requests, settings.app_busy_retry_after_sec)
+    stream_slots = StreamSlots(
+        settings.app_stream_max,
+        settings.app_stream_max_per_token,
+        settings.app_busy_retry_after_sec,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -61,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Listens while stream clients are connected (see app.jobs.job_watch).
         job_watch = JobWatch(sessions, settings.session_dsn, settings.pg_schema_queue)
         app.state.job_watch = job_watch
+        app.state.stream_slots = stream_slots
         app.state.schedule_service = ScheduleService(sessions, settings)
         app.state.queue_service = QueueService(sessions, settings)
         app.state.job_gauges = JobGaugesReader(lambda: read_job_gauges(sessions))
@@ -86,7 +103,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         # Every handler declares its scope (app.http.auth); the guard checks the token.
         guards=[guard],
-        middleware=[HttpMetricsMiddleware],
+        # Shedding first: a refused request costs no more than its 503 (app.http.edge).
+        middleware=[
+            DefineMiddleware(LoadSheddingMiddleware, in_flight=in_flight),
+            HttpMetricsMiddleware,
+        ],
+        # Security headers on every answer, errors and 404s included.
+        before_send=[add_security_headers],
         # Logging is set up by app.observability.logging (uvicorn's log config), not here.
         logging_config=None,
         request_max_body_size=settings.app_max_body_bytes,
@@ -95,6 +118,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version=__version__,
             components=openapi_components(),
             security=BEARER_SECURITY,
+            # Only the UIs docs/api.md names, so their CSP lists only their CDNs
+            # (app.http.edge.security_headers); /schema itself is ReDoc, as before.
+            render_plugins=[
+                RedocRenderPlugin(path=["/", "/redoc"]),
+                SwaggerRenderPlugin(),
+                JsonRenderPlugin(),
+                YamlRenderPlugin(),
+            ],
             # The document describes the API and holds no data: open, so clients can find
             # out how to authenticate.
             openapi_router=Router(
