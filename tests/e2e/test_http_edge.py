@@ -158,8 +158,10 @@ async def test_edge_endless_head_is_not_read_to_its_end(edge_server: ApiServer) 
     # Refused for its size (431), not for its slowness (408): the answer may be lost in the
     # reset, the server's log line is not.
     await wait_until(
-        lambda: f"431 request head larger than the limit from {host}:{port}"
-        in edge_server.log_path.read_text(errors="replace"),
+        lambda: (
+            f"431 request head larger than the limit from {host}:{port}"
+            in edge_server.log_path.read_text(errors="replace")
+        ),
         timeout=CLOSE_BOUND_SEC,
         what="the server to log the 431 for the endless head",
         diagnostics=edge_server.log_tail,
