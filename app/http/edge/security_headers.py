@@ -59,11 +59,26 @@ def headers_for(path: str) -> dict[str, str]:
     return {**_COMMON, "Content-Security-Policy": API_CSP, "Cache-Control": "no-store"}
 
 
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+
+# Encoded once: this runs on every answer.
+_API_HEADERS = _encoded(headers_for("/"))
+
+
 async def add_security_headers(message: Message, scope: Scope) -> None:
     """Litestar `before_send` hook: the headers of `headers_for` on each answer's start."""
     if message["type"] != "http.response.start":
         return
-    headers = MutableScopeHeaders.from_message(message)
-    for name, value in headers_for(scope.get("path", "")).items():
-        if name not in headers:
-            headers[name] = value
+    path = scope.get("path", "")
+    headers = message.get("headers")
+    if isinstance(headers, list) and not path.startswith((DASHBOARD_PATH, SCHEMA_PATH)):
+        # The API's answers, nearly all of them: a list of pairs, extended in place.
+        present = {name.lower() for name, _ in headers}
+        headers.extend(item for item in _API_HEADERS if item[0] not in present)
+        return
+    mutable = MutableScopeHeaders.from_message(message)
+    for name, value in headers_for(path).items():
+        if name not in mutable:
+            mutable[name] = value
