@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
+from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import (
+    JsonRenderPlugin,
+    RedocRenderPlugin,
+    SwaggerRenderPlugin,
+    YamlRenderPlugin,
+)
 
 from app import __version__
 from app.db.connections import api_pool
@@ -23,6 +30,9 @@ from app.http.auth import (
     requires,
 )
 from app.http.dashboard.controller import DashboardController, dashboard_static_router
+from app.http.edge.security_headers import add_security_headers
+from app.http.edge.shedding import InFlight, LoadSheddingMiddleware
+from app.http.edge.stream_slots import StreamSlots
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.jobs.controller import JobsController
 from app.http.jobs.stream_controller import JobStreamController
@@ -50,6 +60,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     load_pipelines(settings.dl_pipeline_modules)
     guard = TokenGuard.from_settings(settings)
+    in_flight = InFlight(settings.app_max_concurrent_requests, settings.app_busy_retry_after_sec)
+    stream_slots = StreamSlots(
+        settings.app_stream_max,
+        settings.app_stream_max_per_token,
+        settings.app_busy_retry_after_sec,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -65,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Listens while stream clients are connected (see app.jobs.job_watch).
         job_watch = JobWatch(sessions, settings.session_dsn, settings.pg_schema_queue)
         app.state.job_watch = job_watch
+        app.state.stream_slots = stream_slots
         app.state.schedule_service = ScheduleService(sessions, settings)
         app.state.queue_service = QueueService(sessions, settings)
         app.state.job_gauges = JobGaugesReader(lambda: read_job_gauges(sessions))
@@ -93,9 +110,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         # Every handler declares its scope (app.http.auth); the guard checks the token.
         guards=[guard],
-        middleware=[RequestIdLogMiddleware, HttpMetricsMiddleware],
-        # Every answer carries X-Request-ID, routing misses included (app.http.request_id).
-        before_send=[add_request_id_header],
+        # Shedding first: a refused request costs no more than its 503 (app.http.edge).
+        middleware=[
+            DefineMiddleware(LoadSheddingMiddleware, in_flight=in_flight),
+            RequestIdLogMiddleware,
+            HttpMetricsMiddleware,
+        ],
+        # Every answer carries X-Request-ID (app.http.request_id) and the security headers
+        # (app.http.edge), errors and routing misses included.
+        before_send=[add_request_id_header, add_security_headers],
         # Bodies decode with the duplicate-key and surrogate checks (app.http.json_body).
         request_class=JsonBodyRequest,
         # Logging is set up by app.observability.logging (uvicorn's log config), not here.
@@ -106,6 +129,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version=__version__,
             components=openapi_components(),
             security=BEARER_SECURITY,
+            # Only the UIs docs/api.md names, so their CSP lists only their CDNs
+            # (app.http.edge.security_headers); /schema itself is ReDoc, as before.
+            render_plugins=[
+                RedocRenderPlugin(path=["/", "/redoc"]),
+                SwaggerRenderPlugin(),
+                JsonRenderPlugin(),
+                YamlRenderPlugin(),
+            ],
             # The document describes the API and holds no data: open, so clients can find
             # out how to authenticate.
             openapi_router=Router(

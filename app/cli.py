@@ -16,6 +16,7 @@ def serve(settings: Settings, workers: int | None = None) -> int:
     import uvicorn
 
     from app.asgi import create_app
+    from app.http.edge.protocol import HeadLimits, edge_protocol
 
     workers = workers or settings.app_workers
     # Several processes each build their own app (and engine) from the environment.
@@ -30,6 +31,15 @@ def serve(settings: Settings, workers: int | None = None) -> int:
         access_log=settings.app_access_log,
         log_config=uvicorn_log_config(settings),
         timeout_graceful_shutdown=10,
+        # The HTTP edge (docs/security.md#http-edge): httptools with a head size cap and a
+        # head-read deadline, and uvicorn's own idle keep-alive timeout.
+        http=edge_protocol(
+            HeadLimits(
+                header_max_bytes=settings.app_header_max_bytes,
+                header_timeout_sec=settings.app_header_timeout_sec,
+            )
+        ),
+        timeout_keep_alive=settings.app_keepalive_timeout_sec,  # type: ignore[arg-type]
     )
     return 0
 

@@ -173,6 +173,28 @@ class Settings(BaseSettings):
     app_stream_keepalive_sec: Annotated[float, Field(gt=0, le=3600)] = 15
     """A job stream (`GET /api/v1/jobs/{id}/stream`) sends a `: keep-alive` comment after
     this much quiet, so proxies keep the connection open."""
+    app_header_max_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024
+    """Largest request head (request line and headers); a larger one is answered 431 and
+    the connection closed, without reading the rest (see [security](security.md#http-edge))."""
+    app_header_timeout_sec: Annotated[float, Field(gt=0, le=3600)] = 10
+    """Time a client has to send a request's complete head, from connecting (or from the
+    first byte of a further request on a kept-alive connection); a client still sending
+    after it is answered 408 and disconnected, one that sent nothing is disconnected."""
+    app_keepalive_timeout_sec: Annotated[float, Field(gt=0, le=3600)] = 5
+    """An idle kept-alive connection is closed after this long without a new request."""
+    app_max_concurrent_requests: Annotated[int, Field(ge=1, le=100_000)] = 256
+    """Requests one API process handles at once; one more is answered 503 with
+    `Retry-After` at once instead of waiting. `/health` and `/ready` are never refused, and
+    job streams count against `APP_STREAM_MAX` instead, once their answer has started."""
+    app_stream_max: Annotated[int, Field(ge=1, le=100_000)] = 200
+    """Job streams (`GET /api/v1/jobs/{id}/stream`) open at once in one API process; one
+    more is answered 429 with `Retry-After`."""
+    app_stream_max_per_token: Annotated[int, Field(ge=1, le=100_000)] = 20
+    """Job streams one API token may hold open at once in one API process; one more is
+    answered 429 with `Retry-After`. Without `API_TOKENS_JSON` only `APP_STREAM_MAX` applies."""
+    app_busy_retry_after_sec: Annotated[int, Field(ge=1, le=3600)] = 2
+    """`Retry-After` (seconds) of the 503 for too many requests and the 429 for too many
+    streams."""
     api_tokens_json: list[ApiToken] = Field(default_factory=list)
     """Bearer tokens with scopes, a JSON list:
     `[{"name": "ops", "token": "<16+ characters>", "scopes": ["admin"]}]`. Empty: the API is

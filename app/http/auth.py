@@ -40,6 +40,16 @@ BEARER_SECURITY: list[SecurityRequirement] = [{SECURITY_SCHEME_NAME: []}]
 OPEN_API_MESSAGE = "API is open: no API_TOKENS_JSON, bound to loopback only"
 
 
+# Where the guard leaves the name of the token a request was let in with.
+API_CLIENT_STATE = "api_client"
+
+
+def api_client(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The name of the token this request was let in with; None when the API is open."""
+    name = connection.state.get(API_CLIENT_STATE)
+    return name if isinstance(name, str) else None
+
+
 def requires(scope: RouteScope) -> dict[str, Any]:
     """The handler `opt` declaring which scope a route needs (`open`: none)."""
     return {SCOPE_KEY: scope}
@@ -143,6 +153,7 @@ class TokenGuard:
             )
         name, granted = match
         structlog.contextvars.bind_contextvars(api_client=name)  # "token" keys are masked in logs
+        connection.state[API_CLIENT_STATE] = name
         if needed not in granted:
             raise PermissionDeniedException(
                 detail=f"token {name!r} lacks the {needed!r} scope this request needs"

@@ -106,6 +106,14 @@ async def page(browser: Browser, dashboard: Dashboard) -> AsyncIterator[Page]:
     page.set_default_timeout(20_000)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # The dashboard runs under its Content-Security-Policy (docs/security.md#http-edge): an
+    # inline style or script it blocked is a bug, though the page would throw nothing.
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     await context.close()
     assert not errors, f"JavaScript errors on the page: {errors}\n{dashboard.diagnostics()}"

@@ -143,6 +143,11 @@ RETRY_RESPONSES = {
 
 
 NOT_FOUND = error_response(404, "No job has this id", f"job {_JOB_ID} not found")
+TOO_MANY_STREAMS = error_response(
+    429,
+    "Too many job streams open on this server or for this token; see Retry-After",
+    "token 'dashboard' has too many job streams open (at most 20)",
+)
 BAD_JOB_ID = error_response(
     400, "The id is not a UUID, or a parameter is invalid", "job_id 'abc' is not a UUID"
 )

@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from app import __version__
 from app.http.auth import requires
 from app.http.dependencies import from_state
+from app.http.edge.shedding import never_shed
 from app.http.system.schemas import Health, Info, Readiness
 from app.jobs.service import JobService
 from app.settings import Settings
@@ -25,7 +26,13 @@ class SystemController(Controller):
     tags = ["system"]
     dependencies = from_state("job_service", "settings", "started_monotonic")
 
-    @get("/health", summary="Liveness (no database)", opt=requires("open"), security=[{}])
+    # The probes are answered however busy the process is (app.http.edge.shedding).
+    @get(
+        "/health",
+        summary="Liveness (no database)",
+        opt=requires("open") | never_shed(),
+        security=[{}],
+    )
     async def health(self) -> Health:
         """The process is up."""
         return Health()
@@ -34,7 +41,7 @@ class SystemController(Controller):
         "/ready",
         summary="Readiness: the database answers",
         responses={},
-        opt=requires("open"),
+        opt=requires("open") | never_shed(),
         security=[{}],
     )
     async def ready(self, job_service: NamedDependency[JobService]) -> Response[Readiness]:

@@ -356,7 +356,7 @@
       "div",
       { class: "legend" },
       FINISHED_KINDS.map((kind) =>
-        h("span", {}, h("i", { style: `background:${CHART_COLORS[kind]}` }), kind),
+        h("span", {}, h("i", { class: `swatch-${kind}` }), kind),
       ),
     );
   }
@@ -669,7 +669,7 @@
       "details",
       { class: "panel", id: "trigger-panel", open: true },
       h("summary", {}, "Trigger a job"),
-      h("div", { style: "margin-top:10px" }, form, result),
+      h("div", { class: "panel-body" }, form, result),
     );
   }
 
@@ -1255,7 +1255,7 @@
           {},
           h(
             "div",
-            { class: "actions", style: "margin:0" },
+            { class: "actions flush" },
             s.enabled
               ? h("button", { class: "disable", onclick: () => act(s.name, "disable") }, "Disable")
               : h("button", { class: "enable", onclick: () => act(s.name, "enable") }, "Enable"),
