@@ -201,14 +201,7 @@ def database_error_handler(
                 exc.orig,
             )
             return _body(request, HTTP_400_BAD_REQUEST, REFUSED_VALUE_DETAIL)
-    logger.error(
-        "unexpected database error on %s %s (request %s)",
-        request.method,
-        request.url.path,
-        request_id(request.scope),
-        exc_info=exc,
-    )
-    return _body(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+    return _internal_error(request, exc, "unexpected database error")
 
 
 def undecodable_body_handler(
@@ -231,8 +224,16 @@ def unexpected_error_handler(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, object]]:
     """A bug of ours: log it with its traceback, answer 500 without details."""
+    return _internal_error(request, exc, "unhandled error")
+
+
+def _internal_error(
+    request: Request[Any, Any, Any], exc: Exception, what: str
+) -> Response[dict[str, object]]:
+    """Log `what` happened with the traceback and the request id; the client learns nothing."""
     logger.error(
-        "unhandled error on %s %s (request %s)",
+        "%s on %s %s (request %s)",
+        what,
         request.method,
         request.url.path,
         request_id(request.scope),
