@@ -25,6 +25,7 @@ from sqlalchemy import (
     null,
     select,
     table,
+    true,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import OID, insert
@@ -207,25 +208,25 @@ async def live_workers(
 
 async def consumers_per_queue(session: AsyncSession, live_within: timedelta) -> dict[str, int]:
     """How many live workers serve each queue (queues nobody serves are absent)."""
-    queue = func.jsonb_object_keys(workers.c.queues).table_valued("value").alias("queue")
+    queue = func.jsonb_object_keys(workers.c.queues).table_valued("value").render_derived("queue")
     rows = await session.execute(
         select(queue.c.value, func.count())
         .select_from(workers)
-        .join(queue, literal(True))
+        .join(queue, true())
         .where(workers.c.last_seen_at > cutoff(live_within))
         .group_by(queue.c.value)
     )
-    return {name: count for name, count in rows.tuples()}
+    return {str(row[0]): int(row[1]) for row in rows}
 
 
 async def live_task_names(session: AsyncSession, live_within: timedelta) -> set[str]:
     """The tasks some live worker registered."""
-    task = func.jsonb_object_keys(workers.c.tasks).table_valued("value").alias("task")
+    task = func.jsonb_object_keys(workers.c.tasks).table_valued("value").render_derived("task")
     rows = await session.execute(
         select(task.c.value)
         .distinct()
         .select_from(workers)
-        .join(task, literal(True))
+        .join(task, true())
         .where(workers.c.last_seen_at > cutoff(live_within))
     )
     return set(rows.scalars())
