@@ -189,8 +189,7 @@ async def test_retention_deletes_worker_rows_long_expired_only(
     await add_worker(db, "long-gone", queues={"etl.a": 1}, seen_ago=timedelta(hours=2))
     await add_worker(db, "recently-gone", queues={"etl.a": 1}, seen_ago=timedelta(minutes=10))
     await add_worker(db, "live", queues={"etl.a": 1})
-    # Even with history kept forever: worker rows are not history.
-    retention = Retention(sessions, RetentionConfig(retention=timedelta(0)))
+    retention = Retention(sessions, RetentionConfig())
 
     result = await retention.run_once()
 

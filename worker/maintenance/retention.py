@@ -55,8 +55,8 @@ class RetentionConfig:
     # `max_pass_sec` either.
     max_batches_per_pass: int = MAX_BATCHES_PER_PASS_DEFAULT
     max_pass_sec: float = MAX_PASS_SEC_DEFAULT
-    # dl_workers rows not refreshed for this long are deleted by every pass, whatever the
-    # retention (they are not history: readers ignore them long before).
+    # dl_workers rows not refreshed for this long are deleted by every pass (readers ignore
+    # them long before; a zero retention, which touches nothing, keeps them too).
     worker_expiry: timedelta = WORKER_EXPIRY_DEFAULT
 
     def __post_init__(self) -> None:
@@ -166,11 +166,10 @@ class Retention(MaintenanceService):
 
     async def run_once(self) -> RetentionResult:
         """One bounded pass over the four kinds of history, and expired worker rows."""
+        if not self.enabled:
+            return RetentionResult()
         # A handful of rows at most, one statement: not counted as a batch.
         expired_workers = await self._history.expired_workers(self.config.worker_expiry)
-        if not self.enabled:
-            self._log_expired_workers(expired_workers)
-            return RetentionResult(workers=expired_workers)
         tally = _Tally()
         # Each step runs one batch and says whether a full one may follow.
         steps: dict[str, Callable[[_Tally], Awaitable[bool]]] = {
