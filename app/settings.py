@@ -262,6 +262,10 @@ class Settings(BaseSettings):
     dl_reaper_period_sec: Annotated[float, Field(gt=0, le=3600)] = 10
     """How often the maintenance leader reaps expired leases; also how soon another worker
     takes over when the leader dies."""
+    dl_worker_refresh_sec: Annotated[float, Field(gt=0, le=3600)] = 30
+    """How often a worker says it lives in `dl_workers` (one statement). A worker not seen
+    for three periods is gone: `/api/v1/workers` leaves it out, its queues count as
+    unserved and new jobs wake other workers. API processes and workers must agree on it."""
     dl_claim_backoff_sec: Annotated[float, Field(ge=0, le=86_400)] = 15
     """How long a job waits when another job holds its `lock_key` (a `lock_busy` event; the
     attempt is not counted)."""

@@ -17,14 +17,15 @@ from pgqueuer.models import Context, Job
 
 from app.jobs.connections import pgqueuer_queries, worker_sessions
 from app.jobs.manager import JobManager
-from app.jobs.membership import Membership
+from app.jobs.membership import Membership, MembershipConfig
 from app.jobs.schedule_firing import CHANGES_CHANNEL as SCHEDULE_CHANGES_CHANNEL
 from app.jobs.schedule_sync import sync_declared_schedules
 from app.jobs.wake_gate import WakeGate
+from app.jobs.worker_registry import WorkerRegistry
 from app.observability.logging import configure_logging
 from app.observability.metrics import start_metrics_server, worker_metrics
 from app.pipelines import rabbitmq_publish
-from app.pipelines.registry import declared_schedules, load_pipelines
+from app.pipelines.registry import declared_schedules, load_pipelines, registered_tasks
 from app.settings import settings_or_exit
 from worker.finish_writer import FinishWriter
 from worker.identity import worker_id
@@ -142,16 +143,39 @@ async def factory() -> AsyncIterator[QueueManager]:
         # A new job wakes about one worker, not all of them (app.jobs.wake_gate); the gate
         # ranks this worker among the live ones serving a queue, which membership keeps.
         gate = WakeGate(ident, served)
-        membership = Membership(sessions, ident, served, gate)
-        await membership.run_once()
+        tasks = registered_tasks()
+        membership = Membership(
+            sessions,
+            ident,
+            served,
+            gate,
+            MembershipConfig(refresh_sec=settings.dl_worker_refresh_sec),
+            tasks=tasks,
+        )
+        # The registry (/api/v1/workers, /api/v1/tasks) learns this worker's version and
+        # tasks here, once; the periodic refresh writes only that it lives.
+        await membership.register()
         stack.push_async_callback(membership.leave)
+        logger.info(
+            "worker %s registered: queues %s; tasks %s",
+            ident,
+            ", ".join(f"{q.queue} (concurrency {q.concurrency})" for q in settings.workers_json),
+            ", ".join(tasks),
+            extra={"queues": served, "tasks": list(tasks)},
+        )
         queries = await pgqueuer_queries(stack, settings, ident, gate)
         # A QueueManager, not a PgQueuer: PgQueuer also runs pgqueuer's own scheduler (we
         # have ours) and, when either fails, cancels the other, and with it every running
         # job, before their final writes. A QueueManager that fails lets them finish.
         pgq = JitteredQueueManager(queries)
+        registry = WorkerRegistry.from_settings(settings, sessions)
         runner = Runner(
-            settings, JobManager.from_settings(settings, sessions), locks, finishes, ident
+            settings,
+            JobManager.from_settings(settings, sessions),
+            locks,
+            finishes,
+            ident,
+            task_holders=registry.holders_of_task,
         )
         locks.on_locks_lost = runner.interrupt_jobs
         # Jobs running per queue: a worker without a free slot leaves a new job to others.

@@ -24,12 +24,13 @@ from app.jobs.manager import JobManager
 from app.observability.metrics import worker_metrics
 from app.pipelines.context import PipelineContext
 from app.pipelines.errors import PermanentError
-from app.pipelines.registry import get_pipeline
+from app.pipelines.registry import get_pipeline, registered_names
 from app.settings import Settings
 from worker.db_retry import retry_while_unreachable
 from worker.finish_writer import FinishWriter
 from worker.invoke import PipelineCanceled, is_interruptible, run_pipeline
 from worker.lock_session import LockSession
+from worker.unregistered_task import TaskHolders, unregistered_task_error
 
 logger = logging.getLogger("worker.runner")
 
@@ -75,6 +76,8 @@ class Runner:
     locks: LockSession
     finishes: FinishWriter
     worker_id: str
+    # Asked when a job's task has no pipeline here (worker.unregistered_task).
+    task_holders: TaskHolders | None = None
     active: dict[uuid.UUID, AttemptRun] = field(default_factory=dict)
 
     def interrupt_all(self) -> None:
@@ -203,7 +206,13 @@ class Runner:
         """Run the pipeline beside its heartbeat until it ends or must stop."""
         func = get_pipeline(run.started.task)
         if func is None:
-            return Outcome.FAILED, LookupError(f"no pipeline registered for {run.started.task!r}")
+            return Outcome.FAILED, await unregistered_task_error(
+                run.started.task,
+                run.started.queue,
+                self.worker_id,
+                registered_names(),
+                self.task_holders,
+            )
         body = asyncio.create_task(run_pipeline(func, run.started.args, run.context))
         heart = asyncio.create_task(self._heartbeat_loop(run))
         stop_reason: Outcome | None = None

@@ -213,6 +213,10 @@ class DlWorker(Base):
     host: Mapped[str] = mapped_column(Text)
     pid: Mapped[int] = mapped_column(Integer)
     queues: Mapped[dict[str, Any]] = mapped_column(JSONB)  # {queue: concurrency}
+    # Written once at start (migration 0010): the package version, and {task: JSON schema
+    # of its args, or null}.
+    version: Mapped[str] = mapped_column(Text, server_default="")
+    tasks: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_seen_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()

@@ -40,6 +40,10 @@ class Queue(msgspec.Struct, kw_only=True):
     finished_last_hour: FinishedCounts
     # One entry per minute of the last hour, oldest first, the current minute last.
     throughput: list[ThroughputMinute]
+    # Live workers serving the queue (seen within the liveness window).
+    consumers: int = 0
+    # Jobs are queued and no live worker serves the queue: they wait until one does.
+    unserved: bool = False
 
 
 class QueueList(msgspec.Struct, kw_only=True):

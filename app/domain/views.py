@@ -49,6 +49,8 @@ class JobCreated(msgspec.Struct, kw_only=True):
     job_id: uuid.UUID
     status: str
     created: bool
+    # Said only when there is something to say, e.g. that no live worker serves the queue.
+    warnings: list[str] | msgspec.UnsetType = msgspec.UNSET
 
 
 class JobPage(msgspec.Struct, kw_only=True):

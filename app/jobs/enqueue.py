@@ -1,4 +1,9 @@
-"""enqueue_in_session() and enqueue_many_in_session(): create jobs in the caller's transaction."""
+"""enqueue_in_session() and enqueue_many_in_session(): create jobs in the caller's transaction.
+
+A process that loaded no pipelines (an application that only enqueues) checks task names
+against the tasks live workers registered (dl_workers), read in the caller's transaction;
+the worker checks the args when it runs the job.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from app.domain.spec import JobCreate
 from app.domain.views import JobCreated
 from app.jobs.manager import JobManager
 from app.jobs.validation import check_spec, check_specs
+from app.jobs.worker_registry import live_tasks_in_session
+from app.pipelines.registry import registered_names
 from app.settings import Settings, get_settings
 
 
@@ -29,8 +36,10 @@ async def enqueue_in_session(
     written). Values starting with `dl:` in idempotency_key or producer are the service's
     own: InvalidJobError unless `internal` (schedules pass it).
     """
-    manager = JobManager.from_settings(settings or get_settings())
-    checked = check_spec(spec, internal=internal)
+    settings = settings or get_settings()
+    manager = JobManager.from_settings(settings)
+    live = await _live_tasks_unless_loaded(session, settings)
+    checked = check_spec(spec, internal=internal, live_tasks=live)
     return (await manager.create_many_in_session(session, [checked], name_items=False))[0]
 
 
@@ -50,5 +59,15 @@ async def enqueue_many_in_session(
     IdempotencyConflictError naming it (and the earlier item, if the key is this call's);
     other items may have been written by then, so roll the transaction back.
     """
-    manager = JobManager.from_settings(settings or get_settings())
-    return await manager.create_many_in_session(session, check_specs(specs, internal=internal))
+    settings = settings or get_settings()
+    manager = JobManager.from_settings(settings)
+    live = await _live_tasks_unless_loaded(session, settings)
+    checked = check_specs(specs, internal=internal, live_tasks=live)
+    return await manager.create_many_in_session(session, checked)
+
+
+async def _live_tasks_unless_loaded(session: AsyncSession, settings: Settings) -> set[str] | None:
+    """The tasks live workers registered, when this process loaded no pipelines of its own."""
+    if registered_names():
+        return None
+    return await live_tasks_in_session(session, settings)

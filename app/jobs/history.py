@@ -2,7 +2,8 @@
 
 The leader's retention service decides when and how much; this is where the rows go. Old
 finished jobs go with their events, pgqueuer's log and statistics (which pgqueuer never
-prunes) by age, and a sweep finds events whose job was deleted by hand.
+prunes) by age, a sweep finds events whose job was deleted by hand, and the rows of
+workers that died without leaving go once long expired.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import events, pgqueuer_tables
+from app.db import events, pgqueuer_tables, workers
 from app.db import jobs as job_rows
 from app.db.events import OrphanWindow
 from app.db.jobs import JobBatch
@@ -45,3 +46,8 @@ class HistoryPruner:
         """One window of the sweep for old events whose job is gone, after event `after_id`."""
         async with self.sessions() as session, session.begin():
             return await events.delete_orphan_events(session, retention, after_id, limit)
+
+    async def expired_workers(self, unseen_for: timedelta) -> int:
+        """dl_workers rows of workers not seen for `unseen_for`; how many went."""
+        async with self.sessions() as session, session.begin():
+            return await workers.delete_expired_in_session(session, unseen_for)

@@ -7,7 +7,7 @@ pause keeps a large backlog free of dequeue churn is told in app.db.pgqueuer_tab
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import msgspec
@@ -17,6 +17,7 @@ from app.db import job_stats, pgqueuer_tables, queues
 from app.domain.errors import InvalidQueueError
 from app.domain.queues import FinishedCounts, Queue, QueueList, ThroughputMinute
 from app.domain.spec import QueueName
+from app.jobs.worker_registry import WorkerRegistry
 from app.settings import Settings
 
 logger = logging.getLogger("app.jobs.queues")
@@ -43,6 +44,10 @@ class QueueService:
 
     sessions: async_sessionmaker[AsyncSession]
     settings: Settings
+    registry: WorkerRegistry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.registry = WorkerRegistry.from_settings(self.settings, self.sessions)
 
     async def list_queues(self) -> QueueList:
         """Every known queue, by name."""
@@ -85,14 +90,19 @@ class QueueService:
 
     async def _view(self, session: AsyncSession, queue: str) -> Queue:
         views = await self._views(session, queue)
-        return views[0] if views else _empty_view(queue, await job_stats.db_now(session))
+        if views:
+            return views[0]
+        view = _empty_view(queue, await job_stats.db_now(session))
+        view.consumers = (await self.registry.consumers_in_session(session)).get(queue, 0)
+        return view
 
     async def _views(self, session: AsyncSession, queue: str | None) -> list[Queue]:
-        """Views built from three small reads sharing the transaction's clock."""
+        """Views built from four small reads sharing the transaction's clock."""
         now = await job_stats.db_now(session)
         states = {s.queue: s for s in await queues.queue_states(session, queue)}
         live = {c.queue: c for c in await job_stats.live_counts(session, queue)}
         finished = await job_stats.finished_last_hour(session, queue)
+        consumers = await self.registry.consumers_in_session(session)
         views: dict[str, Queue] = {}
 
         def view_of(name: str) -> Queue:
@@ -117,6 +127,9 @@ class QueueService:
             index = int((item.minute - first_minute).total_seconds() // 60)
             if 0 <= index < len(view.throughput):
                 _count(view.throughput[index], item.status, item.count)
+        for view in views.values():
+            view.consumers = consumers.get(view.queue, 0)
+            view.unserved = view.queued > 0 and view.consumers == 0
         return [views[name] for name in sorted(views)]
 
 

@@ -6,6 +6,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import events
@@ -20,6 +21,7 @@ from app.domain.views import Job, JobCreated, JobHistory, JobHistoryEvent, JobPa
 from app.jobs.batching import Round, RoundBatcher
 from app.jobs.manager import JobManager, KeyConflict
 from app.jobs.validation import check_destinations, check_spec, check_specs
+from app.jobs.worker_registry import WorkerRegistry
 from app.settings import Settings
 
 EVENTS_LIMIT_MAX = 1000
@@ -39,10 +41,12 @@ class JobService:
     settings: Settings
     max_trigger_round: int = MAX_TRIGGER_ROUND
     manager: JobManager = field(init=False)
+    registry: WorkerRegistry = field(init=False)
     _triggers: RoundBatcher[JobCreate, JobCreated] = field(init=False)
 
     def __post_init__(self) -> None:
         self.manager = JobManager.from_settings(self.settings, self.sessions)
+        self.registry = WorkerRegistry.from_settings(self.settings, self.sessions)
         # A trigger whose client went away is dropped from its round: nothing was written.
         self._triggers = RoundBatcher(
             self._write_triggers, self.max_trigger_round, name="trigger-batcher"
@@ -66,7 +70,9 @@ class JobService:
         """
         spec = check_spec(spec)
         await check_destinations([spec], self.settings)
-        return await self._triggers.submit(spec)
+        created = await self._triggers.submit(spec)
+        warnings = await self.registry.unserved_warnings([spec.queue])
+        return msgspec.structs.replace(created, warnings=warnings) if warnings else created
 
     async def _write_triggers(self, batch: Round[JobCreate, JobCreated]) -> None:
         """One round in one transaction; if it fails, each trigger is written on its own,
@@ -100,6 +106,10 @@ class JobService:
         specs = check_specs(specs)
         await check_destinations(specs, self.settings, bulk=True)
         return await self.manager.create_many(specs)
+
+    async def unserved_warnings(self, specs: list[JobCreate]) -> list[str]:
+        """One warning per queue of `specs` that no live worker serves (a cached view)."""
+        return await self.registry.unserved_warnings(spec.queue for spec in specs)
 
     async def status(self, job_id: uuid.UUID) -> Job:
         """The job as stored now (GET /jobs/{id} and /jobs/{id}/status)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 import msgspec
 
@@ -21,11 +21,19 @@ from app.pipelines.registry import (
 from app.settings import Settings
 
 
-def check_spec(spec: JobCreate, where: str = "", *, internal: bool = False) -> JobCreate:
+def check_spec(
+    spec: JobCreate,
+    where: str = "",
+    *,
+    internal: bool = False,
+    live_tasks: Set[str] | None = None,
+) -> JobCreate:
     """The validated spec, or InvalidJobError prefixed by `where` (the item of a bulk call).
 
     Only `internal` specs (the service's own, e.g. a schedule's) may use the reserved
     namespace in idempotency_key and producer (app.domain.idempotency).
+    With `live_tasks` (a process that loaded no pipelines: the tasks live workers
+    registered), the task must be one of them; its args are then checked by the worker.
     """
     try:
         spec = validated(spec)
@@ -33,6 +41,14 @@ def check_spec(spec: JobCreate, where: str = "", *, internal: bool = False) -> J
             check_client_names(spec)
     except InvalidJobError as error:
         raise type(error)(where + error.message) from None
+    if live_tasks is not None and not is_registered(spec.task):
+        if spec.task in live_tasks:
+            return spec
+        known = ", ".join(sorted(live_tasks))
+        raise UnknownTaskError(
+            f"{where}unknown task {spec.task!r} (registered by live workers: {known}; this"
+            " process loaded no pipelines)"
+        )
     if not is_registered(spec.task):
         known = ", ".join(registered_names())
         raise UnknownTaskError(f"{where}unknown task {spec.task!r} (registered: {known})")
@@ -59,10 +75,13 @@ async def check_destinations(
             raise InvalidJobError(f"{where}args of task {spec.task!r}: {error}") from None
 
 
-def check_specs(specs: Sequence[JobCreate], *, internal: bool = False) -> list[JobCreate]:
+def check_specs(
+    specs: Sequence[JobCreate], *, internal: bool = False, live_tasks: Set[str] | None = None
+) -> list[JobCreate]:
     """check_spec() for each item of a bulk call, naming the item (`jobs[i]`) in any error."""
     return [
-        check_spec(spec, f"jobs[{index}]: ", internal=internal) for index, spec in enumerate(specs)
+        check_spec(spec, f"jobs[{index}]: ", internal=internal, live_tasks=live_tasks)
+        for index, spec in enumerate(specs)
     ]
 
 

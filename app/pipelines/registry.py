@@ -190,3 +190,16 @@ def is_registered(name: str) -> bool:
 def registered_names() -> list[str]:
     """Every registered task name, sorted."""
     return sorted(_registry)
+
+
+def args_schema(name: str) -> dict[str, Any] | None:
+    """The JSON schema of task `name`'s args Struct; None without one (or when unknown)."""
+    registration = _registry.get(name)
+    if registration is None or registration.args_type is None:
+        return None
+    return msgspec.json.schema(registration.args_type)
+
+
+def registered_tasks() -> dict[str, dict[str, Any] | None]:
+    """Every registered task with the JSON schema of its args (None: any JSON object)."""
+    return {name: args_schema(name) for name in sorted(_registry)}

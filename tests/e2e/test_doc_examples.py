@@ -302,6 +302,18 @@ async def _queues(example: Example) -> None:
     assert len(listing["queues"][0]["throughput"]) == 60
 
 
+@check("workers")
+async def _workers(example: Example) -> None:
+    """The module's worker is listed with its queue; noop is among the tasks it serves there."""
+    ran = await example.run()
+    workers, tasks = ran.json_objects()
+
+    listed = {worker["worker_id"]: worker for worker in workers["workers"]}
+    assert listed["docs-w1"]["queues"] == [{"queue": QUEUE, "concurrency": 2}], str(ran)
+    noop = {task["task"]: task for task in tasks["tasks"]}["noop"]
+    assert (noop["workers"], noop["queues"], noop["args_schema"]) == (1, [QUEUE], None), str(ran)
+
+
 @check("enqueue-in-session")
 async def _enqueue_in_session(example: Example) -> None:
     """The order and the job commit together; run again, the key finds the same job."""

@@ -1,4 +1,5 @@
-"""Retention: prunes finished jobs, their events and pgqueuer's history past a configured age."""
+"""Retention: prunes finished jobs, their events and pgqueuer's history past a configured age,
+and the registry rows of workers that died without leaving."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ MAX_BATCHES_PER_PASS_DEFAULT = 20
 # A leader that resigns, or a worker that shuts down, waits for a pass in progress: a
 # slow database keeps it waiting this long at most (plus the batch under way).
 MAX_PASS_SEC_DEFAULT = 5.0
+# A dead worker's dl_workers row is ignored by every reader after its liveness window
+# (minutes); it is deleted this long after it was last seen.
+WORKER_EXPIRY_DEFAULT = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class RetentionConfig:
     # `max_pass_sec` either.
     max_batches_per_pass: int = MAX_BATCHES_PER_PASS_DEFAULT
     max_pass_sec: float = MAX_PASS_SEC_DEFAULT
+    # dl_workers rows not refreshed for this long are deleted by every pass (readers ignore
+    # them long before; a zero retention, which touches nothing, keeps them too).
+    worker_expiry: timedelta = WORKER_EXPIRY_DEFAULT
 
     def __post_init__(self) -> None:
         """Reject a negative retention, and periods or bounds that are not above zero."""
@@ -80,6 +87,7 @@ class RetentionResult:
     events: int = 0  # events of the deleted jobs, and orphans (events whose job is gone)
     pgqueuer_log: int = 0
     pgqueuer_statistics: int = 0
+    workers: int = 0  # dl_workers rows of workers long gone
     more_remain: bool = False
     batches: int = 0
     # The longest batch, commit included: the longest any row lock of the pass was held.
@@ -88,7 +96,7 @@ class RetentionResult:
     @property
     def deleted(self) -> int:
         """Rows deleted by the pass, all tables together."""
-        return self.jobs + self.events + self.pgqueuer_log + self.pgqueuer_statistics
+        return self.jobs + self.events + self.pgqueuer_log + self.pgqueuer_statistics + self.workers
 
 
 @dataclass
@@ -157,9 +165,11 @@ class Retention(MaintenanceService):
         return wait
 
     async def run_once(self) -> RetentionResult:
-        """One bounded pass over the four kinds of history."""
+        """One bounded pass over the four kinds of history, and expired worker rows."""
         if not self.enabled:
             return RetentionResult()
+        # A handful of rows at most, one statement: not counted as a batch.
+        expired_workers = await self._history.expired_workers(self.config.worker_expiry)
         tally = _Tally()
         # Each step runs one batch and says whether a full one may follow.
         steps: dict[str, Callable[[_Tally], Awaitable[bool]]] = {
@@ -199,11 +209,13 @@ class Retention(MaintenanceService):
             events=tally.events,
             pgqueuer_log=tally.pgqueuer_log,
             pgqueuer_statistics=tally.pgqueuer_statistics,
+            workers=expired_workers,
             more_remain=more_remain,
             batches=tally.batches,
             longest_batch_sec=tally.longest_batch_sec,
         )
-        if result.deleted:
+        self._log_expired_workers(expired_workers)
+        if result.deleted - result.workers:
             logger.info(
                 "retention: deleted jobs=%d events=%d pgqueuer_log=%d pgqueuer_statistics=%d"
                 " in %d batch(es), longest %.3f s%s",
@@ -216,6 +228,11 @@ class Retention(MaintenanceService):
                 "; more remain" if more_remain else "",
             )
         return result
+
+    @staticmethod
+    def _log_expired_workers(count: int) -> None:
+        if count:
+            logger.info("retention: deleted %d expired dl_workers row(s)", count)
 
     async def _jobs_batch(self, tally: _Tally) -> bool:
         batch = await self._history.finished_jobs(self.retention, self.batch_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
@@ -109,7 +110,9 @@ class JobsController(Controller):
         naming it (and the earlier item of the call that holds the key, if one does).
         """
         require_json(request)
-        return JobBulkCreated(jobs=await job_service.trigger_many(data.jobs))
+        jobs = await job_service.trigger_many(data.jobs)
+        warnings = await job_service.unserved_warnings(data.jobs)
+        return JobBulkCreated(jobs=jobs, warnings=warnings or msgspec.UNSET)
 
     @get(
         "/",

@@ -34,3 +34,5 @@ class JobBulkCreated(msgspec.Struct, kw_only=True):
     """One answer per requested job, in request order."""
 
     jobs: list[JobCreated]
+    # Said only when there is something to say, e.g. that no live worker serves a queue.
+    warnings: list[str] | msgspec.UnsetType = msgspec.UNSET

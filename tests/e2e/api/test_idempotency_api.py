@@ -24,6 +24,12 @@ def body(**overrides: object) -> dict[str, Any]:
     return values
 
 
+# No worker runs in these API modules: every trigger answer warns that nobody serves the queue.
+def unserved(queue: str) -> str:
+    """The warning a trigger's answer carries for a queue no live worker serves."""
+    return f"no live worker serves queue {queue!r}; the job waits until one does"
+
+
 def new_key() -> str:
     return f"idem-{uuid.uuid4()}"
 
@@ -63,7 +69,12 @@ async def test_trigger_reused_key_with_different_request_is_409_naming_key_and_j
         "request_id": other.headers["x-request-id"],
     }
     assert same.status_code == 200, same.text
-    assert same.json() == {"job_id": job_id, "status": "queued", "created": False}
+    assert same.json() == {
+        "job_id": job_id,
+        "status": "queued",
+        "created": False,
+        "warnings": [unserved("etl.idem")],
+    }
     assert await row_counts(api_db) == before
 
 

@@ -23,6 +23,12 @@ def body(**overrides: object) -> dict[str, Any]:
     return values
 
 
+# No worker runs in these API modules: every trigger answer warns that nobody serves the queue.
+def unserved(queue: str) -> str:
+    """The warning a trigger's answer carries for a queue no live worker serves."""
+    return f"no live worker serves queue {queue!r}; the job waits until one does"
+
+
 def new_key() -> str:
     return f"key-{uuid.uuid4()}"
 
@@ -49,7 +55,8 @@ async def test_trigger_returns_new_queued_job(
 
     assert response.status_code == 200
     data = response.json()
-    assert set(data) == {"job_id", "status", "created"}
+    assert set(data) == {"job_id", "status", "created", "warnings"}
+    assert data["warnings"] == [unserved("etl.api")]
     assert data["status"] == "queued"
     assert data["created"] is True
     job_id = uuid.UUID(data["job_id"])
@@ -151,13 +158,23 @@ async def test_trigger_same_idempotency_key_returns_same_job_even_after_cancel(
     second = await trigger(client, idempotency_key=key)
 
     assert first["created"] is True
-    assert second == {"job_id": first["job_id"], "status": "queued", "created": False}
+    assert second == {
+        "job_id": first["job_id"],
+        "status": "queued",
+        "created": False,
+        "warnings": [unserved("etl.api")],
+    }
 
     canceled = await client.post(f"/api/v1/jobs/{first['job_id']}/cancel")
     assert canceled.status_code == 200
     third = await trigger(client, idempotency_key=key)
 
-    assert third == {"job_id": first["job_id"], "status": "canceled", "created": False}
+    assert third == {
+        "job_id": first["job_id"],
+        "status": "canceled",
+        "created": False,
+        "warnings": [unserved("etl.api")],
+    }
     assert (
         await api_db.fetchval("SELECT count(*) FROM dl_jobs WHERE idempotency_key = $1", key) == 1
     )

@@ -67,8 +67,12 @@ async def test_queues_list_shows_each_queue_in_the_contract_shape(
         "oldest_queued_age_sec",
         "finished_last_hour",
         "throughput",
+        "consumers",
+        "unserved",
     }
     assert (view["queued"], view["running"], view["paused"]) == (2, 0, False)
+    # No worker runs in this module: a backlog nobody serves.
+    assert (view["consumers"], view["unserved"]) == (0, True)
     assert isinstance(view["oldest_queued_age_sec"], float)
     assert view["finished_last_hour"] == {"succeeded": 0, "failed": 1, "canceled": 0, "lost": 0}
     assert len(view["throughput"]) == 60
