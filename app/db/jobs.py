@@ -48,7 +48,7 @@ from sqlalchemy.types import UUID, DateTime, Integer, Interval, Text, Uuid
 from app.db.events import events, logged_with
 from app.db.models import DlJob
 from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
-from app.db.sql_common import cutoff, qualified
+from app.db.sql_common import cutoff, qualified, quote_ident
 from app.domain.attempts import QueuedJob, RequeueRequest, StartedAttempt
 from app.domain.filters import JobCursor, JobFilter
 from app.domain.states import FINAL_STATUSES, JobEvent, JobStatus
@@ -82,7 +82,6 @@ class NewJob:
     producer: str | None
     consumer_group: str | None
     available_at: datetime | None
-    request_fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,9 @@ class InsertOutcome:
 
     job_id: uuid.UUID
     created: bool
+    # dl_request_fingerprint() of the job's request (app.db.enqueue_function): the one
+    # definition of "the same request", shared with dl_enqueue().
+    request_fingerprint: str
 
 
 _COLUMNS: tuple[tuple[str, Any], ...] = (
@@ -107,7 +109,10 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("producer", Text()),
     ("consumer_group", Text()),
     ("available_at", DateTime(timezone=True)),
-    ("request_fingerprint", Text()),
+)
+# The fields the fingerprint digests: every one but the key (and the job's own id).
+_FINGERPRINTED = ", ".join(
+    f"{name} => t.{name}" for name, _ in _COLUMNS if name not in ("job_id", "idempotency_key")
 )
 
 
@@ -120,7 +125,9 @@ def _insert_statement(schema: str) -> TextClause:
     )  # unnest needs the element types spelled out
     sql = f"""
         WITH input AS MATERIALIZED (
-            SELECT {next_dispatch_id(schema)} AS pgq_id, t.*
+            SELECT {next_dispatch_id(schema)} AS pgq_id, t.*,
+                   {quote_ident(schema)}.dl_request_fingerprint({_FINGERPRINTED})
+                       AS request_fingerprint
             FROM unnest({typed}) WITH ORDINALITY AS t({names}, ord)
         ),
         new_jobs AS (
@@ -144,7 +151,8 @@ def _insert_statement(schema: str) -> TextClause:
                    jsonb_build_object('queue', queue, 'task', task)
             FROM new_jobs
         )
-        SELECT job_id FROM new_jobs, {ANNOUNCED}
+        SELECT i.job_id, i.request_fingerprint, n.job_id IS NOT NULL AS created
+        FROM input i LEFT JOIN new_jobs n ON n.job_id = i.job_id, {ANNOUNCED}
     """
     return text(sql).bindparams(*(bindparam(name, type_=ARRAY(kind)) for name, kind in _COLUMNS))
 
@@ -160,8 +168,11 @@ async def insert_many(
     """Write the jobs in the session's transaction; nothing is committed here."""
     params = {name: [getattr(job, name) for job in new_jobs] for name, _ in _COLUMNS}
     result = await session.execute(_insert_statement(schema), params)
-    created = {row[0] for row in result}
-    return [InsertOutcome(job.job_id, job.job_id in created) for job in new_jobs]
+    rows = {row.job_id: row for row in result}
+    return [
+        InsertOutcome(job.job_id, rows[job.job_id].created, rows[job.job_id].request_fingerprint)
+        for job in new_jobs
+    ]
 
 
 @cache

@@ -2,7 +2,10 @@
 
 A key reused with the same request finds the first job; with a different request it is a
 conflict (IdempotencyConflictError), never the first job passed off as the answer. The
-request is compared by a fingerprint stored with the job (dl_jobs.request_fingerprint).
+request is compared by a fingerprint stored with the job (dl_jobs.request_fingerprint),
+computed in the database by dl_request_fingerprint() (app.db.enqueue_function) for the
+Python insert and for the SQL function dl_enqueue() alike: one definition of "the same
+request" whichever way a job is created.
 
 Names the service writes itself (a schedule's fire-time key and producer) start with
 RESERVED_PREFIX, which client input may not use: a client can neither pre-empt a schedule's
@@ -10,12 +13,6 @@ job by guessing its key nor pass its jobs off as a schedule's.
 """
 
 from __future__ import annotations
-
-import hashlib
-from datetime import UTC
-from typing import Any
-
-import msgspec
 
 from app.domain.errors import InvalidJobError
 from app.domain.spec import JobCreate
@@ -38,30 +35,3 @@ def check_client_names(spec: JobCreate) -> None:
                 f"values starting with {RESERVED_PREFIX!r} are reserved for the service's own "
                 f"jobs (field `{name}`)"
             )
-
-
-def request_fingerprint(spec: JobCreate, lease_ttl_sec: int) -> str:
-    """A digest of the job `spec` asks for, after defaults; equal for the same request.
-
-    Every field but idempotency_key, as the job is created: the spec's defaults applied and
-    `lease_ttl_sec` the one the job gets (the server's default when omitted). `args` compare
-    as JSON values (key order does not matter; 1 and 1.0 differ, as the pipeline sees them).
-    `available_at` compares as an instant; when omitted the server fills in "now", which is
-    no part of the request, so an omitted one matches only another omitted one.
-    """
-    available_at = spec.available_at
-    request: dict[str, Any] = {
-        "queue": spec.queue,
-        "task": spec.task,
-        "args": spec.args,
-        "lock_key": spec.lock_key,
-        "partition_key": spec.partition_key,
-        "priority": spec.priority,
-        "available_at": None if available_at is None else available_at.astimezone(UTC),
-        "max_attempts": spec.max_attempts,
-        "lease_ttl_sec": lease_ttl_sec,
-        "producer": spec.producer,
-        "consumer_group": spec.consumer_group,
-    }
-    canonical = msgspec.json.encode(request, order="sorted")
-    return hashlib.sha256(canonical).hexdigest()

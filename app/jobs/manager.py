@@ -31,7 +31,6 @@ from app.domain.errors import (
     JobNotFoundError,
     JobNotRetryableError,
 )
-from app.domain.idempotency import request_fingerprint
 from app.domain.spec import JobCreate
 from app.domain.states import RETRYABLE_STATUSES, JobEvent, JobStatus
 from app.domain.views import Job, JobCreated
@@ -144,7 +143,7 @@ class JobManager:
                 continue
             assert job.idempotency_key is not None  # only the key can conflict
             owner = existing[job.idempotency_key]
-            if owner.request_fingerprint not in (None, job.request_fingerprint):
+            if owner.request_fingerprint not in (None, outcome.request_fingerprint):
                 conflict = KeyConflict(
                     index, job.idempotency_key, owner.job_id, created_by.get(owner.job_id)
                 )
@@ -195,7 +194,6 @@ class JobManager:
             producer=spec.producer,
             consumer_group=spec.consumer_group,
             available_at=spec.available_at,
-            request_fingerprint=request_fingerprint(spec, lease_ttl_sec),
         )
 
     # --- the worker's hot path (its lock session and finish writer connections) -----------

@@ -336,6 +336,39 @@ async def _enqueue_in_session(example: Example) -> None:
         await example.db.execute("DROP TABLE orders")
 
 
+@check("dl-enqueue-psql")
+async def _dl_enqueue_psql(example: Example) -> None:
+    """Prints the new job's id, `queued` and `t`; a worker runs it after the COMMIT."""
+    await example.db.execute("DELETE FROM dl_jobs WHERE idempotency_key = 'invoice:7'")
+    ran = await example.run()
+
+    row = re.search(r"^\s*([0-9a-f-]{36})\s*\|\s*queued\s*\|\s*t\s*$", ran.stdout, re.M)
+    assert row, str(ran)
+    job = await example.wait_status(row.group(1), "succeeded")
+    assert (job["lock_key"], job["idempotency_key"], job["task"]) == (
+        "invoice:7",
+        "invoice:7",
+        "noop",
+    )
+    assert [
+        e["event"]
+        for e in (await example.api.get(f"/api/v1/jobs/{row.group(1)}/events")).json()["events"]
+    ] == ["queued", "started", "succeeded"]
+
+
+@check("dl-enqueue-asyncpg")
+async def _dl_enqueue_asyncpg(example: Example) -> None:
+    """Prints the job's id and `True`; the job runs."""
+    ran = await example.run()
+
+    job_id, created = ran.stdout.split()
+    assert created == "True", str(ran)
+    job = await example.wait_status(job_id, "succeeded")
+    assert job["lock_key"] == "report:9"
+    assert job["priority"] == 100
+    assert job["max_attempts"] == 5
+
+
 @check("cli-admin")
 async def _cli_admin(example: Example) -> None:
     """Queues shown, paused and resumed; the JSON list is the API's answer."""

@@ -1,0 +1,309 @@
+"""The SQL functions dl_enqueue() and dl_request_fingerprint(): enqueue from any language.
+
+dl_enqueue(queue => .., task => .., lock_key => .., ...) creates a job in the caller's own
+transaction exactly as the HTTP trigger does: the field rules of app.domain.spec, the reserved
+`dl:` namespace of app.domain.idempotency, the idempotency rule, and the same dl_jobs row,
+`queued` event, pgqueuer dispatch and dispatch notice (dispatch_ctes, the one builder of
+dispatch rows). dl_request_fingerprint() is the one definition of "the same request": the
+Python insert (app.db.jobs) computes its fingerprints through it too.
+
+Migration 0010 installs what `install_statements` renders. The functions are frozen in the
+database at that moment, so a change to what they render (or to dispatch_ctes) needs a new
+migration that installs them again; tests/integration/test_dl_enqueue_function.py fails
+until one does.
+"""
+
+from __future__ import annotations
+
+from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
+from app.db.sql_common import qualified, quote_ident
+from app.domain.idempotency import RESERVED_PREFIX
+from app.domain.spec import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PRIORITY,
+    EARLIEST_AVAILABLE_AT,
+    LATEST_AVAILABLE_AT,
+    MAX_ARGS_DEPTH,
+)
+from app.domain.states import JobEvent, JobStatus
+
+# The server's default lease (Settings.dl_default_lease_ttl_sec's default). SQL cannot read
+# the API's settings: a deployment that changes DL_DEFAULT_LEASE_TTL_SEC passes lease_ttl_sec.
+DEFAULT_LEASE_TTL_SEC = 60
+# SQLSTATEs callers can rely on (docs/enqueue.md).
+INVALID_FIELD_SQLSTATE = "22023"  # invalid_parameter_value; the error's COLUMN names the field
+KEY_CONFLICT_SQLSTATE = "23505"  # unique_violation on uq_dl_jobs_idempotency_key
+# What Python's str.isspace() (and so `\s` in app.domain.spec's patterns and str.lstrip())
+# counts as white space; frozen so the database's answer does not follow a Python upgrade.
+PYTHON_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+# dl_enqueue's parameters, in order, with their SQL types and defaults.
+PARAMETERS = (
+    ("queue", "text", None),
+    ("task", "text", None),
+    ("lock_key", "text", None),
+    ("args", "jsonb", "'{}'::jsonb"),
+    ("idempotency_key", "text", "NULL"),
+    ("partition_key", "text", "NULL"),
+    ("priority", "integer", str(DEFAULT_PRIORITY)),
+    ("available_at", "timestamptz", "NULL"),
+    ("max_attempts", "integer", str(DEFAULT_MAX_ATTEMPTS)),
+    ("lease_ttl_sec", "integer", "NULL"),
+    ("producer", "text", "NULL"),
+    ("consumer_group", "text", "NULL"),
+)
+
+
+def _unicode_literal(text: str) -> str:
+    """`text` as a U&'...' literal: every character escaped, readable in the function body."""
+    return "U&'" + "".join(f"\\{ord(char):04x}" for char in text) + "'"
+
+
+def fingerprint_function(schema: str) -> str:
+    """CREATE FUNCTION dl_request_fingerprint(...): the digest of a request, after defaults.
+
+    Every field but idempotency_key, as the job gets it (lease_ttl_sec after its default).
+    args compare as jsonb values: key order and spacing do not matter, 1 and 1.0 differ.
+    available_at compares as an instant (in UTC, to the microsecond); an omitted one is NULL
+    (the server fills in "now", no part of the request), so it matches only another NULL.
+    """
+    return f"""
+CREATE OR REPLACE FUNCTION {quote_ident(schema)}.dl_request_fingerprint(
+    queue text, task text, args jsonb, lock_key text, partition_key text, priority integer,
+    available_at timestamptz, max_attempts integer, lease_ttl_sec integer, producer text,
+    consumer_group text
+) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fingerprint$
+    SELECT encode(sha256(convert_to(jsonb_build_object(
+        'queue', queue, 'task', task, 'args', args, 'lock_key', lock_key,
+        'partition_key', partition_key, 'priority', priority,
+        'available_at', to_char(available_at AT TIME ZONE 'UTC',
+                                'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'max_attempts', max_attempts, 'lease_ttl_sec', lease_ttl_sec,
+        'producer', producer, 'consumer_group', consumer_group
+    )::text, 'UTF8')), 'hex')
+$fingerprint$
+"""
+
+
+def _insert_statement(schema: str) -> str:
+    """The one statement that writes the job, its event and its dispatch (like app.db.jobs)."""
+    jobs = qualified(schema, "dl_jobs")
+    return f"""
+    WITH input AS MATERIALIZED (
+        SELECT {next_dispatch_id(schema)} AS pgq_id, new_id AS job_id
+    ),
+    new_jobs AS (
+        INSERT INTO {jobs} (job_id, queue, task, args, idempotency_key, lock_key,
+            partition_key, priority, max_attempts, lease_ttl_sec, producer, consumer_group,
+            available_at, request_fingerprint, status, pgq_job_id)
+        SELECT i.job_id, dl_enqueue.queue, dl_enqueue.task, dl_enqueue.args,
+               dl_enqueue.idempotency_key, dl_enqueue.lock_key, dl_enqueue.partition_key,
+               dl_enqueue.priority, dl_enqueue.max_attempts, lease, dl_enqueue.producer,
+               dl_enqueue.consumer_group, coalesce(dl_enqueue.available_at, now()),
+               fingerprint, '{JobStatus.QUEUED.value}', i.pgq_id
+        FROM input i
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING job_id, queue, task, priority, available_at, pgq_job_id
+    ),
+    {dispatch_ctes(schema, "new_jobs")},
+    logged AS (
+        INSERT INTO {qualified(schema, "dl_job_events")} (job_id, event, attempt, details)
+        SELECT job_id, '{JobEvent.QUEUED.value}', 0,
+               jsonb_build_object('queue', queue, 'task', task)
+        FROM new_jobs
+    )
+    SELECT count(*) FROM new_jobs, {ANNOUNCED}"""
+
+
+def _checks(refuse: str) -> str:
+    """The field rules of app.domain.spec and app.domain.idempotency, in PL/pgSQL."""
+    white = _unicode_literal(PYTHON_WHITESPACE)
+    name_rule = "'^[A-Za-z0-9_.:-]+$'"
+    names = "letters, digits and . _ : -"
+    earliest = f"{EARLIEST_AVAILABLE_AT:%Y-%m-%d}"
+    latest = f"{LATEST_AVAILABLE_AT:%Y-%m-%d}"
+
+    def name(field: str, most: int) -> str:
+        return f"""
+    IF dl_enqueue.{field} IS NULL OR char_length(dl_enqueue.{field}) NOT BETWEEN 1 AND {most}
+       OR dl_enqueue.{field} !~ {name_rule} THEN
+        PERFORM {refuse}('{field}',
+            'must be 1 to {most} characters, only {names}');
+    END IF;"""
+
+    def text(field: str, most: int, *, required: bool = False, reserved: bool = False) -> str:
+        missing = f"dl_enqueue.{field} IS NULL OR " if required else ""
+        present = "" if required else f"dl_enqueue.{field} IS NOT NULL AND ("
+        close = "" if required else ")"
+        check = f"""
+    IF {missing}{present}char_length(dl_enqueue.{field}) NOT BETWEEN 1 AND {most}
+       OR dl_enqueue.{field} !~ ('[^' || {white} || ']'){close} THEN
+        PERFORM {refuse}('{field}',
+            'must be 1 to {most} characters with at least one that is not white space');
+    END IF;"""
+        if reserved:
+            check += f"""
+    IF lower(left(ltrim(dl_enqueue.{field}, {white}), {len(RESERVED_PREFIX)}))
+       = '{RESERVED_PREFIX}' THEN
+        PERFORM {refuse}('{field}',
+            'values starting with ''{RESERVED_PREFIX}'' are reserved for the service''s own jobs');
+    END IF;"""
+        return check
+
+    def between(field: str, low: int, high: int) -> str:
+        return f"""
+    IF dl_enqueue.{field} IS NULL OR dl_enqueue.{field} NOT BETWEEN {low} AND {high} THEN
+        PERFORM {refuse}('{field}', 'must be an integer from {low} to {high}');
+    END IF;"""
+
+    return "".join(
+        [
+            name("queue", 100),
+            name("task", 200),
+            text("lock_key", 500, required=True),
+            text("idempotency_key", 500, reserved=True),
+            text("partition_key", 200),
+            text("producer", 200, reserved=True),
+            text("consumer_group", 200),
+            between("priority", 0, 10_000),
+            between("max_attempts", 1, 100),
+            f"""
+    IF dl_enqueue.lease_ttl_sec IS NOT NULL
+       AND dl_enqueue.lease_ttl_sec NOT BETWEEN 1 AND 86400 THEN
+        PERFORM {refuse}('lease_ttl_sec', 'must be an integer from 1 to 86400');
+    END IF;
+    IF dl_enqueue.available_at IS NOT NULL AND NOT (
+        dl_enqueue.available_at >= '{EARLIEST_AVAILABLE_AT.isoformat()}'::timestamptz
+        AND dl_enqueue.available_at < '{LATEST_AVAILABLE_AT.isoformat()}'::timestamptz) THEN
+        PERFORM {refuse}('available_at',
+            'must be a time between {earliest} and {latest}');
+    END IF;
+    IF dl_enqueue.args IS NULL OR jsonb_typeof(dl_enqueue.args) <> 'object' THEN
+        PERFORM {refuse}('args', 'must be a JSON object');
+    END IF;
+    -- As deep as app.domain.spec allows: the args object is level 1, each nesting one more.
+    IF EXISTS (
+        WITH RECURSIVE walk(value, depth) AS (
+            SELECT dl_enqueue.args, 1
+            UNION ALL
+            SELECT child.value, w.depth + 1
+            FROM walk w CROSS JOIN LATERAL (
+                SELECT e.value FROM jsonb_each(
+                    CASE WHEN jsonb_typeof(w.value) = 'object' THEN w.value END) AS e
+                UNION ALL
+                SELECT a.value FROM jsonb_array_elements(
+                    CASE WHEN jsonb_typeof(w.value) = 'array' THEN w.value END) AS a
+            ) AS child
+            WHERE w.depth <= {MAX_ARGS_DEPTH}
+        )
+        SELECT 1 FROM walk WHERE depth > {MAX_ARGS_DEPTH}
+    ) THEN
+        PERFORM {refuse}('args',
+            'must be a JSON object nested at most {MAX_ARGS_DEPTH} levels deep');
+    END IF;""",
+        ]
+    )
+
+
+def enqueue_function(schema: str) -> str:
+    """CREATE FUNCTION dl_enqueue(...): create a job in the caller's transaction.
+
+    Returns (job_id, status, created): a new job is `queued` and created; an idempotency_key
+    already used by the same request returns that job, whatever its state, and writes
+    nothing; by a different request, SQLSTATE 23505 naming the key and the job. A field
+    that breaks a rule raises SQLSTATE 22023 whose message and COLUMN name the field.
+    """
+    params = ",\n    ".join(
+        f"{name} {kind}" + ("" if default is None else f" DEFAULT {default}")
+        for name, kind, default in PARAMETERS
+    )
+    fingerprint_args = ", ".join(
+        f"{name} => " + ("lease" if name == "lease_ttl_sec" else f"dl_enqueue.{name}")
+        for name, _, _ in PARAMETERS
+        if name != "idempotency_key"
+    )
+    owner_jobs = qualified(schema, "dl_jobs")
+    return f"""
+CREATE OR REPLACE FUNCTION {quote_ident(schema)}.dl_enqueue(
+    {params},
+    OUT job_id uuid, OUT status text, OUT created boolean
+)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $dl_enqueue$
+#variable_conflict use_column
+DECLARE
+    lease integer := coalesce(dl_enqueue.lease_ttl_sec, {DEFAULT_LEASE_TTL_SEC});
+    fingerprint text;
+    new_id uuid := gen_random_uuid();
+    inserted bigint;
+    owner record;
+BEGIN
+{_checks(quote_ident(schema) + ".dl_enqueue_refuse")}
+    fingerprint := {quote_ident(schema)}.dl_request_fingerprint({fingerprint_args});
+{_insert_statement(schema)}
+    INTO inserted;
+    IF inserted = 1 THEN
+        job_id := new_id;
+        status := '{JobStatus.QUEUED.value}';
+        created := true;
+        RETURN;
+    END IF;
+    -- The key is taken (ON CONFLICT waited for its writer): by this request or another.
+    SELECT j.job_id, j.status, j.request_fingerprint INTO owner
+    FROM {owner_jobs} j WHERE j.idempotency_key = dl_enqueue.idempotency_key;
+    IF owner.request_fingerprint IS NOT NULL AND owner.request_fingerprint <> fingerprint THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '{KEY_CONFLICT_SQLSTATE}',
+            CONSTRAINT = 'uq_dl_jobs_idempotency_key',
+            COLUMN = 'idempotency_key',
+            MESSAGE = format('idempotency_key %L is already used by job %s, created from a '
+                             'different request; send the same request to get that job, '
+                             'or use another key', dl_enqueue.idempotency_key, owner.job_id),
+            DETAIL = format('job_id=%s', owner.job_id);
+    END IF;
+    job_id := owner.job_id;
+    status := owner.status;
+    created := false;
+END
+$dl_enqueue$
+"""
+
+
+def refuse_function(schema: str) -> str:
+    """CREATE FUNCTION dl_enqueue_refuse(field, rule): raise dl_enqueue's field error."""
+    return f"""
+CREATE OR REPLACE FUNCTION {quote_ident(schema)}.dl_enqueue_refuse(field text, rule text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $refuse$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = '{INVALID_FIELD_SQLSTATE}',
+        COLUMN = field,
+        MESSAGE = format('dl_enqueue: invalid %s: %s (field `%s`)', field, rule, field);
+END
+$refuse$
+"""
+
+
+def install_statements(schema: str) -> list[str]:
+    """The statements that (re)install the functions in `schema`, in dependency order."""
+    return [fingerprint_function(schema), refuse_function(schema), enqueue_function(schema)]
+
+
+def uninstall_statements(schema: str) -> list[str]:
+    """The statements that drop them."""
+    s = quote_ident(schema)
+    return [
+        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({', '.join(k for _, k, _ in PARAMETERS)})",
+        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue_refuse(text, text)",
+        f"DROP FUNCTION IF EXISTS {s}.dl_request_fingerprint(text, text, jsonb, text, text, "
+        "integer, timestamptz, integer, integer, text, text)",
+    ]
