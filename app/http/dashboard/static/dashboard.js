@@ -483,25 +483,29 @@
         } else {
           body.replaceChildren(
             h(
-              "table",
-              { id: "queues-table" },
+              "div",
+              { class: "table-scroll" },
               h(
-                "thead",
-                {},
+                "table",
+                { id: "queues-table" },
                 h(
-                  "tr",
+                  "thead",
                   {},
-                  h("th", {}, "Queue"),
-                  h("th", {}, "State"),
-                  h("th", { class: "num" }, "Queued"),
-                  h("th", { class: "num" }, "Running"),
-                  h("th", { class: "num" }, "Oldest queued"),
-                  FINISHED_KINDS.map((k) => h("th", { class: "num" }, `${k} 1h`)),
-                  h("th", {}, "Throughput, last hour"),
-                  h("th", {}, ""),
+                  h(
+                    "tr",
+                    {},
+                    h("th", {}, "Queue"),
+                    h("th", {}, "State"),
+                    h("th", { class: "num" }, "Queued"),
+                    h("th", { class: "num" }, "Running"),
+                    h("th", { class: "num" }, "Oldest queued"),
+                    FINISHED_KINDS.map((k) => h("th", { class: "num" }, `${k} 1h`)),
+                    h("th", {}, "Throughput, last hour"),
+                    h("th", {}, ""),
+                  ),
                 ),
+                h("tbody", {}, queues.map(row)),
               ),
-              h("tbody", {}, queues.map(row)),
             ),
           );
         }
@@ -1556,29 +1560,33 @@
         } else {
           body.replaceChildren(
             h(
-              "table",
-              { id: "schedules-table" },
+              "div",
+              { class: "table-scroll" },
               h(
-                "thead",
-                {},
+                "table",
+                { id: "schedules-table" },
                 h(
-                  "tr",
+                  "thead",
                   {},
-                  [
-                    "Name",
-                    "Cron",
-                    "State",
-                    "Queue / task",
-                    "Lock key",
-                    "Next run",
-                    "Last run",
-                    "Last job",
-                    "Last error",
-                    "",
-                  ].map((t) => h("th", {}, t)),
+                  h(
+                    "tr",
+                    {},
+                    [
+                      "Name",
+                      "Cron",
+                      "State",
+                      "Queue / task",
+                      "Lock key",
+                      "Next run",
+                      "Last run",
+                      "Last job",
+                      "Last error",
+                      "",
+                    ].map((t) => h("th", {}, t)),
+                  ),
                 ),
+                h("tbody", {}, schedules.map(row)),
               ),
-              h("tbody", {}, schedules.map(row)),
             ),
           );
         }
