@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -22,9 +24,11 @@ async def test_cron_preview_lists_the_next_fire_times_in_utc(client: httpx.Async
     times = [datetime.fromisoformat(t) for t in body["next"]]
     assert len(times) == 5
     assert all(t.utcoffset() == timedelta(0) for t in times)
-    assert all(t.minute == 0 and t.hour in (0, 1) for t in times)
     assert times[0] > datetime.now(UTC)
-    assert all(b - a == timedelta(days=1) for a, b in zip(times, times[1:], strict=False))
+    local = [t.astimezone(ZoneInfo("Europe/Berlin")) for t in times]
+    assert all((t.hour, t.minute) == (2, 0) for t in local), local
+    days = [t.date() for t in local]
+    assert all(b - a == timedelta(days=1) for a, b in itertools.pairwise(days)), days
 
 
 async def test_cron_preview_refuses_bad_input(client: httpx.AsyncClient) -> None:
