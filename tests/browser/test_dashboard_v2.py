@@ -225,6 +225,10 @@ async def test_dashboard_schedule_form_previews_creates_and_edits(
         )
     ).json()["next"]
     assert [await t.get_attribute("datetime") for t in await preview.all()] == expected
+    # Shown as ISO-like text in the schedule's own zone, not the browser's locale format.
+    await expect(preview.first).to_have_text(
+        re.compile(r"^\d{4}-\d{2}-\d{2} 02:00:00 Europe/Berlin$")
+    )
     await page.fill("#schedule-cron", "61 * * * *")
     await expect(page.locator("#schedule-preview-note .notice")).to_contain_text("cron")
     await page.fill("#schedule-cron", "0 2 * * *")

@@ -958,7 +958,7 @@
         h("td", {}, h("a", { href: jobsHref({ task: job.task }) }, job.task)),
         h(
           "td",
-          { class: "mono" },
+          { class: "mono", title: job.lock_key },
           h("a", { href: jobsHref({ lock_key: job.lock_key }) }, job.lock_key),
         ),
         h("td", { class: "num" }, `${job.attempt}/${job.max_attempts}`),

@@ -15,6 +15,24 @@
     ["lock_key", "Lock key", "nightly-report", ""],
   ];
 
+  /** "2026-12-04 02:00:00 Europe/Berlin": ISO-like (sv-SE), in the schedule's own zone. */
+  function inZone(iso, zone) {
+    try {
+      const text = new Intl.DateTimeFormat("sv-SE", {
+        timeZone: zone,
+        year: "numeric",
+        month: "2-digit",
+        day: "2-digit",
+        hour: "2-digit",
+        minute: "2-digit",
+        second: "2-digit",
+      }).format(new Date(iso));
+      return `${text} ${zone}`;
+    } catch {
+      return iso; // a zone the server knows and this browser does not
+    }
+  }
+
   /** The form; `edit(schedule)` loads one to change, `reset()` goes back to creating. */
   function scheduleForm(onSaved) {
     const inputs = {};
@@ -73,10 +91,10 @@
           `/cron/preview?cron=${enc(cron)}&timezone=${enc(zone)}&count=5`,
         );
         if (seq !== previewSeq) return;
-        previewNote.textContent = `${data.cron} in ${data.timezone}; your local time, UTC on hover:`;
+        previewNote.textContent = `${data.cron}, read in ${data.timezone} (UTC on hover):`;
         preview.replaceChildren(
           ...data.next.map((at) =>
-            h("li", {}, h("time", { datetime: at, title: at }, new Date(at).toLocaleString())),
+            h("li", {}, h("time", { datetime: at, title: at }, inZone(at, data.timezone))),
           ),
         );
         inputs.cron.setCustomValidity("");
