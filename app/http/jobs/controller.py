@@ -160,7 +160,7 @@ class JobsController(Controller):
     async def list_jobs(
         self,
         job_service: NamedDependency[JobService],
-        filters: JobFilter,
+        filters: NamedDependency[JobFilter],
         limit: LimitQuery = LIST_LIMIT_DEFAULT,
         cursor: CursorQuery = None,
     ) -> JobPage:
@@ -176,7 +176,7 @@ class JobsController(Controller):
         opt=requires("read"),
     )
     async def counts(
-        self, job_service: NamedDependency[JobService], filters: JobFilter
+        self, job_service: NamedDependency[JobService], filters: NamedDependency[JobFilter]
     ) -> JobCounts:
         """Per-state counts of the jobs the same filters would list."""
         return await job_service.counts(filters)
