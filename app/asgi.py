@@ -40,6 +40,7 @@ from app.http.json_body import JsonBodyRequest
 from app.http.queues.controller import QueuesController
 from app.http.request_id import RequestIdLogMiddleware, add_request_id_header
 from app.http.schedules.controller import SchedulesController
+from app.http.schedules.cron_controller import CronController
 from app.http.system.controller import SystemController
 from app.http.system.metrics_controller import MetricsController
 from app.http.workers.controller import WorkersController
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MetricsController,
             QueuesController,
             SchedulesController,
+            CronController,
             SystemController,
             WorkersController,
         ],

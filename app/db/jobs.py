@@ -263,7 +263,7 @@ async def get_jobs(session: AsyncSession, job_ids: Collection[uuid.UUID]) -> lis
     return found
 
 
-def _conditions(filters: JobFilter) -> list[ColumnElement[bool]]:
+def filter_conditions(filters: JobFilter) -> list[ColumnElement[bool]]:
     """The WHERE clause of a listing, one condition per filter given."""
     conditions: list[ColumnElement[bool]] = []
     if filters.statuses:
@@ -298,6 +298,9 @@ def _conditions(filters: JobFilter) -> list[ColumnElement[bool]]:
         # Implied (a job finishes after it was created), and it lets the newest-first scan
         # start at the range instead of walking every job created since.
         conditions.append(jobs.c.created_at < filters.finished_before)
+    if filters.args is not None:
+        # Containment with a bound jsonb: ix_dl_jobs_args (GIN, jsonb_path_ops) serves it.
+        conditions.append(jobs.c.args.op("@>")(type_coerce(filters.args, JSONB)))
     return conditions
 
 
@@ -305,7 +308,7 @@ def list_jobs_statement(
     filters: JobFilter, *, after: JobCursor | None, limit: int
 ) -> Select[DlJob]:
     """The listing query: jobs matching `filters`, newest first, strictly after `after`."""
-    statement = select(DlJob).where(*_conditions(filters))
+    statement = select(DlJob).where(*filter_conditions(filters))
     if after is not None:
         statement = statement.where(
             tuple_(jobs.c.created_at, jobs.c.job_id)

@@ -122,6 +122,13 @@ class DlJob(Base):
             text("created_at DESC"),
             text("job_id DESC"),
         ),
+        # The listing's `args` containment filter (migration 0010).
+        Index(
+            "ix_dl_jobs_args",
+            "args",
+            postgresql_using="gin",
+            postgresql_ops={"args": "jsonb_path_ops"},
+        ),
         # Partial: jobs without a key add no entry on each of their updates.
         Index(
             "uq_dl_jobs_idempotency_key",

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from app.domain.errors import InvalidJobError
 from app.domain.states import JobStatus
@@ -14,6 +17,9 @@ from app.domain.states import JobStatus
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 500
 MAX_FILTER_TEXT = 1000
+# An args filter is a small pattern, not a document: bounded so that one request cannot make
+# PostgreSQL compare megabytes per row.
+MAX_ARGS_FILTER_TEXT = 2000
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class JobFilter:
     created_before: datetime | None = None
     finished_after: datetime | None = None
     finished_before: datetime | None = None
+    # Jobs whose args contain this JSON object (`args @> value`); None means no condition.
+    args: dict[str, Any] | None = None
 
     @classmethod
     def from_query(
@@ -51,6 +59,7 @@ class JobFilter:
         created_before: str | None = None,
         finished_after: str | None = None,
         finished_before: str | None = None,
+        args: str | None = None,
     ) -> JobFilter:
         """Parse query-string values; an InvalidJobError names the parameter that is wrong.
 
@@ -75,7 +84,60 @@ class JobFilter:
             created_before=parse_timestamp("created_before", created_before),
             finished_after=parse_timestamp("finished_after", finished_after),
             finished_before=parse_timestamp("finished_before", finished_before),
+            args=parse_args_filter(args),
         )
+
+
+def _refuse_constant(name: str) -> Any:
+    """json.loads hook: NaN and Infinity are not JSON, and jsonb refuses them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_number(text: str) -> float:
+    """json.loads hook: 1e999 would become Infinity, which jsonb refuses."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:64]} is out of range")
+    return value
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a NUL character is in any key or string of a decoded JSON value."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def parse_args_filter(raw: str | None) -> dict[str, Any] | None:
+    """The `args` filter: a JSON object matched by containment; InvalidJobError otherwise.
+
+    `{"account": 7}` lists jobs whose args hold the key `account` with the value 7 (and
+    anything else). Checked here so that nothing PostgreSQL would refuse reaches it: a
+    `\\u0000` in a string (jsonb cannot hold it), NaN or Infinity, a text past the bound.
+    """
+    if raw is None or not raw.strip():
+        return None
+    if len(raw) > MAX_ARGS_FILTER_TEXT:
+        raise InvalidJobError(
+            f"longer than {MAX_ARGS_FILTER_TEXT} characters (query parameter `args`)"
+        )
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_number)
+    except (ValueError, RecursionError):
+        raise InvalidJobError(
+            'not valid JSON; pass a JSON object such as {"account": 7} (query parameter `args`)'
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidJobError(
+            'must be a JSON object such as {"account": 7} (query parameter `args`)'
+        )
+    if _holds_nul(value):
+        raise InvalidJobError("NUL characters are not allowed (query parameter `args`)")
+    return value
 
 
 def parse_statuses(raw: str | None) -> tuple[JobStatus, ...]:

@@ -81,3 +81,42 @@ class JobHistory(msgspec.Struct, kw_only=True):
     job_id: uuid.UUID
     events: list[JobHistoryEvent]
     next_after: int | None
+
+
+class JobCounts(msgspec.Struct, kw_only=True):
+    """How many jobs of a listing are in each state; queued jobs split three ways.
+
+    due: first attempt, available now. scheduled: first attempt, `available_at` later.
+    retrying: queued again after an attempt (its backoff may not have passed yet).
+    `next_due_at` is the earliest `available_at` still ahead among the queued jobs.
+    """
+
+    due: int
+    scheduled: int
+    retrying: int
+    running: int
+    succeeded: int
+    failed: int
+    canceled: int
+    lost: int
+    next_due_at: datetime | None
+
+
+class JobActionResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a bulk cancel or retry did to one job.
+
+    outcome: `canceled` / `retried` (done; `status` is the job's status now: a running job
+    asked to cancel stays `running` until its next checkpoint), `not_found`, or `conflict`
+    (its status does not allow it; `status` says which, `detail` why).
+    """
+
+    job_id: uuid.UUID
+    outcome: str
+    status: str | None = None
+    detail: str | None = None
+
+
+class JobActionResults(msgspec.Struct, kw_only=True):
+    """One result per requested job, in request order."""
+
+    results: list[JobActionResult]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -11,13 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import events
 from app.db import jobs as job_rows
+from app.db.job_counts import count_jobs
 from app.domain.errors import (
     InvalidJobError,
     JobNotFoundError,
+    JobStatusConflictError,
 )
 from app.domain.filters import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, JobCursor, JobFilter
 from app.domain.spec import JobCreate
-from app.domain.views import Job, JobCreated, JobHistory, JobHistoryEvent, JobPage
+from app.domain.views import (
+    Job,
+    JobActionResult,
+    JobCounts,
+    JobCreated,
+    JobHistory,
+    JobHistoryEvent,
+    JobPage,
+)
 from app.jobs.batching import Round, RoundBatcher
 from app.jobs.manager import JobManager, KeyConflict
 from app.jobs.validation import check_destinations, check_spec, check_specs
@@ -156,6 +167,53 @@ class JobService:
     async def retry(self, job_id: uuid.UUID) -> Job:
         """Run a failed, lost or canceled job again (see JobManager.retry)."""
         return await self.manager.retry(job_id)
+
+    async def counts(self, filters: JobFilter) -> JobCounts:
+        """How many jobs matching `filters` are in each state."""
+        async with self.sessions() as session:
+            return await count_jobs(session, filters)
+
+    async def cancel_many(self, job_ids: Sequence[uuid.UUID]) -> list[JobActionResult]:
+        """Cancel each job on its own (see `cancel`); one result per id, in order."""
+        return await self._each(job_ids, self.manager.cancel, "canceled")
+
+    async def retry_many(self, job_ids: Sequence[uuid.UUID]) -> list[JobActionResult]:
+        """Retry each job on its own (see `retry`); one result per id, in order."""
+        return await self._each(job_ids, self.manager.retry, "retried")
+
+    async def _each(
+        self,
+        job_ids: Sequence[uuid.UUID],
+        action: Callable[[uuid.UUID], Awaitable[Job]],
+        done: str,
+    ) -> list[JobActionResult]:
+        """Run the single-job `action` per id, each in its own transaction: one job's
+        conflict leaves the others done, and a job is never half changed."""
+        seen: dict[uuid.UUID, int] = {}
+        for index, job_id in enumerate(job_ids):
+            first = seen.setdefault(job_id, index)
+            if first != index:
+                # Twice in one call is a client mistake; acting twice would answer a
+                # conflict for a job this same call just changed.
+                raise InvalidJobError(f"job_ids[{index}] repeats job_ids[{first}] ({job_id})")
+        results: list[JobActionResult] = []
+        for job_id in job_ids:
+            try:
+                job = await action(job_id)
+            except JobNotFoundError:
+                results.append(JobActionResult(job_id=job_id, outcome="not_found"))
+            except JobStatusConflictError as conflict:
+                results.append(
+                    JobActionResult(
+                        job_id=job_id,
+                        outcome="conflict",
+                        status=conflict.status,
+                        detail=conflict.message,
+                    )
+                )
+            else:
+                results.append(JobActionResult(job_id=job_id, outcome=done, status=job.status))
+        return results
 
     async def database_ready(self) -> bool:
         """Whether the database answers a trivial query."""

@@ -101,6 +101,7 @@ async def test_dashboard_cancels_running_job_from_page(
 
     await page.click('#nav a[data-route="jobs"]')
     await expect(page.locator("#jobs-table")).to_be_visible()
+    await page.click("#trigger-panel > summary")  # collapsed until asked for
     await page.fill("#trigger-lock-key", f"dashboard-{uuid.uuid4().hex[:8]}")
     await page.fill("#trigger-args", LONG_NOOP_ARGS)
     await page.click("#trigger-submit")

@@ -270,6 +270,18 @@ async def _list_jobs(example: Example) -> None:
     assert len(page["jobs"]) <= 20
 
 
+@check("job-counts")
+async def _job_counts(example: Example) -> None:
+    """Every state of etl.default counted; a failed job among them."""
+    await example.failed_job()
+    ran = await example.run()
+    (counts,) = ran.json_objects()
+
+    states = {"due", "scheduled", "retrying", "running", "succeeded", "failed", "canceled", "lost"}
+    assert set(counts) == states | {"next_due_at"}, str(ran)
+    assert counts["failed"] >= 1, str(ran)
+
+
 @check("retry")
 async def _retry(example: Example) -> None:
     """Failed on attempt 1 of 1, retried with a budget of 2, succeeded on attempt 2."""

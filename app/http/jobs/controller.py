@@ -7,7 +7,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
@@ -15,9 +15,11 @@ from app.domain.filters import LIST_LIMIT_DEFAULT, JobFilter
 from app.http.auth import requires
 from app.http.dependencies import from_state
 from app.http.jobs.docs import (
+    BAD_ID_LIST,
     BAD_JOB_ID,
     BAD_LIST_QUERY,
     BULK_KEY_CONFLICT,
+    COUNTS_DESCRIPTION,
     EVENTS_DESCRIPTION,
     EVENTS_RESPONSES,
     JOB_FINISHED,
@@ -29,6 +31,7 @@ from app.http.jobs.docs import (
     NOT_RETRYABLE,
     RETRY_DESCRIPTION,
     RETRY_RESPONSES,
+    ArgsQuery,
     ConsumerGroupQuery,
     CreatedAfterQuery,
     CreatedBeforeQuery,
@@ -44,14 +47,18 @@ from app.http.jobs.docs import (
     QueueQuery,
     StatusQuery,
     TaskQuery,
+    bulk_action_description,
 )
 from app.http.jobs.schemas import (
     Job,
+    JobActionResults,
     JobBulkCreate,
     JobBulkCreated,
+    JobCounts,
     JobCreate,
     JobCreated,
     JobHistory,
+    JobIdList,
     JobPage,
 )
 from app.http.json_body import NOT_JSON, require_json
@@ -61,6 +68,37 @@ from app.jobs.service import EVENTS_LIMIT_MAX, JobService
 # guard (401 and 403 first, as on every route) and app.http.errors words a bad one as a 400.
 # `{job_id:uuid}` would turn it into a routing miss: a bare 404, before the guard.
 JOB_PATH = "/{job_id:str}"
+
+
+def job_filter(
+    status: StatusQuery = None,
+    queue: QueueQuery = None,
+    task: TaskQuery = None,
+    lock_key: LockKeyQuery = None,
+    partition_key: PartitionKeyQuery = None,
+    producer: ProducerQuery = None,
+    consumer_group: ConsumerGroupQuery = None,
+    created_after: CreatedAfterQuery = None,
+    created_before: CreatedBeforeQuery = None,
+    finished_after: FinishedAfterQuery = None,
+    finished_before: FinishedBeforeQuery = None,
+    args: ArgsQuery = None,
+) -> JobFilter:
+    """The listing's filters from the query string: one parser for the list and the counts."""
+    return JobFilter.from_query(
+        status=status,
+        queue=queue,
+        task=task,
+        lock_key=lock_key,
+        partition_key=partition_key,
+        producer=producer,
+        consumer_group=consumer_group,
+        created_after=created_after,
+        created_before=created_before,
+        finished_after=finished_after,
+        finished_before=finished_before,
+        args=args,
+    )
 
 
 class JobsController(Controller):
@@ -119,40 +157,68 @@ class JobsController(Controller):
         summary="List jobs, newest first, filtered and keyset-paged",
         description=LIST_DESCRIPTION,
         responses={**LIST_RESPONSES, 400: BAD_LIST_QUERY},
+        dependencies={"filters": Provide(job_filter, sync_to_thread=False)},
         opt=requires("read"),
     )
     async def list_jobs(
         self,
         job_service: NamedDependency[JobService],
-        status: StatusQuery = None,
-        queue: QueueQuery = None,
-        task: TaskQuery = None,
-        lock_key: LockKeyQuery = None,
-        partition_key: PartitionKeyQuery = None,
-        producer: ProducerQuery = None,
-        consumer_group: ConsumerGroupQuery = None,
-        created_after: CreatedAfterQuery = None,
-        created_before: CreatedBeforeQuery = None,
-        finished_after: FinishedAfterQuery = None,
-        finished_before: FinishedBeforeQuery = None,
+        filters: NamedDependency[JobFilter],
         limit: LimitQuery = LIST_LIMIT_DEFAULT,
         cursor: CursorQuery = None,
     ) -> JobPage:
         """Jobs matching every filter given, newest first, one page at a time."""
-        filters = JobFilter.from_query(
-            status=status,
-            queue=queue,
-            task=task,
-            lock_key=lock_key,
-            partition_key=partition_key,
-            producer=producer,
-            consumer_group=consumer_group,
-            created_after=created_after,
-            created_before=created_before,
-            finished_after=finished_after,
-            finished_before=finished_before,
-        )
         return await job_service.list_jobs(filters, cursor=cursor, limit=limit)
+
+    @get(
+        "/counts",
+        summary="How many jobs matching the listing's filters are in each state",
+        description=COUNTS_DESCRIPTION,
+        responses={400: BAD_LIST_QUERY},
+        dependencies={"filters": Provide(job_filter, sync_to_thread=False)},
+        opt=requires("read"),
+    )
+    async def counts(
+        self, job_service: NamedDependency[JobService], filters: NamedDependency[JobFilter]
+    ) -> JobCounts:
+        """Per-state counts of the jobs the same filters would list."""
+        return await job_service.counts(filters)
+
+    @post(
+        "/cancel",
+        status_code=HTTP_200_OK,
+        summary="Cancel up to 500 jobs, each on its own",
+        description=bulk_action_description("canceled"),
+        responses={400: BAD_ID_LIST, 415: NOT_JSON},
+        opt=requires("write"),
+    )
+    async def cancel_many(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[JobIdList],
+        job_service: NamedDependency[JobService],
+    ) -> JobActionResults:
+        """Each job as `POST /{job_id}/cancel` would; one result per id."""
+        require_json(request)
+        return JobActionResults(results=await job_service.cancel_many(data.job_ids))
+
+    @post(
+        "/retry",
+        status_code=HTTP_200_OK,
+        summary="Retry up to 500 failed, lost or canceled jobs, each on its own",
+        description=bulk_action_description("retried"),
+        responses={400: BAD_ID_LIST, 415: NOT_JSON},
+        opt=requires("write"),
+    )
+    async def retry_many(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[JobIdList],
+        job_service: NamedDependency[JobService],
+    ) -> JobActionResults:
+        """Each job as `POST /{job_id}/retry` would; one result per id."""
+        require_json(request)
+        return JobActionResults(results=await job_service.retry_many(data.job_ids))
 
     @get(
         JOB_PATH,

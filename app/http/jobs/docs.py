@@ -8,7 +8,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import Parameter
 
-from app.domain.filters import LIST_LIMIT_MAX, MAX_FILTER_TEXT
+from app.domain.filters import LIST_LIMIT_MAX, MAX_ARGS_FILTER_TEXT, MAX_FILTER_TEXT
 from app.http.errors import error_response
 from app.http.jobs.schemas import Job, JobHistory, JobPage
 from app.jobs.service import EVENT_ID_MAX, EVENTS_LIMIT_MAX
@@ -265,6 +265,15 @@ FinishedAfterQuery = Annotated[
 FinishedBeforeQuery = Annotated[
     str | None, _time_filter("Jobs finished before this time", "2026-11-24T13:00:00")
 ]
+ArgsQuery = Annotated[
+    str | None,
+    Parameter(
+        description="Jobs whose args contain this JSON object (PostgreSQL `args @> value`): "
+        f'`{{"account": 7}}` matches args holding `account: 7`. At most {MAX_ARGS_FILTER_TEXT} '
+        "characters; anything but a JSON object is a 400",
+        examples=[Example(value='{"account": 7}')],
+    ),
+]
 LimitQuery = Annotated[
     int,
     Parameter(description="Jobs per page", ge=1, le=LIST_LIMIT_MAX, examples=[Example(value=50)]),
@@ -292,3 +301,31 @@ EventsLimitQuery = Annotated[
         description="Events per page", ge=1, le=EVENTS_LIMIT_MAX, examples=[Example(value=100)]
     ),
 ]
+
+
+COUNTS_DESCRIPTION = """\
+How many jobs matching the filters (the listing's, without `limit` and `cursor`) are in each
+state. Queued jobs are split three ways: `due` (first attempt, available now), `scheduled`
+(first attempt, `available_at` in the future) and `retrying` (queued again after an attempt).
+`next_due_at` is the earliest future `available_at` among them. One pass over the matching
+rows: give a filter to count a slice of a large table.
+"""
+
+BULK_ACTION_DESCRIPTION = """\
+Takes `{"job_ids": [...]}`, 1 to 500 distinct ids. Each job is handled on its own, in its own
+transaction, exactly as the single-job endpoint would: one job's conflict leaves the others
+done. The answer lists one result per id, in request order: `outcome` is `DONE`,
+`not_found` or `conflict` (with the job's `status` and a `detail`). An empty, too long or
+repeating list, or an id that is not a UUID, is a 400 and changes nothing.
+"""
+
+BAD_ID_LIST = error_response(
+    400,
+    "The id list is empty, too long, repeats an id or holds a non-UUID",
+    "job_ids[2] repeats job_ids[0] (0f9c4c2e-6f51-4a8e-9d0b-2b7f1f3c9a10)",
+)
+
+
+def bulk_action_description(done: str) -> str:
+    """The bulk endpoint's description, naming the outcome of a job it acted on."""
+    return BULK_ACTION_DESCRIPTION.replace("DONE", done)

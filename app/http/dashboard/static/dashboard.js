@@ -111,6 +111,37 @@
     return value ? h("time", { datetime: value, title: value }, formatTime(value)) : "";
   }
 
+  /** "3 min ago" / "in 2 h": how far `value` is from now, in the largest whole unit. */
+  function relativeTime(value, now) {
+    const date = new Date(value);
+    if (Number.isNaN(date.getTime())) return String(value);
+    const seconds = Math.round((date.getTime() - (now || Date.now())) / 1000);
+    const abs = Math.abs(seconds);
+    let text;
+    if (abs < 5) return "just now";
+    if (abs < 60) text = `${abs} s`;
+    else if (abs < 3600) text = `${Math.floor(abs / 60)} min`;
+    else if (abs < 86400) text = `${Math.floor(abs / 3600)} h`;
+    else if (abs < 86400 * 365) text = `${Math.floor(abs / 86400)} d`;
+    else text = `${Math.floor(abs / (86400 * 365))} y`;
+    return seconds < 0 ? `${text} ago` : `in ${text}`;
+  }
+
+  /** A relative time, with the absolute ISO time on hover. */
+  function relTimeCell(value) {
+    if (!value) return "";
+    return h("time", { datetime: value, title: value, class: "rel" }, relativeTime(value));
+  }
+
+  /** "1.2 s", "3 min 4 s": how long a job ran (or has been running). */
+  function duration(job) {
+    if (!job.started_at) return "";
+    const start = new Date(job.started_at).getTime();
+    const end = job.finished_at ? new Date(job.finished_at).getTime() : Date.now();
+    const text = formatAge((end - start) / 1000);
+    return job.finished_at ? text : `${text} so far`;
+  }
+
   function formatAge(seconds) {
     if (seconds === null || seconds === undefined) return "–";
     const s = Math.max(0, Number(seconds));
@@ -124,21 +155,9 @@
     return JSON.stringify(value, null, 2);
   }
 
-  /** A datetime-local input's value (local time) as RFC 3339 UTC, or "" when empty. */
-  function localInputToIso(value) {
-    if (!value) return "";
-    const date = new Date(value);
-    return Number.isNaN(date.getTime()) ? "" : date.toISOString();
-  }
 
-  /** RFC 3339 back to a datetime-local value in local time. */
-  function isoToLocalInput(value) {
-    if (!value) return "";
-    const date = new Date(value);
-    if (Number.isNaN(date.getTime())) return "";
-    const local = new Date(date.getTime() - date.getTimezoneOffset() * 60000);
-    return local.toISOString().slice(0, 19);
-  }
+
+
 
   // ---------------------------------------------------------------- API
 
@@ -235,6 +254,8 @@
   // ---------------------------------------------------------------- routing
 
   let leaveHandlers = [];
+  // Pages defined in other files (workers.js, ...): section name -> render(root, params).
+  const pages = {};
 
   /** Run `fn` when the user leaves the current page (stop timers and streams). */
   function onLeave(fn) {
@@ -268,6 +289,7 @@
     if (section === "jobs" && parts[1]) renderJob(root, parts[1]);
     else if (section === "jobs") renderJobs(root, params);
     else if (section === "schedules") renderSchedules(root, params);
+    else if (pages[section]) pages[section](root, params, parts);
     else renderQueues(root);
   }
 
@@ -383,9 +405,38 @@
       const base = { queue: q.queue };
       return h(
         "tr",
-        { "data-queue": q.queue, "data-paused": String(Boolean(q.paused)) },
+        {
+          "data-queue": q.queue,
+          "data-paused": String(Boolean(q.paused)),
+          "data-unserved": String(Boolean(q.unserved)),
+        },
         h("td", {}, h("a", { href: jobsHref(base) }, q.queue)),
-        h("td", {}, q.paused ? badge("paused") : badge("active")),
+        h(
+          "td",
+          { class: "state-cell" },
+          q.paused ? badge("paused") : badge("active"),
+          // From the worker registry (GET /api/v1/queues items carry consumers, unserved).
+          q.unserved
+            ? [
+                " ",
+                h(
+                  "span",
+                  {
+                    class: "badge unserved",
+                    title: "backlog, no consumer: no live worker serves this queue",
+                  },
+                  "no consumer",
+                ),
+              ]
+            : "",
+          typeof q.consumers === "number"
+            ? h(
+                "div",
+                { class: "muted consumers" },
+                `${q.consumers} consumer${q.consumers === 1 ? "" : "s"}`,
+              )
+            : "",
+        ),
         h(
           "td",
           { class: "num" },
@@ -432,25 +483,29 @@
         } else {
           body.replaceChildren(
             h(
-              "table",
-              { id: "queues-table" },
+              "div",
+              { class: "table-scroll" },
               h(
-                "thead",
-                {},
+                "table",
+                { id: "queues-table" },
                 h(
-                  "tr",
+                  "thead",
                   {},
-                  h("th", {}, "Queue"),
-                  h("th", {}, "State"),
-                  h("th", { class: "num" }, "Queued"),
-                  h("th", { class: "num" }, "Running"),
-                  h("th", { class: "num" }, "Oldest queued"),
-                  FINISHED_KINDS.map((k) => h("th", { class: "num" }, `${k} 1h`)),
-                  h("th", {}, "Throughput, last hour"),
-                  h("th", {}, ""),
+                  h(
+                    "tr",
+                    {},
+                    h("th", {}, "Queue"),
+                    h("th", {}, "State"),
+                    h("th", { class: "num" }, "Queued"),
+                    h("th", { class: "num" }, "Running"),
+                    h("th", { class: "num" }, "Oldest queued"),
+                    FINISHED_KINDS.map((k) => h("th", { class: "num" }, `${k} 1h`)),
+                    h("th", {}, "Throughput, last hour"),
+                    h("th", {}, ""),
+                  ),
                 ),
+                h("tbody", {}, queues.map(row)),
               ),
-              h("tbody", {}, queues.map(row)),
             ),
           );
         }
@@ -497,97 +552,6 @@
       }),
       ` ${p.processed}/${p.total}`,
     );
-  }
-
-  function jobsFilterForm(params) {
-    const selected = new Set((params.get("status") || "").split(",").filter(Boolean));
-    const textInputs = JOB_FILTERS.map(([name, label]) =>
-      h(
-        "label",
-        {},
-        label,
-        h("input", { name, id: `filter-${name}`, value: params.get(name) || "", type: "search" }),
-      ),
-    );
-    const timeInputs = TIME_FILTERS.map(([name, label]) =>
-      h(
-        "label",
-        {},
-        label,
-        h("input", {
-          name,
-          id: `filter-${name}`,
-          type: "datetime-local",
-          step: 1,
-          value: isoToLocalInput(params.get(name)),
-        }),
-      ),
-    );
-    const limit = params.get("limit") || "50";
-    const form = h(
-      "form",
-      { class: "panel", id: "jobs-filters" },
-      h(
-        "div",
-        { class: "filters" },
-        h(
-          "div",
-          { class: "statuses" },
-          h("span", { class: "muted" }, "Status:"),
-          STATUSES.map((s) =>
-            h(
-              "label",
-              {},
-              h("input", {
-                type: "checkbox",
-                name: "status",
-                value: s,
-                checked: selected.has(s),
-                id: `filter-status-${s}`,
-              }),
-              badge(s),
-            ),
-          ),
-        ),
-        textInputs,
-        timeInputs,
-        h(
-          "label",
-          {},
-          "Page size",
-          h(
-            "select",
-            { name: "limit", id: "filter-limit" },
-            (PAGE_SIZES.includes(limit) ? PAGE_SIZES : [limit, ...PAGE_SIZES]).map((n) =>
-              h("option", { value: n, selected: n === limit }, n),
-            ),
-          ),
-        ),
-      ),
-      h(
-        "div",
-        { class: "actions" },
-        h("button", { type: "submit", class: "primary", id: "filter-apply" }, "Apply filters"),
-        h("a", { href: "#/jobs", class: "button", id: "filter-clear" }, "Clear"),
-      ),
-    );
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      const next = new URLSearchParams();
-      const statuses = [...form.querySelectorAll("input[name=status]:checked")].map((i) => i.value);
-      if (statuses.length) next.set("status", statuses.join(","));
-      for (const [name] of JOB_FILTERS) {
-        const value = form.elements[name].value.trim();
-        if (value) next.set(name, value);
-      }
-      for (const [name] of TIME_FILTERS) {
-        const value = localInputToIso(form.elements[name].value);
-        if (value) next.set(name, value);
-      }
-      if (form.elements.limit.value !== "50") next.set("limit", form.elements.limit.value);
-      location.hash = jobsHref(next);
-    });
-    return form;
   }
 
   function triggerForm(onCreated) {
@@ -667,100 +631,415 @@
     });
     return h(
       "details",
-      { class: "panel", id: "trigger-panel", open: true },
+      { class: "panel", id: "trigger-panel" },
       h("summary", {}, "Trigger a job"),
       h("div", { class: "panel-body" }, form, result),
+    );
+  }
+
+  const ISO_PATTERN =
+    "\\d{4}-\\d{2}-\\d{2}([T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?)?(Z|[+-]\\d{2}:?\\d{2})?";
+  const ISO_HINT = "ISO 8601, e.g. 2026-12-04T15:00:00Z (no zone = UTC)";
+  const FILTER_NAMES = [
+    "status",
+    ...JOB_FILTERS.map(([name]) => name),
+    ...TIME_FILTERS.map(([name]) => name),
+    "args",
+  ];
+
+  function jobsFilterForm(params) {
+    const selected = new Set((params.get("status") || "").split(",").filter(Boolean));
+    const textInputs = JOB_FILTERS.map(([name, label]) =>
+      h(
+        "label",
+        {},
+        label,
+        h("input", { name, id: `filter-${name}`, value: params.get(name) || "", type: "search" }),
+      ),
+    );
+    // Text, not datetime-local: that one shows the browser's locale format (US dates).
+    const timeInputs = TIME_FILTERS.map(([name, label]) =>
+      h(
+        "label",
+        {},
+        label,
+        h("input", {
+          name,
+          id: `filter-${name}`,
+          type: "text",
+          inputmode: "numeric",
+          pattern: ISO_PATTERN,
+          placeholder: "2026-12-04T15:00:00Z",
+          title: ISO_HINT,
+          value: params.get(name) || "",
+        }),
+      ),
+    );
+    const argsInput = h(
+      "label",
+      { class: "wide" },
+      "Args contain (JSON object)",
+      h("input", {
+        name: "args",
+        id: "filter-args",
+        type: "search",
+        placeholder: '{"account": 7}',
+        spellcheck: "false",
+        value: params.get("args") || "",
+      }),
+    );
+    const limit = params.get("limit") || "50";
+    const formMessage = h("div", { id: "filters-message" });
+    const form = h(
+      "form",
+      { id: "jobs-filters" },
+      h(
+        "div",
+        { class: "statuses" },
+        h("span", { class: "muted" }, "Status:"),
+        STATUSES.map((s) =>
+          h(
+            "label",
+            {},
+            h("input", {
+              type: "checkbox",
+              name: "status",
+              value: s,
+              checked: selected.has(s),
+              id: `filter-status-${s}`,
+            }),
+            badge(s),
+          ),
+        ),
+      ),
+      h(
+        "div",
+        { class: "filters" },
+        textInputs,
+        timeInputs,
+        argsInput,
+        h(
+          "label",
+          {},
+          "Page size",
+          h(
+            "select",
+            { name: "limit", id: "filter-limit" },
+            (PAGE_SIZES.includes(limit) ? PAGE_SIZES : [limit, ...PAGE_SIZES]).map((n) =>
+              h("option", { value: n, selected: n === limit }, n),
+            ),
+          ),
+        ),
+      ),
+      h("p", { class: "muted hint" }, `Times: ${ISO_HINT}.`),
+      formMessage,
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "submit", class: "primary", id: "filter-apply" }, "Apply filters"),
+        h("a", { href: "#/jobs", class: "button", id: "filter-clear" }, "Clear"),
+      ),
+    );
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const next = new URLSearchParams();
+      const statuses = [...form.querySelectorAll("input[name=status]:checked")].map((i) => i.value);
+      if (statuses.length) next.set("status", statuses.join(","));
+      for (const [name] of [...JOB_FILTERS, ...TIME_FILTERS]) {
+        const value = form.elements[name].value.trim();
+        if (value) next.set(name, value);
+      }
+      const args = form.elements.args.value.trim();
+      if (args) {
+        let parsed;
+        try {
+          parsed = JSON.parse(args);
+        } catch (error) {
+          formMessage.replaceChildren(notice("error", `args is not valid JSON: ${error.message}`));
+          return;
+        }
+        if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) {
+          formMessage.replaceChildren(notice("error", 'args must be a JSON object: {"key": value}'));
+          return;
+        }
+        next.set("args", JSON.stringify(parsed));
+      }
+      if (form.elements.limit.value !== "50") next.set("limit", form.elements.limit.value);
+      location.hash = jobsHref(next);
+    });
+    const active = FILTER_NAMES.filter((name) => params.get(name)).length;
+    return h(
+      "details",
+      { class: "panel", id: "filters-panel", open: active > 0 },
+      h("summary", {}, active ? `Filters (${active} set)` : "Filters"),
+      h("div", { class: "panel-body" }, form),
+    );
+  }
+
+  // The states the counts bar shows; the queued ones link to the queued filter.
+  const COUNT_STATES = [
+    ["due", "queued", "queued, available now"],
+    ["scheduled", "queued", "queued, first attempt later (available_at in the future)"],
+    ["retrying", "queued", "queued again after a failed attempt"],
+    ["running", "running", "running now"],
+    ["succeeded", "succeeded", ""],
+    ["failed", "failed", ""],
+    ["canceled", "canceled", ""],
+    ["lost", "lost", "lease expired on the last attempt"],
+  ];
+
+  function countsBar(params) {
+    const bar = h("div", { class: "counts", id: "job-counts" });
+    function update(counts) {
+      const base = new URLSearchParams(params);
+      base.delete("cursor");
+      bar.replaceChildren(
+        ...COUNT_STATES.map(([state, status, help]) => {
+          const href = new URLSearchParams(base);
+          href.set("status", status);
+          return h(
+            "a",
+            {
+              class: `count ${state}`,
+              href: jobsHref(href),
+              "data-state": state,
+              title: help || state,
+            },
+            h("span", { class: "count-n" }, counts[state] ?? 0),
+            h("span", { class: "count-label" }, state),
+          );
+        }),
+        counts.next_due_at
+          ? h(
+              "span",
+              { class: "count next-due", id: "next-due" },
+              "next due ",
+              relTimeCell(counts.next_due_at),
+            )
+          : "",
+      );
+    }
+    return { bar, update };
+  }
+
+  /** Queued jobs told apart: due now, scheduled for later, or waiting to retry. */
+  function queuedKind(job) {
+    if (job.status !== "queued") return null;
+    if (job.attempt > 0) return "retrying";
+    return new Date(job.available_at).getTime() > Date.now() ? "scheduled" : "due";
+  }
+
+  function statusCell(job) {
+    const kind = queuedKind(job);
+    return h(
+      "td",
+      { class: "status-cell" },
+      badge(job.status),
+      kind ? [" ", badge(kind, `kind ${kind}`)] : "",
+      kind && kind !== "due"
+        ? h("div", { class: "muted due-at" }, "due ", relTimeCell(job.available_at))
+        : "",
+      job.cancel_requested && !FINAL.has(job.status)
+        ? [" ", badge("cancel requested", "flag")]
+        : "",
+    );
+  }
+
+  function errorCell(job) {
+    if (!job.error) return h("td", { class: "error-cell" });
+    const firstLine = String(job.error).split("\n")[0];
+    return h("td", { class: "error-cell", title: job.error }, firstLine);
+  }
+
+  /** Cancel or retry the selected jobs; a summary of the per-job outcomes. */
+  function bulkSummary(verb, results) {
+    const tally = {};
+    for (const r of results) tally[r.outcome] = (tally[r.outcome] || 0) + 1;
+    const parts = Object.entries(tally).map(([outcome, n]) => `${n} ${outcome.replace("_", " ")}`);
+    const problems = results.filter((r) => r.outcome !== "canceled" && r.outcome !== "retried");
+    return notice(
+      problems.length ? "info" : "ok",
+      `${verb}: ${parts.join(", ")}.`,
+      problems.length
+        ? h(
+            "ul",
+            { class: "bulk-problems" },
+            problems
+              .slice(0, 10)
+              .map((r) =>
+                h("li", {}, jobLink(r.job_id), `: ${r.outcome}${r.detail ? ` (${r.detail})` : ""}`),
+              ),
+          )
+        : "",
     );
   }
 
   function renderJobs(root, params) {
     const apiParams = new URLSearchParams();
     for (const [key, value] of params) if (value) apiParams.set(key, value);
+    const countParams = new URLSearchParams(apiParams);
+    for (const key of ["limit", "cursor"]) countParams.delete(key);
     const summary = h("span", { class: "live" });
-    const message = h("div");
+    const message = h("div", { id: "jobs-message" });
     const tableBox = h("div", { id: "jobs-results" }, h("p", { class: "muted" }, "Loading…"));
     const pager = h("div", { class: "pager" });
+    const counts = countsBar(params);
+    const selected = new Set();
+    const selectedLabel = h("span", { class: "muted", id: "bulk-count" }, "0 selected");
+    const cancelSelected = h(
+      "button",
+      { type: "button", class: "danger", id: "bulk-cancel", disabled: true },
+      "Cancel selected",
+    );
+    const retrySelected = h(
+      "button",
+      { type: "button", id: "bulk-retry", disabled: true },
+      "Retry selected",
+    );
+    const bulkBar = h("div", { class: "actions bulk" }, selectedLabel, cancelSelected, retrySelected);
     root.append(
       h("h1", {}, "Jobs", summary),
+      counts.bar,
       triggerForm(() => load()),
       jobsFilterForm(params),
       message,
+      bulkBar,
       tableBox,
       pager,
     );
     let stopped = false;
+    let shown = [];
     onLeave(() => {
       stopped = true;
     });
 
+    function selectionChanged() {
+      for (const id of [...selected]) if (!shown.includes(id)) selected.delete(id);
+      selectedLabel.textContent = `${selected.size} selected`;
+      cancelSelected.disabled = retrySelected.disabled = selected.size === 0;
+      const all = tableBox.querySelector("#jobs-select-all");
+      if (all) all.checked = shown.length > 0 && selected.size === shown.length;
+    }
+
+    async function bulk(action, verb) {
+      const ids = [...selected];
+      cancelSelected.disabled = retrySelected.disabled = true;
+      try {
+        const data = await api("POST", `/jobs/${action}`, { job_ids: ids });
+        message.replaceChildren(bulkSummary(verb, data.results || []));
+        selected.clear();
+      } catch (error) {
+        message.replaceChildren(errorNotice(error, `Bulk ${action} (POST /api/v1/jobs/${action})`));
+      }
+      await load();
+    }
+    cancelSelected.addEventListener("click", () => bulk("cancel", "Cancel"));
+    retrySelected.addEventListener("click", () => bulk("retry", "Retry"));
+
     function row(job) {
+      const box = h("input", {
+        type: "checkbox",
+        class: "select-job",
+        "aria-label": `select job ${job.job_id}`,
+        checked: selected.has(job.job_id),
+      });
+      box.addEventListener("change", () => {
+        if (box.checked) selected.add(job.job_id);
+        else selected.delete(job.job_id);
+        selectionChanged();
+      });
       return h(
         "tr",
         { "data-job-id": job.job_id, "data-status": job.status },
+        h("td", { class: "select" }, box),
         h("td", {}, jobLink(job.job_id)),
-        h(
-          "td",
-          {},
-          badge(job.status),
-          job.cancel_requested && !FINAL.has(job.status)
-            ? [" ", badge("cancel requested", "flag")]
-            : "",
-        ),
+        statusCell(job),
         h("td", {}, h("a", { href: jobsHref({ queue: job.queue }) }, job.queue)),
         h("td", {}, h("a", { href: jobsHref({ task: job.task }) }, job.task)),
         h(
           "td",
-          { class: "mono" },
+          { class: "mono", title: job.lock_key },
           h("a", { href: jobsHref({ lock_key: job.lock_key }) }, job.lock_key),
         ),
-        h("td", { class: "mono" }, job.partition_key || ""),
         h("td", { class: "num" }, `${job.attempt}/${job.max_attempts}`),
         h("td", {}, miniProgress(job)),
-        h("td", {}, timeCell(job.created_at)),
-        h("td", {}, timeCell(job.finished_at)),
-        h("td", { class: "muted" }, job.producer || ""),
+        errorCell(job),
+        h("td", { class: "num duration" }, duration(job)),
+        h("td", {}, relTimeCell(job.created_at)),
+        h("td", {}, relTimeCell(job.finished_at)),
       );
     }
 
     const load = singleFlight(async () => {
       try {
         const query = apiParams.toString();
-        const data = await api("GET", `/jobs${query ? `?${query}` : ""}`);
+        const countQuery = countParams.toString();
+        const [data, countData] = await Promise.all([
+          api("GET", `/jobs${query ? `?${query}` : ""}`),
+          api("GET", `/jobs/counts${countQuery ? `?${countQuery}` : ""}`).catch((error) => error),
+        ]);
         if (stopped) return;
+        if (countData instanceof Error) {
+          counts.bar.replaceChildren(errorNotice(countData, "Counts (GET /api/v1/jobs/counts)"));
+        } else {
+          counts.update(countData);
+        }
         const jobs = data.jobs || [];
+        shown = jobs.map((job) => job.job_id);
         summary.textContent = `${jobs.length} shown${params.get("cursor") ? " (later page)" : ""}`;
         if (!jobs.length) {
           tableBox.replaceChildren(notice("info", "No jobs match these filters."));
         } else {
+          const all = h("input", {
+            type: "checkbox",
+            id: "jobs-select-all",
+            "aria-label": "select every job shown",
+          });
+          all.addEventListener("change", () => {
+            for (const id of shown) {
+              if (all.checked) selected.add(id);
+              else selected.delete(id);
+            }
+            for (const box of tableBox.querySelectorAll("input.select-job")) box.checked = all.checked;
+            selectionChanged();
+          });
           tableBox.replaceChildren(
             h(
-              "table",
-              { id: "jobs-table" },
+              "div",
+              { class: "table-scroll" },
               h(
-                "thead",
-                {},
+                "table",
+                { id: "jobs-table" },
                 h(
-                  "tr",
+                  "thead",
                   {},
-                  [
-                    "Job",
-                    "Status",
-                    "Queue",
-                    "Task",
-                    "Lock key",
-                    "Partition",
-                    "Attempt",
-                    "Progress",
-                    "Created",
-                    "Finished",
-                    "Producer",
-                  ].map((t) => h("th", { class: t === "Attempt" ? "num" : null }, t)),
+                  h(
+                    "tr",
+                    {},
+                    h("th", { class: "select" }, all),
+                    [
+                      "Job",
+                      "Status",
+                      "Queue",
+                      "Task",
+                      "Lock key",
+                      "Attempt",
+                      "Progress",
+                      "Error",
+                      "Duration",
+                      "Created",
+                      "Finished",
+                    ].map((t) =>
+                      h("th", { class: t === "Attempt" || t === "Duration" ? "num" : null }, t),
+                    ),
+                  ),
                 ),
+                h("tbody", {}, jobs.map(row)),
               ),
-              h("tbody", {}, jobs.map(row)),
             ),
           );
         }
+        selectionChanged();
         const first = new URLSearchParams(params);
         first.delete("cursor");
         const controls = [];
@@ -1203,7 +1482,8 @@
     const body = h("div", { id: "schedules-results" }, h("p", { class: "muted" }, "Loading…"));
     const pager = h("div", { class: "pager" });
     const status = h("span", { class: "live" });
-    root.append(h("h1", {}, "Schedules", status), message, body, pager);
+    const form = window.dataloader.scheduleForm(() => load());
+    root.append(h("h1", {}, "Schedules", status), form.panel, message, body, pager);
     let stopped = false;
 
     async function act(name, action) {
@@ -1260,6 +1540,7 @@
               ? h("button", { class: "disable", onclick: () => act(s.name, "disable") }, "Disable")
               : h("button", { class: "enable", onclick: () => act(s.name, "enable") }, "Enable"),
             h("button", { class: "run", onclick: () => act(s.name, "run") }, "Run now"),
+            h("button", { class: "edit", onclick: () => form.edit(s) }, "Edit"),
           ),
         ),
       );
@@ -1274,34 +1555,38 @@
         const schedules = data.schedules || [];
         if (!schedules.length) {
           body.replaceChildren(
-            notice("info", "No schedules. Create one with POST /api/v1/schedules."),
+            notice("info", "No schedules yet: create one with the form above."),
           );
         } else {
           body.replaceChildren(
             h(
-              "table",
-              { id: "schedules-table" },
+              "div",
+              { class: "table-scroll" },
               h(
-                "thead",
-                {},
+                "table",
+                { id: "schedules-table" },
                 h(
-                  "tr",
+                  "thead",
                   {},
-                  [
-                    "Name",
-                    "Cron",
-                    "State",
-                    "Queue / task",
-                    "Lock key",
-                    "Next run",
-                    "Last run",
-                    "Last job",
-                    "Last error",
-                    "",
-                  ].map((t) => h("th", {}, t)),
+                  h(
+                    "tr",
+                    {},
+                    [
+                      "Name",
+                      "Cron",
+                      "State",
+                      "Queue / task",
+                      "Lock key",
+                      "Next run",
+                      "Last run",
+                      "Last job",
+                      "Last error",
+                      "",
+                    ].map((t) => h("th", {}, t)),
+                  ),
                 ),
+                h("tbody", {}, schedules.map(row)),
               ),
-              h("tbody", {}, schedules.map(row)),
             ),
           );
         }
@@ -1358,8 +1643,26 @@
     document.getElementById("tz-note").textContent = `times in ${zone ? `${zone}, ` : ""}${offset}`;
   }
 
+  // What the page files (workers.js, schedule_form.js) share; they load after this one.
+  window.dataloader = {
+    h,
+    api,
+    enc,
+    badge,
+    notice,
+    errorNotice,
+    jobLink,
+    jobsHref,
+    relTimeCell,
+    singleFlight,
+    onLeave,
+    pages,
+    ApiError,
+  };
+
   setupTimeZoneNote();
   setupToken();
   window.addEventListener("hashchange", route);
-  route();
+  // Deferred scripts run in order before DOMContentLoaded: every page file has registered.
+  document.addEventListener("DOMContentLoaded", route);
 })();
