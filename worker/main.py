@@ -24,7 +24,8 @@ from app.jobs.wake_gate import WakeGate
 from app.observability.logging import configure_logging
 from app.observability.metrics import start_metrics_server, worker_metrics
 from app.pipelines import rabbitmq_publish
-from app.pipelines.registry import declared_schedules, load_pipelines
+from app.pipelines.loading import pipelines_or_exit
+from app.pipelines.registry import declared_schedules
 from app.settings import settings_or_exit
 from worker.finish_writer import FinishWriter
 from worker.identity import worker_id
@@ -119,10 +120,11 @@ async def factory() -> AsyncIterator[QueueManager]:
     settings = settings_or_exit("dataloader worker")
     ident = worker_id(settings)
     configure_logging(settings, process="worker", ident=ident, id_field="worker_id")
+    # Before any other line: a module that does not import is the one thing to say.
+    pipelines_or_exit("dataloader worker", settings.dl_pipeline_modules)
     _warn_without_restart()
     worker_metrics()  # the families exist (at zero) from the first scrape on
     _serve_metrics_once(settings.worker_metrics_host, settings.worker_metrics_port)
-    load_pipelines(settings.dl_pipeline_modules)
     schema = settings.pg_schema_queue
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(_stop_signals_end_the_process)
