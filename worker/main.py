@@ -52,7 +52,14 @@ async def _drain_then_interrupt(
     while not pgq.shutdown.is_set():  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     if signalled.is_set():
-        logger.info("shutting down: draining %d running job(s)", len(runner.active))
+        # Someone is waiting at a terminal: say how long, and how to stop waiting.
+        logger.info(
+            "shutting down: draining %d running job(s) for up to %g s (DL_SHUTDOWN_TIMEOUT_SEC);"
+            " press Ctrl-C again (or send SIGTERM again) to stop them now: they are queued"
+            " again without spending an attempt",
+            len(runner.active),
+            timeout_sec,
+        )
     else:
         # No stop signal: pgqueuer's run failed (the database went away) and is restarted.
         logger.warning(
