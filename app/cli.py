@@ -106,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print(refusal, file=sys.stderr)
         return 2
+    if args.command in ("serve", "run"):
+        # Before anything starts: a module that does not import is one line, not a
+        # traceback from each process that would import it.
+        from app.pipelines.loading import pipelines_or_exit
+
+        pipelines_or_exit("dataloader", settings.dl_pipeline_modules)
     if args.command == "serve":
         return serve(settings, args.workers)
     if args.command == "migrate":

@@ -25,7 +25,8 @@ from app.jobs.worker_registry import WorkerRegistry
 from app.observability.logging import configure_logging
 from app.observability.metrics import start_metrics_server, worker_metrics
 from app.pipelines import rabbitmq_publish
-from app.pipelines.registry import declared_schedules, load_pipelines, registered_tasks
+from app.pipelines.loading import pipelines_or_exit
+from app.pipelines.registry import declared_schedules, registered_tasks
 from app.settings import settings_or_exit
 from worker.finish_writer import FinishWriter
 from worker.identity import worker_id
@@ -52,7 +53,14 @@ async def _drain_then_interrupt(
     while not pgq.shutdown.is_set():  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     if signalled.is_set():
-        logger.info("shutting down: draining %d running job(s)", len(runner.active))
+        # Someone is waiting at a terminal: say how long, and how to stop waiting.
+        logger.info(
+            "shutting down: draining %d running job(s) for up to %g s (DL_SHUTDOWN_TIMEOUT_SEC);"
+            " press Ctrl-C again (or send SIGTERM again) to stop them now: they are queued"
+            " again without spending an attempt",
+            len(runner.active),
+            timeout_sec,
+        )
     else:
         # No stop signal: pgqueuer's run failed (the database went away) and is restarted.
         logger.warning(
@@ -120,10 +128,11 @@ async def factory() -> AsyncIterator[QueueManager]:
     settings = settings_or_exit("dataloader worker")
     ident = worker_id(settings)
     configure_logging(settings, process="worker", ident=ident, id_field="worker_id")
+    # Before any other line: a module that does not import is the one thing to say.
+    pipelines_or_exit("dataloader worker", settings.dl_pipeline_modules)
     _warn_without_restart()
     worker_metrics()  # the families exist (at zero) from the first scrape on
     _serve_metrics_once(settings.worker_metrics_host, settings.worker_metrics_port)
-    load_pipelines(settings.dl_pipeline_modules)
     schema = settings.pg_schema_queue
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(_stop_signals_end_the_process)

@@ -11,6 +11,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -26,6 +27,7 @@ from app.pipelines.context import PipelineContext
 from app.pipelines.errors import PermanentError
 from app.pipelines.registry import get_pipeline, registered_names
 from app.settings import Settings
+from worker.attempt_log import AttemptEnd, attempt_end_fields, attempt_end_message
 from worker.db_retry import retry_while_unreachable
 from worker.finish_writer import FinishWriter
 from worker.invoke import PipelineCanceled, is_interruptible, run_pipeline
@@ -60,6 +62,8 @@ class AttemptRun:
     fenced: asyncio.Event = field(default_factory=asyncio.Event)
     interrupt: asyncio.Event = field(default_factory=asyncio.Event)
     retried: bool = False  # failed, and scheduled to run again
+    error: str | None = None  # why it failed, for the attempt's log line
+    retry_at: datetime | None = None  # when a failed attempt's job runs again
 
     def save_progress(self, progress: dict[str, Any]) -> None:
         """Keep the latest progress; the heartbeat writes it."""
@@ -184,12 +188,20 @@ class Runner:
                     extra=log,
                 )
                 outcome = Outcome.FENCED
-            logger.info(
-                "attempt ended: %s: job %s attempt %d",
-                outcome.value,
-                job_id,
-                started.attempt,
-                extra=log,
+            end = AttemptEnd(
+                outcome=outcome.value,
+                job_id=job_id,
+                attempt=started.attempt,
+                max_attempts=started.max_attempts,
+                error=run.error if outcome is Outcome.FAILED else None,
+                retry_at=run.retry_at if outcome is Outcome.FAILED else None,
+            )
+            # A failure says why and when it runs again, so the log alone answers both.
+            logger.log(
+                logging.WARNING if end.error else logging.INFO,
+                "%s",
+                attempt_end_message(end),
+                extra={**log, **attempt_end_fields(end)},
             )
             label = "retried" if run.retried and outcome is Outcome.FAILED else outcome.value
             metrics.attempts_finished.labels(started.queue, started.task, label).inc()
@@ -313,12 +325,15 @@ class Runner:
         message = f"{type(error).__name__}: {error}"[:ERROR_LIMIT]
         trace = "".join(traceback.format_exception(error))[-TRACEBACK_LIMIT:]
         details = {"error": message, "traceback": trace, "worker_id": self.worker_id}
+        run.error = message
         if started.attempt < started.max_attempts and not isinstance(error, PermanentError):
             run.retried = True
+            delay_sec = self._backoff_sec(started.attempt)
+            run.retry_at = datetime.now(UTC) + timedelta(seconds=delay_sec)
             return await self._requeue(
                 run,
                 JobEvent.RETRY_SCHEDULED,
-                delay_sec=self._backoff_sec(started.attempt),
+                delay_sec=delay_sec,
                 count_attempt=True,
                 error=message,
                 details=details,

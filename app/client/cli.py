@@ -7,6 +7,7 @@ be reached; 130 Ctrl-C while waiting (the job keeps running).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -15,7 +16,8 @@ import typer
 
 from app import __version__
 from app.client import jobs_commands
-from app.client.http import DEFAULT_TIMEOUT_SEC, DEFAULT_URL, ApiError, ApiUnreachable
+from app.client.address import AddressError, url_from_app_settings
+from app.client.http import DEFAULT_TIMEOUT_SEC, ApiError, ApiUnreachable
 from app.client.options import Options
 from app.client.output import out, print_error
 from app.client.queues_commands import queues_app
@@ -38,8 +40,10 @@ app.add_typer(queues_app, name="queues")
 app.add_typer(schedules_app, name="schedules")
 
 
-def check_url(url: str) -> str:
-    """An http(s) URL with a host, without a trailing slash."""
+def check_url(url: str | None) -> str | None:
+    """An http(s) URL with a host, without a trailing slash (None: neither flag nor variable)."""
+    if url is None:
+        return None
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -60,11 +64,15 @@ def show_version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     url: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--url", envvar="DATALOADER_URL", callback=check_url, help="The API's base URL."
+            "--url",
+            envvar="DATALOADER_URL",
+            callback=check_url,
+            help="The API's base URL.",
+            show_default="http://APP_HOST:APP_PORT, i.e. http://127.0.0.1:8081 when unset",
         ),
-    ] = DEFAULT_URL,
+    ] = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -89,6 +97,11 @@ def root(
     ] = False,
 ) -> None:
     """Global options: where the API is and how to authenticate."""
+    if url is None:
+        try:
+            url = url_from_app_settings(os.environ)
+        except AddressError as exc:
+            raise typer.BadParameter(f"{exc}; pass --url or set DATALOADER_URL") from None
     ctx.obj = Options(url=url, token=token or None, timeout_sec=timeout, json=json_out)
 
 

@@ -36,6 +36,8 @@ DEFAULT_TIMEOUT_SEC = 10.0
 # The server sends a keep-alive comment every 15 s; silence for this long means a dead stream.
 STREAM_READ_TIMEOUT_SEC = 45.0
 API = "/api/v1"
+# Every connection error ends with how to aim the client elsewhere.
+WHERE_TO_POINT = "is the API running? point the client at it with --url or DATALOADER_URL"
 
 
 class ClientError(Exception):
@@ -251,15 +253,20 @@ class DataloaderClient:
     def _unreachable(self, exc: httpx.TransportError) -> ApiUnreachable:
         if isinstance(exc, httpx.ConnectError):
             reason = "connection refused" if "refused" in str(exc).lower() else str(exc)
+            reason = " ".join(reason.split())  # one line, whatever the OS said
             return ApiUnreachable(
                 f"cannot connect to the dataloader API at {self.base_url}: {reason}"
+                f" ({WHERE_TO_POINT})"
             )
         if isinstance(exc, httpx.TimeoutException):
             return ApiUnreachable(
                 f"no answer from the dataloader API at {self.base_url} within "
                 f"{self.timeout_sec:g} s"
             )
-        return ApiUnreachable(f"request to the dataloader API at {self.base_url} failed: {exc}")
+        return ApiUnreachable(
+            f"request to the dataloader API at {self.base_url} failed: "
+            f"{' '.join(str(exc).split())} ({WHERE_TO_POINT})"
+        )
 
 
 def sse_events(lines: Iterable[str]) -> Iterator[tuple[str, str]]:

@@ -58,8 +58,8 @@ def print_json(body: bytes) -> None:
 
 
 def print_error(message: str) -> None:
-    """`error: <message>` on stderr."""
-    err.print(Text("error: ", style="bold red") + Text(message))
+    """`error: <message>` on stderr, on one line however narrow the terminal."""
+    err.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
 
 
 def status_text(status: str) -> Text:

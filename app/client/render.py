@@ -30,6 +30,22 @@ def attempts(job: Job) -> str:
     return f"{job.attempt}/{job.max_attempts}" if job.max_attempts is not None else str(job.attempt)
 
 
+def retry_note(job: Job) -> str | None:
+    """'retry at 16:01:05 (in 2.0 s) after ValueError: boom' for a job waiting to run again.
+
+    A queued job that has used an attempt and kept its error failed that attempt; a job
+    queued anew by hand or after a shutdown carries no error.
+    """
+    if job.status != "queued" or not job.attempt or not job.error:
+        return None
+    error = " ".join(job.error.split())
+    error = error if len(error) <= ERROR_WIDTH else error[: ERROR_WIDTH - 1] + "…"
+    if job.available_at is None:
+        return f"after {error}"
+    moment = job.available_at.astimezone().strftime("%H:%M:%S")
+    return f"retry at {moment} ({relative(job.available_at)}) after {error}"
+
+
 def run_time(job: Job) -> str | None:
     """How long the job ran (so far, while it runs)."""
     if job.started_at is None:

@@ -33,7 +33,7 @@ from app.client.http import (
 )
 from app.client.models import Job
 from app.client.output import err, out, print_error, print_json, progress_text, status_text
-from app.client.render import attempts, run_time
+from app.client.render import attempts, retry_note, run_time
 
 POLL_INTERVAL_SEC = 0.5
 RECONNECT_DELAY_SEC = 0.5  # after a stream broke off, before opening it again
@@ -98,9 +98,18 @@ def _last(replies: Iterator[Reply[Job]]) -> Reply[Job]:
 
 
 def _description(job: Job) -> Text:
-    """'running attempt 1/5'; a job that never started shows its status alone."""
+    """'running attempt 1/5'; a job that never started shows its status alone.
+
+    A job queued again after a failed attempt says why and when it runs next:
+    'queued attempt 1/5  retry at 16:01:05 (in 2.0 s) after ValueError: boom'.
+    """
     text = status_text(job.status)
-    return text + Text(f" attempt {attempts(job)}") if job.attempt else text
+    if job.attempt:
+        text += Text(f" attempt {attempts(job)}")
+    note = retry_note(job)
+    if note:
+        text += Text(f"  {note}", style="yellow")
+    return text
 
 
 def _markup(job: Job) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,26 @@ class PipelineContext:
         """Whether the job was asked to stop; a pipeline may check it between steps."""
         return self.cancel_event.is_set()
 
-    def report_progress(self, progress: dict[str, Any]) -> None:
-        """Record progress; the worker saves it with the next heartbeat."""
+    def report_progress(self, progress: dict[str, Any]) -> ProgressRecorded:
+        """Record progress now; the worker saves it with the next heartbeat.
+
+        Works called plainly or awaited: the progress is recorded before this returns, and the
+        answer is an awaitable that is already done, so `await ctx.report_progress(...)` in a
+        coroutine records it once too (and a plain function, in its thread, needs no loop).
+        """
         if self.progress_sink is not None:
             self.progress_sink(progress)
+        return RECORDED
+
+
+class ProgressRecorded:
+    """What `report_progress` returns: awaiting it does nothing, as the work is done."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        # A generator that ends at once: `await` returns None without suspending.
+        yield from ()
+
+
+RECORDED = ProgressRecorded()

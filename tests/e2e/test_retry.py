@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from tests.support.jobs_db import JobsDb
+from tests.support.logs import log_records
 from tests.support.workers import WorkerFleet
 
 
@@ -81,3 +84,29 @@ async def test_retry_canceled_queued_job_runs_on_a_worker(
         "started",
         "succeeded",
     ]
+
+
+async def test_retry_failed_attempt_log_line_names_error_and_next_retry(
+    jobs_db: JobsDb, fleet: WorkerFleet
+) -> None:
+    worker = await fleet.start_ready("alpha")
+    job_id = await jobs_db.enqueue("noop", fails_until(1), max_attempts=2)
+    done = await jobs_db.wait_status(job_id, "succeeded", timeout=20, diagnostics=fleet.diagnostics)
+    assert done["attempt"] == 2
+
+    [failed] = [
+        r
+        for r in log_records(worker.log())
+        if r.get("job_id") == str(job_id) and r["event"].startswith("attempt ended: failed")
+    ]
+
+    error = "NoopFailure: noop failed on purpose at step 0"
+    assert failed["level"] == "warning"
+    assert failed["error"] == error
+    retry_at = datetime.fromisoformat(failed["retry_at"])
+    assert failed["event"] == (
+        f"attempt ended: failed: job {job_id} attempt 1/2: {error}; retry at {retry_at.isoformat()}"
+    )
+    # DL_RETRY_BACKOFF_SEC=1 without jitter: the retry is due about a second after the failure.
+    logged_at = datetime.fromisoformat(failed["timestamp"])
+    assert timedelta(0) <= retry_at - logged_at.replace(microsecond=0) <= timedelta(seconds=3)

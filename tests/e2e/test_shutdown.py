@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import time
+
 from tests.support.jobs_db import JobsDb
+from tests.support.logs import log_records
+from tests.support.waiting import wait_until
 from tests.support.workers import WorkerFleet
 
 
@@ -45,3 +50,31 @@ async def test_sigterm_finishes_short_jobs_and_requeues_long_ones(
     assert done["attempt"] == 1
     assert done["worker_id"] == "next"
     assert done["progress"] == {"processed": 12, "total": 12}
+
+
+async def test_sigint_drain_says_a_second_one_stops_now_and_it_does(
+    jobs_db: JobsDb, fleet: WorkerFleet
+) -> None:
+    worker = await fleet.start_ready("ctrl-c", env={"DL_SHUTDOWN_TIMEOUT_SEC": "60"})
+    job_id = await jobs_db.enqueue("noop", {"steps": 120, "sleep": 0.25})
+    await jobs_db.wait_status(job_id, "running", timeout=15, diagnostics=fleet.diagnostics)
+
+    worker.send(signal.SIGINT)
+    await wait_until(
+        lambda: "draining 1 running job(s)" in worker.log(),
+        timeout=10,
+        what="the drain line",
+        diagnostics=worker.tail,
+    )
+    [line] = [r["event"] for r in log_records(worker.log()) if "draining" in r["event"]]
+    assert "for up to 60 s" in line
+    assert "press Ctrl-C again" in line
+    assert "to stop them now" in line
+
+    began = time.monotonic()
+    worker.send(signal.SIGINT)
+    assert await worker.wait_exit(timeout=15) == 0, worker.tail()
+
+    assert time.monotonic() - began < 15, "the second Ctrl-C did not wait out the 60 s drain"
+    job = await jobs_db.job(job_id)
+    assert (job["status"], job["attempt"]) == ("queued", 0)

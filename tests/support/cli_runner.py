@@ -25,11 +25,19 @@ def dataloader_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "app.client"]
 
 
-def cli_env(url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment without DATALOADER_* or terminal overrides, aimed at `url`."""
+def cli_env(url: str | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without DATALOADER_* or terminal overrides, aimed at `url`.
+
+    With `url` None neither DATALOADER_URL nor APP_HOST/APP_PORT is inherited: the client
+    finds the API from what `extra` sets, or at its default address.
+    """
     dropped = ("DATALOADER_", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
+    if url is None:
+        dropped += ("APP_HOST", "APP_PORT")
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
-    env.update({"DATALOADER_URL": url, "PYTHONUNBUFFERED": "1", **(extra or {})})
+    if url is not None:
+        env["DATALOADER_URL"] = url
+    env.update({"PYTHONUNBUFFERED": "1", **(extra or {})})
     return env
 
 
@@ -60,9 +68,9 @@ class CliResult:
 
 @dataclass
 class Cli:
-    """Runs `dataloader` against one server URL."""
+    """Runs `dataloader` against one server URL (None: no DATALOADER_URL, see cli_env)."""
 
-    url: str
+    url: str | None
 
     async def start(
         self, *args: str, env: Mapping[str, str] | None = None

@@ -9,7 +9,9 @@ import typer
 
 from app.client.http import sse_events
 from app.client.jobs_commands import parse_args
+from app.client.models import Job
 from app.client.output import duration, progress_text, relative, sparkline
+from app.client.render import retry_note
 
 
 def test_sse_events_groups_lines_and_skips_comments() -> None:
@@ -58,3 +60,52 @@ def test_formatting_helpers() -> None:
     assert progress_text(None) == ""
     assert sparkline([0, 1, 8]) == " ▁█"
     assert sparkline([0, 0]) == "  "
+
+
+def test_retry_note_names_next_retry_and_error_of_a_requeued_job() -> None:
+    due = datetime.now(UTC) + timedelta(seconds=30)
+    job = Job(
+        job_id="j",
+        status="queued",
+        queue="q",
+        task="t",
+        lock_key="k",
+        attempt=1,
+        max_attempts=3,
+        error="ValueError: boom\nsecond line",
+        available_at=due,
+    )
+
+    note = retry_note(job)
+
+    local = due.astimezone().strftime("%H:%M:%S")
+    assert note is not None
+    assert note.startswith(f"retry at {local} (in ")
+    assert note.endswith(" s) after ValueError: boom second line")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"status": "running"},  # running again: the note is history
+        {"attempt": 0},  # never started
+        {"error": None},  # queued again by hand or after a shutdown, not after a failure
+    ],
+)
+def test_retry_note_only_for_a_job_queued_after_a_failed_attempt(
+    changes: dict[str, object],
+) -> None:
+    fields: dict[str, object] = {
+        "job_id": "j",
+        "status": "queued",
+        "queue": "q",
+        "task": "t",
+        "lock_key": "k",
+        "attempt": 1,
+        "max_attempts": 3,
+        "error": "ValueError: boom",
+        "available_at": datetime.now(UTC),
+        **changes,
+    }
+
+    assert retry_note(Job(**fields)) is None  # type: ignore[arg-type]

@@ -132,6 +132,34 @@ async def test_trigger_wait_exits_1_when_the_job_fails_and_retry_runs_it_again(
     assert re.search(r"retried\s+1", human.stdout), str(human)
 
 
+async def test_trigger_wait_shows_the_error_and_next_retry_of_a_failed_attempt(
+    cli: Cli,
+) -> None:
+    result = await cli(
+        "trigger",
+        WORKER_QUEUE,
+        "noop",
+        "--lock-key",
+        key(),
+        "--args",
+        '{"fail": true, "fail_attempts": 1, "steps": 1}',
+        "--max-attempts",
+        "2",
+        "--wait",
+    )
+
+    assert result.returncode == 0, str(result)
+    # running -> queued after attempt 1 failed: the line says why and when it runs again.
+    retry_line = re.search(
+        r"queued attempt 1/2  retry at (\d\d:\d\d:\d\d) \((in [^)]+|just now)\) after "
+        r"NoopFailure: noop failed on purpose at step 0\n",
+        result.stderr,
+    )
+    assert retry_line, str(result)
+    assert "running attempt 2/2" in result.stderr[retry_line.end() :], str(result)
+    assert re.search(r"job \S+ succeeded in .* \(attempt 2/2\)", result.stdout), str(result)
+
+
 async def test_trigger_wait_ctrl_c_leaves_the_job_running(cli: Cli, api: httpx.AsyncClient) -> None:
     process = await cli.start(
         "trigger",

@@ -62,6 +62,54 @@ async def test_unreachable_url_exits_3_naming_it() -> None:
         assert "connection refused" in result.stderr
 
 
+async def test_unreachable_api_is_one_line_naming_url_flag_and_variable() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+
+    result = await Cli(url)("status", JOB_ID, env={"COLUMNS": "60"})  # narrow: still one line
+
+    assert result.returncode == 3, str(result)
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, str(result)
+    line = result.stderr.strip()
+    assert line.startswith(f"error: cannot connect to the dataloader API at {url}: "), line
+    assert "--url" in line, line
+    assert "DATALOADER_URL" in line, line
+    assert "Traceback" not in result.stderr
+
+
+async def test_default_url_comes_from_app_host_and_app_port(server: RecordingHttpServer) -> None:
+    server.script("/api/v1/queues", json_reply(200, {"queues": []}))
+    app_env = {"APP_HOST": "127.0.0.1", "APP_PORT": str(server.port)}
+
+    await Cli(None).ok("queues", env=app_env)
+
+    assert [request.path for request in server.requests] == ["/api/v1/queues"]
+
+
+async def test_url_flag_then_dataloader_url_win_over_app_port(
+    server: RecordingHttpServer,
+) -> None:
+    server.script("/api/v1/queues", json_reply(200, {"queues": []}))
+    dead = f"http://127.0.0.1:{free_port()}"
+    app_env = {"APP_HOST": "127.0.0.1", "APP_PORT": str(server.port)}
+
+    # DATALOADER_URL wins over APP_PORT: the dead address is tried, the server sees nothing.
+    by_env = await Cli(dead)("queues", env=app_env)
+    assert by_env.returncode == 3, str(by_env)
+    assert server.requests == []
+    # --url wins over DATALOADER_URL.
+    await Cli(dead).ok("--url", server.url(""), "queues", env=app_env)
+    assert len(server.requests) == 1
+
+
+async def test_bad_app_port_without_a_url_is_a_usage_error() -> None:
+    result = await Cli(None)("queues", env={"APP_PORT": "eighty"})
+
+    assert result.returncode == 2, str(result)
+    assert "APP_PORT='eighty' is not a port number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 async def test_malformed_url_is_a_usage_error() -> None:
     result = await Cli("ftp://example.org")("queues")
 
