@@ -67,6 +67,18 @@ def invalid_token_file(settings: Settings) -> str | None:
     return None
 
 
+def busy_app_port(settings: Settings) -> str | None:
+    """Why the API cannot listen: another process holds APP_HOST:APP_PORT."""
+    from app.devserver.ports import port_in_use
+
+    if not port_in_use(settings.app_host, settings.app_port):
+        return None
+    return (
+        f"dataloader: APP_PORT {settings.app_port} on {settings.app_host} is in use;"
+        " stop what listens there or set APP_PORT to a free port"
+    )
+
+
 def migrate(settings: Settings) -> int:
     """Apply every pending Alembic migration."""
     from app.db.migrate import upgrade_to_head
@@ -112,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         from app.pipelines.loading import pipelines_or_exit
 
         pipelines_or_exit("dataloader", settings.dl_pipeline_modules)
+        if busy := busy_app_port(settings):
+            print(busy, file=sys.stderr)
+            return 2
     if args.command == "serve":
         return serve(settings, args.workers)
     if args.command == "migrate":

@@ -20,6 +20,7 @@ from types import FrameType
 from app.db.migrate import PROJECT_ROOT, upgrade_to_head
 from app.devserver.embedded_postgres import EmbeddedPostgres
 from app.devserver.errors import EmbeddedPostgresError
+from app.devserver.ports import accepts_connections, port_in_use
 from app.settings import Settings
 
 _PR_SET_PDEATHSIG = 1
@@ -67,6 +68,12 @@ class Supervisor:
         env = dict(os.environ)
         try:
             if not self.settings.has_database:
+                if port_in_use("127.0.0.1", embedded_port()):
+                    _say(
+                        f"DL_EMBEDDED_PG_PORT {embedded_port()} on 127.0.0.1 is in use; stop"
+                        " what listens there or set DL_EMBEDDED_PG_PORT to a free port"
+                    )
+                    return 1
                 self.postgres = EmbeddedPostgres(embedded_data_dir(), embedded_port())
                 try:
                     self.postgres.start()
@@ -102,6 +109,8 @@ class Supervisor:
                     ],
                     worker_env,
                 )
+            if not self._wait_for_api():
+                return self._watch()  # a child exited or a signal came: say which, stop
             _say(f"API on http://{self.settings.app_host}:{self.settings.app_port}; Ctrl-C stops")
             return self._watch()
         finally:
@@ -132,6 +141,19 @@ class Supervisor:
             preexec_fn=_die_with_parent(signal.SIGTERM),
         )
         self.children.append((name, process))
+
+    def _wait_for_api(self) -> bool:
+        """Whether the API accepts connections, before the line that says where it is.
+
+        False as soon as a child exits or a signal asks to stop; `_watch` then tells which.
+        """
+        while not self.stopping:
+            if any(process.poll() is not None for _, process in self.children):
+                return False
+            if accepts_connections(self.settings.app_host, self.settings.app_port):
+                return True
+            time.sleep(0.1)
+        return False
 
     def _watch(self) -> int:
         parent = os.getppid()

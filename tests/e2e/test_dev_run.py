@@ -356,3 +356,83 @@ async def test_dev_run_refuses_a_trust_era_data_folder_it_cannot_change_in_one_l
         assert not list(pg_dir.glob(f"{PASSWORD_FILE}*"))
         old = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{old_port}/dataloader")
         await old.close()
+
+
+@contextmanager
+def _listener_on_a_free_port() -> Iterator[int]:
+    """A loopback port that another process (this one) listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+def _start_once(
+    command: str, env: dict[str, str], project_root: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", command],
+        cwd=project_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_dev_run_with_a_busy_api_port_is_one_line_naming_app_port(
+    tmp_path: Path, project_root: Path
+) -> None:
+    with _listener_on_a_free_port() as busy:
+        result = _start_once("run", _dev_run_env(tmp_path, busy, free_port()), project_root)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"dataloader: APP_PORT {busy} on 127.0.0.1 is in use;"
+        " stop what listens there or set APP_PORT to a free port"
+    ]
+    assert not (tmp_path / "pg").exists()  # nothing was started
+
+
+def test_serve_with_a_busy_port_is_one_line_naming_app_port(
+    tmp_path: Path, project_root: Path
+) -> None:
+    env = _dev_run_env(tmp_path, 0, free_port())
+    # Never reached: the port is checked before anything connects.
+    env["DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+    with _listener_on_a_free_port() as busy:
+        env["APP_PORT"] = str(busy)
+        result = _start_once("serve", env, project_root)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"dataloader: APP_PORT {busy} on 127.0.0.1 is in use;"
+        " stop what listens there or set APP_PORT to a free port"
+    ]
+
+
+def test_dev_run_with_a_busy_postgres_port_is_one_line_naming_its_setting(
+    tmp_path: Path, project_root: Path
+) -> None:
+    with _listener_on_a_free_port() as busy:
+        result = _start_once("run", _dev_run_env(tmp_path, free_port(), busy), project_root)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"[dataloader] DL_EMBEDDED_PG_PORT {busy} on 127.0.0.1 is in use;"
+        " stop what listens there or set DL_EMBEDDED_PG_PORT to a free port"
+    ]
+
+
+async def test_dev_run_says_where_the_api_is_only_once_it_listens(
+    tmp_path: Path, project_root: Path
+) -> None:
+    with dev_run(tmp_path, project_root) as run:
+        port = int(run.base.rsplit(":", 1)[1])
+
+        def api_line_printed() -> bool:
+            return f"API on http://127.0.0.1:{port}" in run.log_path.read_text()
+
+        await wait_until(api_line_printed, timeout=90, interval=0.02, what="the 'API on' line")
+        # The line came after the bind: the port takes a connection at once.
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
