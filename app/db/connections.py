@@ -86,6 +86,15 @@ def api_pool(settings: Settings) -> AsyncEngine:
     return create_engine(settings, application_name=application_name(API_POOL))
 
 
+# A worker's pool transactions last milliseconds. One left open longer lost its worker
+# (a network partition, a frozen host) in the middle, and its row locks would block whoever
+# touches those jobs next (a peer postponing or taking them over, the leader's reaper) until
+# the server noticed the dead connection, which without keepalives can take hours. The
+# server ends such a session after this long; the worker, if alive, sees a lost connection
+# and retries on a new one.
+WORKER_IDLE_IN_TRANSACTION_MS = 15_000
+
+
 def worker_pool(settings: Settings, worker_id: str) -> AsyncEngine:
     """The worker's pool: heartbeats, progress, retries, schedule sync, maintenance.
 
@@ -97,6 +106,9 @@ def worker_pool(settings: Settings, worker_id: str) -> AsyncEngine:
         pool_size=settings.dl_worker_pool_size,
         max_overflow=0,
         application_name=application_name(WORKER_POOL, worker_id),
+        session_settings={
+            "idle_in_transaction_session_timeout": str(WORKER_IDLE_IN_TRANSACTION_MS)
+        },
     )
 
 

@@ -32,10 +32,13 @@ def create_engine(
     pool_size: int | None = None,
     max_overflow: int | None = None,
     application_name: str | None = None,
+    session_settings: dict[str, str] | None = None,
 ) -> AsyncEngine:
     """An engine whose unqualified tables live in PG_SCHEMA_QUEUE.
 
     The service's processes get theirs, named, from app.db.connections (the connection plan).
+    `session_settings` go in the startup packet of direct connections only: a pooler
+    refuses them, and its own settings take their place (docs/connections.md#poolers).
     When DATABASE_DIRECT_URL is set, DATABASE_URL is taken to be a pooler in transaction
     mode, and the engine prepares no statement that outlives its transaction.
     """
@@ -43,8 +46,13 @@ def create_engine(
     # Named in pg_stat_activity (a pooler passes application_name on); tests and the bench
     # leave their own pools unnamed. Nothing else goes in the startup packet: a pooler
     # refuses startup parameters it does not know.
+    server_settings: dict[str, str] = {}
     if application_name:
-        connect_args["server_settings"] = {"application_name": application_name}
+        server_settings["application_name"] = application_name
+    if session_settings and not settings.behind_pooler:
+        server_settings.update(session_settings)
+    if server_settings:
+        connect_args["server_settings"] = server_settings
     engine = create_async_engine(
         settings.sqlalchemy_url,
         pool_size=pool_size or settings.pg_pool_size,

@@ -30,9 +30,11 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
 #   53200 out of memory (or of lock table space), 53400 configuration limit exceeded;
 # - 57P01 admin shutdown (fast or smart shutdown, pg_terminate_backend), 57P02 crash
 #   shutdown (another backend crashed, or immediate shutdown), 57P03 cannot connect now
-#   (the server is starting up, shutting down or in recovery).
+#   (the server is starting up, shutting down or in recovery);
+# - 25P03 idle-in-transaction timeout: the server ended a session left inside a transaction
+#   (app.db.connections.WORKER_IDLE_IN_TRANSACTION_MS); that transaction committed nothing.
 _UNREACHABLE_SQLSTATE_CLASSES = ("08", "53")
-_UNREACHABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+_UNREACHABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25P03"})
 
 # Of those, the ones after which this connection is certainly gone (the statement never
 # ran to its end). A class 53 answer on a live connection is not one of them: that
@@ -41,6 +43,7 @@ _CONNECTION_GONE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    asyncpg.IdleInTransactionSessionTimeoutError,
     asyncpg.InterfaceError,
     OSError,
 )

@@ -155,3 +155,16 @@ def test_a_full_server_leaves_the_connection_usable(error: asyncpg.PostgresError
 )
 def test_a_lost_connection_is_gone(error: BaseException) -> None:
     assert connection_gone(error)
+
+
+def test_a_session_ended_for_idling_in_a_transaction_is_a_lost_connection() -> None:
+    """25P03: the server ended a worker session left inside a transaction (a partition hit
+    it mid-way, or the worker froze). Nothing of it was committed: retry on a new one."""
+    error = asyncpg.IdleInTransactionSessionTimeoutError(
+        "terminating connection due to idle-in-transaction timeout"
+    )
+    assert database_unreachable(error)
+    assert connection_gone(error)
+    adapted = _dialect_error(error)
+    adapted.__cause__ = error
+    assert database_unreachable(DBAPIError("SELECT 1", None, adapted))
