@@ -75,6 +75,8 @@ class NewJob:
     args: dict[str, Any]
     idempotency_key: str | None
     lock_key: str
+    concurrency_key: str | None
+    concurrency_limit: int | None
     partition_key: str | None
     priority: int
     max_attempts: int
@@ -109,10 +111,15 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("producer", Text()),
     ("consumer_group", Text()),
     ("available_at", DateTime(timezone=True)),
+    ("concurrency_key", Text()),
+    ("concurrency_limit", Integer()),
 )
-# The fields the fingerprint digests: every one but the key (and the job's own id).
+# The fields dl_request_fingerprint() digests: every one but the key (and the job's own
+# id). The concurrency group is not among them yet: it came after the function (0011).
 _FINGERPRINTED = ", ".join(
-    f"{name} => t.{name}" for name, _ in _COLUMNS if name not in ("job_id", "idempotency_key")
+    f"{name} => t.{name}"
+    for name, _ in _COLUMNS
+    if name not in ("job_id", "idempotency_key", "concurrency_key", "concurrency_limit")
 )
 
 
@@ -133,11 +140,12 @@ def _insert_statement(schema: str) -> TextClause:
         new_jobs AS (
             INSERT INTO {qualified(schema, "dl_jobs")} (job_id, queue, task, args,
                 idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
-                producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id)
+                producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id,
+                concurrency_key, concurrency_limit)
             SELECT job_id, queue, task, args, idempotency_key, lock_key, partition_key, priority,
                    max_attempts, lease_ttl_sec, producer, consumer_group,
                    coalesce(available_at, now()), request_fingerprint,
-                   '{JobStatus.QUEUED.value}', pgq_id
+                   '{JobStatus.QUEUED.value}', pgq_id, concurrency_key, concurrency_limit
             -- Key order, so two calls sharing keys wait on each other without deadlock;
             -- among items sharing a key the first in the call wins.
             FROM input ORDER BY idempotency_key, ord
