@@ -12,8 +12,9 @@ def most_at_once(intervals: Iterable[tuple[datetime, datetime]]) -> int:
     An interval ending exactly when another starts does not overlap it: ends are counted
     before starts at the same instant.
     """
+    spans = list(intervals)  # read twice below: a generator would be empty the second time
     edges = sorted(
-        [(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals],
+        [(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans],
         key=lambda edge: (edge[0], edge[1]),
     )
     running = most = 0
