@@ -704,8 +704,12 @@ async def test_starts_of_one_group_take_distinct_slots_up_to_its_limit(
     assert (await slot_free(db, "0:g"), await slot_free(db, "1:g")) == (False, False)
 
     # The slot goes back with the lock_key lock, after the final write.
+    [freed] = [
+        slot for slot, job_id in lock_session.held_slots.items() if job_id == started[0].job_id
+    ]
     assert await finishes.finish(succeeded(started[0]), started[0].lock_key) is True
     assert len(lock_session.held_slots) == 1
+    assert await wait_until(lambda: slot_free(db, freed), timeout=WAIT_SEC, what="slot freed")
     await start_ok(lock_session, waiting[0])
     assert sorted(lock_session.held_slots) == ["0:g", "1:g"]
 
