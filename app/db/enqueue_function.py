@@ -90,6 +90,22 @@ $fingerprint$
 """
 
 
+def grouped_fingerprint(fingerprint: str, concurrency_key: str, concurrency_limit: str) -> str:
+    """SQL: the fingerprint of a request with its concurrency group (app.db.jobs uses it).
+
+    `fingerprint` is dl_request_fingerprint() of the other fields; the three arguments are SQL
+    expressions. Without a group it is that fingerprint unchanged, so every job written before
+    groups existed, and every dl_enqueue() call (which takes no group yet), keeps its digest;
+    with one, the digest of the fingerprint and the group, so the same idempotency_key with
+    another group is a different request. Kept here, beside dl_request_fingerprint(), as the
+    rest of "the same request"; a future dl_enqueue() with groups must compute the same digest.
+    """
+    return f"""CASE WHEN {concurrency_key} IS NULL THEN {fingerprint}
+        ELSE encode(sha256(convert_to(jsonb_build_object(
+            'request', {fingerprint}, 'concurrency_key', {concurrency_key},
+            'concurrency_limit', {concurrency_limit})::text, 'UTF8')), 'hex') END"""
+
+
 def _insert_statement(schema: str) -> str:
     """The one statement that writes the job, its event and its dispatch (like app.db.jobs)."""
     jobs = qualified(schema, "dl_jobs")

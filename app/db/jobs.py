@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import UUID, DateTime, Integer, Interval, Text, Uuid
 
+from app.db.enqueue_function import grouped_fingerprint
 from app.db.events import events, logged_with
 from app.db.models import DlJob
 from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
@@ -115,12 +116,21 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("concurrency_limit", Integer()),
 )
 # The fields dl_request_fingerprint() digests: every one but the key (and the job's own
-# id). The concurrency group is not among them yet: it came after the function (0011).
+# id). The concurrency group came after the function (0011): grouped_fingerprint adds it.
 _FINGERPRINTED = ", ".join(
     f"{name} => t.{name}"
     for name, _ in _COLUMNS
     if name not in ("job_id", "idempotency_key", "concurrency_key", "concurrency_limit")
 )
+
+
+def _fingerprint(schema: str) -> str:
+    """The request fingerprint of an input row `t`, its concurrency group included."""
+    return grouped_fingerprint(
+        f"{quote_ident(schema)}.dl_request_fingerprint({_FINGERPRINTED})",
+        "t.concurrency_key",
+        "t.concurrency_limit",
+    )
 
 
 @cache
@@ -133,8 +143,7 @@ def _insert_statement(schema: str) -> TextClause:
     sql = f"""
         WITH input AS MATERIALIZED (
             SELECT {next_dispatch_id(schema)} AS pgq_id, t.*,
-                   {quote_ident(schema)}.dl_request_fingerprint({_FINGERPRINTED})
-                       AS request_fingerprint
+                   {_fingerprint(schema)} AS request_fingerprint
             FROM unnest({typed}) WITH ORDINALITY AS t({names}, ord)
         ),
         new_jobs AS (
