@@ -112,10 +112,9 @@ def grouped_fingerprint(fingerprint: str, concurrency_key: str, concurrency_limi
 
     `fingerprint` is dl_request_fingerprint() of the other fields; the three arguments are SQL
     expressions. Without a group it is that fingerprint unchanged, so every job written before
-    groups existed, and every dl_enqueue() call (which takes no group yet), keeps its digest;
-    with one, the digest of the fingerprint and the group, so the same idempotency_key with
-    another group is a different request. Kept here, beside dl_request_fingerprint(), as the
-    rest of "the same request"; a future dl_enqueue() with groups must compute the same digest.
+    groups existed keeps its digest; with one, the digest of the fingerprint and the group, so
+    the same idempotency_key with another group is a different request. dl_enqueue() and the
+    Python insert both wrap dl_request_fingerprint() in it, so it is one rule for both.
     """
     return f"""CASE WHEN {concurrency_key} IS NULL THEN {fingerprint}
         ELSE encode(sha256(convert_to(jsonb_build_object(
