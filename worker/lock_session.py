@@ -7,6 +7,8 @@ taken in the same one. Batches form only under load: a lone request is served at
 
 Session-level locks stack within one session, so this process also remembers which keys it
 holds and never tries one of them again: a second job with a held key is "lock busy".
+Concurrency-group slots (app.db.job_batches) are held the same way, in `held_slots`: a job's
+slot is taken with its lock_key lock, and given back with it, after the final write.
 
 The seam with app.jobs.batching: starts are the round batcher's requests (waiting futures,
 wake-up, the per-round cap, settling, a lost connection putting a round back once), and its
@@ -73,8 +75,8 @@ def connection_lost(error: BaseException, connection: asyncpg.Connection) -> boo
 
 
 _Starts = Round[StartRequest, StartAnswer | None]
-# A key to unlock, with what to do once it is free (or could not be freed).
-_Release = tuple[str, Callable[[], None]]
+# A key to unlock (None: only slots), with what to do once it is free (or could not be freed).
+_Release = tuple[str | None, Callable[[], None]]
 
 
 @dataclass
@@ -89,8 +91,13 @@ class LockSession:
     # elsewhere: they must stop, or two holders of one lock_key could run at once.
     on_locks_lost: Callable[[list[uuid.UUID]], None] = lambda jobs: None
     held: dict[str, uuid.UUID] = field(default_factory=dict)
+    # Concurrency-group slots by name, and the slot of each job holding one.
+    held_slots: dict[str, uuid.UUID] = field(default_factory=dict)
+    _slot_of: dict[uuid.UUID, str] = field(default_factory=dict)
     _unlock_pending: set[str] = field(default_factory=set)
+    _slot_unlock_pending: set[str] = field(default_factory=set)
     _releases: list[_Release] = field(default_factory=list)
+    _slot_releases: list[str] = field(default_factory=list)
     _connection: asyncpg.Connection | None = None
     _starts: RoundBatcher[StartRequest, StartAnswer | None] = field(init=False)
     _watchdog: asyncio.Task[None] | None = None
@@ -138,9 +145,18 @@ class LockSession:
         self.release_then(lock_key, job_id, _nothing)
 
     def release_then(self, lock_key: str, job_id: uuid.UUID, then: Callable[[], None]) -> None:
-        """release(), and call `then` once the lock is free (at once if it was not held)."""
+        """release(), and call `then` once the lock is free (at once if it was not held).
+
+        The job's concurrency slot, if it holds one, is freed in the same round, first.
+        """
+        slot = self._slot_of.pop(job_id, None)
+        if slot is not None and self.held_slots.get(slot) == job_id:
+            del self.held_slots[slot]
+            self._slot_releases.append(slot)
         if self._forget(lock_key, job_id):
             self._queue_unlock(lock_key, then)
+        elif slot is not None:
+            self._queue_unlock(None, then)
         else:
             then()
 
@@ -150,8 +166,12 @@ class LockSession:
         del self.held[lock_key]
         return True
 
-    def _queue_unlock(self, lock_key: str, then: Callable[[], None] = _nothing) -> None:
+    def _queue_unlock(self, lock_key: str | None, then: Callable[[], None] = _nothing) -> None:
         self._releases.append((lock_key, then))
+        self._starts.wake()
+
+    def _queue_slot_unlock(self, slot: str) -> None:
+        self._slot_releases.append(slot)
         self._starts.wake()
 
     async def _connect(self) -> asyncpg.Connection:
@@ -216,6 +236,7 @@ class LockSession:
     async def _serve_round(self, starts: _Starts) -> None:
         """One round: the releases waiting now, then the starts the batcher handed over."""
         releases, self._releases = self._releases, []
+        slot_releases, self._slot_releases = self._slot_releases, []
         try:
             connection = await self._usable_connection()
         except Exception as exc:
@@ -232,6 +253,7 @@ class LockSession:
             self._fail_all(starts, releases, failure)
             await asyncio.sleep(RECONNECT_DELAY_SEC)
             return
+        await self._unlock_slots(connection, slot_releases)
         await self._unlock(connection, releases)
         await self._start(connection, starts)
 
@@ -241,18 +263,29 @@ class LockSession:
             return self._connection
         connection = await self._connect()
         self._unlock_pending.clear()  # the old session's locks died with it
+        self._slot_unlock_pending.clear()
         taken: list[str] = []
-        if self.held:
+        taken_slots: list[str] = []
+        if self.held or self.held_slots:
             try:
                 taken = await self._round_trip(
                     self._jobs.relock_keys(connection, list(self.held)),
                 )
+                if self.held_slots:
+                    taken_slots = await self._round_trip(
+                        self._jobs.relock_slots(connection, list(self.held_slots)),
+                    )
             except BaseException:
                 # Not usable until every held lock is back: the next round starts over.
                 connection.terminate()
                 raise
         self._connection = connection
         lost = [self.held.pop(key) for key in taken]
+        # A slot taken by another worker meanwhile: its group may already run its limit.
+        for slot in taken_slots:
+            job_id = self.held_slots.pop(slot)
+            self._slot_of.pop(job_id, None)
+            lost.append(job_id)
         if lost:
             logger.error(
                 "lock session reconnected; %d lock(s) now held elsewhere: stopping those jobs",
@@ -261,9 +294,25 @@ class LockSession:
             self.on_locks_lost(lost)
         return connection
 
+    async def _unlock_slots(self, connection: asyncpg.Connection, slots: list[str]) -> None:
+        """Give slots back; one that could not be is treated as held until it is."""
+        names = [*self._slot_unlock_pending, *slots]
+        if not names:
+            return
+        try:
+            await self._round_trip(self._jobs.unlock_slots(connection, names))
+        except Exception:
+            logger.exception("releasing %d slot(s) failed; retrying next round", len(names))
+            self._slot_unlock_pending.update(names)
+            self._starts.wake()
+        else:
+            self._slot_unlock_pending.clear()
+
     async def _unlock(self, connection: asyncpg.Connection, releases: list[_Release]) -> None:
-        keys = [*self._unlock_pending, *(key for key, _ in releases)]
+        keys = [*self._unlock_pending, *(key for key, _ in releases if key is not None)]
         if not keys:
+            for _, then in releases:
+                then()
             return
         try:
             await self._round_trip(self._jobs.unlock_keys(connection, keys))
@@ -282,9 +331,10 @@ class LockSession:
             return
         requests = starts.requests
         blocked = [*self.held, *self._unlock_pending]
+        blocked_slots = [*self.held_slots, *self._slot_unlock_pending]
         try:
             answers = await self._round_trip(
-                self._jobs.start_many(connection, requests, blocked, self.worker_id),
+                self._jobs.start_many(connection, requests, blocked, self.worker_id, blocked_slots),
             )
         except Exception as exc:
             if connection_lost(exc, connection) and not starts.retried:
@@ -312,19 +362,33 @@ class LockSession:
                 # Its caller was cancelled while waiting: nobody will run the attempt, so
                 # give the lock back; the expired lease sends the job back to the queue.
                 logger.warning("start of job %s abandoned by its caller", request.job_id)
-                self._queue_unlock(answer.lock_key)
+                self._give_back(answer)
             elif answer is not None and answer.attempt is not None:
                 self.held[answer.lock_key] = request.job_id
+                if answer.slot is not None:
+                    self.held_slots[answer.slot] = request.job_id
+                    self._slot_of[request.job_id] = answer.slot
             elif answer is not None and answer.got_lock:
-                self._queue_unlock(answer.lock_key)  # the job changed between lock and start
+                # The job changed between lock and start, or its group had no free slot.
+                self._give_back(answer)
             entry.settle(answer)
+
+    def _give_back(self, answer: StartAnswer) -> None:
+        """Free what a start took for an attempt that will not run: its lock and its slot."""
+        if answer.slot is not None:
+            self._queue_slot_unlock(answer.slot)
+        self._queue_unlock(answer.lock_key)
 
     async def _release_strays(self, connection: asyncpg.Connection) -> None:
         """After a failed start, drop locks it may have taken (they survive the rollback)."""
         if connection.is_closed():
             return
         try:
-            await self._jobs.release_unowned_locks(connection, [*self.held, *self._unlock_pending])
+            await self._jobs.release_unowned_locks(
+                connection,
+                [*self.held, *self._unlock_pending],
+                [*self.held_slots, *self._slot_unlock_pending],
+            )
         except Exception:
             logger.exception("could not release stray locks; reconnecting")
             with contextlib.suppress(Exception):
@@ -333,5 +397,6 @@ class LockSession:
     def _fail_all(self, starts: _Starts, releases: list[_Release], error: BaseException) -> None:
         """No connection: nothing was written, and its locks went with the old session."""
         starts.fail_all(error)
+        self._slot_unlock_pending.clear()
         for _, then in releases:
             then()  # the lost connection took its locks with it

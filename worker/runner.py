@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from anyio import CancelScope
 
-from app.domain.attempts import FinishRequest, RequeueRequest, StartedAttempt
+from app.domain.attempts import FinishRequest, RequeueRequest, StartAnswer, StartedAttempt
 from app.domain.states import JobEvent, JobStatus
 from app.jobs.availability import database_unreachable
 from app.jobs.manager import JobManager
@@ -113,6 +113,8 @@ class Runner:
                 await self._park_paused(job_id, pgq_job_id)
             elif answer.lock_busy:
                 await self._postpone(job_id, pgq_job_id, answer.lock_key)
+            elif answer.group_full:
+                await self._postpone_for_group(job_id, pgq_job_id, answer)
             return
         try:
             await self._run_started(answer.attempt, pgq_cancel)
@@ -140,6 +142,32 @@ class Runner:
                 job_id,
                 lock_key,
                 extra={"job_id": str(job_id), "lock_key": lock_key},
+            )
+
+    async def _postpone_for_group(
+        self, job_id: uuid.UUID, pgq_job_id: int, answer: StartAnswer
+    ) -> None:
+        """Its concurrency group is full: wait DL_CLAIM_BACKOFF_SEC, like a busy lock_key."""
+        if answer.concurrency_key is None or answer.concurrency_limit is None:
+            return  # group_full says both are set (dl_jobs' check pairs them)
+        postponed = await retry_while_unreachable(
+            partial(
+                self.manager.postpone_for_group,
+                job_id,
+                pgq_job_id,
+                delay_sec=self.settings.dl_claim_backoff_sec,
+                concurrency_key=answer.concurrency_key,
+                concurrency_limit=answer.concurrency_limit,
+                worker_id=self.worker_id,
+            ),
+            what=f"postponing job {job_id}",
+        )
+        if postponed:
+            logger.debug(
+                "concurrency group full, job postponed: job %s concurrency_key %r",
+                job_id,
+                answer.concurrency_key,
+                extra={"job_id": str(job_id), "concurrency_key": answer.concurrency_key},
             )
 
     async def _park_paused(self, job_id: uuid.UUID, pgq_job_id: int) -> None:

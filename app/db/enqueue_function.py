@@ -7,10 +7,10 @@ transaction exactly as the HTTP trigger does: the field rules of app.domain.spec
 dispatch rows). dl_request_fingerprint() is the one definition of "the same request": the
 Python insert (app.db.jobs) computes its fingerprints through it too.
 
-Migration 0010 installs what `install_statements` renders. The functions are frozen in the
-database at that moment, so a change to what they render (or to dispatch_ctes) needs a new
-migration that installs them again; tests/integration/test_dl_enqueue_function.py fails
-until one does.
+Migration 0011 installs what `install_statements` renders (0013 again, with groups). The
+functions are frozen in the database at that moment, so a change to what they render (or to
+dispatch_ctes) needs a new migration that installs them again;
+tests/integration/test_dl_enqueue_function.py fails until one does.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from app.domain.spec import (
     EARLIEST_AVAILABLE_AT,
     LATEST_AVAILABLE_AT,
     MAX_ARGS_DEPTH,
+    MAX_CONCURRENCY_LIMIT,
 )
 from app.domain.states import JobEvent, JobStatus
 
@@ -54,6 +55,22 @@ PARAMETERS = (
     ("producer", "text", "NULL"),
     ("consumer_group", "text", "NULL"),
 )
+# Added by migration 0013 (concurrency groups). Migration 0011 renders the function without
+# them (`groups=False`), as it was then; 0013's downgrade installs that version again.
+GROUP_PARAMETERS = (
+    ("concurrency_key", "text", "NULL"),
+    ("concurrency_limit", "integer", "NULL"),
+)
+
+
+def parameters(*, groups: bool = True) -> tuple[tuple[str, str, str | None], ...]:
+    """dl_enqueue's parameters, in order: with the group fields, or as migration 0011 had them."""
+    return PARAMETERS + GROUP_PARAMETERS if groups else PARAMETERS
+
+
+def signature(*, groups: bool = True) -> str:
+    """dl_enqueue's argument types, as DROP FUNCTION names one version of it."""
+    return ", ".join(kind for _, kind, _ in parameters(groups=groups))
 
 
 def _unicode_literal(text: str) -> str:
@@ -90,9 +107,26 @@ $fingerprint$
 """
 
 
-def _insert_statement(schema: str) -> str:
+def grouped_fingerprint(fingerprint: str, concurrency_key: str, concurrency_limit: str) -> str:
+    """SQL: the fingerprint of a request with its concurrency group (app.db.jobs uses it).
+
+    `fingerprint` is dl_request_fingerprint() of the other fields; the three arguments are SQL
+    expressions. Without a group it is that fingerprint unchanged, so every job written before
+    groups existed keeps its digest; with one, the digest of the fingerprint and the group, so
+    the same idempotency_key with another group is a different request. dl_enqueue() and the
+    Python insert both wrap dl_request_fingerprint() in it, so it is one rule for both.
+    """
+    return f"""CASE WHEN {concurrency_key} IS NULL THEN {fingerprint}
+        ELSE encode(sha256(convert_to(jsonb_build_object(
+            'request', {fingerprint}, 'concurrency_key', {concurrency_key},
+            'concurrency_limit', {concurrency_limit})::text, 'UTF8')), 'hex') END"""
+
+
+def _insert_statement(schema: str, *, groups: bool) -> str:
     """The one statement that writes the job, its event and its dispatch (like app.db.jobs)."""
     jobs = qualified(schema, "dl_jobs")
+    group_columns = ", concurrency_key, concurrency_limit" if groups else ""
+    group_values = ", dl_enqueue.concurrency_key, dl_enqueue.concurrency_limit" if groups else ""
     return f"""
     WITH input AS MATERIALIZED (
         SELECT {next_dispatch_id(schema)} AS pgq_id, new_id AS job_id
@@ -100,12 +134,12 @@ def _insert_statement(schema: str) -> str:
     new_jobs AS (
         INSERT INTO {jobs} (job_id, queue, task, args, idempotency_key, lock_key,
             partition_key, priority, max_attempts, lease_ttl_sec, producer, consumer_group,
-            available_at, request_fingerprint, status, pgq_job_id)
+            available_at, request_fingerprint, status, pgq_job_id{group_columns})
         SELECT i.job_id, dl_enqueue.queue, dl_enqueue.task, dl_enqueue.args,
                dl_enqueue.idempotency_key, dl_enqueue.lock_key, dl_enqueue.partition_key,
                dl_enqueue.priority, dl_enqueue.max_attempts, lease, dl_enqueue.producer,
                dl_enqueue.consumer_group, coalesce(dl_enqueue.available_at, now()),
-               fingerprint, '{JobStatus.QUEUED.value}', i.pgq_id
+               fingerprint, '{JobStatus.QUEUED.value}', i.pgq_id{group_values}
         FROM input i
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING job_id, queue, task, priority, available_at, pgq_job_id
@@ -118,6 +152,29 @@ def _insert_statement(schema: str) -> str:
         FROM new_jobs
     )
     SELECT count(*) FROM new_jobs, {ANNOUNCED}"""
+
+
+def _group_checks(refuse: str) -> str:
+    """app.domain.spec's rules for a concurrency group: both fields or neither, in bounds."""
+    white = _unicode_literal(PYTHON_WHITESPACE)
+    return f"""
+    IF dl_enqueue.concurrency_key IS NOT NULL AND (
+       char_length(dl_enqueue.concurrency_key) NOT BETWEEN 1 AND 500
+       OR dl_enqueue.concurrency_key !~ ('[^' || {white} || ']')) THEN
+        PERFORM {refuse}('concurrency_key',
+            'must be 1 to 500 characters with at least one that is not white space');
+    END IF;
+    IF dl_enqueue.concurrency_limit IS NOT NULL
+       AND dl_enqueue.concurrency_limit NOT BETWEEN 1 AND {MAX_CONCURRENCY_LIMIT} THEN
+        PERFORM {refuse}('concurrency_limit',
+            'must be an integer from 1 to {MAX_CONCURRENCY_LIMIT}');
+    END IF;
+    IF dl_enqueue.concurrency_key IS NOT NULL AND dl_enqueue.concurrency_limit IS NULL THEN
+        PERFORM {refuse}('concurrency_limit', 'is required with concurrency_key');
+    END IF;
+    IF dl_enqueue.concurrency_limit IS NOT NULL AND dl_enqueue.concurrency_key IS NULL THEN
+        PERFORM {refuse}('concurrency_key', 'is required with concurrency_limit');
+    END IF;"""
 
 
 def _checks(refuse: str) -> str:
@@ -210,7 +267,7 @@ def _checks(refuse: str) -> str:
     )
 
 
-def enqueue_function(schema: str) -> str:
+def enqueue_function(schema: str, *, groups: bool = True) -> str:
     """CREATE FUNCTION dl_enqueue(...): create a job in the caller's transaction.
 
     Returns (job_id, status, created): a new job is `queued` and created; an idempotency_key
@@ -220,13 +277,21 @@ def enqueue_function(schema: str) -> str:
     """
     params = ",\n    ".join(
         f"{name} {kind}" + ("" if default is None else f" DEFAULT {default}")
-        for name, kind, default in PARAMETERS
+        for name, kind, default in parameters(groups=groups)
     )
     fingerprint_args = ", ".join(
         f"{name} => " + ("lease" if name == "lease_ttl_sec" else f"dl_enqueue.{name}")
         for name, _, _ in PARAMETERS
         if name != "idempotency_key"
     )
+    fingerprint = f"{quote_ident(schema)}.dl_request_fingerprint({fingerprint_args})"
+    refuse = quote_ident(schema) + ".dl_enqueue_refuse"
+    checks = _checks(refuse)
+    if groups:
+        fingerprint = grouped_fingerprint(
+            fingerprint, "dl_enqueue.concurrency_key", "dl_enqueue.concurrency_limit"
+        )
+        checks += _group_checks(refuse)
     owner_jobs = qualified(schema, "dl_jobs")
     return f"""
 CREATE OR REPLACE FUNCTION {quote_ident(schema)}.dl_enqueue(
@@ -244,9 +309,9 @@ DECLARE
     inserted bigint;
     owner record;
 BEGIN
-{_checks(quote_ident(schema) + ".dl_enqueue_refuse")}
-    fingerprint := {quote_ident(schema)}.dl_request_fingerprint({fingerprint_args});
-{_insert_statement(schema)}
+{checks}
+    fingerprint := {fingerprint};
+{_insert_statement(schema, groups=groups)}
     INTO inserted;
     IF inserted = 1 THEN
         job_id := new_id;
@@ -293,16 +358,24 @@ $refuse$
 """
 
 
-def install_statements(schema: str) -> list[str]:
-    """The statements that (re)install the functions in `schema`, in dependency order."""
-    return [fingerprint_function(schema), refuse_function(schema), enqueue_function(schema)]
+def install_statements(schema: str, *, groups: bool = True) -> list[str]:
+    """The statements that (re)install the functions in `schema`, in dependency order.
+
+    `groups=False` renders dl_enqueue as migration 0011 installed it (no concurrency group).
+    """
+    return [
+        fingerprint_function(schema),
+        refuse_function(schema),
+        enqueue_function(schema, groups=groups),
+    ]
 
 
 def uninstall_statements(schema: str) -> list[str]:
     """The statements that drop them."""
     s = quote_ident(schema)
     return [
-        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({', '.join(k for _, k, _ in PARAMETERS)})",
+        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature(groups=True)})",
+        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature(groups=False)})",
         f"DROP FUNCTION IF EXISTS {s}.dl_enqueue_refuse(text, text)",
         f"DROP FUNCTION IF EXISTS {s}.dl_request_fingerprint(text, text, jsonb, text, text, "
         "integer, timestamptz, integer, integer, text, text)",

@@ -11,6 +11,13 @@ finish only while the attempt is still the running one.
 
 Advisory locks taken here are session-level: they outlive the statement and are released by
 `unlock_keys` on the same connection, after the finishing write has committed.
+
+Concurrency groups: a job with `concurrency_key` K and `concurrency_limit` N also needs one of
+K's slots 0..N-1, each an advisory lock on `hashtextextended('<i>:<K>', 1)`. Seed 1 keeps
+slots apart from lock_key locks (seed 0), whatever text a lock_key holds. A slot is a slot
+name (`slot_name`) everywhere else, held and released like a lock_key. Each job's own limit
+bounds the slots it tries: jobs of one key with different limits share slots 0..min-1, so
+at most the largest limit of them run at once, and a job never starts while its own N are taken.
 """
 
 from __future__ import annotations
@@ -24,6 +31,14 @@ from app.db.pgqueuer_tables import DISPATCH_CHANNEL
 from app.db.sql_common import qualified
 from app.domain.attempts import FinishRequest, StartAnswer, StartedAttempt, StartRequest
 from app.domain.states import JobEvent, JobStatus
+
+# The hash seed of concurrency-group slots; lock_key locks use 0.
+SLOT_SEED = 1
+
+
+def slot_name(concurrency_key: str, index: int) -> str:
+    """The name of slot `index` of a concurrency group, as the start statement spells it."""
+    return f"{index}:{concurrency_key}"
 
 
 @dataclass(frozen=True)
@@ -40,9 +55,17 @@ class BatchStatements:
         SELECT k FROM unnest($1::text[]) AS k
         WHERE NOT pg_try_advisory_lock(hashtextextended(k, 0))
     """
+    unlock_slots: str = f"""
+        SELECT s FROM unnest($1::text[]) AS s
+        WHERE NOT pg_advisory_unlock(hashtextextended(s, {SLOT_SEED}))
+    """
+    relock_slots: str = f"""
+        SELECT s FROM unnest($1::text[]) AS s
+        WHERE NOT pg_try_advisory_lock(hashtextextended(s, {SLOT_SEED}))
+    """
     # Locks this session holds that no running attempt owns: left by a statement that failed
     # after taking them (session-level locks ignore the rollback).
-    reconcile: str = """
+    reconcile: str = f"""
         SELECT pg_advisory_unlock(held.key)
         FROM (
             SELECT (classid::bigint << 32) | objid::bigint AS key
@@ -50,7 +73,10 @@ class BatchStatements:
             WHERE locktype = 'advisory' AND objsubid = 1 AND granted
               AND pid = pg_backend_pid()
         ) AS held
-        WHERE held.key NOT IN (SELECT hashtextextended(k, 0) FROM unnest($1::text[]) AS k)
+        WHERE held.key NOT IN (SELECT hashtextextended(k, 0) FROM unnest($1::text[]) AS k
+                               UNION ALL
+                               SELECT hashtextextended(s, {SLOT_SEED})
+                               FROM unnest($2::text[]) AS s)
     """
 
 
@@ -76,8 +102,15 @@ def batch_statements(schema: str) -> BatchStatements:
             -- is answered `paused` and takes no lock; ordering paused ones last lets the
             -- first unpaused job of a lock_key try the lock.
             SELECT j.job_id, j.lock_key, r.pgq_job_id, q.queue IS NOT NULL AS paused,
+                   j.concurrency_key, j.concurrency_limit,
                    row_number() OVER (PARTITION BY j.lock_key
-                                      ORDER BY q.queue IS NOT NULL, r.ord) AS rank_in_batch
+                                      ORDER BY q.queue IS NOT NULL, r.ord) AS rank_in_batch,
+                   -- The jobs of one group in this batch split its slots between them
+                   -- (slot i goes to the member i mod their count), so no two try one
+                   -- slot: a second try would stack on the first and both would start.
+                   row_number() OVER (PARTITION BY j.concurrency_key
+                                      ORDER BY q.queue IS NOT NULL, r.ord) AS rank_in_group,
+                   count(*) OVER (PARTITION BY j.concurrency_key) AS group_in_batch
             FROM request r JOIN {jobs} j ON j.job_id = r.job_id
             -- dl_queues is tiny: a row per queue ever paused, found by primary key.
             LEFT JOIN {queues} q ON q.queue = j.queue AND q.paused
@@ -91,7 +124,8 @@ def batch_statements(schema: str) -> BatchStatements:
             -- CASE fixes the evaluation order: a lock is only tried for the first job of
             -- each lock_key in the batch, and never for a key this session already holds
             -- (session locks stack, so trying it again would succeed).
-            SELECT s.job_id, s.lock_key, s.pgq_job_id, s.paused,
+            SELECT s.job_id, s.lock_key, s.pgq_job_id, s.paused, s.concurrency_key,
+                   s.concurrency_limit, s.rank_in_group, s.group_in_batch,
                    CASE WHEN s.rank_in_batch = 1 AND NOT s.held AND NOT s.paused
                         THEN pg_try_advisory_lock(hashtextextended(s.lock_key, 0))
                         ELSE false END AS got_lock
@@ -103,6 +137,25 @@ def batch_statements(schema: str) -> BatchStatements:
                 LEFT JOIN (SELECT DISTINCT unnest($3::text[]) AS key) h ON h.key = st.lock_key
             ) s
         ),
+        slotted AS MATERIALIZED (
+            -- A job of a group that got its lock_key lock takes the first free slot of its
+            -- share. CASE orders the checks: never a slot this session holds ($5: session
+            -- locks stack, so trying it again would succeed), and LIMIT 1 stops at the
+            -- first slot taken. Without a free slot the job waits (its lock goes back).
+            SELECT l.*,
+                   CASE WHEN l.got_lock AND l.concurrency_key IS NOT NULL THEN (
+                       SELECT n.name
+                       FROM generate_series(0, l.concurrency_limit - 1) AS i,
+                            LATERAL (SELECT i::text || ':' || l.concurrency_key AS name) n
+                       WHERE CASE WHEN i % l.group_in_batch = l.rank_in_group - 1
+                                       AND NOT n.name = ANY($5::text[])
+                                  THEN pg_try_advisory_lock(
+                                           hashtextextended(n.name, {SLOT_SEED}))
+                                  ELSE false END
+                       LIMIT 1
+                   ) END AS slot
+            FROM locked l
+        ),
         started AS (
             UPDATE {jobs} j
             SET status = '{running}', attempt = j.attempt + 1,
@@ -111,9 +164,10 @@ def batch_statements(schema: str) -> BatchStatements:
                 -- statement began, which can precede the previous holder's finish.
                 heartbeat_at = now(), started_at = coalesce(j.started_at, clock_timestamp()),
                 worker_id = $4, updated_at = now()
-            FROM locked l
+            FROM slotted l
             WHERE j.job_id = l.job_id AND j.job_id = ANY($1::uuid[])
-              AND l.got_lock AND j.status = '{queued}'
+              AND l.got_lock AND (l.concurrency_key IS NULL OR l.slot IS NOT NULL)
+              AND j.status = '{queued}'
               AND j.pgq_job_id = l.pgq_job_id AND NOT j.cancel_requested
             RETURNING j.job_id, j.queue, j.task, j.args, j.lock_key, j.priority, j.attempt,
                       j.max_attempts, j.lease_ttl_sec
@@ -142,10 +196,11 @@ def batch_statements(schema: str) -> BatchStatements:
             HAVING count(*) > 0
         )
         SELECT l.job_id, l.pgq_job_id, l.lock_key, l.got_lock, l.paused,
+               l.concurrency_key, l.concurrency_limit, l.slot,
                s.job_id IS NOT NULL AS started,
                s.queue, s.task, s.args, s.priority, s.attempt, s.max_attempts, s.lease_ttl_sec
         -- Listing `answered` makes it run: a SELECT in WITH runs only when read.
-        FROM locked l LEFT JOIN started s ON s.job_id = l.job_id,
+        FROM slotted l LEFT JOIN started s ON s.job_id = l.job_id,
              (SELECT count(*) FROM answered) AS announced
     """
     finish = f"""
@@ -182,6 +237,7 @@ async def start_batch(
     requests: list[StartRequest],
     held_keys: list[str],
     worker_id: str,
+    held_slots: list[str] | None = None,
 ) -> dict[uuid.UUID, StartAnswer]:
     """Lock and start every startable request; the answers by job id (one per job)."""
     rows = await connection.fetch(
@@ -190,6 +246,7 @@ async def start_batch(
         [r.pgq_job_id for r in requests],
         held_keys,
         worker_id,
+        held_slots or [],
     )
     answers: dict[uuid.UUID, StartAnswer] = {}
     for row in rows:
@@ -213,6 +270,9 @@ async def start_batch(
             got_lock=row["got_lock"],
             attempt=attempt,
             paused=row["paused"],
+            concurrency_key=row["concurrency_key"],
+            concurrency_limit=row["concurrency_limit"],
+            slot=row["slot"],
         )
     return answers
 
@@ -245,11 +305,25 @@ async def relock_keys(connection: Any, statements: BatchStatements, keys: list[s
     return [row["k"] for row in await connection.fetch(statements.relock, keys)]
 
 
+async def unlock_slots(connection: Any, statements: BatchStatements, slots: list[str]) -> list[str]:
+    """Release concurrency-group slots; returns the slots this session did not hold."""
+    return [row["s"] for row in await connection.fetch(statements.unlock_slots, slots)]
+
+
+async def relock_slots(connection: Any, statements: BatchStatements, slots: list[str]) -> list[str]:
+    """Take slots again on a new session; returns the slots someone else holds now."""
+    return [row["s"] for row in await connection.fetch(statements.relock_slots, slots)]
+
+
 async def release_unowned_locks(
-    connection: Any, statements: BatchStatements, owned_keys: list[str]
+    connection: Any,
+    statements: BatchStatements,
+    owned_keys: list[str],
+    owned_slots: list[str] | None = None,
 ) -> None:
-    """Drop every advisory lock of this session whose key is not in `owned_keys`."""
-    await connection.execute(statements.reconcile, owned_keys)
+    """Drop every advisory lock of this session that is neither in `owned_keys` nor a slot
+    in `owned_slots`."""
+    await connection.execute(statements.reconcile, owned_keys, owned_slots or [])
 
 
 async def ping(connection: Any) -> None:

@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import UUID, DateTime, Integer, Interval, Text, Uuid
 
+from app.db.enqueue_function import grouped_fingerprint
 from app.db.events import events, logged_with
 from app.db.models import DlJob
 from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
@@ -75,6 +76,8 @@ class NewJob:
     args: dict[str, Any]
     idempotency_key: str | None
     lock_key: str
+    concurrency_key: str | None
+    concurrency_limit: int | None
     partition_key: str | None
     priority: int
     max_attempts: int
@@ -109,11 +112,25 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("producer", Text()),
     ("consumer_group", Text()),
     ("available_at", DateTime(timezone=True)),
+    ("concurrency_key", Text()),
+    ("concurrency_limit", Integer()),
 )
-# The fields the fingerprint digests: every one but the key (and the job's own id).
+# The fields dl_request_fingerprint() digests: every one but the key (and the job's own
+# id). The concurrency group came after the function (0011): grouped_fingerprint adds it.
 _FINGERPRINTED = ", ".join(
-    f"{name} => t.{name}" for name, _ in _COLUMNS if name not in ("job_id", "idempotency_key")
+    f"{name} => t.{name}"
+    for name, _ in _COLUMNS
+    if name not in ("job_id", "idempotency_key", "concurrency_key", "concurrency_limit")
 )
+
+
+def _fingerprint(schema: str) -> str:
+    """The request fingerprint of an input row `t`, its concurrency group included."""
+    return grouped_fingerprint(
+        f"{quote_ident(schema)}.dl_request_fingerprint({_FINGERPRINTED})",
+        "t.concurrency_key",
+        "t.concurrency_limit",
+    )
 
 
 @cache
@@ -126,18 +143,18 @@ def _insert_statement(schema: str) -> TextClause:
     sql = f"""
         WITH input AS MATERIALIZED (
             SELECT {next_dispatch_id(schema)} AS pgq_id, t.*,
-                   {quote_ident(schema)}.dl_request_fingerprint({_FINGERPRINTED})
-                       AS request_fingerprint
+                   {_fingerprint(schema)} AS request_fingerprint
             FROM unnest({typed}) WITH ORDINALITY AS t({names}, ord)
         ),
         new_jobs AS (
             INSERT INTO {qualified(schema, "dl_jobs")} (job_id, queue, task, args,
                 idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
-                producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id)
+                producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id,
+                concurrency_key, concurrency_limit)
             SELECT job_id, queue, task, args, idempotency_key, lock_key, partition_key, priority,
                    max_attempts, lease_ttl_sec, producer, consumer_group,
                    coalesce(available_at, now()), request_fingerprint,
-                   '{JobStatus.QUEUED.value}', pgq_id
+                   '{JobStatus.QUEUED.value}', pgq_id, concurrency_key, concurrency_limit
             -- Key order, so two calls sharing keys wait on each other without deadlock;
             -- among items sharing a key the first in the call wins.
             FROM input ORDER BY idempotency_key, ord

@@ -60,6 +60,10 @@ class DlJob(Base):
     # when its idempotency_key is reused; NULL for jobs written before migration 0009.
     request_fingerprint: Mapped[str | None] = mapped_column(Text)
     lock_key: Mapped[str] = mapped_column(Text)
+    # A concurrency group (migration 0013): at most concurrency_limit jobs of the key run at
+    # once. Both NULL or both set.
+    concurrency_key: Mapped[str | None] = mapped_column(Text)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)
     partition_key: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
     available_at: Mapped[datetime] = mapped_column(
@@ -91,6 +95,11 @@ class DlJob(Base):
         CheckConstraint("lease_ttl_sec >= 1", name="lease_ttl_positive"),
         CheckConstraint("length(queue) > 0 AND length(task) > 0", name="names_present"),
         CheckConstraint("length(lock_key) > 0", name="lock_key_present"),
+        CheckConstraint(
+            "(concurrency_key IS NULL AND concurrency_limit IS NULL) OR "
+            "(length(concurrency_key) > 0 AND concurrency_limit BETWEEN 1 AND 1000)",
+            name="concurrency_group_valid",
+        ),
         # Status lookups of live work, and the reaper's scan of leases.
         Index(
             "ix_dl_jobs_live_status",

@@ -49,7 +49,8 @@ class StartAnswer:
     `paused` means its queue is paused: no lock was tried, the job waits for the resume.
     `lock_key` without an attempt and with `lock_busy` means another holder has the key;
     `got_lock` without an attempt means the lock was taken but the job changed meanwhile,
-    so the caller must give the lock back. A request with no answer was not startable.
+    or its concurrency group was full (`group_full`), so the caller must give the lock (and
+    a `slot` it took) back. A request with no answer was not startable.
     `pgq_job_id` is the dispatch answered: the job's current one, the only one that may start it.
     """
 
@@ -59,10 +60,20 @@ class StartAnswer:
     got_lock: bool
     attempt: StartedAttempt | None
     paused: bool = False
+    # The job's concurrency group, and the slot of it this session took (None when the
+    # job has no group or every slot it may use was taken).
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    slot: str | None = None
 
     @property
     def lock_busy(self) -> bool:
         return not self.got_lock and not self.paused
+
+    @property
+    def group_full(self) -> bool:
+        """It got its lock_key lock but its concurrency group had no free slot for it."""
+        return self.got_lock and self.concurrency_key is not None and self.slot is None
 
 
 @dataclass(frozen=True)

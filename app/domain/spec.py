@@ -26,6 +26,10 @@ Label = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_TEXT)
 Priority = Annotated[int, msgspec.Meta(ge=0, le=10_000, description="lower runs first")]
 MaxAttempts = Annotated[int, msgspec.Meta(ge=1, le=100)]
 LeaseTtlSec = Annotated[int, msgspec.Meta(ge=1, le=86_400)]
+# The most jobs of one concurrency group that may run at once (dl_jobs' check, migration
+# 0013, says the same): each is an advisory-lock slot a start may try.
+MAX_CONCURRENCY_LIMIT = 1000
+ConcurrencyLimit = Annotated[int, msgspec.Meta(ge=1, le=MAX_CONCURRENCY_LIMIT)]
 
 DEFAULT_PRIORITY = 100
 DEFAULT_MAX_ATTEMPTS = 5
@@ -43,6 +47,9 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     lock_key: Key
     args: dict[str, Any] = msgspec.field(default_factory=dict)
     idempotency_key: Key | None = None
+    # At most concurrency_limit jobs of this key run at once (docs/flow-control.md).
+    concurrency_key: Key | None = None
+    concurrency_limit: ConcurrencyLimit | None = None
     partition_key: Label | None = None
     priority: Priority = DEFAULT_PRIORITY
     available_at: datetime | None = None
@@ -76,6 +83,7 @@ def validated(spec: JobCreate) -> JobCreate:
     except msgspec.ValidationError as exc:
         raise InvalidJobError(str(exc)) from None
     _check_json_value(checked.args, "$.args", 1)
+    _check_concurrency_group(checked)
     if checked.available_at is not None and checked.available_at.tzinfo is None:
         # A timestamp without a zone is read as UTC, the server's reference.
         checked.available_at = checked.available_at.replace(tzinfo=UTC)
@@ -87,3 +95,15 @@ def validated(spec: JobCreate) -> JobCreate:
             f"{LATEST_AVAILABLE_AT:%Y-%m-%d} (field `available_at`)"
         )
     return checked
+
+
+def _check_concurrency_group(spec: JobCreate) -> None:
+    """A group needs both its key and its limit: one without the other means nothing."""
+    if spec.concurrency_key is not None and spec.concurrency_limit is None:
+        raise InvalidJobError(
+            "concurrency_limit is required with concurrency_key (field `concurrency_limit`)"
+        )
+    if spec.concurrency_limit is not None and spec.concurrency_key is None:
+        raise InvalidJobError(
+            "concurrency_key is required with concurrency_limit (field `concurrency_key`)"
+        )

@@ -34,6 +34,8 @@ class JobEvent(StrEnum):
     QUEUED = "queued"
     STARTED = "started"
     LOCK_BUSY = "lock_busy"
+    # Its concurrency group already ran concurrency_limit jobs: not started, waits.
+    CONCURRENCY_BUSY = "concurrency_busy"
     # Picked just as its queue was paused: not started, waits for the resume.
     QUEUE_PAUSED = "queue_paused"
     PROGRESS = "progress"

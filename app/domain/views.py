@@ -18,6 +18,8 @@ class Job(msgspec.Struct, kw_only=True):
     task: str
     args: dict[str, Any]
     lock_key: str
+    concurrency_key: str | None
+    concurrency_limit: int | None
     idempotency_key: str | None
     partition_key: str | None
     priority: int

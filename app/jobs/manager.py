@@ -187,6 +187,8 @@ class JobManager:
             args=spec.args,
             idempotency_key=spec.idempotency_key,
             lock_key=spec.lock_key,
+            concurrency_key=spec.concurrency_key,
+            concurrency_limit=spec.concurrency_limit,
             partition_key=spec.partition_key,
             priority=spec.priority,
             max_attempts=spec.max_attempts,
@@ -204,10 +206,14 @@ class JobManager:
         requests: list[StartRequest],
         held_keys: list[str],
         worker_id: str,
+        held_slots: list[str] | None = None,
     ) -> dict[uuid.UUID, StartAnswer]:
-        """queued -> running for every startable request whose lock_key this session takes."""
+        """queued -> running for every startable request whose lock_key this session takes
+        (and, for a job of a concurrency group, a slot of the group not in `held_slots`)."""
         statements = job_batches.batch_statements(self.schema)
-        return await job_batches.start_batch(connection, statements, requests, held_keys, worker_id)
+        return await job_batches.start_batch(
+            connection, statements, requests, held_keys, worker_id, held_slots
+        )
 
     async def finish_many(
         self, connection: Any, requests: list[FinishRequest], worker_id: str
@@ -226,10 +232,22 @@ class JobManager:
         statements = job_batches.batch_statements(self.schema)
         return await job_batches.relock_keys(connection, statements, keys)
 
-    async def release_unowned_locks(self, connection: Any, owned_keys: list[str]) -> None:
-        """Drop the lock session's locks that no running attempt owns."""
+    async def unlock_slots(self, connection: Any, slots: list[str]) -> list[str]:
+        """Give concurrency-group slots back on the lock session; the ones it did not hold."""
         statements = job_batches.batch_statements(self.schema)
-        await job_batches.release_unowned_locks(connection, statements, owned_keys)
+        return await job_batches.unlock_slots(connection, statements, slots)
+
+    async def relock_slots(self, connection: Any, slots: list[str]) -> list[str]:
+        """Take slots again on a new lock session; the ones held elsewhere now."""
+        statements = job_batches.batch_statements(self.schema)
+        return await job_batches.relock_slots(connection, statements, slots)
+
+    async def release_unowned_locks(
+        self, connection: Any, owned_keys: list[str], owned_slots: list[str] | None = None
+    ) -> None:
+        """Drop the lock session's locks and slots that no running attempt owns."""
+        statements = job_batches.batch_statements(self.schema)
+        await job_batches.release_unowned_locks(connection, statements, owned_keys, owned_slots)
 
     async def ping(self, connection: Any) -> None:
         """Prove the lock session (and so every lock it holds) is still alive."""
@@ -289,6 +307,27 @@ class JobManager:
         """
         details = {"lock_key": lock_key, "retry_in_sec": delay_sec, "worker_id": worker_id}
         return await self._wait_again(job_id, pgq_job_id, delay_sec, JobEvent.LOCK_BUSY, details)
+
+    async def postpone_for_group(
+        self,
+        job_id: uuid.UUID,
+        pgq_job_id: int,
+        *,
+        delay_sec: float,
+        concurrency_key: str,
+        concurrency_limit: int,
+        worker_id: str,
+    ) -> bool:
+        """postpone(), for a job whose concurrency group had no free slot for it."""
+        details = {
+            "concurrency_key": concurrency_key,
+            "concurrency_limit": concurrency_limit,
+            "retry_in_sec": delay_sec,
+            "worker_id": worker_id,
+        }
+        return await self._wait_again(
+            job_id, pgq_job_id, delay_sec, JobEvent.CONCURRENCY_BUSY, details
+        )
 
     async def park(self, job_id: uuid.UUID, pgq_job_id: int, *, worker_id: str) -> bool:
         """A dispatch picked just as its queue was paused: its job waits for the resume.

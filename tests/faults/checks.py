@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from tests.support.jobs_db import FINAL, JobsDb
+from tests.support.overlap import most_at_once
 from tests.support.paths import PROJECT_ROOT
 from tests.support.waiting import wait_until
 
@@ -60,6 +61,10 @@ class Outcome:
     duplicate_runs: list[str] = field(default_factory=list)  # an attempt or a success run twice
     attempt_errors: list[str] = field(default_factory=list)
     unexplained_runs: list[str] = field(default_factory=list)
+    # A concurrency group with more runs at once than its concurrency_limit.
+    over_limit: list[str] = field(default_factory=list)
+    # The most runs of each concurrency group seen at once.
+    group_peaks: dict[str, int] = field(default_factory=dict)
     # A body that finished just before its worker was killed, run again by the next attempt:
     # at-least-once by design, counted but not a fault.
     reruns: list[str] = field(default_factory=list)
@@ -75,6 +80,7 @@ class Outcome:
             "duplicate_runs",
             "attempt_errors",
             "unexplained_runs",
+            "over_limit",
         ):
             items: list[str] = getattr(self, name)
             found += [f"{name}: {item}" for item in items[:20]]
@@ -280,6 +286,27 @@ def _check_runs(
     outcome.overlaps += _overlapping(
         runs, key=lambda run: lock_keys.get(run.job_id, "?"), skip_same_job=True
     )
+    _check_group_limits(jobs, runs, outcome)
+
+
+def _check_group_limits(
+    jobs: dict[uuid.UUID, dict[str, Any]], runs: list[Run], outcome: Outcome
+) -> None:
+    """Each concurrency group never had more runs at once than its jobs' largest limit."""
+    groups: dict[str, list[Run]] = defaultdict(list)
+    limits: dict[str, int] = defaultdict(int)
+    for run in runs:
+        job = jobs.get(run.job_id)
+        if job is not None and job.get("concurrency_key") is not None:
+            groups[job["concurrency_key"]].append(run)
+            limits[job["concurrency_key"]] = max(
+                limits[job["concurrency_key"]], job["concurrency_limit"]
+            )
+    for group, members in groups.items():
+        peak = most_at_once((run.started_at, run.ends_at) for run in members)
+        outcome.group_peaks[group] = peak
+        if peak > limits[group]:
+            outcome.over_limit.append(f"{group}: {peak} runs at once, limit {limits[group]}")
 
 
 def _interruption_times(events: list[dict[str, Any]]) -> dict[tuple[int, int], datetime]:

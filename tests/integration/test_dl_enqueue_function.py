@@ -37,7 +37,8 @@ ENQUEUE = (
 JOB_COLUMNS = (
     "queue, task, args, idempotency_key, lock_key, partition_key, priority, available_at,"
     " status, attempt, max_attempts, lease_ttl_sec, producer, consumer_group,"
-    " request_fingerprint, cancel_requested, progress, error, worker_id, started_at, finished_at"
+    " request_fingerprint, cancel_requested, progress, error, worker_id, started_at, finished_at,"
+    " concurrency_key, concurrency_limit"
 )
 
 
@@ -544,3 +545,70 @@ async def test_dl_enqueue_two_sessions_racing_one_key_make_one_job(database_dsn:
     finally:
         for connection in connections:
             await connection.close()
+
+
+# --- concurrency groups (migration 0013) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("group", "field"),
+    [
+        ({"concurrency_key": "'g'"}, "concurrency_limit"),
+        ({"concurrency_limit": "3"}, "concurrency_key"),
+        ({"concurrency_key": "'g'", "concurrency_limit": "0"}, "concurrency_limit"),
+        ({"concurrency_key": "'g'", "concurrency_limit": "1001"}, "concurrency_limit"),
+        ({"concurrency_key": "''", "concurrency_limit": "3"}, "concurrency_key"),
+        ({"concurrency_key": "'   '", "concurrency_limit": "3"}, "concurrency_key"),
+        ({"concurrency_key": LONG.format(501), "concurrency_limit": "3"}, "concurrency_key"),
+    ],
+    ids=["key-alone", "limit-alone", "limit-0", "limit-1001", "key-empty", "key-blank", "key-long"],
+)
+async def test_dl_enqueue_refuses_half_or_a_bad_concurrency_group_naming_the_field(
+    db: asyncpg.Connection, group: dict[str, str], field: str
+) -> None:
+    with pytest.raises(asyncpg.InvalidParameterValueError) as raised:
+        await db.fetchrow(_call({**VALID, **group}))
+
+    assert raised.value.sqlstate == "22023"
+    assert raised.value.column_name == field
+    assert f"(field `{field}`)" in raised.value.message
+    assert await counts(db) == NOTHING
+
+
+async def test_dl_enqueue_with_a_group_writes_the_rows_and_fingerprint_of_the_python_insert(
+    db: asyncpg.Connection, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    spec = JobCreate(
+        queue=QUEUE,
+        task="noop",
+        lock_key="grouped",
+        concurrency_key="partner-api",
+        concurrency_limit=1000,
+        idempotency_key="grouped-python",
+        available_at=datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC),
+    )
+    async with sessions() as session, session.begin():
+        python_job = (await enqueue_in_session(session, spec, settings)).job_id
+    call = (
+        "SELECT * FROM dl_enqueue(queue => 'etl.default', task => 'noop',"
+        " lock_key => 'grouped', idempotency_key => $1, concurrency_key => $2,"
+        " concurrency_limit => $3, available_at => $4)"
+    )
+    when = spec.available_at
+    sql_job = (await db.fetchrow(call, "grouped-sql", "partner-api", 1000, when))["job_id"]
+
+    python_rows, sql_rows = [await _rows_of(db, job) for job in (python_job, sql_job)]
+    for rows in (python_rows, sql_rows):
+        rows["job"].pop("idempotency_key")
+    assert sql_rows == python_rows
+    assert (python_rows["job"]["concurrency_key"], python_rows["job"]["concurrency_limit"]) == (
+        "partner-api",
+        1000,
+    )
+    # One rule for both paths: the same request finds the job, another group is a conflict.
+    found = await db.fetchrow(call, "grouped-python", "partner-api", 1000, when)
+    assert (found["job_id"], found["created"]) == (python_job, False)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await db.fetchrow(call, "grouped-python", "partner-api", 999, when)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await db.fetchrow(_call({**VALID, "idempotency_key": "'grouped-python'"}))

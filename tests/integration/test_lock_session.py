@@ -666,3 +666,77 @@ async def test_finish_writer_reconnects_when_its_connection_was_killed(
     assert await finishes.finish(succeeded(second), "fw-2") is True
     assert (await job_row(db, second.job_id))["status"] == "succeeded"
     assert await lock_free(db, "fw-2") is True
+
+
+# --- concurrency groups: N slots per concurrency_key, held like lock_key locks ---------------
+
+
+async def slot_free(db: asyncpg.Connection, slot: str) -> bool:
+    """Whether another connection can take a group slot now (given back at once)."""
+    got = bool(await db.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 1))", slot))
+    if got:
+        await db.fetchval("SELECT pg_advisory_unlock(hashtextextended($1, 1))", slot)
+    return got
+
+
+async def test_starts_of_one_group_take_distinct_slots_up_to_its_limit(
+    finishes: FinishWriter, db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
+) -> None:
+    jobs = await enqueue("a", "b", "c", "d", "e", concurrency_key="g", concurrency_limit=2)
+
+    # One round for all five: members of one group in one statement must not share a slot.
+    answers = await asyncio.gather(*(lock_session.start(j.job_id, j.pgq_job_id) for j in jobs))
+
+    started = [j for j, a in zip(jobs, answers, strict=True) if a and a.attempt is not None]
+    waiting = [j for j, a in zip(jobs, answers, strict=True) if a and a.group_full]
+    assert (len(started), len(waiting)) == (2, 3), answers
+    assert lock_session.held_slots == {"0:g": started[0].job_id, "1:g": started[1].job_id} or (
+        lock_session.held_slots == {"0:g": started[1].job_id, "1:g": started[0].job_id}
+    )
+    for job in waiting:
+        row = await job_row(db, job.job_id)
+        assert (row["status"], row["attempt"]) == ("queued", 0)
+        await wait_lock_free(db, job.lock_key)  # its lock_key lock went back
+
+    # Later rounds: the slots this session holds are never taken a second time.
+    again = [await lock_session.start(j.job_id, j.pgq_job_id) for j in waiting]
+    assert [a is not None and a.group_full for a in again] == [True, True, True]
+    assert (await slot_free(db, "0:g"), await slot_free(db, "1:g")) == (False, False)
+
+    # The slot goes back with the lock_key lock, after the final write.
+    [freed] = [
+        slot for slot, job_id in lock_session.held_slots.items() if job_id == started[0].job_id
+    ]
+    assert await finishes.finish(succeeded(started[0]), started[0].lock_key) is True
+    assert len(lock_session.held_slots) == 1
+    assert await wait_until(lambda: slot_free(db, freed), timeout=WAIT_SEC, what="slot freed")
+    await start_ok(lock_session, waiting[0])
+    assert sorted(lock_session.held_slots) == ["0:g", "1:g"]
+
+
+async def test_a_slot_taken_by_someone_else_while_disconnected_stops_its_job(
+    database_dsn: str, db: asyncpg.Connection, lock_session: LockSession, enqueue: Enqueuer
+) -> None:
+    stopped: list[uuid.UUID] = []
+    lock_session.on_locks_lost = stopped.extend
+    [running] = await enqueue("own-key", concurrency_key="solo", concurrency_limit=1)
+    [later] = await enqueue("after-restart")
+    await start_ok(lock_session, running)
+    assert lock_session.held_slots == {"0:solo": running.job_id}
+
+    thief = await asyncpg.connect(database_dsn)
+    try:
+        stealing = asyncio.create_task(
+            thief.fetchval("SELECT pg_advisory_lock(hashtextextended('0:solo', 1))")
+        )
+        await wait_until(
+            lambda: _waiting_for_a_lock(db), timeout=WAIT_SEC, what="the thief to queue"
+        )
+        await kill_lock_session_backend(db)
+        await asyncio.wait_for(stealing, WAIT_SEC)
+        await start_ok(lock_session, later)  # the next round reconnects first
+
+        assert set(stopped) == {running.job_id}
+        assert lock_session.held_slots == {}  # the thief's now: never given back by us
+    finally:
+        await thief.close()

@@ -25,6 +25,8 @@ FAILED_JOB: dict[str, Any] = {
     "task": "load.cbr.rates",
     "args": {"date": "2026-11-24"},
     "lock_key": "cbr_rates",
+    "concurrency_key": None,
+    "concurrency_limit": None,
     "idempotency_key": "cbr_2026-11-24",
     "partition_key": "2026-11-24",
     "priority": 100,
@@ -199,7 +201,8 @@ means no filter; unknown parameters are ignored; a bad value is a 400 naming the
 """
 
 EVENTS_DESCRIPTION = """\
-Every lifecycle event of the job (`queued`, `started`, `lock_busy`, `retry_scheduled`,
+Every lifecycle event of the job (`queued`, `started`, `lock_busy`, `concurrency_busy`,
+`retry_scheduled`,
 `failed`, `retried`, ...) with its attempt, time and details, oldest first. `next_after` is
 set when more events follow: pass it as `after` for the next page.
 """

@@ -165,3 +165,30 @@ async def test_openapi_documents_the_409_of_both_trigger_routes(client: httpx.As
         assert "different request" in conflict["description"]
         schema = conflict["content"]["application/json"]["schema"]
         assert schema["$ref"].endswith("/ErrorResponse")
+
+
+async def test_reused_key_with_another_concurrency_group_is_409_and_the_same_group_finds_the_job(
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
+) -> None:
+    key = new_key()
+    group = {"concurrency_key": "partner-api", "concurrency_limit": 3}
+    first = await client.post(TRIGGER, json=body(idempotency_key=key, **group))
+    assert first.status_code == 200, first.text
+    job_id = first.json()["job_id"]
+    before = await row_counts(api_db)
+
+    same = await client.post(TRIGGER, json=body(idempotency_key=key, **group))
+    other_limit = await client.post(
+        TRIGGER, json=body(idempotency_key=key, concurrency_key="partner-api", concurrency_limit=4)
+    )
+    other_key = await client.post(
+        TRIGGER, json=body(idempotency_key=key, concurrency_key="other", concurrency_limit=3)
+    )
+    no_group = await client.post(TRIGGER, json=body(idempotency_key=key))
+
+    assert same.status_code == 200, same.text
+    assert (same.json()["job_id"], same.json()["created"]) == (job_id, False)
+    for answer in (other_limit, other_key, no_group):
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["detail"] == conflict_detail(key, f"job {job_id}")
+    assert await row_counts(api_db) == before
