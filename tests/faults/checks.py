@@ -22,6 +22,8 @@ jobs of its lock_key may rightly start long before the reaper notices the lease.
 
 from __future__ import annotations
 
+import random
+import signal
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from tests.support.jobs_db import FINAL, JobsDb
 from tests.support.overlap import most_at_once
 from tests.support.paths import PROJECT_ROOT
 from tests.support.waiting import wait_until
+from tests.support.workers import WorkerFleet
 
 FIGURES_FILE = PROJECT_ROOT / "test-output" / "faults.txt"
 
@@ -383,3 +386,20 @@ def _overlapping(runs: list[Run], *, key: Any, skip_same_job: bool) -> list[str]
             if latest is None or run.ends_at > latest.ends_at:
                 latest = run
     return found
+
+
+async def kill_a_busy_worker(
+    jobs_db: JobsDb, fleet: WorkerFleet, rng: random.Random
+) -> tuple[str, datetime]:
+    """SIGKILL a live worker, one that runs a job if any does; returns it and the kill time."""
+    busy = {
+        row["worker_id"]
+        for row in await jobs_db.fetch("SELECT worker_id FROM dl_jobs WHERE status = 'running'")
+    }
+    alive = fleet.alive()
+    victim = rng.choice([w for w in alive if w.worker_id in busy] or alive)
+    # The database clock just before the signal: the victim's runs end at (about) this time.
+    killed_at = await jobs_db.now()
+    victim.kill()
+    assert await victim.wait_exit(timeout=10) == -signal.SIGKILL
+    return victim.worker_id, killed_at

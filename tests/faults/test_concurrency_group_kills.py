@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 from datetime import datetime
 
 import pytest
 
 from app.domain.spec import JobCreate
-from tests.faults.checks import check_jobs, figures_line, report, wait_drained
+from tests.faults.checks import check_jobs, figures_line, kill_a_busy_worker, report, wait_drained
 from tests.support.e2e_pipelines import RUN_LOG_DDL
 from tests.support.jobs_db import JobsDb, enqueue_all
 from tests.support.workers import WorkerFleet
@@ -31,22 +30,6 @@ CONCURRENCY = 4  # per worker: the fleet could run 12 at once
 RUN_ARGS = {"steps": 3, "sleep": 0.1}
 LEASE_TTL_SEC = 3
 ENV = {"DL_CLAIM_BACKOFF_SEC": "0.1"}
-
-
-async def _kill_a_worker_running_the_group(
-    jobs_db: JobsDb, fleet: WorkerFleet, rng: random.Random
-) -> tuple[str, datetime]:
-    """SIGKILL a live worker running a job of the group if any does; it and the kill time."""
-    busy = {
-        row["worker_id"]
-        for row in await jobs_db.fetch("SELECT worker_id FROM dl_jobs WHERE status = 'running'")
-    }
-    alive = fleet.alive()
-    victim = rng.choice([w for w in alive if w.worker_id in busy] or alive)
-    killed_at = await jobs_db.now()
-    victim.kill()
-    assert await victim.wait_exit(timeout=10) == -signal.SIGKILL
-    return victim.worker_id, killed_at
 
 
 async def test_worker_kills_never_let_a_group_run_over_its_limit(
@@ -76,7 +59,7 @@ async def test_worker_kills_never_let_a_group_run_over_its_limit(
     worker_ends: dict[str, datetime] = {}
     for _ in range(KILLS):
         await asyncio.sleep(KILL_EVERY_SEC)
-        worker_id, killed_at = await _kill_a_worker_running_the_group(jobs_db, fleet, rng)
+        worker_id, killed_at = await kill_a_busy_worker(jobs_db, fleet, rng)
         worker_ends[worker_id] = killed_at
         fleet.start(queues={QUEUE: CONCURRENCY}, env=ENV)  # as a supervisor would
     last_fault = killed_at

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 from datetime import datetime
 
 import pytest
 
 from app.domain.spec import JobCreate
-from tests.faults.checks import check_jobs, figures_line, report, wait_drained
+from tests.faults.checks import check_jobs, figures_line, kill_a_busy_worker, report, wait_drained
 from tests.support.e2e_pipelines import RUN_LOG_DDL
 from tests.support.jobs_db import JobsDb, enqueue_all
 from tests.support.workers import WorkerFleet
@@ -24,23 +23,6 @@ CONCURRENCY = 12  # fleet-wide: at most this many of the queue's jobs run at onc
 RUN_ARGS = {"steps": 4, "sleep": 0.1}
 LEASE_TTL_SEC = 3  # a killed worker's jobs come back this long after their last heartbeat
 ENV = {"DL_CLAIM_BACKOFF_SEC": "0.1"}
-
-
-async def _kill_a_busy_worker(
-    jobs_db: JobsDb, fleet: WorkerFleet, rng: random.Random
-) -> tuple[str, datetime]:
-    """SIGKILL a live worker, one that runs a job if any does; returns it and the kill time."""
-    busy = {
-        row["worker_id"]
-        for row in await jobs_db.fetch("SELECT worker_id FROM dl_jobs WHERE status = 'running'")
-    }
-    alive = fleet.alive()
-    victim = rng.choice([w for w in alive if w.worker_id in busy] or alive)
-    # The database clock just before the signal: the victim's runs end at (about) this time.
-    killed_at = await jobs_db.now()
-    victim.kill()
-    assert await victim.wait_exit(timeout=10) == -signal.SIGKILL
-    return victim.worker_id, killed_at
 
 
 async def test_random_worker_kills_lose_nothing(
@@ -68,7 +50,7 @@ async def test_random_worker_kills_lose_nothing(
     worker_ends: dict[str, datetime] = {}
     for _ in range(KILLS):
         await asyncio.sleep(KILL_EVERY_SEC)
-        worker_id, killed_at = await _kill_a_busy_worker(jobs_db, fleet, rng)
+        worker_id, killed_at = await kill_a_busy_worker(jobs_db, fleet, rng)
         worker_ends[worker_id] = killed_at
         fleet.start(queues={QUEUE: CONCURRENCY}, env=ENV)  # as a supervisor would
     last_fault = killed_at

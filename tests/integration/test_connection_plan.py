@@ -153,20 +153,13 @@ async def test_worker_pool_sessions_end_when_left_inside_a_transaction(
     """A worker cut off mid-transaction must not hold its row locks until the server notices
     the dead connection: its pool's sessions carry an idle-in-transaction timeout (direct
     connections only: a pooler refuses startup settings and has its own timeout)."""
-    pool = connections.worker_pool(settings, WORKER_ID)
-    try:
-        async with pool.connect() as connection:
-            shown = await connection.execute(text("SHOW idle_in_transaction_session_timeout"))
-            assert shown.scalar_one() == "15s"
-    finally:
-        await pool.dispose()
-
     pooled = settings.model_copy(update={"database_direct_url": settings.database_url})
     assert pooled.behind_pooler
-    pool = connections.worker_pool(pooled, WORKER_ID)
-    try:
-        async with pool.connect() as connection:
-            shown = await connection.execute(text("SHOW idle_in_transaction_session_timeout"))
-            assert shown.scalar_one() == "0"
-    finally:
-        await pool.dispose()
+    for case, expected in ((settings, "15s"), (pooled, "0")):
+        pool = connections.worker_pool(case, WORKER_ID)
+        try:
+            async with pool.connect() as connection:
+                shown = await connection.execute(text("SHOW idle_in_transaction_session_timeout"))
+                assert shown.scalar_one() == expected
+        finally:
+            await pool.dispose()
