@@ -7,14 +7,15 @@ transaction exactly as the HTTP trigger does: the field rules of app.domain.spec
 dispatch rows). dl_request_fingerprint() is the one definition of "the same request": the
 Python insert (app.db.jobs) computes its fingerprints through it too.
 
-Migration 0011 installs what `install_statements` renders (0013 again, with groups). The
-functions are frozen in the database at that moment, so a change to what they render (or to
-dispatch_ctes) needs a new migration that installs them again;
-tests/integration/test_dl_enqueue_function.py fails until one does.
+Migration 0011 installs what `install_statements` renders (0013 again, with groups; 0016
+again, with coalescing). The functions are frozen in the database at that moment, so a
+change to what they render (or to dispatch_ctes) needs a new migration that installs them
+again; tests/integration/test_dl_enqueue_function.py fails until one does.
 """
 
 from __future__ import annotations
 
+from app.db.coalescing import MAX_JOIN_TRIES, differs_sql, event_details_sql, hold_key
 from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
 from app.db.sql_common import qualified, quote_ident
 from app.domain.idempotency import RESERVED_PREFIX
@@ -61,16 +62,28 @@ GROUP_PARAMETERS = (
     ("concurrency_key", "text", "NULL"),
     ("concurrency_limit", "integer", "NULL"),
 )
+# Added by migration 0016 (coalescing triggers), with the OUT columns `coalesced` and
+# `differs`. Migration 0013 renders the function without them (`coalescing=False`).
+COALESCING_PARAMETERS = (("coalescing", "boolean", "false"),)
 
 
-def parameters(*, groups: bool = True) -> tuple[tuple[str, str, str | None], ...]:
-    """dl_enqueue's parameters, in order: with the group fields, or as migration 0011 had them."""
-    return PARAMETERS + GROUP_PARAMETERS if groups else PARAMETERS
+def parameters(
+    *, groups: bool = True, coalescing: bool = True
+) -> tuple[tuple[str, str, str | None], ...]:
+    """dl_enqueue's parameters, in order: as now, as 0013 had them (`coalescing=False`), or
+    as 0011 had them (both False)."""
+    if coalescing and not groups:
+        raise ValueError("no version of dl_enqueue has coalescing without groups")
+    return (
+        PARAMETERS
+        + (GROUP_PARAMETERS if groups else ())
+        + (COALESCING_PARAMETERS if coalescing else ())
+    )
 
 
-def signature(*, groups: bool = True) -> str:
+def signature(*, groups: bool = True, coalescing: bool = True) -> str:
     """dl_enqueue's argument types, as DROP FUNCTION names one version of it."""
-    return ", ".join(kind for _, kind, _ in parameters(groups=groups))
+    return ", ".join(kind for _, kind, _ in parameters(groups=groups, coalescing=coalescing))
 
 
 def _unicode_literal(text: str) -> str:
@@ -122,11 +135,32 @@ def grouped_fingerprint(fingerprint: str, concurrency_key: str, concurrency_limi
             'concurrency_limit', {concurrency_limit})::text, 'UTF8')), 'hex') END"""
 
 
-def _insert_statement(schema: str, *, groups: bool) -> str:
+def coalescing_fingerprint(fingerprint: str, coalescing: str) -> str:
+    """SQL: the fingerprint of a request with its `coalescing` flag (app.db.jobs uses it).
+
+    Like grouped_fingerprint: unchanged for a request that does not coalesce, so every job
+    written before coalescing existed keeps its digest; for one that does, another digest,
+    so an idempotency_key reused with the other choice is a different request.
+    """
+    return f"""CASE WHEN NOT {coalescing} THEN {fingerprint}
+        ELSE encode(sha256(convert_to(jsonb_build_object(
+            'request', {fingerprint}, 'coalescing', true)::text, 'UTF8')), 'hex') END"""
+
+
+def _insert_statement(schema: str, *, groups: bool, coalescing: bool) -> str:
     """The one statement that writes the job, its event and its dispatch (like app.db.jobs)."""
     jobs = qualified(schema, "dl_jobs")
     group_columns = ", concurrency_key, concurrency_limit" if groups else ""
     group_values = ", dl_enqueue.concurrency_key, dl_enqueue.concurrency_limit" if groups else ""
+    # Any arbiter: the idempotency_key's, or uq_dl_jobs_coalescing_queued (app.db.coalescing).
+    arbiter = (
+        "ON CONFLICT DO NOTHING"
+        if coalescing
+        else "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    )
+    if coalescing:
+        group_columns += ", coalescing"
+        group_values += ", dl_enqueue.coalescing"
     return f"""
     WITH input AS MATERIALIZED (
         SELECT {next_dispatch_id(schema)} AS pgq_id, new_id AS job_id
@@ -141,7 +175,7 @@ def _insert_statement(schema: str, *, groups: bool) -> str:
                dl_enqueue.consumer_group, coalesce(dl_enqueue.available_at, now()),
                fingerprint, '{JobStatus.QUEUED.value}', i.pgq_id{group_values}
         FROM input i
-        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        {arbiter}
         RETURNING job_id, queue, task, priority, available_at, pgq_job_id
     ),
     {dispatch_ctes(schema, "new_jobs")},
@@ -267,17 +301,21 @@ def _checks(refuse: str) -> str:
     )
 
 
-def enqueue_function(schema: str, *, groups: bool = True) -> str:
+def enqueue_function(schema: str, *, groups: bool = True, coalescing: bool = True) -> str:
     """CREATE FUNCTION dl_enqueue(...): create a job in the caller's transaction.
 
-    Returns (job_id, status, created): a new job is `queued` and created; an idempotency_key
-    already used by the same request returns that job, whatever its state, and writes
-    nothing; by a different request, SQLSTATE 23505 naming the key and the job. A field
-    that breaks a rule raises SQLSTATE 22023 whose message and COLUMN name the field.
+    Returns (job_id, status, created, coalesced, differs): a new job is `queued` and
+    created; an idempotency_key already used by the same request returns that job, whatever
+    its state, and writes nothing; by a different request, SQLSTATE 23505 naming the key and
+    the job. With `coalescing => true` and a job of a coalescing trigger queued for the same
+    queue, task and lock_key, that job is joined (app.db.coalescing): `coalesced` true,
+    `differs` the fields in which it differs from this request. A field that breaks a rule
+    raises SQLSTATE 22023 whose message and COLUMN name the field. `groups` and `coalescing`
+    False render the versions migrations 0011 and 0013 installed.
     """
     params = ",\n    ".join(
         f"{name} {kind}" + ("" if default is None else f" DEFAULT {default}")
-        for name, kind, default in parameters(groups=groups)
+        for name, kind, default in parameters(groups=groups, coalescing=coalescing)
     )
     fingerprint_args = ", ".join(
         f"{name} => " + ("lease" if name == "lease_ttl_sec" else f"dl_enqueue.{name}")
@@ -292,11 +330,36 @@ def enqueue_function(schema: str, *, groups: bool = True) -> str:
             fingerprint, "dl_enqueue.concurrency_key", "dl_enqueue.concurrency_limit"
         )
         checks += _group_checks(refuse)
-    owner_jobs = qualified(schema, "dl_jobs")
+    outs = "OUT job_id uuid, OUT status text, OUT created boolean"
+    variables = ""
+    insert = _insert_statement(schema, groups=groups, coalescing=coalescing)
+    if coalescing:
+        fingerprint = coalescing_fingerprint(fingerprint, "dl_enqueue.coalescing")
+        checks += f"""
+    IF dl_enqueue.coalescing IS NULL THEN
+        PERFORM {refuse}('coalescing', 'must be true or false');
+    END IF;"""
+        outs += ", OUT coalesced boolean, OUT differs text[]"
+        variables = "\n    queued_job record;\n    held uuid[] := '{}';\n    tries integer := 0;"
+        body = _coalescing_body(schema, insert)
+    else:
+        body = f"""{insert}
+    INTO inserted;
+    IF inserted = 1 THEN
+        job_id := new_id;
+        status := '{JobStatus.QUEUED.value}';
+        created := true;
+        RETURN;
+    END IF;
+    -- The key is taken (ON CONFLICT waited for its writer): by this request or another.
+{_key_owner(schema, "    ")}
+    job_id := owner.job_id;
+    status := owner.status;
+    created := false;"""
     return f"""
 CREATE OR REPLACE FUNCTION {quote_ident(schema)}.dl_enqueue(
     {params},
-    OUT job_id uuid, OUT status text, OUT created boolean
+    {outs}
 )
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -307,37 +370,94 @@ DECLARE
     fingerprint text;
     new_id uuid := gen_random_uuid();
     inserted bigint;
-    owner record;
+    owner record;{variables}
 BEGIN
 {checks}
     fingerprint := {fingerprint};
-{_insert_statement(schema, groups=groups)}
-    INTO inserted;
-    IF inserted = 1 THEN
-        job_id := new_id;
-        status := '{JobStatus.QUEUED.value}';
-        created := true;
-        RETURN;
-    END IF;
-    -- The key is taken (ON CONFLICT waited for its writer): by this request or another.
-    SELECT j.job_id, j.status, j.request_fingerprint INTO owner
-    FROM {owner_jobs} j WHERE j.idempotency_key = dl_enqueue.idempotency_key;
-    IF owner.request_fingerprint IS NOT NULL AND owner.request_fingerprint <> fingerprint THEN
-        RAISE EXCEPTION USING
-            ERRCODE = '{KEY_CONFLICT_SQLSTATE}',
-            CONSTRAINT = 'uq_dl_jobs_idempotency_key',
-            COLUMN = 'idempotency_key',
-            MESSAGE = format('idempotency_key %L is already used by job %s, created from a '
-                             'different request; send the same request to get that job, '
-                             'or use another key', dl_enqueue.idempotency_key, owner.job_id),
-            DETAIL = format('job_id=%s', owner.job_id);
-    END IF;
-    job_id := owner.job_id;
-    status := owner.status;
-    created := false;
+{body}
 END
 $dl_enqueue$
 """
+
+
+def _key_owner(schema: str, indent: str) -> str:
+    """PL/pgSQL: read the job holding the idempotency_key into `owner`; raise if another
+    request made it."""
+    block = f"""SELECT j.job_id, j.status, j.request_fingerprint INTO owner
+FROM {qualified(schema, "dl_jobs")} j WHERE j.idempotency_key = dl_enqueue.idempotency_key;
+IF owner.request_fingerprint IS NOT NULL AND owner.request_fingerprint <> fingerprint THEN
+    RAISE EXCEPTION USING
+        ERRCODE = '{KEY_CONFLICT_SQLSTATE}',
+        CONSTRAINT = 'uq_dl_jobs_idempotency_key',
+        COLUMN = 'idempotency_key',
+        MESSAGE = format('idempotency_key %L is already used by job %s, created from a '
+                         'different request; send the same request to get that job, '
+                         'or use another key', dl_enqueue.idempotency_key, owner.job_id),
+        DETAIL = format('job_id=%s', owner.job_id);
+END IF;"""
+    return "\n".join(indent + line for line in block.splitlines())
+
+
+def _coalescing_body(schema: str, insert: str) -> str:
+    """PL/pgSQL: insert, or find the key's job, or join the queued job (app.db.coalescing)."""
+    jobs = qualified(schema, "dl_jobs")
+
+    def value(name: str) -> str:
+        return "lease" if name == "lease_ttl_sec" else f"dl_enqueue.{name}"
+
+    differs = differs_sql("j", value)
+    inserted = "\n".join("    " + line if line else line for line in insert.splitlines())
+    return f"""    coalesced := false;
+    LOOP
+{inserted}
+        INTO inserted;
+        IF inserted = 1 THEN
+            job_id := new_id;
+            status := '{JobStatus.QUEUED.value}';
+            created := true;
+            RETURN;
+        END IF;
+        -- Idempotency first: a key already taken answers as it always does.
+        IF dl_enqueue.idempotency_key IS NOT NULL THEN
+{_key_owner(schema, "            ")}
+            IF owner.job_id IS NOT NULL THEN
+                job_id := owner.job_id;
+                status := owner.status;
+                created := false;
+                RETURN;
+            END IF;
+        END IF;
+        IF NOT dl_enqueue.coalescing THEN
+            RAISE EXCEPTION 'dl_enqueue: job not created, and no job holds its key';
+        END IF;
+        -- The queued job of this queue, task and lock_key: joined if held since before
+        -- the insert above, else held now and proven still queued by the next insert.
+        SELECT j.job_id, j.attempt, {differs} AS differs INTO queued_job
+        FROM {jobs} j
+        WHERE j.queue = dl_enqueue.queue AND j.task = dl_enqueue.task
+          AND j.lock_key = dl_enqueue.lock_key
+          AND j.status = '{JobStatus.QUEUED.value}' AND j.coalescing;
+        IF queued_job.job_id = ANY(held) THEN
+            INSERT INTO {qualified(schema, "dl_job_events")} (job_id, event, attempt, details)
+            VALUES (queued_job.job_id, '{JobEvent.COALESCED.value}', queued_job.attempt,
+                    {event_details_sql("queued_job.differs", value, "'{}'::jsonb")});
+            job_id := queued_job.job_id;
+            status := '{JobStatus.QUEUED.value}';
+            created := false;
+            coalesced := true;
+            differs := queued_job.differs;
+            RETURN;
+        ELSIF queued_job.job_id IS NOT NULL THEN
+            PERFORM pg_advisory_xact_lock_shared({hold_key("queued_job.job_id")});
+            held := held || queued_job.job_id;
+        END IF;
+        tries := tries + 1;
+        IF tries >= {MAX_JOIN_TRIES} THEN
+            RAISE EXCEPTION USING
+                ERRCODE = '40001',
+                MESSAGE = 'dl_enqueue: the queued job to join kept starting; try again';
+        END IF;
+    END LOOP;"""
 
 
 def refuse_function(schema: str) -> str:
@@ -358,15 +478,16 @@ $refuse$
 """
 
 
-def install_statements(schema: str, *, groups: bool = True) -> list[str]:
+def install_statements(schema: str, *, groups: bool = True, coalescing: bool = True) -> list[str]:
     """The statements that (re)install the functions in `schema`, in dependency order.
 
-    `groups=False` renders dl_enqueue as migration 0011 installed it (no concurrency group).
+    `coalescing=False` renders dl_enqueue as migration 0013 installed it (no coalescing);
+    with `groups=False` too, as 0011 did (no concurrency group either).
     """
     return [
         fingerprint_function(schema),
         refuse_function(schema),
-        enqueue_function(schema, groups=groups),
+        enqueue_function(schema, groups=groups, coalescing=coalescing),
     ]
 
 
@@ -374,8 +495,9 @@ def uninstall_statements(schema: str) -> list[str]:
     """The statements that drop them."""
     s = quote_ident(schema)
     return [
-        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature(groups=True)})",
-        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature(groups=False)})",
+        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature()})",
+        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature(coalescing=False)})",
+        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature(groups=False, coalescing=False)})",
         f"DROP FUNCTION IF EXISTS {s}.dl_enqueue_refuse(text, text)",
         f"DROP FUNCTION IF EXISTS {s}.dl_request_fingerprint(text, text, jsonb, text, text, "
         "integer, timestamptz, integer, integer, text, text)",

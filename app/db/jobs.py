@@ -43,9 +43,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.types import UUID, DateTime, Integer, Interval, Text, Uuid
+from sqlalchemy.types import UUID, Boolean, DateTime, Integer, Interval, Text, Uuid
 
-from app.db.enqueue_function import grouped_fingerprint
+from app.db.enqueue_function import coalescing_fingerprint, grouped_fingerprint
 from app.db.events import events, logged_with
 from app.db.models import DlJob
 from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
@@ -78,6 +78,7 @@ class NewJob:
     lock_key: str
     concurrency_key: str | None
     concurrency_limit: int | None
+    coalescing: bool
     partition_key: str | None
     priority: int
     max_attempts: int
@@ -89,7 +90,8 @@ class NewJob:
 
 @dataclass(frozen=True)
 class InsertOutcome:
-    """Per input job, in input order: created, or skipped for an existing idempotency_key."""
+    """Per input job, in input order: created, or skipped for an existing idempotency_key
+    or a queued job of a coalescing trigger (uq_dl_jobs_coalescing_queued)."""
 
     job_id: uuid.UUID
     created: bool
@@ -114,23 +116,27 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("available_at", DateTime(timezone=True)),
     ("concurrency_key", Text()),
     ("concurrency_limit", Integer()),
+    ("coalescing", Boolean()),
 )
 # The fields dl_request_fingerprint() digests: every one but the key (and the job's own
-# id). The concurrency group came after the function (0011): grouped_fingerprint adds it.
+# id). The concurrency group and coalescing came after the function (0011):
+# grouped_fingerprint and coalescing_fingerprint add them.
 _FINGERPRINTED = ", ".join(
     f"{name} => t.{name}"
     for name, _ in _COLUMNS
-    if name not in ("job_id", "idempotency_key", "concurrency_key", "concurrency_limit")
+    if name
+    not in ("job_id", "idempotency_key", "concurrency_key", "concurrency_limit", "coalescing")
 )
 
 
 def _fingerprint(schema: str) -> str:
-    """The request fingerprint of an input row `t`, its concurrency group included."""
-    return grouped_fingerprint(
+    """The request fingerprint of an input row `t`, its group and coalescing included."""
+    grouped = grouped_fingerprint(
         f"{quote_ident(schema)}.dl_request_fingerprint({_FINGERPRINTED})",
         "t.concurrency_key",
         "t.concurrency_limit",
     )
+    return coalescing_fingerprint(grouped, "t.coalescing")
 
 
 @cache
@@ -150,15 +156,21 @@ def _insert_statement(schema: str) -> TextClause:
             INSERT INTO {qualified(schema, "dl_jobs")} (job_id, queue, task, args,
                 idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
                 producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id,
-                concurrency_key, concurrency_limit)
+                concurrency_key, concurrency_limit, coalescing)
             SELECT job_id, queue, task, args, idempotency_key, lock_key, partition_key, priority,
                    max_attempts, lease_ttl_sec, producer, consumer_group,
                    coalesce(available_at, now()), request_fingerprint,
-                   '{JobStatus.QUEUED.value}', pgq_id, concurrency_key, concurrency_limit
+                   '{JobStatus.QUEUED.value}', pgq_id, concurrency_key, concurrency_limit,
+                   coalescing
             -- Key order, so two calls sharing keys wait on each other without deadlock;
-            -- among items sharing a key the first in the call wins.
-            FROM input ORDER BY idempotency_key, ord
-            ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            -- among items sharing a key (or a coalescing trigger's queue, task and
+            -- lock_key) the first in the call wins.
+            FROM input
+            ORDER BY idempotency_key,
+                     CASE WHEN coalescing THEN ARRAY[queue, task, lock_key] END, ord
+            -- Any arbiter: uq_dl_jobs_idempotency_key, or uq_dl_jobs_coalescing_queued for
+            -- a coalescing trigger (app.db.coalescing); the caller tells which one it was.
+            ON CONFLICT DO NOTHING
             RETURNING job_id, queue, task, priority, available_at, pgq_job_id
         ),
         {dispatch_ctes(schema, "new_jobs")},
@@ -175,7 +187,14 @@ def _insert_statement(schema: str) -> TextClause:
 
 
 def _pg_array(kind: Any) -> str:
-    names = {UUID: "uuid", Text: "text", JSONB: "jsonb", Integer: "int", DateTime: "timestamptz"}
+    names = {
+        UUID: "uuid",
+        Text: "text",
+        JSONB: "jsonb",
+        Integer: "int",
+        DateTime: "timestamptz",
+        Boolean: "boolean",
+    }
     return names[type(kind)] + "[]"
 
 

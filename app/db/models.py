@@ -64,6 +64,9 @@ class DlJob(Base):
     # once. Both NULL or both set.
     concurrency_key: Mapped[str | None] = mapped_column(Text)
     concurrency_limit: Mapped[int | None] = mapped_column(Integer)
+    # Made by a coalescing trigger (migration 0016): while queued, later coalescing triggers
+    # for its queue, task and lock_key join it (uq_dl_jobs_coalescing_queued).
+    coalescing: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     partition_key: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
     available_at: Mapped[datetime] = mapped_column(
@@ -144,6 +147,16 @@ class DlJob(Base):
             "idempotency_key",
             unique=True,
             postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+        # At most one queued coalescing job per (queue, task, lock_key): the arbiter that
+        # makes concurrent coalescing triggers resolve to one job (app.db.coalescing).
+        Index(
+            "uq_dl_jobs_coalescing_queued",
+            "queue",
+            "task",
+            "lock_key",
+            unique=True,
+            postgresql_where=text("status = 'queued' AND coalescing"),
         ),
     )
 

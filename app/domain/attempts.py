@@ -47,6 +47,8 @@ class StartAnswer:
 
     `attempt` is set when the job started (its lock is now held by this session).
     `paused` means its queue is paused: no lock was tried, the job waits for the resume.
+    `trigger_open` means a coalescing trigger that joined the job has not committed yet: no
+    lock was tried, the job waits so that it runs after that trigger's transaction.
     `lock_key` without an attempt and with `lock_busy` means another holder has the key;
     `got_lock` without an attempt means the lock was taken but the job changed meanwhile,
     or its concurrency group was full (`group_full`), so the caller must give the lock (and
@@ -60,6 +62,7 @@ class StartAnswer:
     got_lock: bool
     attempt: StartedAttempt | None
     paused: bool = False
+    trigger_open: bool = False
     # The job's concurrency group, and the slot of it this session took (None when the
     # job has no group or every slot it may use was taken).
     concurrency_key: str | None = None
@@ -68,7 +71,7 @@ class StartAnswer:
 
     @property
     def lock_busy(self) -> bool:
-        return not self.got_lock and not self.paused
+        return not self.got_lock and not self.paused and not self.trigger_open
 
     @property
     def group_full(self) -> bool:

@@ -38,6 +38,11 @@ class JobEvent(StrEnum):
     CONCURRENCY_BUSY = "concurrency_busy"
     # Picked just as its queue was paused: not started, waits for the resume.
     QUEUE_PAUSED = "queue_paused"
+    # A coalescing trigger joined this queued job instead of adding another.
+    COALESCED = "coalesced"
+    # Picked while a trigger that joined it had not committed: not started, waits, so it
+    # runs after what that trigger's transaction wrote.
+    TRIGGER_OPEN = "trigger_open"
     PROGRESS = "progress"
     SUCCEEDED = "succeeded"
     RETRY_SCHEDULED = "retry_scheduled"

@@ -20,6 +20,7 @@ class Job(msgspec.Struct, kw_only=True):
     lock_key: str
     concurrency_key: str | None
     concurrency_limit: int | None
+    coalescing: bool
     idempotency_key: str | None
     partition_key: str | None
     priority: int
@@ -46,11 +47,17 @@ class Job(msgspec.Struct, kw_only=True):
 
 
 class JobCreated(msgspec.Struct, kw_only=True):
-    """The job a trigger resolved to, and whether this call created it."""
+    """The job a trigger resolved to, and whether this call created it.
+
+    Only a coalescing trigger's answer has `coalesced`: true when it joined a job already
+    queued, whose fields named in `differs` differ from the trigger's (the job keeps its own).
+    """
 
     job_id: uuid.UUID
     status: str
     created: bool
+    coalesced: bool | msgspec.UnsetType = msgspec.UNSET
+    differs: list[str] | msgspec.UnsetType = msgspec.UNSET
     # Said only when there is something to say, e.g. that no live worker serves the queue.
     warnings: list[str] | msgspec.UnsetType = msgspec.UNSET
 

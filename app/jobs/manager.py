@@ -12,17 +12,19 @@ or opens a transaction of its own. Two database styles, by path:
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import events, job_batches
+from app.db import coalescing, events, job_batches
 from app.db import jobs as job_rows
 from app.db import pgqueuer_tables as pgqueuer
+from app.db.coalescing import MAX_JOIN_TRIES
 from app.db.jobs import NewJob
 from app.domain.attempts import FinishRequest, RequeueRequest, StartAnswer, StartRequest
 from app.domain.errors import (
@@ -110,7 +112,10 @@ class JobManager:
     # --- create ---------------------------------------------------------------------------
 
     async def create_or_find_in_session(
-        self, session: AsyncSession, specs: Sequence[JobCreate]
+        self,
+        session: AsyncSession,
+        specs: Sequence[JobCreate],
+        details: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[JobCreated | KeyConflict]:
         """Queued jobs with their first events and dispatches, in the caller's transaction.
 
@@ -118,42 +123,108 @@ class JobManager:
         An idempotency_key already used (by an existing job, or an earlier item of this call)
         resolves to that job, whatever its state, when the request is the same (the same
         fingerprint, or a job from before fingerprints); for a different request the item
-        is a KeyConflict. Nothing is written for an item that is not created.
+        is a KeyConflict. Nothing is written for an item that is not created, except this:
+        a coalescing item (key first) whose queue, task and lock_key have a queued job of a
+        coalescing trigger joins it (app.db.coalescing), which logs a `coalesced` event on
+        that job, its details joined by the item's `details` (the HTTP request's id, say).
         """
         if not specs:
             return []
         new_jobs = [self._new_job(spec) for spec in specs]
-        outcomes = await job_rows.insert_many(session, self.schema, new_jobs)
-        skipped_keys = [
-            job.idempotency_key
-            for job, outcome in zip(new_jobs, outcomes, strict=True)
-            if not outcome.created and job.idempotency_key is not None
+        results: list[JobCreated | KeyConflict | None] = [None] * len(specs)
+        created_by: dict[uuid.UUID, int] = {}
+        # Jobs this transaction holds (app.db.coalescing); its own new ones cannot start
+        # before it commits, so they count from the start.
+        held: set[uuid.UUID] = set()
+        pending = list(range(len(specs)))
+        for _ in range(MAX_JOIN_TRIES):
+            joins = await self._create_or_find_once(
+                session, [(i, new_jobs[i]) for i in pending], results, created_by, held
+            )
+            if joins:
+                requests = [
+                    coalescing.JoinRequest(i, new_jobs[i], details[i] if details else {})
+                    for i in joins
+                ]
+                found = await coalescing.find_and_hold(session, self.schema, requests, held)
+                for index in joins:
+                    queued = found.get(index)
+                    if queued is not None and queued.joined:
+                        results[index] = JobCreated(
+                            job_id=queued.job_id,
+                            status=JobStatus.QUEUED,
+                            created=False,
+                            coalesced=True,
+                            differs=queued.differs,
+                        )
+                    elif queued is not None:
+                        held.add(queued.job_id)  # the next insert proves it still queued
+            pending = [index for index, result in enumerate(results) if result is None]
+            if not pending:
+                return [result for result in results if result is not None]
+        # Each round needs a start of the job found, between two statements of this one.
+        raise RuntimeError(f"the queued job to join kept starting ({MAX_JOIN_TRIES} tries)")
+
+    async def _create_or_find_once(
+        self,
+        session: AsyncSession,
+        items: list[tuple[int, NewJob]],
+        results: list[JobCreated | KeyConflict | None],
+        created_by: dict[uuid.UUID, int],
+        held: set[uuid.UUID],
+    ) -> list[int]:
+        """Insert the items; settle the created and those whose idempotency_key is taken.
+
+        The rest, in conflict with a queued coalescing job, are returned to be joined.
+        """
+        outcomes = await job_rows.insert_many(session, self.schema, [job for _, job in items])
+        for (index, job), outcome in zip(items, outcomes, strict=True):
+            if outcome.created:
+                created_by[job.job_id] = index
+                held.add(job.job_id)
+                results[index] = JobCreated(
+                    job_id=job.job_id,
+                    status=JobStatus.QUEUED,
+                    created=True,
+                    coalesced=False if job.coalescing else msgspec.UNSET,
+                )
+        skipped = [
+            (index, job, outcome)
+            for (index, job), outcome in zip(items, outcomes, strict=True)
+            if not outcome.created
         ]
         # The session sees its own inserts and every committed job that won a key race.
-        existing = await job_rows.find_by_idempotency_keys(session, skipped_keys)
-        created_by = {
-            job.job_id: index
-            for index, (job, outcome) in enumerate(zip(new_jobs, outcomes, strict=True))
-            if outcome.created
-        }
-        results: list[JobCreated | KeyConflict] = []
-        for index, (job, outcome) in enumerate(zip(new_jobs, outcomes, strict=True)):
-            if outcome.created:
-                results.append(JobCreated(job_id=job.job_id, status=JobStatus.QUEUED, created=True))
-                continue
-            assert job.idempotency_key is not None  # only the key can conflict
-            owner = existing[job.idempotency_key]
-            if owner.request_fingerprint not in (None, outcome.request_fingerprint):
-                conflict = KeyConflict(
+        existing = await job_rows.find_by_idempotency_keys(
+            session, [job.idempotency_key for _, job, _ in skipped if job.idempotency_key]
+        )
+        joins: list[int] = []
+        for index, job, outcome in skipped:
+            owner = existing.get(job.idempotency_key or "")
+            if owner is None:
+                # Only a key or a coalescing trigger's queued job can be in the way.
+                assert job.coalescing, "a job was not created, and no job holds its key"
+                joins.append(index)
+            elif owner.request_fingerprint not in (None, outcome.request_fingerprint):
+                assert job.idempotency_key is not None
+                results[index] = KeyConflict(
                     index, job.idempotency_key, owner.job_id, created_by.get(owner.job_id)
                 )
-                results.append(conflict)
-                continue
-            results.append(JobCreated(job_id=owner.job_id, status=owner.status, created=False))
-        return results
+            else:
+                results[index] = JobCreated(
+                    job_id=owner.job_id,
+                    status=owner.status,
+                    created=False,
+                    coalesced=False if job.coalescing else msgspec.UNSET,
+                )
+        return joins
 
     async def create_many_in_session(
-        self, session: AsyncSession, specs: Sequence[JobCreate], *, name_items: bool = True
+        self,
+        session: AsyncSession,
+        specs: Sequence[JobCreate],
+        *,
+        name_items: bool = True,
+        details: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[JobCreated]:
         """create_or_find_in_session(), all items or an error: IdempotencyConflictError for
         the first item in conflict (naming it, `jobs[i]`, with `name_items`).
@@ -162,21 +233,25 @@ class JobManager:
         a transaction, the caller rolls it back.
         """
         created: list[JobCreated] = []
-        for result in await self.create_or_find_in_session(session, specs):
+        for result in await self.create_or_find_in_session(session, specs, details):
             if isinstance(result, KeyConflict):
                 raise result.error(name_items=name_items)
             created.append(result)
         return created
 
-    async def create_many(self, specs: Sequence[JobCreate]) -> list[JobCreated]:
+    async def create_many(
+        self, specs: Sequence[JobCreate], details: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[JobCreated]:
         """create_many_in_session() in a transaction of the manager's own: all or none."""
         async with self._transaction() as session:
-            return await self.create_many_in_session(session, specs)
+            return await self.create_many_in_session(session, specs, details=details)
 
-    async def create_or_find(self, specs: Sequence[JobCreate]) -> list[JobCreated | KeyConflict]:
+    async def create_or_find(
+        self, specs: Sequence[JobCreate], details: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[JobCreated | KeyConflict]:
         """create_or_find_in_session() in a transaction of the manager's own, committed."""
         async with self._transaction() as session:
-            return await self.create_or_find_in_session(session, specs)
+            return await self.create_or_find_in_session(session, specs, details)
 
     def _new_job(self, spec: JobCreate) -> NewJob:
         lease_ttl_sec = spec.lease_ttl_sec or self.default_lease_ttl_sec
@@ -189,6 +264,7 @@ class JobManager:
             lock_key=spec.lock_key,
             concurrency_key=spec.concurrency_key,
             concurrency_limit=spec.concurrency_limit,
+            coalescing=spec.coalescing,
             partition_key=spec.partition_key,
             priority=spec.priority,
             max_attempts=spec.max_attempts,
@@ -328,6 +404,13 @@ class JobManager:
         return await self._wait_again(
             job_id, pgq_job_id, delay_sec, JobEvent.CONCURRENCY_BUSY, details
         )
+
+    async def postpone_for_trigger(
+        self, job_id: uuid.UUID, pgq_job_id: int, *, delay_sec: float, worker_id: str
+    ) -> bool:
+        """postpone(), for a job that a still open coalescing trigger joined."""
+        details = {"retry_in_sec": delay_sec, "worker_id": worker_id}
+        return await self._wait_again(job_id, pgq_job_id, delay_sec, JobEvent.TRIGGER_OPEN, details)
 
     async def park(self, job_id: uuid.UUID, pgq_job_id: int, *, worker_id: str) -> bool:
         """A dispatch picked just as its queue was paused: its job waits for the resume.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -44,6 +45,25 @@ MAX_TRIGGER_ROUND = 500
 logger = logging.getLogger("app.jobs.service")
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """One trigger waiting for its round: the checked spec, and who asked (for the events)."""
+
+    spec: JobCreate
+    # Joined into the details of a `coalesced` event, e.g. the HTTP request's id.
+    origin: Mapping[str, Any]
+
+
+def _origin(request_id: str | None, item: int | None = None) -> dict[str, Any]:
+    """What a `coalesced` event says about the request that joined the job."""
+    origin: dict[str, Any] = {}
+    if request_id is not None:
+        origin["request_id"] = request_id
+    if item is not None:
+        origin["item"] = item
+    return origin
+
+
 @dataclass
 class JobService:
     """The operations users perform on jobs."""
@@ -53,7 +73,7 @@ class JobService:
     max_trigger_round: int = MAX_TRIGGER_ROUND
     manager: JobManager = field(init=False)
     registry: WorkerRegistry = field(init=False)
-    _triggers: RoundBatcher[JobCreate, JobCreated] = field(init=False)
+    _triggers: RoundBatcher[Trigger, JobCreated] = field(init=False)
 
     def __post_init__(self) -> None:
         self.manager = JobManager.from_settings(self.settings, self.sessions)
@@ -67,9 +87,11 @@ class JobService:
         """Stop background work (the triggers' group commit; waiting ones are cancelled)."""
         await self._triggers.close()
 
-    async def trigger(self, spec: JobCreate) -> JobCreated:
+    async def trigger(self, spec: JobCreate, request_id: str | None = None) -> JobCreated:
         """Create a job (or return the one with the same idempotency_key and request) once
         committed; IdempotencyConflictError when the key's job came from another request.
+        A coalescing spec may join a queued job instead (JobManager.create_or_find_in_session);
+        `request_id` is then written on that job's `coalesced` event.
 
         Group commit: concurrent triggers share one statement and one transaction, so under
         load a round of N triggers costs about what one costs alone, and pgqueuer's
@@ -81,17 +103,20 @@ class JobService:
         """
         spec = check_spec(spec)
         await check_destinations([spec], self.settings)
-        created = await self._triggers.submit(spec)
+        created = await self._triggers.submit(Trigger(spec, _origin(request_id)))
         warnings = await self.registry.unserved_warnings([spec.queue])
         return msgspec.structs.replace(created, warnings=warnings) if warnings else created
 
-    async def _write_triggers(self, batch: Round[JobCreate, JobCreated]) -> None:
+    async def _write_triggers(self, batch: Round[Trigger, JobCreated]) -> None:
         """One round in one transaction; if it fails, each trigger is written on its own,
         so one unlucky job cannot fail its neighbours."""
         if not batch:
             return
         try:
-            results = await self.manager.create_or_find(batch.requests)
+            triggers = batch.requests
+            results = await self.manager.create_or_find(
+                [t.spec for t in triggers], [t.origin for t in triggers]
+            )
         except Exception as error:
             if len(batch) == 1:
                 batch.fail_all(error)
@@ -108,15 +133,20 @@ class JobService:
             else:
                 entry.settle(result)
 
-    async def trigger_many(self, specs: list[JobCreate]) -> list[JobCreated]:
+    async def trigger_many(
+        self, specs: list[JobCreate], request_id: str | None = None
+    ) -> list[JobCreated]:
         """Create many jobs in one transaction (all or none) and commit.
 
         An item whose idempotency_key belongs to a job of a different request (an existing
         one, or an earlier item's) rejects the call: IdempotencyConflictError naming it.
+        A coalescing item that joins a queued job names `request_id` and itself (`item`) on
+        that job's `coalesced` event.
         """
         specs = check_specs(specs)
         await check_destinations(specs, self.settings, bulk=True)
-        return await self.manager.create_many(specs)
+        origins = [_origin(request_id, index) for index in range(len(specs))]
+        return await self.manager.create_many(specs, origins)
 
     async def unserved_warnings(self, specs: list[JobCreate]) -> list[str]:
         """One warning per queue of `specs` that no live worker serves (a cached view)."""

@@ -53,10 +53,12 @@ def _reinstall_dl_enqueue(schema: str, *, groups: bool) -> None:
     Another argument list makes another function (an overload), not a replacement: left in
     place, a call naming only the common arguments would be ambiguous.
     """
+    other = signature(groups=not groups, coalescing=False)
     op.get_bind().exec_driver_sql(
-        f"DROP FUNCTION IF EXISTS {quote_ident(schema)}.dl_enqueue({signature(groups=not groups)})"
+        f"DROP FUNCTION IF EXISTS {quote_ident(schema)}.dl_enqueue({other})"
     )
-    for statement in install_statements(schema, groups=groups):
+    # As it was then: coalescing came with 0016.
+    for statement in install_statements(schema, groups=groups, coalescing=False):
         op.get_bind().exec_driver_sql(statement)
 
 

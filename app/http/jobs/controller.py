@@ -62,6 +62,7 @@ from app.http.jobs.schemas import (
     JobPage,
 )
 from app.http.json_body import NOT_JSON, require_json
+from app.http.request_id import request_id
 from app.jobs.service import EVENTS_LIMIT_MAX, JobService
 
 # The route takes any text and the handlers a UUID: Litestar then checks the id after the
@@ -125,7 +126,7 @@ class JobsController(Controller):
     ) -> JobCreated:
         """Create a job in one transaction: dl_jobs row, event and pgqueuer dispatch."""
         require_json(request)
-        return await job_service.trigger(data)
+        return await job_service.trigger(data, request_id(request.scope))
 
     @post(
         "/trigger/bulk",
@@ -148,7 +149,7 @@ class JobsController(Controller):
         naming it (and the earlier item of the call that holds the key, if one does).
         """
         require_json(request)
-        jobs = await job_service.trigger_many(data.jobs)
+        jobs = await job_service.trigger_many(data.jobs, request_id(request.scope))
         warnings = await job_service.unserved_warnings(data.jobs)
         return JobBulkCreated(jobs=jobs, warnings=warnings or msgspec.UNSET)
 

@@ -27,6 +27,7 @@ FAILED_JOB: dict[str, Any] = {
     "lock_key": "cbr_rates",
     "concurrency_key": None,
     "concurrency_limit": None,
+    "coalescing": False,
     "idempotency_key": "cbr_2026-11-24",
     "partition_key": "2026-11-24",
     "priority": 100,
