@@ -111,6 +111,8 @@ class Runner:
         if answer.attempt is None:
             if answer.paused:
                 await self._park_paused(job_id, pgq_job_id)
+            elif answer.trigger_open:
+                await self._postpone_for_trigger(job_id, pgq_job_id)
             elif answer.lock_busy:
                 await self._postpone(job_id, pgq_job_id, answer.lock_key)
             elif answer.group_full:
@@ -168,6 +170,25 @@ class Runner:
                 job_id,
                 answer.concurrency_key,
                 extra={"job_id": str(job_id), "concurrency_key": answer.concurrency_key},
+            )
+
+    async def _postpone_for_trigger(self, job_id: uuid.UUID, pgq_job_id: int) -> None:
+        """A trigger that joined the job is still open: wait DL_CLAIM_BACKOFF_SEC for it."""
+        postponed = await retry_while_unreachable(
+            partial(
+                self.manager.postpone_for_trigger,
+                job_id,
+                pgq_job_id,
+                delay_sec=self.settings.dl_claim_backoff_sec,
+                worker_id=self.worker_id,
+            ),
+            what=f"postponing job {job_id}",
+        )
+        if postponed:
+            logger.debug(
+                "a trigger that joined the job is open, job postponed: job %s",
+                job_id,
+                extra={"job_id": str(job_id)},
             )
 
     async def _park_paused(self, job_id: uuid.UUID, pgq_job_id: int) -> None:

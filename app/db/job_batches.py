@@ -27,12 +27,14 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from app.db.coalescing import hold_key
 from app.db.pgqueuer_tables import DISPATCH_CHANNEL
 from app.db.sql_common import qualified
 from app.domain.attempts import FinishRequest, StartAnswer, StartedAttempt, StartRequest
 from app.domain.states import JobEvent, JobStatus
 
-# The hash seed of concurrency-group slots; lock_key locks use 0.
+# The hash seed of concurrency-group slots; lock_key locks use 0, join holds 2
+# (app.db.coalescing).
 SLOT_SEED = 1
 
 
@@ -102,7 +104,7 @@ def batch_statements(schema: str) -> BatchStatements:
             -- is answered `paused` and takes no lock; ordering paused ones last lets the
             -- first unpaused job of a lock_key try the lock.
             SELECT j.job_id, j.lock_key, r.pgq_job_id, q.queue IS NOT NULL AS paused,
-                   j.concurrency_key, j.concurrency_limit,
+                   j.concurrency_key, j.concurrency_limit, j.coalescing,
                    row_number() OVER (PARTITION BY j.lock_key
                                       ORDER BY q.queue IS NOT NULL, r.ord) AS rank_in_batch,
                    -- The jobs of one group in this batch split its slots between them
@@ -120,22 +122,32 @@ def batch_statements(schema: str) -> BatchStatements:
               AND j.status = '{queued}' AND j.pgq_job_id = r.pgq_job_id
               AND NOT j.cancel_requested
         ),
+        joinable AS MATERIALIZED (
+            -- A coalescing trigger that joined a job holds it (shared) until it commits
+            -- (app.db.coalescing): the job must not start before then. Tried without
+            -- waiting, for the first job of a lock_key that could take its lock; the try
+            -- holds until this statement commits, so no trigger joins a job it starts.
+            SELECT st.*, h.key IS NOT NULL AS held,
+                   CASE WHEN st.coalescing AND st.rank_in_batch = 1 AND h.key IS NULL
+                             AND NOT st.paused
+                        THEN NOT pg_try_advisory_xact_lock({hold_key("st.job_id")})
+                        ELSE false END AS trigger_open
+            FROM startable st
+            -- An anti-join, not `<> ALL($3)`: that compares every start with every
+            -- held key, which grows with the square of a busy worker's load.
+            LEFT JOIN (SELECT DISTINCT unnest($3::text[]) AS key) h ON h.key = st.lock_key
+        ),
         locked AS MATERIALIZED (
             -- CASE fixes the evaluation order: a lock is only tried for the first job of
             -- each lock_key in the batch, and never for a key this session already holds
             -- (session locks stack, so trying it again would succeed).
             SELECT s.job_id, s.lock_key, s.pgq_job_id, s.paused, s.concurrency_key,
-                   s.concurrency_limit, s.rank_in_group, s.group_in_batch,
+                   s.concurrency_limit, s.rank_in_group, s.group_in_batch, s.trigger_open,
                    CASE WHEN s.rank_in_batch = 1 AND NOT s.held AND NOT s.paused
+                             AND NOT s.trigger_open
                         THEN pg_try_advisory_lock(hashtextextended(s.lock_key, 0))
                         ELSE false END AS got_lock
-            FROM (
-                -- An anti-join, not `<> ALL($3)`: that compares every start with every
-                -- held key, which grows with the square of a busy worker's load.
-                SELECT st.*, h.key IS NOT NULL AS held
-                FROM startable st
-                LEFT JOIN (SELECT DISTINCT unnest($3::text[]) AS key) h ON h.key = st.lock_key
-            ) s
+            FROM joinable s
         ),
         slotted AS MATERIALIZED (
             -- A job of a group that got its lock_key lock takes the first free slot of its
@@ -195,7 +207,7 @@ def batch_statements(schema: str) -> BatchStatements:
             ) per_queue
             HAVING count(*) > 0
         )
-        SELECT l.job_id, l.pgq_job_id, l.lock_key, l.got_lock, l.paused,
+        SELECT l.job_id, l.pgq_job_id, l.lock_key, l.got_lock, l.paused, l.trigger_open,
                l.concurrency_key, l.concurrency_limit, l.slot,
                s.job_id IS NOT NULL AS started,
                s.queue, s.task, s.args, s.priority, s.attempt, s.max_attempts, s.lease_ttl_sec
@@ -270,6 +282,7 @@ async def start_batch(
             got_lock=row["got_lock"],
             attempt=attempt,
             paused=row["paused"],
+            trigger_open=row["trigger_open"],
             concurrency_key=row["concurrency_key"],
             concurrency_limit=row["concurrency_limit"],
             slot=row["slot"],
