@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -38,7 +39,7 @@ JOB_COLUMNS = (
     "queue, task, args, idempotency_key, lock_key, partition_key, priority, available_at,"
     " status, attempt, max_attempts, lease_ttl_sec, producer, consumer_group,"
     " request_fingerprint, cancel_requested, progress, error, worker_id, started_at, finished_at,"
-    " concurrency_key, concurrency_limit"
+    " concurrency_key, concurrency_limit, coalescing"
 )
 
 
@@ -612,3 +613,109 @@ async def test_dl_enqueue_with_a_group_writes_the_rows_and_fingerprint_of_the_py
         await db.fetchrow(call, "grouped-python", "partner-api", 999, when)
     with pytest.raises(asyncpg.UniqueViolationError):
         await db.fetchrow(_call({**VALID, "idempotency_key": "'grouped-python'"}))
+
+
+# --- coalescing (migration 0016) ---------------------------------------------------------------
+
+COALESCING = {**VALID, "coalescing": "true"}
+
+
+async def test_dl_enqueue_coalescing_joins_the_queued_job_and_says_what_differs(
+    db: asyncpg.Connection,
+) -> None:
+    first = await db.fetchrow(_call(COALESCING))
+    joined = await db.fetchrow(
+        _call({**COALESCING, "args": "'{\"since\": 1}'", "producer": "'shop'"})
+    )
+    plain = await db.fetchrow(_call(VALID))
+
+    assert (first["created"], first["coalesced"], first["differs"]) == (True, False, None)
+    assert (joined["job_id"], joined["status"], joined["created"]) == (
+        first["job_id"],
+        "queued",
+        False,
+    )
+    assert (joined["coalesced"], joined["differs"]) == (True, ["args", "producer"])
+    assert (plain["created"], plain["coalesced"], plain["differs"]) == (True, False, None)
+    assert plain["job_id"] != first["job_id"]
+    events = await db.fetch(
+        "SELECT event, details FROM dl_job_events WHERE job_id = $1 ORDER BY id", first["job_id"]
+    )
+    assert [(e["event"], json.loads(e["details"])) for e in events] == [
+        ("queued", {"queue": "etl.default", "task": "noop"}),
+        ("coalesced", {"differs": ["args", "producer"], "producer": "shop"}),
+    ]
+    assert await db.fetchval("SELECT args FROM dl_jobs WHERE job_id = $1", first["job_id"]) == "{}"
+
+
+async def test_dl_enqueue_refuses_a_null_coalescing_naming_the_field(
+    db: asyncpg.Connection,
+) -> None:
+    with pytest.raises(asyncpg.InvalidParameterValueError) as raised:
+        await db.fetchrow(_call({**VALID, "coalescing": "NULL"}))
+
+    assert raised.value.column_name == "coalescing"
+    assert "(field `coalescing`)" in raised.value.message
+    assert await counts(db) == NOTHING
+
+
+async def test_dl_enqueue_and_python_insert_join_each_others_jobs_and_write_the_same_rows(
+    db: asyncpg.Connection, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    def spec(lock_key: str) -> JobCreate:
+        return JobCreate(queue=QUEUE, task="noop", lock_key=lock_key, coalescing=True)
+
+    async with sessions() as session, session.begin():
+        python_job = (await enqueue_in_session(session, spec("from-python"), settings)).job_id
+    sql_job = (await db.fetchrow(_call({**COALESCING, "lock_key": "'from-sql'"})))["job_id"]
+
+    joined_by_sql = await db.fetchrow(_call({**COALESCING, "lock_key": "'from-python'"}))
+    async with sessions() as session, session.begin():
+        joined_by_python = await enqueue_in_session(session, spec("from-sql"), settings)
+
+    assert (joined_by_sql["job_id"], joined_by_sql["coalesced"]) == (python_job, True)
+    assert (joined_by_python.job_id, joined_by_python.coalesced) == (sql_job, True)
+    python_rows, sql_rows = [await _rows_of(db, job) for job in (python_job, sql_job)]
+    for rows in (python_rows, sql_rows):
+        # The lock_key differs, and so the fingerprint; the next lines compare those.
+        rows["job"].pop("lock_key")
+        rows["job"].pop("request_fingerprint")
+        rows["job"].pop("available_at")  # "now" when omitted, different for each
+    assert sql_rows == python_rows
+    assert python_rows["job"]["coalescing"] is True
+    # One fingerprint rule: a key taken by a coalescing Python trigger finds its job from SQL.
+    keyed = msgspec.structs.replace(spec("keyed"), idempotency_key="refresh:keyed")
+    async with sessions() as session, session.begin():
+        made = await enqueue_in_session(session, keyed, settings)
+    found = await db.fetchrow(
+        _call({**COALESCING, "lock_key": "'keyed'", "idempotency_key": "'refresh:keyed'"})
+    )
+    assert (found["job_id"], found["created"], found["coalesced"]) == (made.job_id, False, False)
+
+
+async def test_dl_enqueue_coalescing_sessions_racing_make_one_job(database_dsn: str) -> None:
+    connections = [await asyncpg.connect(database_dsn) for _ in range(6)]
+    try:
+        answers = await asyncio.gather(*(c.fetchrow(_call(COALESCING)) for c in connections))
+    finally:
+        for connection in connections:
+            await connection.close()
+
+    assert len({answer["job_id"] for answer in answers}) == 1
+    assert sorted(answer["created"] for answer in answers) == [False] * 5 + [True]
+    assert sum(answer["coalesced"] for answer in answers) == 5
+
+
+async def test_dl_enqueue_key_reused_with_the_other_coalescing_choice_is_a_conflict(
+    db: asyncpg.Connection,
+) -> None:
+    first = await db.fetchrow(_call({**COALESCING, "idempotency_key": "'refresh:1'"}))
+    again = await db.fetchrow(_call({**COALESCING, "idempotency_key": "'refresh:1'"}))
+
+    assert (again["job_id"], again["created"], again["coalesced"]) == (
+        first["job_id"],
+        False,
+        False,
+    )
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await db.fetchrow(_call({**VALID, "idempotency_key": "'refresh:1'"}))
