@@ -3,18 +3,20 @@
 Litestar decodes a body with msgspec, which keeps the last of two equal keys and reports a
 lone UTF-16 surrogate escape (`"\\ud800"`) as "Input data was truncated". `JsonBodyRequest`
 (the app's request class) decodes the same way, then refuses repeated keys, and rewords
-a surrogate error; handlers taking a body also call `require_json` for the 415.
+a surrogate error; handlers taking a body also call `require_json` for the 415, and
+`require_booleans` for flags that must be sent as JSON booleans.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from litestar import Request
 from litestar.exceptions import HTTPException, SerializationException
-from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from app.http.errors import error_response
 
@@ -37,6 +39,39 @@ def require_json(request: Request[Any, Any, Any]) -> None:
             status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             detail=f"Content-Type must be application/json, not {media_type or 'missing'!r}",
         )
+
+
+_JSON_KINDS = {str: "str", int: "int", float: "float", dict: "object", list: "array"}
+
+
+async def require_booleans(
+    request: Request[Any, Any, Any], fields: Sequence[str], *, items: str | None = None
+) -> None:
+    """400 naming the field when one of `fields` was sent as anything but true or false.
+
+    Litestar converts a body leniently (`"true"` and `1` become True), which would let a
+    mistyped flag pass for a choice. `items` names a list of objects to check instead of
+    the body (`jobs` of a bulk trigger: the field is then `jobs[i].<name>`). The body was
+    decoded already (the handler has it): Litestar's own cache is read, nothing is parsed.
+    """
+    body = await Request.json(request)
+    if not isinstance(body, dict):
+        return
+    listed = body.get(items) if items is not None else [body]
+    if not isinstance(listed, list):
+        return
+    for index, value in enumerate(listed):
+        if not isinstance(value, dict):
+            continue
+        where = "" if items is None else f"{items}[{index}]."
+        for name in fields:
+            sent = value.get(name, False)
+            if not isinstance(sent, bool):
+                kind = "null" if sent is None else _JSON_KINDS.get(type(sent), "value")
+                raise HTTPException(
+                    status_code=HTTP_400_BAD_REQUEST,
+                    detail=f"Expected `bool`, got `{kind}` (field `{where}{name}`)",
+                )
 
 
 class DuplicateKeyError(ValueError):

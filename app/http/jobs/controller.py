@@ -61,7 +61,7 @@ from app.http.jobs.schemas import (
     JobIdList,
     JobPage,
 )
-from app.http.json_body import NOT_JSON, require_json
+from app.http.json_body import NOT_JSON, require_booleans, require_json
 from app.http.request_id import request_id
 from app.jobs.service import EVENTS_LIMIT_MAX, JobService
 
@@ -69,6 +69,8 @@ from app.jobs.service import EVENTS_LIMIT_MAX, JobService
 # guard (401 and 403 first, as on every route) and app.http.errors words a bad one as a 400.
 # `{job_id:uuid}` would turn it into a routing miss: a bare 404, before the guard.
 JOB_PATH = "/{job_id:str}"
+# A job's flags: sent as anything but true or false, a 400 (Litestar would convert "true").
+STRICT_BOOLEANS = ("coalescing",)
 
 
 def job_filter(
@@ -126,6 +128,7 @@ class JobsController(Controller):
     ) -> JobCreated:
         """Create a job in one transaction: dl_jobs row, event and pgqueuer dispatch."""
         require_json(request)
+        await require_booleans(request, STRICT_BOOLEANS)
         return await job_service.trigger(data, request_id(request.scope))
 
     @post(
@@ -149,6 +152,7 @@ class JobsController(Controller):
         naming it (and the earlier item of the call that holds the key, if one does).
         """
         require_json(request)
+        await require_booleans(request, STRICT_BOOLEANS, items="jobs")
         jobs = await job_service.trigger_many(data.jobs, request_id(request.scope))
         warnings = await job_service.unserved_warnings(data.jobs)
         return JobBulkCreated(jobs=jobs, warnings=warnings or msgspec.UNSET)
