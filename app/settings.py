@@ -267,8 +267,9 @@ class Settings(BaseSettings):
     for three periods is gone: `/api/v1/workers` leaves it out, its queues count as
     unserved and new jobs wake other workers. API processes and workers must agree on it."""
     dl_claim_backoff_sec: Annotated[float, Field(ge=0, le=86_400)] = 15
-    """How long a job waits when another job holds its `lock_key` (a `lock_busy` event), or
-    its concurrency group runs its limit (a `concurrency_busy` event); the attempt is not
+    """How long a job waits when another job holds its `lock_key` (a `lock_busy` event), its
+    concurrency group runs its limit (a `concurrency_busy` event), or a coalescing trigger
+    that joined it has not committed yet (a `trigger_open` event); the attempt is not
     counted."""
     dl_retry_backoff_sec: Annotated[float, Field(ge=0, le=86_400)] = 30
     """Retry delay after a failed attempt: this x the attempt number, ± `DL_RETRY_JITTER`."""

@@ -381,6 +381,26 @@ async def _dl_enqueue_asyncpg(example: Example) -> None:
     assert job["max_attempts"] == 5
 
 
+@check("coalescing-refresh")
+async def _coalescing_refresh(example: Example) -> None:
+    """The second trigger joins the first one's queued job; its history shows the join."""
+    ran = await example.run()
+    first, second, history = ran.json_objects()
+
+    assert (first["status"], first["created"], first["coalesced"]) == ("queued", True, False)
+    assert second == {
+        "job_id": first["job_id"],
+        "status": "queued",
+        "created": False,
+        "coalesced": True,
+        "differs": [],
+    }, str(ran)
+    assert [e["event"] for e in history["events"]] == ["queued", "coalesced"], str(ran)
+    job = await example.job(first["job_id"])
+    assert (job["lock_key"], job["coalescing"], job["status"]) == ("table:sales", True, "queued")
+    await example.api.post(f"/api/v1/jobs/{first['job_id']}/cancel")  # not left to run later
+
+
 @check("cli-admin")
 async def _cli_admin(example: Example) -> None:
     """Queues shown, paused and resumed; the JSON list is the API's answer."""

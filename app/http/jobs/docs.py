@@ -59,6 +59,13 @@ RETRIED_JOB: dict[str, Any] = {
     "finished_at": None,
 }
 
+TRIGGER_DESCRIPTION = (
+    "Answers once the job is committed. With `coalescing: true`, a job of a coalescing trigger"
+    " already queued for the same queue, task and lock_key is joined instead: the answer says"
+    " `coalesced: true`, with `differs`, the fields that job keeps with other values than the"
+    " request's, and the job's history gets a `coalesced` event. See docs/flow-control.md."
+)
+
 JOB_RESPONSES = {
     200: ResponseSpec(
         data_container=Job,
