@@ -344,13 +344,7 @@ def enqueue_function(schema: str, *, groups: bool = True, coalescing: bool = Tru
         body = _coalescing_body(schema, insert)
     else:
         body = f"""{insert}
-    INTO inserted;
-    IF inserted = 1 THEN
-        job_id := new_id;
-        status := '{JobStatus.QUEUED.value}';
-        created := true;
-        RETURN;
-    END IF;
+{_return_if_created("    ")}
     -- The key is taken (ON CONFLICT waited for its writer): by this request or another.
 {_key_owner(schema, "    ")}
     job_id := owner.job_id;
@@ -378,6 +372,18 @@ BEGIN
 END
 $dl_enqueue$
 """
+
+
+def _return_if_created(indent: str) -> str:
+    """PL/pgSQL: read the insert's count into `inserted`; return the new job if it made one."""
+    block = f"""INTO inserted;
+IF inserted = 1 THEN
+    job_id := new_id;
+    status := '{JobStatus.QUEUED.value}';
+    created := true;
+    RETURN;
+END IF;"""
+    return "\n".join(indent + line for line in block.splitlines())
 
 
 def _key_owner(schema: str, indent: str) -> str:
@@ -410,13 +416,7 @@ def _coalescing_body(schema: str, insert: str) -> str:
     return f"""    coalesced := false;
     LOOP
 {inserted}
-        INTO inserted;
-        IF inserted = 1 THEN
-            job_id := new_id;
-            status := '{JobStatus.QUEUED.value}';
-            created := true;
-            RETURN;
-        END IF;
+{_return_if_created("        ")}
         -- Idempotency first: a key already taken answers as it always does.
         IF dl_enqueue.idempotency_key IS NOT NULL THEN
 {_key_owner(schema, "            ")}
