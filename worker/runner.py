@@ -115,6 +115,8 @@ class Runner:
                 await self._postpone(job_id, pgq_job_id, answer.lock_key)
             elif answer.group_full:
                 await self._postpone_for_group(job_id, pgq_job_id, answer)
+            elif answer.rate_limited:
+                await self._postpone_for_rate(job_id, pgq_job_id, answer)
             return
         try:
             await self._run_started(answer.attempt, pgq_cancel)
@@ -168,6 +170,34 @@ class Runner:
                 job_id,
                 answer.concurrency_key,
                 extra={"job_id": str(job_id), "concurrency_key": answer.concurrency_key},
+            )
+
+    async def _postpone_for_rate(
+        self, job_id: uuid.UUID, pgq_job_id: int, answer: StartAnswer
+    ) -> None:
+        """A rate limit of its queue held it back: due again when its bucket said."""
+        if answer.retry_at is None or answer.limited_by is None:
+            return  # rate_limited answers carry both (dl_rate_admit)
+        postponed = await retry_while_unreachable(
+            partial(
+                self.manager.postpone_for_rate,
+                job_id,
+                pgq_job_id,
+                until=answer.retry_at,
+                limited_by=answer.limited_by,
+                rate_key=answer.rate_key,
+                worker_id=self.worker_id,
+            ),
+            what=f"postponing job {job_id}",
+        )
+        if postponed:
+            worker_metrics().rate_limited.labels(answer.queue, answer.limited_by).inc()
+            logger.debug(
+                "rate limited, job postponed: job %s until %s (%s limit)",
+                job_id,
+                answer.retry_at.isoformat(),
+                answer.limited_by,
+                extra={"job_id": str(job_id), "limit": answer.limited_by},
             )
 
     async def _park_paused(self, job_id: uuid.UUID, pgq_job_id: int) -> None:

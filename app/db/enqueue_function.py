@@ -7,7 +7,8 @@ transaction exactly as the HTTP trigger does: the field rules of app.domain.spec
 dispatch rows). dl_request_fingerprint() is the one definition of "the same request": the
 Python insert (app.db.jobs) computes its fingerprints through it too.
 
-Migration 0011 installs what `install_statements` renders (0013 again, with groups). The
+Migration 0011 installs what `install_statements` renders (0013 and 0014 again, with the
+fields they added). The
 functions are frozen in the database at that moment, so a change to what they render (or to
 dispatch_ctes) needs a new migration that installs them again;
 tests/integration/test_dl_enqueue_function.py fails until one does.
@@ -55,22 +56,32 @@ PARAMETERS = (
     ("producer", "text", "NULL"),
     ("consumer_group", "text", "NULL"),
 )
-# Added by migration 0013 (concurrency groups). Migration 0011 renders the function without
-# them (`groups=False`), as it was then; 0013's downgrade installs that version again.
+# Added by migration 0013 (concurrency groups).
 GROUP_PARAMETERS = (
     ("concurrency_key", "text", "NULL"),
     ("concurrency_limit", "integer", "NULL"),
 )
+# Added by migration 0014 (rate limits).
+RATE_PARAMETERS = (("rate_key", "text", "NULL"),)
+# dl_enqueue as each migration that (re)installed it rendered it, by revision: a migration
+# installs its own release, and a downgrade installs the one before, so a release's text
+# never changes once it shipped.
+RELEASES: dict[int, tuple[tuple[str, str, str | None], ...]] = {
+    11: PARAMETERS,
+    13: PARAMETERS + GROUP_PARAMETERS,
+    14: PARAMETERS + GROUP_PARAMETERS + RATE_PARAMETERS,
+}
+LATEST = max(RELEASES)
 
 
-def parameters(*, groups: bool = True) -> tuple[tuple[str, str, str | None], ...]:
-    """dl_enqueue's parameters, in order: with the group fields, or as migration 0011 had them."""
-    return PARAMETERS + GROUP_PARAMETERS if groups else PARAMETERS
+def parameters(release: int = LATEST) -> tuple[tuple[str, str, str | None], ...]:
+    """dl_enqueue's parameters, in order, as `release` (a migration's revision) had them."""
+    return RELEASES[release]
 
 
-def signature(*, groups: bool = True) -> str:
-    """dl_enqueue's argument types, as DROP FUNCTION names one version of it."""
-    return ", ".join(kind for _, kind, _ in parameters(groups=groups))
+def signature(release: int = LATEST) -> str:
+    """dl_enqueue's argument types, as DROP FUNCTION names one release of it."""
+    return ", ".join(kind for _, kind, _ in parameters(release))
 
 
 def _unicode_literal(text: str) -> str:
@@ -107,26 +118,32 @@ $fingerprint$
 """
 
 
-def grouped_fingerprint(fingerprint: str, concurrency_key: str, concurrency_limit: str) -> str:
-    """SQL: the fingerprint of a request with its concurrency group (app.db.jobs uses it).
+def grouped_fingerprint(
+    fingerprint: str, concurrency_key: str, concurrency_limit: str, rate_key: str = "NULL"
+) -> str:
+    """SQL: the fingerprint of a request with its concurrency group and rate_key.
 
-    `fingerprint` is dl_request_fingerprint() of the other fields; the three arguments are SQL
-    expressions. Without a group it is that fingerprint unchanged, so every job written before
-    groups existed keeps its digest; with one, the digest of the fingerprint and the group, so
-    the same idempotency_key with another group is a different request. dl_enqueue() and the
-    Python insert both wrap dl_request_fingerprint() in it, so it is one rule for both.
+    `fingerprint` is dl_request_fingerprint() of the other fields; the other arguments are SQL
+    expressions. Without a group or rate_key it is that fingerprint unchanged, so every job
+    written before they existed keeps its digest; with one, the digest of the fingerprint and
+    the fields set (NULLs left out, so a grouped job written before rate keys keeps its
+    digest too): the same idempotency_key with another group or rate_key is a different
+    request. dl_enqueue() and the Python insert both wrap dl_request_fingerprint() in it, so
+    it is one rule for both.
     """
-    return f"""CASE WHEN {concurrency_key} IS NULL THEN {fingerprint}
-        ELSE encode(sha256(convert_to(jsonb_build_object(
+    return f"""CASE WHEN {concurrency_key} IS NULL AND {rate_key} IS NULL THEN {fingerprint}
+        ELSE encode(sha256(convert_to(jsonb_strip_nulls(jsonb_build_object(
             'request', {fingerprint}, 'concurrency_key', {concurrency_key},
-            'concurrency_limit', {concurrency_limit})::text, 'UTF8')), 'hex') END"""
+            'concurrency_limit', {concurrency_limit}, 'rate_key', {rate_key}))::text,
+            'UTF8')), 'hex') END"""
 
 
-def _insert_statement(schema: str, *, groups: bool) -> str:
+def _insert_statement(schema: str, release: int) -> str:
     """The one statement that writes the job, its event and its dispatch (like app.db.jobs)."""
     jobs = qualified(schema, "dl_jobs")
-    group_columns = ", concurrency_key, concurrency_limit" if groups else ""
-    group_values = ", dl_enqueue.concurrency_key, dl_enqueue.concurrency_limit" if groups else ""
+    added = [name for name, _, _ in parameters(release)[len(PARAMETERS) :]]
+    group_columns = "".join(f", {name}" for name in added)
+    group_values = "".join(f", dl_enqueue.{name}" for name in added)
     return f"""
     WITH input AS MATERIALIZED (
         SELECT {next_dispatch_id(schema)} AS pgq_id, new_id AS job_id
@@ -267,7 +284,19 @@ def _checks(refuse: str) -> str:
     )
 
 
-def enqueue_function(schema: str, *, groups: bool = True) -> str:
+def _rate_key_checks(refuse: str) -> str:
+    """app.domain.spec's rule for a rate_key: the text rule of every key."""
+    white = _unicode_literal(PYTHON_WHITESPACE)
+    return f"""
+    IF dl_enqueue.rate_key IS NOT NULL AND (
+       char_length(dl_enqueue.rate_key) NOT BETWEEN 1 AND 500
+       OR dl_enqueue.rate_key !~ ('[^' || {white} || ']')) THEN
+        PERFORM {refuse}('rate_key',
+            'must be 1 to 500 characters with at least one that is not white space');
+    END IF;"""
+
+
+def enqueue_function(schema: str, release: int = LATEST) -> str:
     """CREATE FUNCTION dl_enqueue(...): create a job in the caller's transaction.
 
     Returns (job_id, status, created): a new job is `queued` and created; an idempotency_key
@@ -277,7 +306,7 @@ def enqueue_function(schema: str, *, groups: bool = True) -> str:
     """
     params = ",\n    ".join(
         f"{name} {kind}" + ("" if default is None else f" DEFAULT {default}")
-        for name, kind, default in parameters(groups=groups)
+        for name, kind, default in parameters(release)
     )
     fingerprint_args = ", ".join(
         f"{name} => " + ("lease" if name == "lease_ttl_sec" else f"dl_enqueue.{name}")
@@ -287,11 +316,16 @@ def enqueue_function(schema: str, *, groups: bool = True) -> str:
     fingerprint = f"{quote_ident(schema)}.dl_request_fingerprint({fingerprint_args})"
     refuse = quote_ident(schema) + ".dl_enqueue_refuse"
     checks = _checks(refuse)
-    if groups:
+    if release >= 13:
         fingerprint = grouped_fingerprint(
-            fingerprint, "dl_enqueue.concurrency_key", "dl_enqueue.concurrency_limit"
+            fingerprint,
+            "dl_enqueue.concurrency_key",
+            "dl_enqueue.concurrency_limit",
+            "dl_enqueue.rate_key" if release >= 14 else "NULL",
         )
         checks += _group_checks(refuse)
+    if release >= 14:
+        checks += _rate_key_checks(refuse)
     owner_jobs = qualified(schema, "dl_jobs")
     return f"""
 CREATE OR REPLACE FUNCTION {quote_ident(schema)}.dl_enqueue(
@@ -311,7 +345,7 @@ DECLARE
 BEGIN
 {checks}
     fingerprint := {fingerprint};
-{_insert_statement(schema, groups=groups)}
+{_insert_statement(schema, release)}
     INTO inserted;
     IF inserted = 1 THEN
         job_id := new_id;
@@ -358,15 +392,15 @@ $refuse$
 """
 
 
-def install_statements(schema: str, *, groups: bool = True) -> list[str]:
+def install_statements(schema: str, release: int = LATEST) -> list[str]:
     """The statements that (re)install the functions in `schema`, in dependency order.
 
-    `groups=False` renders dl_enqueue as migration 0011 installed it (no concurrency group).
+    `release` renders dl_enqueue as that migration installed it (RELEASES).
     """
     return [
         fingerprint_function(schema),
         refuse_function(schema),
-        enqueue_function(schema, groups=groups),
+        enqueue_function(schema, release),
     ]
 
 
@@ -374,8 +408,7 @@ def uninstall_statements(schema: str) -> list[str]:
     """The statements that drop them."""
     s = quote_ident(schema)
     return [
-        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature(groups=True)})",
-        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature(groups=False)})",
+        *(f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature(r)})" for r in RELEASES),
         f"DROP FUNCTION IF EXISTS {s}.dl_enqueue_refuse(text, text)",
         f"DROP FUNCTION IF EXISTS {s}.dl_request_fingerprint(text, text, jsonb, text, text, "
         "integer, timestamptz, integer, integer, text, text)",

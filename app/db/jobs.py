@@ -50,7 +50,7 @@ from app.db.events import events, logged_with
 from app.db.models import DlJob
 from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
 from app.db.sql_common import cutoff, qualified, quote_ident
-from app.domain.attempts import QueuedJob, RequeueRequest, StartedAttempt
+from app.domain.attempts import PostponedJob, RequeueRequest, StartedAttempt
 from app.domain.filters import JobCursor, JobFilter
 from app.domain.states import FINAL_STATUSES, JobEvent, JobStatus
 
@@ -78,6 +78,7 @@ class NewJob:
     lock_key: str
     concurrency_key: str | None
     concurrency_limit: int | None
+    rate_key: str | None
     partition_key: str | None
     priority: int
     max_attempts: int
@@ -114,13 +115,15 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("available_at", DateTime(timezone=True)),
     ("concurrency_key", Text()),
     ("concurrency_limit", Integer()),
+    ("rate_key", Text()),
 )
 # The fields dl_request_fingerprint() digests: every one but the key (and the job's own
-# id). The concurrency group came after the function (0011): grouped_fingerprint adds it.
+# id). The concurrency group and rate_key came after the function (0011):
+# grouped_fingerprint adds them.
 _FINGERPRINTED = ", ".join(
     f"{name} => t.{name}"
     for name, _ in _COLUMNS
-    if name not in ("job_id", "idempotency_key", "concurrency_key", "concurrency_limit")
+    if name not in ("job_id", "idempotency_key", "concurrency_key", "concurrency_limit", "rate_key")
 )
 
 
@@ -130,6 +133,7 @@ def _fingerprint(schema: str) -> str:
         f"{quote_ident(schema)}.dl_request_fingerprint({_FINGERPRINTED})",
         "t.concurrency_key",
         "t.concurrency_limit",
+        "t.rate_key",
     )
 
 
@@ -150,11 +154,12 @@ def _insert_statement(schema: str) -> TextClause:
             INSERT INTO {qualified(schema, "dl_jobs")} (job_id, queue, task, args,
                 idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
                 producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id,
-                concurrency_key, concurrency_limit)
+                concurrency_key, concurrency_limit, rate_key)
             SELECT job_id, queue, task, args, idempotency_key, lock_key, partition_key, priority,
                    max_attempts, lease_ttl_sec, producer, consumer_group,
                    coalesce(available_at, now()), request_fingerprint,
-                   '{JobStatus.QUEUED.value}', pgq_id, concurrency_key, concurrency_limit
+                   '{JobStatus.QUEUED.value}', pgq_id, concurrency_key, concurrency_limit,
+                   rate_key
             -- Key order, so two calls sharing keys wait on each other without deadlock;
             -- among items sharing a key the first in the call wins.
             FROM input ORDER BY idempotency_key, ord
@@ -485,9 +490,19 @@ async def finish_canceled(
 
 
 async def postpone_queued(
-    session: AsyncSession, job_id: uuid.UUID, pgq_job_id: int, delay_sec: float
-) -> QueuedJob | None:
-    """Push a queued job's available_at out, only while `pgq_job_id` is its dispatch."""
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    pgq_job_id: int,
+    *,
+    waiting_for: str,
+    delay_sec: float = 0,
+    until: datetime | None = None,
+) -> PostponedJob | None:
+    """Push a queued job's available_at out (by `delay_sec`, or to `until` when given, never
+    into the past), only while `pgq_job_id` is its dispatch; `waiting_for` says why."""
+    available_at: ColumnElement[Any] = func.now() + literal(delay_sec) * ONE_SECOND
+    if until is not None:
+        available_at = func.greatest(func.now(), literal(until, DateTime(timezone=True)))
     row = (
         await session.execute(
             update(jobs)
@@ -496,11 +511,17 @@ async def postpone_queued(
                 jobs.c.status == JobStatus.QUEUED,
                 jobs.c.pgq_job_id == pgq_job_id,
             )
-            .values(available_at=func.now() + literal(delay_sec) * ONE_SECOND)
-            .returning(jobs.c.queue, jobs.c.priority, jobs.c.attempt)
+            .values(available_at=available_at, waiting_for=waiting_for)
+            .returning(
+                jobs.c.queue,
+                jobs.c.priority,
+                jobs.c.attempt,
+                jobs.c.available_at,
+                (jobs.c.available_at - func.now()).label("wait"),
+            )
         )
     ).first()
-    return None if row is None else QueuedJob(**row._asdict())
+    return None if row is None else PostponedJob(**row._asdict())
 
 
 async def cancel_if_queued(

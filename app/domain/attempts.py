@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.domain.states import JobEvent, JobStatus
 
 
 @dataclass(frozen=True)
-class QueuedJob:
-    """A queued job's dispatch-relevant fields."""
+class PostponedJob:
+    """A queued job a worker held back: what its new dispatch needs, and when it is due."""
 
     queue: str
     priority: int
     attempt: int
+    available_at: datetime
+    # From now (the database's) until available_at.
+    wait: timedelta
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,9 @@ class StartAnswer:
     `paused` means its queue is paused: no lock was tried, the job waits for the resume.
     `lock_key` without an attempt and with `lock_busy` means another holder has the key;
     `got_lock` without an attempt means the lock was taken but the job changed meanwhile,
-    or its concurrency group was full (`group_full`), so the caller must give the lock (and
-    a `slot` it took) back. A request with no answer was not startable.
+    or its concurrency group was full (`group_full`), or a rate limit of its queue held it
+    back (`rate_limited`), so the caller must give the lock (and a `slot` it took) back.
+    A request with no answer was not startable.
     `pgq_job_id` is the dispatch answered: the job's current one, the only one that may start it.
     """
 
@@ -65,6 +70,13 @@ class StartAnswer:
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
     slot: str | None = None
+    # Held back by a rate limit of its queue (app.db.rate_limit_function): which one
+    # (`limited_by`, a RateScope) and from when the job may try again.
+    queue: str = ""
+    rate_key: str | None = None
+    rate_limited: bool = False
+    retry_at: datetime | None = None
+    limited_by: str | None = None
 
     @property
     def lock_busy(self) -> bool:
