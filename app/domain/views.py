@@ -20,10 +20,15 @@ class Job(msgspec.Struct, kw_only=True):
     lock_key: str
     concurrency_key: str | None
     concurrency_limit: int | None
+    rate_key: str | None
     idempotency_key: str | None
     partition_key: str | None
     priority: int
     available_at: datetime
+    # Why a queued job a worker picked has not started: lock_key, concurrency_group,
+    # rate_limit or queue_paused (app.domain.rate_limits.WaitReason); it may start from
+    # available_at. None for a job not held back, and once it runs.
+    waiting_for: str | None
     attempt: int
     max_attempts: int
     lease_ttl_sec: int
@@ -43,6 +48,11 @@ class Job(msgspec.Struct, kw_only=True):
     def from_row(cls, row: object) -> Job:
         """Copy the user-facing columns of a dl_jobs row (any object carrying them)."""
         return cls(**{name: getattr(row, name) for name in cls.__struct_fields__})
+
+    def __post_init__(self) -> None:
+        # A job canceled while it waited keeps the column; it no longer waits for anything.
+        if self.status != "queued":
+            self.waiting_for = None
 
 
 class JobCreated(msgspec.Struct, kw_only=True):
