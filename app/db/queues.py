@@ -10,14 +10,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, select, update
+from sqlalchemy import (
+    CursorResult,
+    Table,
+    case,
+    delete,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import DlQueue
-from app.domain.rate_limits import QueueLimits, RateLimit
+from app.db.models import DlQueue, DlRateBucket
+from app.domain.rate_limits import MAX_RATE_PERIOD_SEC, QueueLimits, RateLimit
 
 queues = cast(Table, DlQueue.__table__)
+buckets = cast(Table, DlRateBucket.__table__)
 
 
 @dataclass(frozen=True)
@@ -121,3 +133,19 @@ async def queue_states(session: AsyncSession, queue: str | None = None) -> list[
     if queue is not None:
         statement = statement.where(queues.c.queue == queue)
     return [_state(row) for row in await session.execute(statement)]
+
+
+async def delete_idle_buckets_in_session(session: AsyncSession) -> int:
+    """Forget rate buckets untouched for longer than any period (a rate_key no longer used).
+
+    A bucket's starts count for one period at most (MAX_RATE_PERIOD_SEC), and one whose
+    line of waiting jobs lies in the past promises nothing: dropping it changes no answer.
+    """
+    idle = literal(MAX_RATE_PERIOD_SEC) * literal_column("interval '1 second'")
+    result = await session.execute(
+        delete(buckets).where(
+            buckets.c.updated_at < func.now() - idle,
+            or_(buckets.c.promise_at.is_(None), buckets.c.promise_at < func.now()),
+        )
+    )
+    return int(cast(CursorResult[Any], result).rowcount or 0)
