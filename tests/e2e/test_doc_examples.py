@@ -282,6 +282,19 @@ async def _job_counts(example: Example) -> None:
     assert counts["failed"] >= 1, str(ran)
 
 
+@check("rate-limits")
+async def _rate_limits(example: Example) -> None:
+    """The limits as set, read back the same."""
+    ran = await example.run()
+    stored, read = ran.json_objects()
+
+    expected = {
+        "start": {"count": 20, "period_sec": 1.0},
+        "per_rate_key": {"count": 5, "period_sec": 1.0},
+    }
+    assert stored == read == expected, str(ran)
+
+
 @check("retry")
 async def _retry(example: Example) -> None:
     """Failed on attempt 1 of 1, retried with a budget of 2, succeeded on attempt 2."""
