@@ -112,7 +112,8 @@ async def test_trigger_with_a_bad_rate_key_is_400_naming_it(
     assert response.status_code == 400, response.text
     assert "rate_key" in response.json()["detail"]
     assert bulk.status_code == 400, bulk.text
-    assert "jobs[1]" in bulk.json()["detail"] and "rate_key" in bulk.json()["detail"]
+    assert "jobs[1]" in bulk.json()["detail"]
+    assert "rate_key" in bulk.json()["detail"]
     assert await api_db.fetchval("SELECT count(*) FROM dl_jobs") == before
 
 
