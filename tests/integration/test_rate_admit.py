@@ -71,9 +71,8 @@ async def test_newcomers_queue_up_a_periods_worth_per_period(db: asyncpg.Connect
 
     assert not any(row["admitted"] for row in refused)
     # Three per period, in arrival order: a backlog comes back a period's worth at a time.
-    assert [row["retry_at"] - counted_at for row in refused] == [SECOND] * 3 + [
-        2 * SECOND
-    ] * 3 + [3 * SECOND]
+    turns = [SECOND] * 3 + [2 * SECOND] * 3 + [3 * SECOND]
+    assert [row["retry_at"] - counted_at for row in refused] == turns
 
 
 async def test_a_job_that_already_waited_is_told_the_moment_the_next_slot_frees(
