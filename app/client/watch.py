@@ -33,7 +33,7 @@ from app.client.http import (
 )
 from app.client.models import Job
 from app.client.output import err, out, print_error, print_json, progress_text, status_text
-from app.client.render import attempts, retry_note, run_time
+from app.client.render import attempts, retry_note, run_time, waiting_note
 
 POLL_INTERVAL_SEC = 0.5
 RECONNECT_DELAY_SEC = 0.5  # after a stream broke off, before opening it again
@@ -101,12 +101,13 @@ def _description(job: Job) -> Text:
     """'running attempt 1/5'; a job that never started shows its status alone.
 
     A job queued again after a failed attempt says why and when it runs next:
-    'queued attempt 1/5  retry at 16:01:05 (in 2.0 s) after ValueError: boom'.
+    'queued attempt 1/5  retry at 16:01:05 (in 2.0 s) after ValueError: boom'; one a
+    worker held back says what for: 'queued  waiting for rate limit until 16:01:05 (in 3 s)'.
     """
     text = status_text(job.status)
     if job.attempt:
         text += Text(f" attempt {attempts(job)}")
-    note = retry_note(job)
+    note = retry_note(job) or waiting_note(job)
     if note:
         text += Text(f"  {note}", style="yellow")
     return text
