@@ -140,8 +140,8 @@ async def test_a_job_held_back_by_a_rate_limit_shows_what_it_waits_for_and_until
         )
         job_id = created.json()["job_id"]
 
-        async def held_back() -> Any:
-            job = (await api.get(f"/api/v1/jobs/{job_id}/status")).json()
+        async def held_back() -> dict[str, Any] | None:
+            job: dict[str, Any] = (await api.get(f"/api/v1/jobs/{job_id}/status")).json()
             return job if job["waiting_for"] == "rate_limit" else None
 
         job = await wait_until(
