@@ -408,6 +408,18 @@ async def _cli_admin(example: Example) -> None:
     assert queue["paused"] is False
 
 
+@check("cli-limits")
+async def _cli_limits(example: Example) -> None:
+    """Both limits set, one changed with the other kept, shown, then cleared."""
+    ran = await example.run()
+
+    assert re.search(r"start\s+20/1s .*\n.*per rate_key\s+5/1s ", ran.stdout), str(ran)
+    assert re.search(r"start\s+20/1s .*\n.*per rate_key\s+2/1s ", ran.stdout), str(ran)
+    assert re.search(r"start\s+none\s*\n.*per rate_key\s+none", ran.stdout), str(ran)
+    limits = (await example.api.get(f"/api/v1/queues/{QUEUE}/limits")).json()
+    assert limits == {"start": None, "per_rate_key": None}
+
+
 @check("cli-retry-failed")
 async def _cli_retry_failed(example: Example) -> None:
     """Every failed or lost job is queued again."""
