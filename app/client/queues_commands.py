@@ -34,7 +34,7 @@ def parse_option(name: str, value: str | None) -> RateLimit | None:
 
 @queues_app.callback(invoke_without_command=True)
 def queues(ctx: typer.Context, json_out: JsonFlag = False) -> None:
-    """List queues (the default), or pause/resume one."""
+    """List queues (the default), pause/resume one, or show/set its rate limits."""
     if ctx.invoked_subcommand is None:
         show_queues(ctx, wants_json(ctx, json_out))
 
