@@ -34,6 +34,12 @@ from worker.invoke import PipelineCanceled, is_interruptible, run_pipeline
 from worker.lock_session import LockSession
 from worker.unregistered_task import TaskHolders, unregistered_task_error
 
+# A start a rate limit refuses until at most this many seconds from now waits in the worker
+# and asks again, up to RATE_WAITS_IN_PLACE times, before the job is postponed. It holds one
+# of the queue's concurrency slots that long, so it stays short.
+RATE_WAIT_IN_PLACE_SEC = 0.5
+RATE_WAITS_IN_PLACE = 3
+
 logger = logging.getLogger("worker.runner")
 
 ERROR_LIMIT = 4000
@@ -103,9 +109,20 @@ class Runner:
         # A start that could not reach the database wrote nothing, so it is asked again;
         # failing it would hand the dispatch back to pgqueuer as an error, and the job
         # would wait for the reaper to dispatch it anew.
+        what = f"starting job {job_id}"
         answer = await retry_while_unreachable(
-            partial(self.locks.start, job_id, pgq_job_id), what=f"starting job {job_id}"
+            partial(self.locks.start, job_id, pgq_job_id), what=what
         )
+        for _ in range(RATE_WAITS_IN_PLACE):
+            # A slot of its rate bucket frees in a moment: waiting here costs nothing, while
+            # a postpone costs a transaction and a new dispatch, and comes back later.
+            wait = answer.rate_wait_sec if answer is not None else None
+            if wait is None or wait > RATE_WAIT_IN_PLACE_SEC:
+                break
+            await asyncio.sleep(wait)
+            answer = await retry_while_unreachable(
+                partial(self.locks.start, job_id, pgq_job_id, waited_for_rate=True), what=what
+            )
         if answer is None:
             return  # canceled, finished, or superseded by a newer dispatch
         if answer.attempt is None:

@@ -95,8 +95,9 @@ def batch_statements(schema: str) -> BatchStatements:
             -- Not one per job: pgqueuer re-picks a replaced dispatch whose heartbeat went
             -- stale, and keeping that one could drop the job's current dispatch. Only the
             -- current one passes `startable`, so a job still gets at most one row.
-            SELECT DISTINCT ON (r.job_id, r.pgq_job_id) r.job_id, r.pgq_job_id, r.ord
-            FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS r(job_id, pgq_job_id, ord)
+            SELECT DISTINCT ON (r.job_id, r.pgq_job_id) r.job_id, r.pgq_job_id, r.ord, r.waited
+            FROM unnest($1::uuid[], $2::bigint[], $6::boolean[])
+                 WITH ORDINALITY AS r(job_id, pgq_job_id, waited, ord)
             ORDER BY r.job_id, r.pgq_job_id, r.ord
         ),
         startable AS (
@@ -105,7 +106,10 @@ def batch_statements(schema: str) -> BatchStatements:
             -- first unpaused job of a lock_key try the lock.
             SELECT j.job_id, j.lock_key, r.pgq_job_id, r.ord, coalesce(q.paused, false) AS paused,
                    j.concurrency_key, j.concurrency_limit, j.queue, j.rate_key,
-                   j.waiting_for = '{WaitReason.RATE_LIMIT.value}' AS waited_for_rate,
+                   -- It has its place in its buckets' line already (postponed, or it
+                   -- waited in the worker).
+                   coalesce(j.waiting_for = '{WaitReason.RATE_LIMIT.value}', false) OR r.waited
+                       AS waited_for_rate,
                    -- Under a rate limit of its queue: dl_rate_admit decides its start.
                    coalesce(q.start_limit IS NOT NULL
                             OR (q.rate_key_limit IS NOT NULL AND j.rate_key IS NOT NULL),
@@ -227,7 +231,7 @@ def batch_statements(schema: str) -> BatchStatements:
                s.job_id IS NOT NULL AS started,
                s.queue, s.task, s.args, s.priority, s.attempt, s.max_attempts, s.lease_ttl_sec,
                l.queue AS job_queue, l.rate_key, ra.admitted IS FALSE AS rate_limited,
-               ra.retry_at, ra.limited_by
+               ra.decided_at, ra.retry_at, ra.limited_by
         -- Listing `answered` makes it run: a SELECT in WITH runs only when read.
         FROM slotted l LEFT JOIN started s ON s.job_id = l.job_id
              LEFT JOIN rated ra ON ra.job_id = l.job_id,
@@ -277,6 +281,7 @@ async def start_batch(
         held_keys,
         worker_id,
         held_slots or [],
+        [r.waited_for_rate for r in requests],
     )
     answers: dict[uuid.UUID, StartAnswer] = {}
     for row in rows:
@@ -306,6 +311,7 @@ async def start_batch(
             queue=row["job_queue"],
             rate_key=row["rate_key"],
             rate_limited=row["rate_limited"],
+            decided_at=row["decided_at"],
             retry_at=row["retry_at"],
             limited_by=row["limited_by"],
         )

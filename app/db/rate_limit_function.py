@@ -14,7 +14,8 @@ so no two callers deadlock, and read the bucket after they hold it. Every start 
 stamped with the one time `t` read after the locks, which the start statement also writes
 as the started event's time: a window (t - period, t] then never holds more than `count`.
 
-A refused job is told when to come back. A job arriving for the first time joins the
+A refused job is told when to come back (a worker told "in a moment" waits in place and asks
+again, worker.runner). A job arriving for the first time joins the
 bucket's line of promises: `count` jobs per period after the moment a slot frees, so a large
 backlog comes back a period's worth at a time instead of all at once. A job that already
 waited (dl_jobs.waiting_for = 'rate_limit') and was refused again, because it came back just
@@ -164,7 +165,7 @@ BEGIN
         END LOOP;
         job_id := p_job_ids[i];
         admitted := false;
-        decided_at := NULL;
+        decided_at := t;
         retry_at := r_at;
         limited_by := r_by;
         RETURN NEXT;

@@ -43,6 +43,9 @@ class StartRequest:
 
     job_id: uuid.UUID
     pgq_job_id: int
+    # Asked again after waiting in the worker for its rate bucket: it already has its place
+    # in the bucket's line (app.db.rate_limit_function).
+    waited_for_rate: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,21 @@ class StartAnswer:
     queue: str = ""
     rate_key: str | None = None
     rate_limited: bool = False
+    # The bucket's clock when it decided (the time a start is counted at).
+    decided_at: datetime | None = None
     retry_at: datetime | None = None
     limited_by: str | None = None
 
     @property
     def lock_busy(self) -> bool:
         return not self.got_lock and not self.paused
+
+    @property
+    def rate_wait_sec(self) -> float | None:
+        """For a rate-limited answer, how long until its bucket said to come back."""
+        if not self.rate_limited or self.retry_at is None or self.decided_at is None:
+            return None
+        return max(0.0, (self.retry_at - self.decided_at).total_seconds())
 
     @property
     def group_full(self) -> bool:
