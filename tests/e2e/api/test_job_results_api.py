@@ -6,39 +6,24 @@ DL_RESULT_MAX_BYTES at its lowest, 4 KiB, so the limit is cheap to cross.
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.api_servers import ApiServer, api_server_on_fresh_database
-from tests.support.databases import TestServer as PgServer
+from tests.support.api_servers import E2E_PIPELINES_API_ENV, ApiServer
 from tests.support.job_streams import open_stream
 from tests.support.paths import PROJECT_ROOT
 from tests.support.waiting import wait_until
-from tests.support.workers import E2E_PIPELINE_MODULES, WorkerFleet, worker_fleet
+from tests.support.workers import WorkerFleet, worker_fleet
 
+API_ENV = E2E_PIPELINES_API_ENV  # the API accepts the e2e pipelines (e2e/conftest.py)
 QUEUE = "etl.results"
 MAX_BYTES = 4096
 FINAL = {"succeeded", "failed", "canceled", "lost"}
 VALUE = {"rows": 42, "file": "rates.csv", "tags": ["a", "b"], "nested": {"ok": True}}
-
-
-@pytest.fixture(scope="module")
-async def api_server(
-    pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ApiServer]:
-    """The module's API, knowing the e2e pipelines (the worker runs them)."""
-    async with api_server_on_fresh_database(
-        pg_server,
-        template_db,
-        tmp_path_factory.mktemp("results_api"),
-        extra_env={"DL_PIPELINE_MODULES": json.dumps([E2E_PIPELINE_MODULES])},
-    ) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -5,33 +5,17 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.support.api_servers import ApiServer, api_server_on_fresh_database
+from tests.support.api_servers import E2E_PIPELINES_API_ENV
 from tests.support.cli_runner import WORKER_QUEUE, Cli
-from tests.support.databases import TestServer as PgServer
-from tests.support.workers import E2E_PIPELINE_MODULES
 
 pytestmark = pytest.mark.usefixtures("worker")
 
+API_ENV = E2E_PIPELINES_API_ENV  # the API accepts the e2e pipelines (e2e/conftest.py)
 VALUE = {"rows": 42, "file": "rates.csv"}
 SHAPES = ["test.result.coroutine", "test.result.function", "test.result.generator"]
-
-
-@pytest.fixture(scope="module")
-async def api_server(
-    pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ApiServer]:
-    """The module's API, knowing the e2e pipelines (the module's worker runs them)."""
-    async with api_server_on_fresh_database(
-        pg_server,
-        template_db,
-        tmp_path_factory.mktemp("cli_results_api"),
-        extra_env={"DL_PIPELINE_MODULES": json.dumps([E2E_PIPELINE_MODULES])},
-    ) as server:
-        yield server
 
 
 def trigger_args(task: str) -> list[str]:
