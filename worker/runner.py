@@ -26,6 +26,7 @@ from app.observability.metrics import worker_metrics
 from app.pipelines.context import PipelineContext
 from app.pipelines.errors import PermanentError
 from app.pipelines.registry import get_pipeline, registered_names
+from app.pipelines.results import ResultError, encode_result
 from app.settings import Settings
 from worker.attempt_log import AttemptEnd, attempt_end_fields, attempt_end_message
 from worker.db_retry import retry_while_unreachable
@@ -70,6 +71,7 @@ class AttemptRun:
     retried: bool = False  # failed, and scheduled to run again
     error: str | None = None  # why it failed, for the attempt's log line
     retry_at: datetime | None = None  # when a failed attempt's job runs again
+    result_json: str | None = None  # the pipeline's result, checked, once it succeeded
 
     def save_progress(self, progress: dict[str, Any]) -> None:
         """Keep the latest progress; the heartbeat writes it."""
@@ -331,7 +333,13 @@ class Runner:
         reason = self._stop_reason(run)
         if reason is Outcome.INTERRUPTED:
             reason = None
-        return reason or Outcome.SUCCEEDED, None
+        if reason is not None:
+            return reason, None
+        try:
+            run.result_json = encode_result(run.context.result, self.settings.dl_result_max_bytes)
+        except ResultError as exc:  # not storable: the job fails, naming why
+            return Outcome.FAILED, exc
+        return Outcome.SUCCEEDED, None
 
     @staticmethod
     def _stop_reason(run: AttemptRun) -> Outcome | None:
@@ -393,7 +401,9 @@ class Runner:
         if outcome is Outcome.INTERRUPTED:
             return await self._requeue(run, JobEvent.INTERRUPTED, delay_sec=0, count_attempt=False)
         if outcome is Outcome.SUCCEEDED:
-            return await self._final(run, JobStatus.SUCCEEDED, JobEvent.SUCCEEDED)
+            return await self._final(
+                run, JobStatus.SUCCEEDED, JobEvent.SUCCEEDED, result_json=run.result_json
+            )
         if outcome is Outcome.CANCELED:
             return await self._final(run, JobStatus.CANCELED, JobEvent.CANCELED)
         assert error is not None
@@ -425,6 +435,7 @@ class Runner:
         *,
         error: str | None = None,
         details: dict[str, Any] | None = None,
+        result_json: str | None = None,
     ) -> bool:
         """running -> a final status through the finish writer (batched with other finishes)."""
         request = FinishRequest(
@@ -435,6 +446,7 @@ class Runner:
             progress=run.progress,
             error=error,
             details=details,
+            result_json=result_json,
         )
         return await self.finishes.finish(request, run.started.lock_key)
 

@@ -47,6 +47,8 @@ class Job(msgspec.Struct, kw_only=True):
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # What the pipeline returned, once succeeded (absent from listings unless asked).
+    result: Any = None
 
     @property
     def finished(self) -> bool:

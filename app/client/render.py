@@ -24,6 +24,8 @@ from app.client.output import (
 from app.client.rate_limits import limits_text
 
 ERROR_WIDTH = 60
+# A result is shown on one line, cut here; `--json` prints it whole.
+RESULT_WIDTH = 300
 
 
 def attempts(job: Job) -> str:
@@ -109,6 +111,7 @@ def job_panel(job: Job) -> Table:
             ("attempt", attempts(job)),
             ("progress", progress_text(job.progress) or None),
             ("error", Text(job.error, style="red") if job.error else None),
+            ("result", None if job.result is None else compact_json(job.result, RESULT_WIDTH)),
             ("args", compact_json(job.args, 300)),
             ("idempotency_key", job.idempotency_key),
             ("partition_key", job.partition_key),

@@ -32,11 +32,21 @@ from app.client.http import (
     StreamUnavailable,
 )
 from app.client.models import Job
-from app.client.output import err, out, print_error, print_json, progress_text, status_text
+from app.client.output import (
+    compact_json,
+    err,
+    out,
+    print_error,
+    print_json,
+    progress_text,
+    status_text,
+)
 from app.client.render import attempts, retry_note, run_time, waiting_note
 
 POLL_INTERVAL_SEC = 0.5
 RECONNECT_DELAY_SEC = 0.5  # after a stream broke off, before opening it again
+# The result line after `--wait` is cut here (a result may be a megabyte); --json has it whole.
+WAIT_RESULT_WIDTH = 2000
 
 
 def follow(
@@ -182,6 +192,8 @@ def wait_for(client: DataloaderClient, job_id: str, *, as_json: bool) -> int:
         print_json(final.body)
     else:
         out.print(report_line(job))
+        if job.result is not None:
+            out.print(Text(f"result {compact_json(job.result, WAIT_RESULT_WIDTH)}"), soft_wrap=True)
     if job.status == "succeeded":
         return 0
     print_error(job.error or f"job {job.status}")

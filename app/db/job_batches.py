@@ -241,13 +241,16 @@ def batch_statements(schema: str) -> BatchStatements:
         WITH request AS (
             SELECT *
             FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[],
-                        $6::text[], $7::jsonb[])
-                 AS r(job_id, attempt, status, event, progress, error, details)
+                        $6::text[], $7::jsonb[], $9::text[])
+                 AS r(job_id, attempt, status, event, progress, error, details, result)
         ),
         finished AS (
+            -- The result comes as JSON text checked by the worker (app.pipelines.results),
+            -- written by the same fence as the status: a stale attempt writes neither.
             UPDATE {jobs} j
             SET status = r.status, finished_at = now(), lease_expires_at = NULL,
-                updated_at = now(), error = r.error, progress = coalesce(r.progress, j.progress)
+                updated_at = now(), error = r.error, progress = coalesce(r.progress, j.progress),
+                result = r.result::jsonb
             FROM request r
             WHERE j.job_id = r.job_id AND j.job_id = ANY($1::uuid[])
               AND j.attempt = r.attempt AND j.status = '{running}'
@@ -332,6 +335,7 @@ async def finish_batch(
         [r.error for r in requests],
         [r.details for r in requests],
         worker_id,
+        [r.result_json for r in requests],
     )
     return {row["job_id"] for row in rows}
 

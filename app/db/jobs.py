@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import UUID, DateTime, Integer, Interval, Text, Uuid
 
@@ -327,10 +328,16 @@ def filter_conditions(filters: JobFilter) -> list[ColumnElement[bool]]:
 
 
 def list_jobs_statement(
-    filters: JobFilter, *, after: JobCursor | None, limit: int
+    filters: JobFilter, *, after: JobCursor | None, limit: int, with_result: bool = False
 ) -> Select[DlJob]:
-    """The listing query: jobs matching `filters`, newest first, strictly after `after`."""
+    """The listing query: jobs matching `filters`, newest first, strictly after `after`.
+
+    Results (up to DL_RESULT_MAX_BYTES each) are read only `with_result`; otherwise the
+    column is left out, and reading it from a row raises instead of loading it.
+    """
     statement = select(DlJob).where(*filter_conditions(filters))
+    if not with_result:
+        statement = statement.options(defer(DlJob.result, raiseload=True))
     if after is not None:
         statement = statement.where(
             tuple_(jobs.c.created_at, jobs.c.job_id)
@@ -343,10 +350,40 @@ def list_jobs_statement(
 
 
 async def list_jobs(
-    session: AsyncSession, filters: JobFilter, *, after: JobCursor | None, limit: int
+    session: AsyncSession,
+    filters: JobFilter,
+    *,
+    after: JobCursor | None,
+    limit: int,
+    with_result: bool = False,
 ) -> Sequence[DlJob]:
-    """Up to `limit` jobs matching `filters`, newest first, strictly after `after`."""
-    return (await session.scalars(list_jobs_statement(filters, after=after, limit=limit))).all()
+    """Up to `limit` jobs matching `filters`, newest first, strictly after `after`; their
+    results only `with_result`."""
+    statement = list_jobs_statement(filters, after=after, limit=limit, with_result=with_result)
+    return (await session.scalars(statement)).all()
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """A job's status and stored result (None unless it succeeded with one)."""
+
+    job_id: uuid.UUID
+    status: str
+    result: Any
+
+
+async def read_results(session: AsyncSession, job_ids: Collection[uuid.UUID]) -> list[ResultRow]:
+    """The status and result of each of these jobs that exists, READ_CHUNK ids a query."""
+    ids = list(job_ids)
+    found: list[ResultRow] = []
+    for start in range(0, len(ids), READ_CHUNK):
+        rows = await session.execute(
+            select(jobs.c.job_id, jobs.c.status, jobs.c.result).where(
+                jobs.c.job_id.in_(ids[start : start + READ_CHUNK])
+            )
+        )
+        found.extend(ResultRow(**row._asdict()) for row in rows)
+    return found
 
 
 async def job_exists(session: AsyncSession, job_id: uuid.UUID) -> bool:
@@ -610,6 +647,7 @@ async def requeue_for_retry(
             available_at=func.now(),
             error=None,
             progress=null(),  # SQL NULL; None would store JSON null
+            result=null(),  # only the attempt that succeeds has one
             finished_at=None,
             lease_expires_at=None,
             heartbeat_at=None,

@@ -111,6 +111,8 @@ class FinishRequest:
     progress: dict[str, Any] | None = None
     error: str | None = None
     details: dict[str, Any] | None = None
+    # What the pipeline returned, as checked JSON text (app.pipelines.results); None: none.
+    result_json: str | None = None
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,25 @@ class Job(msgspec.Struct, kw_only=True):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # What the pipeline returned (any JSON value), set when it succeeded; null before and
+    # otherwise. Left out of listings (UNSET, not shown) unless they ask for it.
+    result: Any | msgspec.UnsetType = msgspec.UNSET
 
     @classmethod
-    def from_row(cls, row: object) -> Job:
-        """Copy the user-facing columns of a dl_jobs row (any object carrying them)."""
-        return cls(**{name: getattr(row, name) for name in cls.__struct_fields__})
+    def from_row(cls, row: object, *, with_result: bool = True) -> Job:
+        """Copy the user-facing columns of a dl_jobs row (any object carrying them); its
+        `result` only `with_result` (a listing's rows may not have loaded it)."""
+        names = (n for n in cls.__struct_fields__ if with_result or n != "result")
+        return cls(**{name: getattr(row, name) for name in names})
+
+
+class JobResult(msgspec.Struct, kw_only=True, frozen=True):
+    """A job's status and what its pipeline returned (None unless it succeeded with a
+    result): what a caller reading results by job id gets."""
+
+    job_id: uuid.UUID
+    status: str
+    result: Any
 
     def __post_init__(self) -> None:
         # A job canceled while it waited keeps the column; it no longer waits for anything.

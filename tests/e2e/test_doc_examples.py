@@ -256,6 +256,23 @@ async def _first_job_cli(example: Example) -> None:
     assert job["lock_key"] == "customer:42"
 
 
+@check("job-result")
+async def _job_result(example: Example) -> None:
+    """`--wait` prints the result after the outcome; the listing with include=result has it."""
+    ran = await example.run()
+
+    done = re.search(
+        r"job (\S+) succeeded in [\d.]+ s \(attempt 1/5\)\nresult (\{.*\})\n", ran.stdout
+    )
+    assert done, str(ran)
+    assert json.loads(done.group(2)) == {"rows": 42, "file": "rates.csv"}
+    (page,) = [found for found in ran.json_objects() if "jobs" in found]
+    assert page["jobs"][0]["job_id"] == done.group(1), str(ran)
+    assert page["jobs"][0]["result"] == {"rows": 42, "file": "rates.csv"}, str(ran)
+    job = await example.job(done.group(1))
+    assert (job["status"], job["result"]) == ("succeeded", {"rows": 42, "file": "rates.csv"})
+
+
 @check("list-jobs")
 async def _list_jobs(example: Example) -> None:
     """Failed and lost jobs of etl.default, newest first, one page with `next_cursor`."""

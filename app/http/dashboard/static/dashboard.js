@@ -1330,6 +1330,8 @@
     const retryButton = h("button", { id: "job-retry", disabled: true }, "Retry");
     const fields = h("dl", { class: "fields", id: "job-fields" });
     const args = h("pre", { class: "light", id: "job-args" });
+    // What the pipeline returned: set once the job succeeded (docs/pipelines.md#results).
+    const result = h("pre", { class: "light", id: "job-result" });
     const errorBox = h("div", { id: "job-error" });
     const timeline = h("ol", { class: "timeline", id: "job-events" });
     const timelineNote = h("div");
@@ -1344,7 +1346,16 @@
         h("div", { class: "actions" }, cancelButton, retryButton),
       ),
       errorBox,
-      h("div", { class: "panel" }, h("h2", {}, "Fields"), fields, h("h2", {}, "Args"), args),
+      h(
+        "div",
+        { class: "panel" },
+        h("h2", {}, "Fields"),
+        fields,
+        h("h2", {}, "Args"),
+        args,
+        h("h2", {}, "Result"),
+        result,
+      ),
       h("div", { class: "panel" }, h("h2", {}, "Timeline"), timelineNote, timeline),
     );
 
@@ -1434,6 +1445,8 @@
         ]),
       );
       args.textContent = json(job.args);
+      result.textContent = job.result == null ? "none" : json(job.result);
+      result.dataset.empty = job.result == null ? "true" : "false";
       showError();
       // The timeline changes with transitions, not with progress: reload it only then.
       const key = `${job.status}|${job.attempt}|${job.cancel_requested}|${job.finished_at}`;
