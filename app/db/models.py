@@ -84,7 +84,7 @@ class DlJob(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
-    # What the pipeline returned, written with `succeeded` (migration 0017). Listings leave
+    # What the pipeline returned, written with `succeeded` (migration 0015). Listings leave
     # it out unless asked (app.db.jobs.list_jobs_statement): it may be large.
     result: Mapped[Any | None] = mapped_column(JSONB)
     producer: Mapped[str | None] = mapped_column(Text)
