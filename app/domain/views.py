@@ -54,6 +54,11 @@ class Job(msgspec.Struct, kw_only=True):
         names = (n for n in cls.__struct_fields__ if with_result or n != "result")
         return cls(**{name: getattr(row, name) for name in names})
 
+    def __post_init__(self) -> None:
+        # A job canceled while it waited keeps the column; it no longer waits for anything.
+        if self.status != "queued":
+            self.waiting_for = None
+
 
 class JobResult(msgspec.Struct, kw_only=True, frozen=True):
     """A job's status and what its pipeline returned (None unless it succeeded with a
@@ -62,11 +67,6 @@ class JobResult(msgspec.Struct, kw_only=True, frozen=True):
     job_id: uuid.UUID
     status: str
     result: Any
-
-    def __post_init__(self) -> None:
-        # A job canceled while it waited keeps the column; it no longer waits for anything.
-        if self.status != "queued":
-            self.waiting_for = None
 
 
 class JobCreated(msgspec.Struct, kw_only=True):
