@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from app.jobs.service import JobService
+
 ADMIT = "SELECT * FROM dl_rate_admit($1::uuid[], $2::text[], $3::text[], $4::boolean[])"
 SECOND = timedelta(seconds=1)
 
@@ -154,3 +156,21 @@ async def test_concurrent_callers_never_admit_more_than_the_window_holds(
         keyed = sorted(at for at, k in admitted if k == key)
         for end in keyed:
             assert sum(1 for at in keyed if end - window < at <= end) <= 2, (key, end)
+
+
+async def test_a_job_shows_what_it_waits_for_only_while_it_is_queued(
+    db: asyncpg.Connection, service: JobService
+) -> None:
+    """A job canceled while it waited keeps the column; its view no longer waits."""
+    waiting, canceled = uuid.uuid4(), uuid.uuid4()
+    for job_id, status in ((waiting, "queued"), (canceled, "canceled")):
+        await db.execute(
+            "INSERT INTO dl_jobs (job_id, queue, task, lock_key, status, rate_key, waiting_for)"
+            " VALUES ($1, 'rate.view', 'noop', $2, $3, 'partner-a', 'rate_limit')",
+            job_id,
+            str(job_id),
+            status,
+        )
+
+    assert (await service.status(waiting)).waiting_for == "rate_limit"
+    assert (await service.status(canceled)).waiting_for is None
