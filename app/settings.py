@@ -257,6 +257,10 @@ class Settings(BaseSettings):
     dl_progress_sec: Annotated[float, Field(gt=0, le=3600)] = 1.0
     """New progress is saved at most this often (sooner than the heartbeat), for live
     views."""
+    dl_result_max_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    """Largest result a pipeline may return, in bytes of compact UTF-8 JSON; a bigger one
+    fails the job (no retry: a rerun would redo the work to return the same value). A
+    worker may hold this much per running job while it finishes."""
     dl_default_lease_ttl_sec: Annotated[int, Field(ge=1, le=86_400)] = 60
     """Lease of a job that gives no `lease_ttl_sec`."""
     dl_reaper_period_sec: Annotated[float, Field(gt=0, le=3600)] = 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7)
+ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 @dataclass

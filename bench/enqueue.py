@@ -14,8 +14,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.engine import create_engine, create_session_factory
+from app.domain.rate_limits import QueueLimits
 from app.domain.spec import JobCreate
 from app.jobs.enqueue import enqueue_many_in_session
+from app.jobs.queue_service import QueueService
 from app.settings import Settings, load_settings
 from bench.server import QUEUE_SCHEMA
 
@@ -26,9 +28,9 @@ TASK = "noop"
 ENQUEUE_PATH = "enqueue_many_in_session"
 
 
-def noop_spec(lock_key: str) -> JobCreate:
+def noop_spec(lock_key: str, rate_key: str | None = None) -> JobCreate:
     """A zero-sleep noop job."""
-    return JobCreate(queue=QUEUE, task=TASK, lock_key=lock_key, args={})
+    return JobCreate(queue=QUEUE, task=TASK, lock_key=lock_key, args={}, rate_key=rate_key)
 
 
 def trigger_body(lock_key: str) -> dict[str, Any]:
@@ -49,11 +51,21 @@ class InApp:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
 
-    async def enqueue(self, count: int, per_transaction: int, prefix: str) -> None:
-        """`count` noop jobs with lock_keys `<prefix>-<n>`, `per_transaction` per commit."""
+    async def set_limits(self, limits: QueueLimits) -> None:
+        """The bench queue's rate limits, as `PUT /api/v1/queues/bench/limits` sets them."""
+        await QueueService(self.sessions, self.settings).set_limits(QUEUE, limits)
+
+    async def enqueue(
+        self, count: int, per_transaction: int, prefix: str, rate_keys: int = 0
+    ) -> None:
+        """`count` noop jobs with lock_keys `<prefix>-<n>`, `per_transaction` per commit;
+        with `rate_keys`, each names one of that many rate keys in turn."""
         for start in range(0, count, per_transaction):
             end = min(count, start + per_transaction)
-            specs = [noop_spec(f"{prefix}-{n}") for n in range(start, end)]
+            specs = [
+                noop_spec(f"{prefix}-{n}", f"key-{n % rate_keys}" if rate_keys else None)
+                for n in range(start, end)
+            ]
             async with self.sessions() as session, session.begin():
                 await enqueue_many_in_session(session, specs, self.settings)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from app.domain.rate_limits import QueueLimits
 from bench.context import RunContext
 from bench.enqueue import in_app
 from bench.measure import db_now, dl_jobs_span, pgqueuer_span, wait_lifecycle_done
@@ -24,15 +25,27 @@ class DrainRates:
 
 
 async def lifecycle_drain(
-    ctx: RunContext, dsn: str, jobs: int, *, scenario: int, rep: int | str, prefix: str
+    ctx: RunContext,
+    dsn: str,
+    jobs: int,
+    *,
+    scenario: int,
+    rep: int | str,
+    prefix: str,
+    limits: QueueLimits | None = None,
+    rate_keys: int = 0,
 ) -> DrainRates:
-    """Enqueue `jobs` noop jobs, drain them with the configured fleet, read the rates."""
+    """Enqueue `jobs` noop jobs, drain them with the configured fleet, read the rates.
+
+    With `limits`, the queue carries those rate limits and the jobs name `rate_keys` keys.
+    """
     config = ctx.config
     connection = await asyncpg.connect(dsn)
     try:
         since = await db_now(connection)
         async with in_app(dsn) as app:
-            await app.enqueue(jobs, config.enqueue_batch, prefix)
+            await app.set_limits(limits or QueueLimits())
+            await app.enqueue(jobs, config.enqueue_batch, prefix, rate_keys)
         with ctx.processes(scenario, rep) as processes:
             workers = [
                 processes.start_worker(

@@ -9,6 +9,7 @@ from typing import Any
 
 from app.pipelines.context import PipelineContext
 from app.pipelines.registry import Pipeline, convert_args
+from app.pipelines.results import Result
 
 
 class PipelineCanceled(Exception):
@@ -32,8 +33,10 @@ def is_interruptible(func: Pipeline) -> bool:
 
 
 async def run_pipeline(func: Pipeline, args: dict[str, Any], ctx: PipelineContext) -> None:
-    """Run to completion; each async-generator yield is a checkpoint that may report progress.
+    """Run to completion, leaving the job's result in `ctx.result`.
 
+    Each async-generator yield is a checkpoint: a dict is its progress, a `Result` its
+    result. A coroutine's or plain function's return value other than None is its result.
     A pipeline that declares an args Struct receives its args converted (InvalidArgsError,
     a PermanentError, when they no longer convert).
     """
@@ -42,6 +45,8 @@ async def run_pipeline(func: Pipeline, args: dict[str, Any], ctx: PipelineContex
         async for item in func(*call):
             if isinstance(item, dict):
                 ctx.report_progress(item)
+            elif isinstance(item, Result):
+                ctx.set_result(item.value)
             if ctx.cancelled:
                 raise PipelineCanceled
         return
@@ -49,5 +54,5 @@ async def run_pipeline(func: Pipeline, args: dict[str, Any], ctx: PipelineContex
         result = await func(*call)
     else:
         result = await asyncio.to_thread(func, *call)
-    if isinstance(result, dict) and result:
-        ctx.report_progress(result)
+    if result is not None:
+        ctx.set_result(result)

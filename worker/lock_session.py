@@ -132,9 +132,11 @@ class LockSession:
         await self._starts.close()
         await stop_serving(None, self._connection)
 
-    async def start(self, job_id: uuid.UUID, pgq_job_id: int) -> StartAnswer | None:
+    async def start(
+        self, job_id: uuid.UUID, pgq_job_id: int, *, waited_for_rate: bool = False
+    ) -> StartAnswer | None:
         """Lock and start the job of this dispatch; None when it is not startable."""
-        return await self._starts.submit(StartRequest(job_id, pgq_job_id))
+        return await self._starts.submit(StartRequest(job_id, pgq_job_id, waited_for_rate))
 
     def release(self, lock_key: str, job_id: uuid.UUID) -> None:
         """Give a job's lock back without a final write (the job was requeued another way).

@@ -26,6 +26,7 @@ from app.observability.metrics import worker_metrics
 from app.pipelines.context import PipelineContext
 from app.pipelines.errors import PermanentError
 from app.pipelines.registry import get_pipeline, registered_names
+from app.pipelines.results import ResultError, encode_result
 from app.settings import Settings
 from worker.attempt_log import AttemptEnd, attempt_end_fields, attempt_end_message
 from worker.db_retry import retry_while_unreachable
@@ -33,6 +34,12 @@ from worker.finish_writer import FinishWriter
 from worker.invoke import PipelineCanceled, is_interruptible, run_pipeline
 from worker.lock_session import LockSession
 from worker.unregistered_task import TaskHolders, unregistered_task_error
+
+# A start a rate limit refuses until at most this many seconds from now waits in the worker
+# and asks again, up to RATE_WAITS_IN_PLACE times, before the job is postponed. It holds one
+# of the queue's concurrency slots that long, so it stays short.
+RATE_WAIT_IN_PLACE_SEC = 0.5
+RATE_WAITS_IN_PLACE = 3
 
 logger = logging.getLogger("worker.runner")
 
@@ -64,6 +71,7 @@ class AttemptRun:
     retried: bool = False  # failed, and scheduled to run again
     error: str | None = None  # why it failed, for the attempt's log line
     retry_at: datetime | None = None  # when a failed attempt's job runs again
+    result_json: str | None = None  # the pipeline's result, checked, once it succeeded
 
     def save_progress(self, progress: dict[str, Any]) -> None:
         """Keep the latest progress; the heartbeat writes it."""
@@ -103,9 +111,20 @@ class Runner:
         # A start that could not reach the database wrote nothing, so it is asked again;
         # failing it would hand the dispatch back to pgqueuer as an error, and the job
         # would wait for the reaper to dispatch it anew.
+        what = f"starting job {job_id}"
         answer = await retry_while_unreachable(
-            partial(self.locks.start, job_id, pgq_job_id), what=f"starting job {job_id}"
+            partial(self.locks.start, job_id, pgq_job_id), what=what
         )
+        for _ in range(RATE_WAITS_IN_PLACE):
+            # A slot of its rate bucket frees in a moment: waiting here costs nothing, while
+            # a postpone costs a transaction and a new dispatch, and comes back later.
+            wait = answer.rate_wait_sec if answer is not None else None
+            if wait is None or wait > RATE_WAIT_IN_PLACE_SEC:
+                break
+            await asyncio.sleep(wait)
+            answer = await retry_while_unreachable(
+                partial(self.locks.start, job_id, pgq_job_id, waited_for_rate=True), what=what
+            )
         if answer is None:
             return  # canceled, finished, or superseded by a newer dispatch
         if answer.attempt is None:
@@ -117,6 +136,8 @@ class Runner:
                 await self._postpone(job_id, pgq_job_id, answer.lock_key)
             elif answer.group_full:
                 await self._postpone_for_group(job_id, pgq_job_id, answer)
+            elif answer.rate_limited:
+                await self._postpone_for_rate(job_id, pgq_job_id, answer)
             return
         try:
             await self._run_started(answer.attempt, pgq_cancel)
@@ -189,6 +210,34 @@ class Runner:
                 "a trigger that joined the job is open, job postponed: job %s",
                 job_id,
                 extra={"job_id": str(job_id)},
+            )
+
+    async def _postpone_for_rate(
+        self, job_id: uuid.UUID, pgq_job_id: int, answer: StartAnswer
+    ) -> None:
+        """A rate limit of its queue held it back: due again when its bucket said."""
+        if answer.retry_at is None or answer.limited_by is None:
+            return  # rate_limited answers carry both (dl_rate_admit)
+        postponed = await retry_while_unreachable(
+            partial(
+                self.manager.postpone_for_rate,
+                job_id,
+                pgq_job_id,
+                until=answer.retry_at,
+                limited_by=answer.limited_by,
+                rate_key=answer.rate_key,
+                worker_id=self.worker_id,
+            ),
+            what=f"postponing job {job_id}",
+        )
+        if postponed:
+            worker_metrics().rate_limited.labels(answer.queue, answer.limited_by).inc()
+            logger.debug(
+                "rate limited, job postponed: job %s until %s (%s limit)",
+                job_id,
+                answer.retry_at.isoformat(),
+                answer.limited_by,
+                extra={"job_id": str(job_id), "limit": answer.limited_by},
             )
 
     async def _park_paused(self, job_id: uuid.UUID, pgq_job_id: int) -> None:
@@ -305,7 +354,13 @@ class Runner:
         reason = self._stop_reason(run)
         if reason is Outcome.INTERRUPTED:
             reason = None
-        return reason or Outcome.SUCCEEDED, None
+        if reason is not None:
+            return reason, None
+        try:
+            run.result_json = encode_result(run.context.result, self.settings.dl_result_max_bytes)
+        except ResultError as exc:  # not storable: the job fails, naming why
+            return Outcome.FAILED, exc
+        return Outcome.SUCCEEDED, None
 
     @staticmethod
     def _stop_reason(run: AttemptRun) -> Outcome | None:
@@ -367,7 +422,9 @@ class Runner:
         if outcome is Outcome.INTERRUPTED:
             return await self._requeue(run, JobEvent.INTERRUPTED, delay_sec=0, count_attempt=False)
         if outcome is Outcome.SUCCEEDED:
-            return await self._final(run, JobStatus.SUCCEEDED, JobEvent.SUCCEEDED)
+            return await self._final(
+                run, JobStatus.SUCCEEDED, JobEvent.SUCCEEDED, result_json=run.result_json
+            )
         if outcome is Outcome.CANCELED:
             return await self._final(run, JobStatus.CANCELED, JobEvent.CANCELED)
         assert error is not None
@@ -399,6 +456,7 @@ class Runner:
         *,
         error: str | None = None,
         details: dict[str, Any] | None = None,
+        result_json: str | None = None,
     ) -> bool:
         """running -> a final status through the finish writer (batched with other finishes)."""
         request = FinishRequest(
@@ -409,6 +467,7 @@ class Runner:
             progress=run.progress,
             error=error,
             details=details,
+            result_json=result_json,
         )
         return await self.finishes.finish(request, run.started.lock_key)
 

@@ -22,6 +22,7 @@ from app.client.models import (
     JobEvents,
     JobPage,
     Queue,
+    QueueLimits,
     QueueList,
     Schedule,
     SchedulePage,
@@ -179,6 +180,15 @@ class DataloaderClient:
         """Pause (workers take no new jobs from it) or resume a queue."""
         action = "pause" if paused else "resume"
         return self._call("POST", f"{API}/queues/{segment(queue)}/{action}", Queue)
+
+    def queue_limits(self, queue: str) -> Reply[QueueLimits]:
+        """A queue's rate limits (null for a limit it does not have)."""
+        return self._call("GET", f"{API}/queues/{segment(queue)}/limits", QueueLimits)
+
+    def set_queue_limits(self, queue: str, limits: QueueLimits) -> Reply[QueueLimits]:
+        """Replace both of a queue's rate limits; a None limit is removed."""
+        body = msgspec.to_builtins(limits)
+        return self._call("PUT", f"{API}/queues/{segment(queue)}/limits", QueueLimits, json=body)
 
     # Schedules
 

@@ -92,6 +92,20 @@ def trigger(
     consumer_group: Annotated[
         str | None, typer.Option("--consumer-group", help="Stored and filterable.")
     ] = None,
+    concurrency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency-key",
+            help="A concurrency group: at most --concurrency-limit jobs sharing it run at once.",
+        ),
+    ] = None,
+    concurrency_limit: Annotated[
+        int | None, typer.Option("--concurrency-limit", help="1..1000, with --concurrency-key.")
+    ] = None,
+    rate_key: Annotated[
+        str | None,
+        typer.Option("--rate-key", help="Counted by the queue's per-rate_key limit, if any."),
+    ] = None,
     wait: WaitFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
@@ -112,6 +126,9 @@ def trigger(
         "available_at": available_at,
         "producer": producer,
         "consumer_group": consumer_group,
+        "concurrency_key": concurrency_key,
+        "concurrency_limit": concurrency_limit,
+        "rate_key": rate_key,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     with options(ctx).client() as client:

@@ -23,6 +23,12 @@ class Job(msgspec.Struct, kw_only=True):
     task: str
     lock_key: str
     args: dict[str, Any] = msgspec.field(default_factory=dict)
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    rate_key: str | None = None
+    # Why a queued job a worker picked has not started (lock_key, concurrency_group,
+    # rate_limit, queue_paused, trigger_open); it may start from available_at.
+    waiting_for: str | None = None
     idempotency_key: str | None = None
     partition_key: str | None = None
     priority: int | None = None
@@ -41,6 +47,8 @@ class Job(msgspec.Struct, kw_only=True):
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # What the pipeline returned, once succeeded (absent from listings unless asked).
+    result: Any = None
 
     @property
     def finished(self) -> bool:
@@ -90,6 +98,20 @@ class ThroughputMinute(msgspec.Struct, kw_only=True):
     lost: int = 0
 
 
+class RateLimit(msgspec.Struct, kw_only=True):
+    """At most `count` starts in any window of `period_sec` seconds, across the fleet."""
+
+    count: int
+    period_sec: float
+
+
+class QueueLimits(msgspec.Struct, kw_only=True):
+    """GET/PUT /api/v1/queues/{queue}/limits; None means no such limit."""
+
+    start: RateLimit | None = None
+    per_rate_key: RateLimit | None = None
+
+
 class Queue(msgspec.Struct, kw_only=True):
     """GET /api/v1/queues: one queue's depth, state and recent throughput."""
 
@@ -100,6 +122,7 @@ class Queue(msgspec.Struct, kw_only=True):
     oldest_queued_age_sec: float | None = None
     finished_last_hour: dict[str, int] = msgspec.field(default_factory=dict)
     throughput: list[ThroughputMinute] = msgspec.field(default_factory=list)
+    limits: QueueLimits = msgspec.field(default_factory=QueueLimits)
 
 
 class QueueList(msgspec.Struct, kw_only=True):

@@ -1,4 +1,4 @@
-"""`dataloader queues`: list queues, pause and resume one."""
+"""`dataloader queues`: list queues, pause and resume one, show and set its rate limits."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 
+from app.client.models import QueueLimits, RateLimit
 from app.client.options import JsonFlag, options, wants_json
 from app.client.output import out, print_json, show
+from app.client.rate_limits import RateSpecError, limits_panel, parse_rate
 from app.client.render import queue_line, queues_table
 
 QueueArg = Annotated[
@@ -15,13 +17,24 @@ QueueArg = Annotated[
 ]
 
 queues_app = typer.Typer(
-    help="Queues: depth, state and throughput; pause and resume.", no_args_is_help=False
+    help="Queues: depth, state, throughput and rate limits; pause and resume.",
+    no_args_is_help=False,
 )
+
+
+def parse_option(name: str, value: str | None) -> RateLimit | None:
+    """An option's COUNT/PERIOD, or a usage error (exit 2) naming the option."""
+    if value is None:
+        return None
+    try:
+        return parse_rate(value)
+    except RateSpecError as exc:
+        raise typer.BadParameter(str(exc), param_hint=name) from None
 
 
 @queues_app.callback(invoke_without_command=True)
 def queues(ctx: typer.Context, json_out: JsonFlag = False) -> None:
-    """List queues (the default), or pause/resume one."""
+    """List queues (the default), pause/resume one, or show/set its rate limits."""
     if ctx.invoked_subcommand is None:
         show_queues(ctx, wants_json(ctx, json_out))
 
@@ -42,6 +55,64 @@ def pause(ctx: typer.Context, queue: QueueArg, json_out: JsonFlag = False) -> No
 def resume(ctx: typer.Context, queue: QueueArg, json_out: JsonFlag = False) -> None:
     """Resume a paused queue."""
     set_paused(ctx, queue, False, wants_json(ctx, json_out))
+
+
+@queues_app.command()
+def limits(
+    ctx: typer.Context,
+    queue: QueueArg,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            metavar="COUNT/PERIOD",
+            help="At most COUNT starts of the queue's jobs per PERIOD, all jobs together.",
+        ),
+    ] = None,
+    per_rate_key: Annotated[
+        str | None,
+        typer.Option(
+            "--per-rate-key",
+            metavar="COUNT/PERIOD",
+            help="At most COUNT starts per PERIOD for the jobs of each rate_key.",
+        ),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove both limits.", show_default=False)
+    ] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Show a queue's fleet-wide start-rate limits, or set them.
+
+    PERIOD takes ms, s, m or h (20/1s, 5/500ms, 100/1m); a bare number is seconds. Setting
+    one of --start and --per-rate-key keeps the other as the server has it now (read first,
+    then written: two people setting limits of one queue at once may undo each other's
+    other limit). --clear removes both.
+    """
+    as_json = wants_json(ctx, json_out)
+    start_limit = parse_option("--start", start)
+    key_limit = parse_option("--per-rate-key", per_rate_key)
+    if clear and (start_limit or key_limit):
+        raise typer.BadParameter(
+            "--clear removes both limits; leave out --start and --per-rate-key",
+            param_hint="--clear",
+        )
+    with options(ctx).client() as client:
+        if clear:
+            reply = client.set_queue_limits(queue, QueueLimits())
+        elif start_limit or key_limit:
+            current = client.queue_limits(queue).data
+            wanted = QueueLimits(
+                start=start_limit or current.start,
+                per_rate_key=key_limit or current.per_rate_key,
+            )
+            reply = client.set_queue_limits(queue, wanted)
+        else:
+            reply = client.queue_limits(queue)
+    if as_json:
+        print_json(reply.body)
+    else:
+        show(limits_panel(queue, reply.data))
 
 
 def show_queues(ctx: typer.Context, as_json: bool) -> None:

@@ -21,8 +21,11 @@ from app.client.output import (
     status_text,
     when,
 )
+from app.client.rate_limits import limits_text
 
 ERROR_WIDTH = 60
+# A result is shown on one line, cut here; `--json` prints it whole.
+RESULT_WIDTH = 300
 
 
 def attempts(job: Job) -> str:
@@ -46,6 +49,37 @@ def retry_note(job: Job) -> str | None:
     return f"retry at {moment} ({relative(job.available_at)}) after {error}"
 
 
+# dl_jobs.waiting_for (the server's WaitReason) as a sentence's object.
+WAIT_REASONS = {
+    "lock_key": "its lock_key",
+    "concurrency_group": "its concurrency group",
+    "rate_limit": "rate limit",
+    "queue_paused": "queue resume",
+    "trigger_open": "a joining trigger's commit",
+}
+
+
+def waiting_note(job: Job) -> str | None:
+    """'waiting for rate limit until 16:01:05 (in 59 min)' for a queued job a worker held back.
+
+    A paused queue's job has no time to name: it waits for the resume.
+    """
+    if job.status != "queued" or not job.waiting_for:
+        return None
+    note = f"waiting for {WAIT_REASONS.get(job.waiting_for, job.waiting_for)}"
+    if job.waiting_for == "queue_paused" or job.available_at is None:
+        return note
+    moment = job.available_at.astimezone().strftime("%H:%M:%S")
+    return f"{note} until {moment} ({relative(job.available_at)})"
+
+
+def concurrency_group(job: Job) -> str | None:
+    """'partner-api (at most 3 at once)', or None for a job outside any group."""
+    if job.concurrency_key is None:
+        return None
+    return f"{job.concurrency_key} (at most {job.concurrency_limit} at once)"
+
+
 def run_time(job: Job) -> str | None:
     """How long the job ran (so far, while it runs)."""
     if job.started_at is None:
@@ -60,6 +94,9 @@ def job_panel(job: Job) -> Table:
     status = status_text(job.status)
     if job.cancel_requested and not job.finished:
         status += Text(" (cancel requested)", style="yellow")
+    waiting = waiting_note(job)
+    if waiting:
+        status += Text(f", {waiting}", style="yellow")
     lease = None
     if job.status == "running" and job.lease_expires_at is not None:
         lease = relative(job.lease_expires_at).replace("ago", "ago (expired)")
@@ -70,9 +107,12 @@ def job_panel(job: Job) -> Table:
             ("queue", job.queue),
             ("task", job.task),
             ("lock_key", job.lock_key),
+            ("concurrency", concurrency_group(job)),
+            ("rate_key", job.rate_key),
             ("attempt", attempts(job)),
             ("progress", progress_text(job.progress) or None),
             ("error", Text(job.error, style="red") if job.error else None),
+            ("result", None if job.result is None else compact_json(job.result, RESULT_WIDTH)),
             ("args", compact_json(job.args, 300)),
             ("idempotency_key", job.idempotency_key),
             ("partition_key", job.partition_key),
@@ -137,9 +177,16 @@ def events_table(events: list[JobEvent]) -> Table:
 
 
 def queues_table(queues: list[Queue]) -> Table:
-    """Depth, state, age of the oldest waiting job and the last hour per queue."""
+    """Depth, state, age of the oldest waiting job, rate limits and the last hour per queue."""
     table = list_table(
-        "QUEUE", "STATE", "QUEUED", "RUNNING", "OLDEST", "LAST HOUR", "PER MINUTE (60 MIN)"
+        "QUEUE",
+        "STATE",
+        "QUEUED",
+        "RUNNING",
+        "OLDEST",
+        "LIMITS",
+        "LAST HOUR",
+        "PER MINUTE (60 MIN)",
     )
     for queue in queues:
         table.add_row(
@@ -150,6 +197,7 @@ def queues_table(queues: list[Queue]) -> Table:
             duration(queue.oldest_queued_age_sec)
             if queue.oldest_queued_age_sec is not None
             else "-",
+            limits_text(queue.limits),
             last_hour(queue),
             sparkline(m.succeeded + m.failed + m.canceled + m.lost for m in queue.throughput),
         )

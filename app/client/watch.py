@@ -32,11 +32,21 @@ from app.client.http import (
     StreamUnavailable,
 )
 from app.client.models import Job
-from app.client.output import err, out, print_error, print_json, progress_text, status_text
-from app.client.render import attempts, retry_note, run_time
+from app.client.output import (
+    compact_json,
+    err,
+    out,
+    print_error,
+    print_json,
+    progress_text,
+    status_text,
+)
+from app.client.render import attempts, retry_note, run_time, waiting_note
 
 POLL_INTERVAL_SEC = 0.5
 RECONNECT_DELAY_SEC = 0.5  # after a stream broke off, before opening it again
+# The result line after `--wait` is cut here (a result may be a megabyte); --json has it whole.
+WAIT_RESULT_WIDTH = 2000
 
 
 def follow(
@@ -101,12 +111,13 @@ def _description(job: Job) -> Text:
     """'running attempt 1/5'; a job that never started shows its status alone.
 
     A job queued again after a failed attempt says why and when it runs next:
-    'queued attempt 1/5  retry at 16:01:05 (in 2.0 s) after ValueError: boom'.
+    'queued attempt 1/5  retry at 16:01:05 (in 2.0 s) after ValueError: boom'; one a
+    worker held back says what for: 'queued  waiting for rate limit until 16:01:05 (in 3 s)'.
     """
     text = status_text(job.status)
     if job.attempt:
         text += Text(f" attempt {attempts(job)}")
-    note = retry_note(job)
+    note = retry_note(job) or waiting_note(job)
     if note:
         text += Text(f"  {note}", style="yellow")
     return text
@@ -181,6 +192,8 @@ def wait_for(client: DataloaderClient, job_id: str, *, as_json: bool) -> int:
         print_json(final.body)
     else:
         out.print(report_line(job))
+        if job.result is not None:
+            out.print(Text(f"result {compact_json(job.result, WAIT_RESULT_WIDTH)}"), soft_wrap=True)
     if job.status == "succeeded":
         return 0
     print_error(job.error or f"job {job.status}")

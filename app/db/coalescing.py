@@ -52,6 +52,7 @@ COMPARED = (
     "consumer_group",
     "concurrency_key",
     "concurrency_limit",
+    "rate_key",
 )
 # Tries of the protocol before giving up: each extra one needs a start of the job found
 # between two statements of this trigger, so two are the most seen in practice.
@@ -108,6 +109,7 @@ _WANTED: tuple[tuple[str, Any], ...] = (
     ("consumer_group", Text()),
     ("concurrency_key", Text()),
     ("concurrency_limit", Integer()),
+    ("rate_key", Text()),
     ("details", JSONB()),
 )
 _SQL_TYPES = {Integer: "int", Text: "text", JSONB: "jsonb", DateTime: "timestamptz"}

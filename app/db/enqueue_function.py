@@ -7,10 +7,11 @@ transaction exactly as the HTTP trigger does: the field rules of app.domain.spec
 dispatch rows). dl_request_fingerprint() is the one definition of "the same request": the
 Python insert (app.db.jobs) computes its fingerprints through it too.
 
-Migration 0011 installs what `install_statements` renders (0013 again, with groups; 0016
-again, with coalescing). The functions are frozen in the database at that moment, so a
-change to what they render (or to dispatch_ctes) needs a new migration that installs them
-again; tests/integration/test_dl_enqueue_function.py fails until one does.
+Migration 0011 installs what `install_statements` renders (0013, 0014 and 0016 again, with
+the fields they added). The
+functions are frozen in the database at that moment, so a change to what they render (or to
+dispatch_ctes) needs a new migration that installs them again;
+tests/integration/test_dl_enqueue_function.py fails until one does.
 """
 
 from __future__ import annotations
@@ -56,34 +57,38 @@ PARAMETERS = (
     ("producer", "text", "NULL"),
     ("consumer_group", "text", "NULL"),
 )
-# Added by migration 0013 (concurrency groups). Migration 0011 renders the function without
-# them (`groups=False`), as it was then; 0013's downgrade installs that version again.
+# Added by migration 0013 (concurrency groups).
 GROUP_PARAMETERS = (
     ("concurrency_key", "text", "NULL"),
     ("concurrency_limit", "integer", "NULL"),
 )
+# Added by migration 0014 (rate limits).
+RATE_PARAMETERS = (("rate_key", "text", "NULL"),)
 # Added by migration 0016 (coalescing triggers), with the OUT columns `coalesced` and
-# `differs`. Migration 0013 renders the function without them (`coalescing=False`).
+# `differs`.
 COALESCING_PARAMETERS = (("coalescing", "boolean", "false"),)
+# dl_enqueue as each migration that (re)installed it rendered it, by revision: a migration
+# installs its own release, and a downgrade installs the one before, so a release's text
+# never changes once it shipped.
+RELEASES: dict[int, tuple[tuple[str, str, str | None], ...]] = {
+    11: PARAMETERS,
+    13: PARAMETERS + GROUP_PARAMETERS,
+    14: PARAMETERS + GROUP_PARAMETERS + RATE_PARAMETERS,
+    16: PARAMETERS + GROUP_PARAMETERS + RATE_PARAMETERS + COALESCING_PARAMETERS,
+}
+LATEST = max(RELEASES)
+# The first release with coalescing triggers.
+COALESCING_RELEASE = 16
 
 
-def parameters(
-    *, groups: bool = True, coalescing: bool = True
-) -> tuple[tuple[str, str, str | None], ...]:
-    """dl_enqueue's parameters, in order: as now, as 0013 had them (`coalescing=False`), or
-    as 0011 had them (both False)."""
-    if coalescing and not groups:
-        raise ValueError("no version of dl_enqueue has coalescing without groups")
-    return (
-        PARAMETERS
-        + (GROUP_PARAMETERS if groups else ())
-        + (COALESCING_PARAMETERS if coalescing else ())
-    )
+def parameters(release: int = LATEST) -> tuple[tuple[str, str, str | None], ...]:
+    """dl_enqueue's parameters, in order, as `release` (a migration's revision) had them."""
+    return RELEASES[release]
 
 
-def signature(*, groups: bool = True, coalescing: bool = True) -> str:
-    """dl_enqueue's argument types, as DROP FUNCTION names one version of it."""
-    return ", ".join(kind for _, kind, _ in parameters(groups=groups, coalescing=coalescing))
+def signature(release: int = LATEST) -> str:
+    """dl_enqueue's argument types, as DROP FUNCTION names one release of it."""
+    return ", ".join(kind for _, kind, _ in parameters(release))
 
 
 def _unicode_literal(text: str) -> str:
@@ -120,47 +125,51 @@ $fingerprint$
 """
 
 
-def grouped_fingerprint(fingerprint: str, concurrency_key: str, concurrency_limit: str) -> str:
-    """SQL: the fingerprint of a request with its concurrency group (app.db.jobs uses it).
+def grouped_fingerprint(
+    fingerprint: str, concurrency_key: str, concurrency_limit: str, rate_key: str = "NULL"
+) -> str:
+    """SQL: the fingerprint of a request with its concurrency group and rate_key.
 
-    `fingerprint` is dl_request_fingerprint() of the other fields; the three arguments are SQL
-    expressions. Without a group it is that fingerprint unchanged, so every job written before
-    groups existed keeps its digest; with one, the digest of the fingerprint and the group, so
-    the same idempotency_key with another group is a different request. dl_enqueue() and the
-    Python insert both wrap dl_request_fingerprint() in it, so it is one rule for both.
+    `fingerprint` is dl_request_fingerprint() of the other fields; the other arguments are SQL
+    expressions. Without a group or rate_key it is that fingerprint unchanged, so every job
+    written before they existed keeps its digest; with one, the digest of the fingerprint and
+    the fields set (NULLs left out, so a grouped job written before rate keys keeps its
+    digest too): the same idempotency_key with another group or rate_key is a different
+    request. dl_enqueue() and the Python insert both wrap dl_request_fingerprint() in it, so
+    it is one rule for both.
     """
-    return f"""CASE WHEN {concurrency_key} IS NULL THEN {fingerprint}
-        ELSE encode(sha256(convert_to(jsonb_build_object(
+    return f"""CASE WHEN {concurrency_key} IS NULL AND {rate_key} IS NULL THEN {fingerprint}
+        ELSE encode(sha256(convert_to(jsonb_strip_nulls(jsonb_build_object(
             'request', {fingerprint}, 'concurrency_key', {concurrency_key},
-            'concurrency_limit', {concurrency_limit})::text, 'UTF8')), 'hex') END"""
+            'concurrency_limit', {concurrency_limit}, 'rate_key', {rate_key}))::text,
+            'UTF8')), 'hex') END"""
 
 
 def coalescing_fingerprint(fingerprint: str, coalescing: str) -> str:
     """SQL: the fingerprint of a request with its `coalescing` flag (app.db.jobs uses it).
 
-    Like grouped_fingerprint: unchanged for a request that does not coalesce, so every job
-    written before coalescing existed keeps its digest; for one that does, another digest,
-    so an idempotency_key reused with the other choice is a different request.
+    Like grouped_fingerprint (which it wraps): unchanged for a request that does not
+    coalesce, so every job written before coalescing existed keeps its digest; for one that
+    does, another digest, so an idempotency_key reused with the other choice is a different
+    request.
     """
     return f"""CASE WHEN NOT {coalescing} THEN {fingerprint}
         ELSE encode(sha256(convert_to(jsonb_build_object(
             'request', {fingerprint}, 'coalescing', true)::text, 'UTF8')), 'hex') END"""
 
 
-def _insert_statement(schema: str, *, groups: bool, coalescing: bool) -> str:
+def _insert_statement(schema: str, release: int) -> str:
     """The one statement that writes the job, its event and its dispatch (like app.db.jobs)."""
     jobs = qualified(schema, "dl_jobs")
-    group_columns = ", concurrency_key, concurrency_limit" if groups else ""
-    group_values = ", dl_enqueue.concurrency_key, dl_enqueue.concurrency_limit" if groups else ""
+    added = [name for name, _, _ in parameters(release)[len(PARAMETERS) :]]
+    group_columns = "".join(f", {name}" for name in added)
+    group_values = "".join(f", dl_enqueue.{name}" for name in added)
     # Any arbiter: the idempotency_key's, or uq_dl_jobs_coalescing_queued (app.db.coalescing).
     arbiter = (
         "ON CONFLICT DO NOTHING"
-        if coalescing
+        if release >= COALESCING_RELEASE
         else "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     )
-    if coalescing:
-        group_columns += ", coalescing"
-        group_values += ", dl_enqueue.coalescing"
     return f"""
     WITH input AS MATERIALIZED (
         SELECT {next_dispatch_id(schema)} AS pgq_id, new_id AS job_id
@@ -301,7 +310,19 @@ def _checks(refuse: str) -> str:
     )
 
 
-def enqueue_function(schema: str, *, groups: bool = True, coalescing: bool = True) -> str:
+def _rate_key_checks(refuse: str) -> str:
+    """app.domain.spec's rule for a rate_key: the text rule of every key."""
+    white = _unicode_literal(PYTHON_WHITESPACE)
+    return f"""
+    IF dl_enqueue.rate_key IS NOT NULL AND (
+       char_length(dl_enqueue.rate_key) NOT BETWEEN 1 AND 500
+       OR dl_enqueue.rate_key !~ ('[^' || {white} || ']')) THEN
+        PERFORM {refuse}('rate_key',
+            'must be 1 to 500 characters with at least one that is not white space');
+    END IF;"""
+
+
+def enqueue_function(schema: str, release: int = LATEST) -> str:
     """CREATE FUNCTION dl_enqueue(...): create a job in the caller's transaction.
 
     Returns (job_id, status, created, coalesced, differs): a new job is `queued` and
@@ -310,12 +331,13 @@ def enqueue_function(schema: str, *, groups: bool = True, coalescing: bool = Tru
     the job. With `coalescing => true` and a job of a coalescing trigger queued for the same
     queue, task and lock_key, that job is joined (app.db.coalescing): `coalesced` true,
     `differs` the fields in which it differs from this request. A field that breaks a rule
-    raises SQLSTATE 22023 whose message and COLUMN name the field. `groups` and `coalescing`
-    False render the versions migrations 0011 and 0013 installed.
+    raises SQLSTATE 22023 whose message and COLUMN name the field. `release` renders the
+    version that migration installed (RELEASES): before 16, without coalescing and its OUT
+    columns.
     """
     params = ",\n    ".join(
         f"{name} {kind}" + ("" if default is None else f" DEFAULT {default}")
-        for name, kind, default in parameters(groups=groups, coalescing=coalescing)
+        for name, kind, default in parameters(release)
     )
     fingerprint_args = ", ".join(
         f"{name} => " + ("lease" if name == "lease_ttl_sec" else f"dl_enqueue.{name}")
@@ -325,15 +347,20 @@ def enqueue_function(schema: str, *, groups: bool = True, coalescing: bool = Tru
     fingerprint = f"{quote_ident(schema)}.dl_request_fingerprint({fingerprint_args})"
     refuse = quote_ident(schema) + ".dl_enqueue_refuse"
     checks = _checks(refuse)
-    if groups:
+    if release >= 13:
         fingerprint = grouped_fingerprint(
-            fingerprint, "dl_enqueue.concurrency_key", "dl_enqueue.concurrency_limit"
+            fingerprint,
+            "dl_enqueue.concurrency_key",
+            "dl_enqueue.concurrency_limit",
+            "dl_enqueue.rate_key" if release >= 14 else "NULL",
         )
         checks += _group_checks(refuse)
+    if release >= 14:
+        checks += _rate_key_checks(refuse)
     outs = "OUT job_id uuid, OUT status text, OUT created boolean"
     variables = ""
-    insert = _insert_statement(schema, groups=groups, coalescing=coalescing)
-    if coalescing:
+    insert = _insert_statement(schema, release)
+    if release >= COALESCING_RELEASE:
         fingerprint = coalescing_fingerprint(fingerprint, "dl_enqueue.coalescing")
         checks += f"""
     IF dl_enqueue.coalescing IS NULL THEN
@@ -478,16 +505,15 @@ $refuse$
 """
 
 
-def install_statements(schema: str, *, groups: bool = True, coalescing: bool = True) -> list[str]:
+def install_statements(schema: str, release: int = LATEST) -> list[str]:
     """The statements that (re)install the functions in `schema`, in dependency order.
 
-    `coalescing=False` renders dl_enqueue as migration 0013 installed it (no coalescing);
-    with `groups=False` too, as 0011 did (no concurrency group either).
+    `release` renders dl_enqueue as that migration installed it (RELEASES).
     """
     return [
         fingerprint_function(schema),
         refuse_function(schema),
-        enqueue_function(schema, groups=groups, coalescing=coalescing),
+        enqueue_function(schema, release),
     ]
 
 
@@ -495,9 +521,7 @@ def uninstall_statements(schema: str) -> list[str]:
     """The statements that drop them."""
     s = quote_ident(schema)
     return [
-        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature()})",
-        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature(coalescing=False)})",
-        f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature(groups=False, coalescing=False)})",
+        *(f"DROP FUNCTION IF EXISTS {s}.dl_enqueue({signature(r)})" for r in RELEASES),
         f"DROP FUNCTION IF EXISTS {s}.dl_enqueue_refuse(text, text)",
         f"DROP FUNCTION IF EXISTS {s}.dl_request_fingerprint(text, text, jsonb, text, text, "
         "integer, timestamptz, integer, integer, text, text)",

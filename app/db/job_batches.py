@@ -31,6 +31,7 @@ from app.db.coalescing import hold_key
 from app.db.pgqueuer_tables import DISPATCH_CHANNEL
 from app.db.sql_common import qualified
 from app.domain.attempts import FinishRequest, StartAnswer, StartedAttempt, StartRequest
+from app.domain.rate_limits import WaitReason
 from app.domain.states import JobEvent, JobStatus
 
 # The hash seed of concurrency-group slots; lock_key locks use 0, join holds 2
@@ -88,6 +89,7 @@ def batch_statements(schema: str) -> BatchStatements:
     jobs = qualified(schema, "dl_jobs")
     events = qualified(schema, "dl_job_events")
     queues = qualified(schema, "dl_queues")
+    admit = qualified(schema, "dl_rate_admit")
     queued, running = JobStatus.QUEUED.value, JobStatus.RUNNING.value
     start = f"""
         WITH request AS (
@@ -95,27 +97,38 @@ def batch_statements(schema: str) -> BatchStatements:
             -- Not one per job: pgqueuer re-picks a replaced dispatch whose heartbeat went
             -- stale, and keeping that one could drop the job's current dispatch. Only the
             -- current one passes `startable`, so a job still gets at most one row.
-            SELECT DISTINCT ON (r.job_id, r.pgq_job_id) r.job_id, r.pgq_job_id, r.ord
-            FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS r(job_id, pgq_job_id, ord)
+            SELECT DISTINCT ON (r.job_id, r.pgq_job_id) r.job_id, r.pgq_job_id, r.ord, r.waited
+            FROM unnest($1::uuid[], $2::bigint[], $6::boolean[])
+                 WITH ORDINALITY AS r(job_id, pgq_job_id, waited, ord)
             ORDER BY r.job_id, r.pgq_job_id, r.ord
         ),
         startable AS (
             -- A job of a paused queue (a dispatch picked just before the pause committed)
             -- is answered `paused` and takes no lock; ordering paused ones last lets the
             -- first unpaused job of a lock_key try the lock.
-            SELECT j.job_id, j.lock_key, r.pgq_job_id, q.queue IS NOT NULL AS paused,
-                   j.concurrency_key, j.concurrency_limit, j.coalescing,
+            SELECT j.job_id, j.lock_key, r.pgq_job_id, r.ord, coalesce(q.paused, false) AS paused,
+                   j.concurrency_key, j.concurrency_limit, j.queue, j.rate_key, j.coalescing,
+                   -- It has its place in its buckets' line already (postponed, or it
+                   -- waited in the worker).
+                   coalesce(j.waiting_for = '{WaitReason.RATE_LIMIT.value}', false) OR r.waited
+                       AS waited_for_rate,
+                   -- Under a rate limit of its queue: dl_rate_admit decides its start.
+                   coalesce(q.start_limit IS NOT NULL
+                            OR (q.rate_key_limit IS NOT NULL AND j.rate_key IS NOT NULL),
+                            false) AS limited,
                    row_number() OVER (PARTITION BY j.lock_key
-                                      ORDER BY q.queue IS NOT NULL, r.ord) AS rank_in_batch,
+                                      ORDER BY coalesce(q.paused, false), r.ord)
+                       AS rank_in_batch,
                    -- The jobs of one group in this batch split its slots between them
                    -- (slot i goes to the member i mod their count), so no two try one
                    -- slot: a second try would stack on the first and both would start.
                    row_number() OVER (PARTITION BY j.concurrency_key
-                                      ORDER BY q.queue IS NOT NULL, r.ord) AS rank_in_group,
+                                      ORDER BY coalesce(q.paused, false), r.ord)
+                       AS rank_in_group,
                    count(*) OVER (PARTITION BY j.concurrency_key) AS group_in_batch
             FROM request r JOIN {jobs} j ON j.job_id = r.job_id
-            -- dl_queues is tiny: a row per queue ever paused, found by primary key.
-            LEFT JOIN {queues} q ON q.queue = j.queue AND q.paused
+            -- dl_queues is tiny (a row per queue ever paused or limited), by primary key.
+            LEFT JOIN {queues} q ON q.queue = j.queue
             -- Spelled out so the planner looks the ids up by primary key instead of
             -- scanning every queued job (its estimate of unnest's rows is blind).
             WHERE j.job_id = ANY($1::uuid[])
@@ -141,8 +154,9 @@ def batch_statements(schema: str) -> BatchStatements:
             -- CASE fixes the evaluation order: a lock is only tried for the first job of
             -- each lock_key in the batch, and never for a key this session already holds
             -- (session locks stack, so trying it again would succeed).
-            SELECT s.job_id, s.lock_key, s.pgq_job_id, s.paused, s.concurrency_key,
-                   s.concurrency_limit, s.rank_in_group, s.group_in_batch, s.trigger_open,
+            SELECT s.job_id, s.lock_key, s.pgq_job_id, s.ord, s.paused, s.concurrency_key,
+                   s.concurrency_limit, s.rank_in_group, s.group_in_batch, s.queue, s.rate_key,
+                   s.waited_for_rate, s.limited, s.trigger_open,
                    CASE WHEN s.rank_in_batch = 1 AND NOT s.held AND NOT s.paused
                              AND NOT s.trigger_open
                         THEN pg_try_advisory_lock(hashtextextended(s.lock_key, 0))
@@ -168,25 +182,44 @@ def batch_statements(schema: str) -> BatchStatements:
                    ) END AS slot
             FROM locked l
         ),
+        candidates AS (
+            SELECT l.* FROM slotted l
+            WHERE l.limited AND l.got_lock AND (l.concurrency_key IS NULL OR l.slot IS NOT NULL)
+        ),
+        rated AS MATERIALIZED (
+            -- The rate-limited jobs that got their lock and slot ask their queue's buckets,
+            -- in batch order; only those admitted start. See app.db.rate_limit_function.
+            -- Asked last, so a job is counted only when nothing else holds it back: one
+            -- an open coalescing trigger holds (trigger_open) took no lock, asks nothing.
+            SELECT a.* FROM {admit}(
+                ARRAY(SELECT c.job_id FROM candidates c ORDER BY c.ord),
+                ARRAY(SELECT c.queue FROM candidates c ORDER BY c.ord),
+                ARRAY(SELECT c.rate_key FROM candidates c ORDER BY c.ord),
+                ARRAY(SELECT c.waited_for_rate FROM candidates c ORDER BY c.ord)) a
+        ),
         started AS (
             UPDATE {jobs} j
             SET status = '{running}', attempt = j.attempt + 1,
                 lease_expires_at = now() + j.lease_ttl_sec * interval '1 second',
                 -- clock_timestamp(): after this statement took the lock. now() is when the
                 -- statement began, which can precede the previous holder's finish.
-                heartbeat_at = now(), started_at = coalesce(j.started_at, clock_timestamp()),
-                worker_id = $4, updated_at = now()
-            FROM slotted l
+                -- A rate-limited start is stamped with the time its bucket counted it.
+                heartbeat_at = now(),
+                started_at = coalesce(j.started_at, ra.decided_at, clock_timestamp()),
+                worker_id = $4, updated_at = now(), waiting_for = NULL
+            FROM slotted l LEFT JOIN rated ra ON ra.job_id = l.job_id
             WHERE j.job_id = l.job_id AND j.job_id = ANY($1::uuid[])
               AND l.got_lock AND (l.concurrency_key IS NULL OR l.slot IS NOT NULL)
+              AND (NOT l.limited OR ra.admitted)
               AND j.status = '{queued}'
               AND j.pgq_job_id = l.pgq_job_id AND NOT j.cancel_requested
             RETURNING j.job_id, j.queue, j.task, j.args, j.lock_key, j.priority, j.attempt,
-                      j.max_attempts, j.lease_ttl_sec
+                      j.max_attempts, j.lease_ttl_sec, ra.decided_at
         ),
         logged AS (
             INSERT INTO {events} (job_id, event, attempt, at, details)
-            SELECT s.job_id, '{JobEvent.STARTED.value}', s.attempt, clock_timestamp(),
+            SELECT s.job_id, '{JobEvent.STARTED.value}', s.attempt,
+                   coalesce(s.decided_at, clock_timestamp()),
                    jsonb_build_object('worker_id', $4::text)
             FROM started s
         ),
@@ -210,22 +243,28 @@ def batch_statements(schema: str) -> BatchStatements:
         SELECT l.job_id, l.pgq_job_id, l.lock_key, l.got_lock, l.paused, l.trigger_open,
                l.concurrency_key, l.concurrency_limit, l.slot,
                s.job_id IS NOT NULL AS started,
-               s.queue, s.task, s.args, s.priority, s.attempt, s.max_attempts, s.lease_ttl_sec
+               s.queue, s.task, s.args, s.priority, s.attempt, s.max_attempts, s.lease_ttl_sec,
+               l.queue AS job_queue, l.rate_key, ra.admitted IS FALSE AS rate_limited,
+               ra.decided_at, ra.retry_at, ra.limited_by
         -- Listing `answered` makes it run: a SELECT in WITH runs only when read.
-        FROM slotted l LEFT JOIN started s ON s.job_id = l.job_id,
+        FROM slotted l LEFT JOIN started s ON s.job_id = l.job_id
+             LEFT JOIN rated ra ON ra.job_id = l.job_id,
              (SELECT count(*) FROM answered) AS announced
     """
     finish = f"""
         WITH request AS (
             SELECT *
             FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[],
-                        $6::text[], $7::jsonb[])
-                 AS r(job_id, attempt, status, event, progress, error, details)
+                        $6::text[], $7::jsonb[], $9::text[])
+                 AS r(job_id, attempt, status, event, progress, error, details, result)
         ),
         finished AS (
+            -- The result comes as JSON text checked by the worker (app.pipelines.results),
+            -- written by the same fence as the status: a stale attempt writes neither.
             UPDATE {jobs} j
             SET status = r.status, finished_at = now(), lease_expires_at = NULL,
-                updated_at = now(), error = r.error, progress = coalesce(r.progress, j.progress)
+                updated_at = now(), error = r.error, progress = coalesce(r.progress, j.progress),
+                result = r.result::jsonb
             FROM request r
             WHERE j.job_id = r.job_id AND j.job_id = ANY($1::uuid[])
               AND j.attempt = r.attempt AND j.status = '{running}'
@@ -259,6 +298,7 @@ async def start_batch(
         held_keys,
         worker_id,
         held_slots or [],
+        [r.waited_for_rate for r in requests],
     )
     answers: dict[uuid.UUID, StartAnswer] = {}
     for row in rows:
@@ -286,6 +326,12 @@ async def start_batch(
             concurrency_key=row["concurrency_key"],
             concurrency_limit=row["concurrency_limit"],
             slot=row["slot"],
+            queue=row["job_queue"],
+            rate_key=row["rate_key"],
+            rate_limited=row["rate_limited"],
+            decided_at=row["decided_at"],
+            retry_at=row["retry_at"],
+            limited_by=row["limited_by"],
         )
     return answers
 
@@ -304,6 +350,7 @@ async def finish_batch(
         [r.error for r in requests],
         [r.details for r in requests],
         worker_id,
+        [r.result_json for r in requests],
     )
     return {row["job_id"] for row in rows}
 

@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import UUID, Boolean, DateTime, Integer, Interval, Text, Uuid
 
@@ -50,7 +51,7 @@ from app.db.events import events, logged_with
 from app.db.models import DlJob
 from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
 from app.db.sql_common import cutoff, qualified, quote_ident
-from app.domain.attempts import QueuedJob, RequeueRequest, StartedAttempt
+from app.domain.attempts import PostponedJob, RequeueRequest, StartedAttempt
 from app.domain.filters import JobCursor, JobFilter
 from app.domain.states import FINAL_STATUSES, JobEvent, JobStatus
 
@@ -78,6 +79,7 @@ class NewJob:
     lock_key: str
     concurrency_key: str | None
     concurrency_limit: int | None
+    rate_key: str | None
     coalescing: bool
     partition_key: str | None
     priority: int
@@ -116,16 +118,15 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("available_at", DateTime(timezone=True)),
     ("concurrency_key", Text()),
     ("concurrency_limit", Integer()),
+    ("rate_key", Text()),
     ("coalescing", Boolean()),
 )
 # The fields dl_request_fingerprint() digests: every one but the key (and the job's own
-# id). The concurrency group and coalescing came after the function (0011):
+# id). The concurrency group, rate_key and coalescing came after the function (0011):
 # grouped_fingerprint and coalescing_fingerprint add them.
+_EXTRA = ("job_id", "idempotency_key", "concurrency_key", "concurrency_limit", "rate_key")
 _FINGERPRINTED = ", ".join(
-    f"{name} => t.{name}"
-    for name, _ in _COLUMNS
-    if name
-    not in ("job_id", "idempotency_key", "concurrency_key", "concurrency_limit", "coalescing")
+    f"{name} => t.{name}" for name, _ in _COLUMNS if name not in (*_EXTRA, "coalescing")
 )
 
 
@@ -135,6 +136,7 @@ def _fingerprint(schema: str) -> str:
         f"{quote_ident(schema)}.dl_request_fingerprint({_FINGERPRINTED})",
         "t.concurrency_key",
         "t.concurrency_limit",
+        "t.rate_key",
     )
     return coalescing_fingerprint(grouped, "t.coalescing")
 
@@ -156,12 +158,12 @@ def _insert_statement(schema: str) -> TextClause:
             INSERT INTO {qualified(schema, "dl_jobs")} (job_id, queue, task, args,
                 idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
                 producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id,
-                concurrency_key, concurrency_limit, coalescing)
+                concurrency_key, concurrency_limit, rate_key, coalescing)
             SELECT job_id, queue, task, args, idempotency_key, lock_key, partition_key, priority,
                    max_attempts, lease_ttl_sec, producer, consumer_group,
                    coalesce(available_at, now()), request_fingerprint,
                    '{JobStatus.QUEUED.value}', pgq_id, concurrency_key, concurrency_limit,
-                   coalescing
+                   rate_key, coalescing
             -- Key order, so two calls sharing keys wait on each other without deadlock;
             -- among items sharing a key (or a coalescing trigger's queue, task and
             -- lock_key) the first in the call wins.
@@ -341,10 +343,16 @@ def filter_conditions(filters: JobFilter) -> list[ColumnElement[bool]]:
 
 
 def list_jobs_statement(
-    filters: JobFilter, *, after: JobCursor | None, limit: int
+    filters: JobFilter, *, after: JobCursor | None, limit: int, with_result: bool = False
 ) -> Select[DlJob]:
-    """The listing query: jobs matching `filters`, newest first, strictly after `after`."""
+    """The listing query: jobs matching `filters`, newest first, strictly after `after`.
+
+    Results (up to DL_RESULT_MAX_BYTES each) are read only `with_result`; otherwise the
+    column is left out, and reading it from a row raises instead of loading it.
+    """
     statement = select(DlJob).where(*filter_conditions(filters))
+    if not with_result:
+        statement = statement.options(defer(DlJob.result, raiseload=True))
     if after is not None:
         statement = statement.where(
             tuple_(jobs.c.created_at, jobs.c.job_id)
@@ -357,10 +365,40 @@ def list_jobs_statement(
 
 
 async def list_jobs(
-    session: AsyncSession, filters: JobFilter, *, after: JobCursor | None, limit: int
+    session: AsyncSession,
+    filters: JobFilter,
+    *,
+    after: JobCursor | None,
+    limit: int,
+    with_result: bool = False,
 ) -> Sequence[DlJob]:
-    """Up to `limit` jobs matching `filters`, newest first, strictly after `after`."""
-    return (await session.scalars(list_jobs_statement(filters, after=after, limit=limit))).all()
+    """Up to `limit` jobs matching `filters`, newest first, strictly after `after`; their
+    results only `with_result`."""
+    statement = list_jobs_statement(filters, after=after, limit=limit, with_result=with_result)
+    return (await session.scalars(statement)).all()
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """A job's status and stored result (None unless it succeeded with one)."""
+
+    job_id: uuid.UUID
+    status: str
+    result: Any
+
+
+async def read_results(session: AsyncSession, job_ids: Collection[uuid.UUID]) -> list[ResultRow]:
+    """The status and result of each of these jobs that exists, READ_CHUNK ids a query."""
+    ids = list(job_ids)
+    found: list[ResultRow] = []
+    for start in range(0, len(ids), READ_CHUNK):
+        rows = await session.execute(
+            select(jobs.c.job_id, jobs.c.status, jobs.c.result).where(
+                jobs.c.job_id.in_(ids[start : start + READ_CHUNK])
+            )
+        )
+        found.extend(ResultRow(**row._asdict()) for row in rows)
+    return found
 
 
 async def job_exists(session: AsyncSession, job_id: uuid.UUID) -> bool:
@@ -504,9 +542,19 @@ async def finish_canceled(
 
 
 async def postpone_queued(
-    session: AsyncSession, job_id: uuid.UUID, pgq_job_id: int, delay_sec: float
-) -> QueuedJob | None:
-    """Push a queued job's available_at out, only while `pgq_job_id` is its dispatch."""
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    pgq_job_id: int,
+    *,
+    waiting_for: str,
+    delay_sec: float = 0,
+    until: datetime | None = None,
+) -> PostponedJob | None:
+    """Push a queued job's available_at out (by `delay_sec`, or to `until` when given, never
+    into the past), only while `pgq_job_id` is its dispatch; `waiting_for` says why."""
+    available_at: ColumnElement[Any] = func.now() + literal(delay_sec) * ONE_SECOND
+    if until is not None:
+        available_at = func.greatest(func.now(), literal(until, DateTime(timezone=True)))
     row = (
         await session.execute(
             update(jobs)
@@ -515,11 +563,17 @@ async def postpone_queued(
                 jobs.c.status == JobStatus.QUEUED,
                 jobs.c.pgq_job_id == pgq_job_id,
             )
-            .values(available_at=func.now() + literal(delay_sec) * ONE_SECOND)
-            .returning(jobs.c.queue, jobs.c.priority, jobs.c.attempt)
+            .values(available_at=available_at, waiting_for=waiting_for)
+            .returning(
+                jobs.c.queue,
+                jobs.c.priority,
+                jobs.c.attempt,
+                jobs.c.available_at,
+                (jobs.c.available_at - func.now()).label("wait"),
+            )
         )
     ).first()
-    return None if row is None else QueuedJob(**row._asdict())
+    return None if row is None else PostponedJob(**row._asdict())
 
 
 async def cancel_if_queued(
@@ -608,6 +662,7 @@ async def requeue_for_retry(
             available_at=func.now(),
             error=None,
             progress=null(),  # SQL NULL; None would store JSON null
+            result=null(),  # only the attempt that succeeds has one
             finished_at=None,
             lease_expires_at=None,
             heartbeat_at=None,

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     Identity,
     Index,
     Integer,
@@ -23,7 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.domain.states import JobStatus
@@ -64,6 +65,11 @@ class DlJob(Base):
     # once. Both NULL or both set.
     concurrency_key: Mapped[str | None] = mapped_column(Text)
     concurrency_limit: Mapped[int | None] = mapped_column(Integer)
+    # The key of the queue's per-rate_key limit (migration 0014, app.domain.rate_limits).
+    rate_key: Mapped[str | None] = mapped_column(Text)
+    # Why a picked job has not started yet (app.domain.rate_limits.WaitReason); NULL once it
+    # starts, and for a job no worker has held back.
+    waiting_for: Mapped[str | None] = mapped_column(Text)
     # Made by a coalescing trigger (migration 0016): while queued, later coalescing triggers
     # for its queue, task and lock_key join it (uq_dl_jobs_coalescing_queued).
     coalescing: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
@@ -81,6 +87,9 @@ class DlJob(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
+    # What the pipeline returned, written with `succeeded` (migration 0015). Listings leave
+    # it out unless asked (app.db.jobs.list_jobs_statement): it may be large.
+    result: Mapped[Any | None] = mapped_column(JSONB)
     producer: Mapped[str | None] = mapped_column(Text)
     consumer_group: Mapped[str | None] = mapped_column(Text)
     worker_id: Mapped[str | None] = mapped_column(Text)
@@ -103,6 +112,7 @@ class DlJob(Base):
             "(length(concurrency_key) > 0 AND concurrency_limit BETWEEN 1 AND 1000)",
             name="concurrency_group_valid",
         ),
+        CheckConstraint("length(rate_key) > 0", name="rate_key_present"),
         # Status lookups of live work, and the reaper's scan of leases.
         Index(
             "ix_dl_jobs_live_status",
@@ -218,7 +228,7 @@ class DlSchedule(Base):
 class DlQueue(Base):
     """Operator state of a queue: a paused queue's jobs are not started (running ones finish).
 
-    A queue needs no row until an operator pauses it.
+    A queue needs no row until an operator pauses it or gives it a rate limit.
     """
 
     __tablename__ = "dl_queues"
@@ -226,6 +236,47 @@ class DlQueue(Base):
     queue: Mapped[str] = mapped_column(Text, primary_key=True)
     paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Rate limits (migration 0014): at most *_limit starts per *_period_sec, for the queue
+    # and for each rate_key; a pair is both NULL (no limit) or both set.
+    start_limit: Mapped[int | None] = mapped_column(Integer)
+    start_period_sec: Mapped[float | None] = mapped_column(Float)
+    rate_key_limit: Mapped[int | None] = mapped_column(Integer)
+    rate_key_period_sec: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        CheckConstraint(
+            "(start_limit IS NULL AND start_period_sec IS NULL) OR "
+            "(start_limit BETWEEN 1 AND 10000 AND start_period_sec BETWEEN 0.01 AND 86400)",
+            name="start_limit_valid",
+        ),
+        CheckConstraint(
+            "(rate_key_limit IS NULL AND rate_key_period_sec IS NULL) OR "
+            "(rate_key_limit BETWEEN 1 AND 10000 AND rate_key_period_sec BETWEEN 0.01 AND 86400)",
+            name="rate_key_limit_valid",
+        ),
+    )
+
+
+class DlRateBucket(Base):
+    """The recent starts of one rate limit, shared by the fleet (app.db.rate_limit_function).
+
+    One row per (queue, rate_key); rate_key '' is the queue's own limit.
+    """
+
+    __tablename__ = "dl_rate_buckets"
+
+    queue: Mapped[str] = mapped_column(Text, primary_key=True)
+    rate_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    # The window's starts as (time, count) pairs, oldest first.
+    started_at: Mapped[list[datetime]] = mapped_column(
+        ARRAY(DateTime(timezone=True)), server_default=text("'{}'::timestamptz[]")
+    )
+    started_n: Mapped[list[int]] = mapped_column(ARRAY(Integer), server_default=text("'{}'::int[]"))
+    # The line of refused jobs: the time the last one was told to come back, and how many
+    # were told that time.
+    promise_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    promise_n: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

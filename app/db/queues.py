@@ -1,4 +1,4 @@
-"""All SQL about dl_queues: a queue's pause state. Functions flush, never commit.
+"""All SQL about dl_queues: a queue's pause state and rate limits. Functions flush, never commit.
 
 How a pause keeps a large backlog free of dequeue churn (its dispatches are parked) is told
 in app.db.pgqueuer_tables.
@@ -8,15 +8,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, case, func, select, update
+from sqlalchemy import (
+    CursorResult,
+    Table,
+    case,
+    delete,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import DlQueue
+from app.db.models import DlQueue, DlRateBucket
+from app.domain.rate_limits import MAX_RATE_PERIOD_SEC, QueueLimits, RateLimit
 
 queues = cast(Table, DlQueue.__table__)
+buckets = cast(Table, DlRateBucket.__table__)
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,38 @@ class QueueState:
     queue: str
     paused: bool
     paused_at: datetime | None
+    limits: QueueLimits
+
+
+_STATE_COLUMNS = (
+    queues.c.queue,
+    queues.c.paused,
+    queues.c.paused_at,
+    queues.c.start_limit,
+    queues.c.start_period_sec,
+    queues.c.rate_key_limit,
+    queues.c.rate_key_period_sec,
+)
+
+
+def _limit(count: int | None, period_sec: float | None) -> RateLimit | None:
+    return (
+        None
+        if count is None or period_sec is None
+        else RateLimit(count=count, period_sec=period_sec)
+    )
+
+
+def _state(row: Any) -> QueueState:
+    return QueueState(
+        queue=row.queue,
+        paused=row.paused,
+        paused_at=row.paused_at,
+        limits=QueueLimits(
+            start=_limit(row.start_limit, row.start_period_sec),
+            per_rate_key=_limit(row.rate_key_limit, row.rate_key_period_sec),
+        ),
+    )
 
 
 async def pause_in_session(session: AsyncSession, queue: str) -> QueueState:
@@ -41,10 +86,32 @@ async def pause_in_session(session: AsyncSession, queue: str) -> QueueState:
                 "updated_at": func.now(),
             },
         )
-        .returning(queues.c.queue, queues.c.paused, queues.c.paused_at)
+        .returning(*_STATE_COLUMNS)
     )
-    row = (await session.execute(statement)).one()
-    return QueueState(**row._asdict())
+    return _state((await session.execute(statement)).one())
+
+
+async def set_limits_in_session(
+    session: AsyncSession, queue: str, limits: QueueLimits
+) -> QueueState:
+    """Replace the queue's rate limits (None removes one); workers count by them at once."""
+    values = {
+        "start_limit": None if limits.start is None else limits.start.count,
+        "start_period_sec": None if limits.start is None else limits.start.period_sec,
+        "rate_key_limit": None if limits.per_rate_key is None else limits.per_rate_key.count,
+        "rate_key_period_sec": (
+            None if limits.per_rate_key is None else limits.per_rate_key.period_sec
+        ),
+    }
+    statement = (
+        insert(queues)
+        .values(queue=queue, updated_at=func.now(), **values)
+        .on_conflict_do_update(
+            index_elements=[queues.c.queue], set_={**values, "updated_at": func.now()}
+        )
+        .returning(*_STATE_COLUMNS)
+    )
+    return _state((await session.execute(statement)).one())
 
 
 async def resume_in_session(session: AsyncSession, queue: str) -> None:
@@ -61,8 +128,24 @@ async def resume_in_session(session: AsyncSession, queue: str) -> None:
 
 
 async def queue_states(session: AsyncSession, queue: str | None = None) -> list[QueueState]:
-    """dl_queues rows (the table is tiny: one row per queue an operator ever paused)."""
-    statement = select(queues.c.queue, queues.c.paused, queues.c.paused_at)
+    """dl_queues rows (the table is tiny: one row per queue an operator paused or limited)."""
+    statement = select(*_STATE_COLUMNS)
     if queue is not None:
         statement = statement.where(queues.c.queue == queue)
-    return [QueueState(**row._asdict()) for row in await session.execute(statement)]
+    return [_state(row) for row in await session.execute(statement)]
+
+
+async def delete_idle_buckets_in_session(session: AsyncSession) -> int:
+    """Forget rate buckets untouched for longer than any period (a rate_key no longer used).
+
+    A bucket's starts count for one period at most (MAX_RATE_PERIOD_SEC), and one whose
+    line of waiting jobs lies in the past promises nothing: dropping it changes no answer.
+    """
+    idle = literal(MAX_RATE_PERIOD_SEC) * literal_column("interval '1 second'")
+    result = await session.execute(
+        delete(buckets).where(
+            buckets.c.updated_at < func.now() - idle,
+            or_(buckets.c.promise_at.is_(None), buckets.c.promise_at < func.now()),
+        )
+    )
+    return int(cast(CursorResult[Any], result).rowcount or 0)

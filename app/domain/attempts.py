@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.domain.states import JobEvent, JobStatus
 
 
 @dataclass(frozen=True)
-class QueuedJob:
-    """A queued job's dispatch-relevant fields."""
+class PostponedJob:
+    """A queued job a worker held back: what its new dispatch needs, and when it is due."""
 
     queue: str
     priority: int
     attempt: int
+    available_at: datetime
+    # From now (the database's) until available_at.
+    wait: timedelta
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class StartRequest:
 
     job_id: uuid.UUID
     pgq_job_id: int
+    # Asked again after waiting in the worker for its rate bucket: it already has its place
+    # in the bucket's line (app.db.rate_limit_function).
+    waited_for_rate: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,8 +58,9 @@ class StartAnswer:
     lock was tried, the job waits so that it runs after that trigger's transaction.
     `lock_key` without an attempt and with `lock_busy` means another holder has the key;
     `got_lock` without an attempt means the lock was taken but the job changed meanwhile,
-    or its concurrency group was full (`group_full`), so the caller must give the lock (and
-    a `slot` it took) back. A request with no answer was not startable.
+    or its concurrency group was full (`group_full`), or a rate limit of its queue held it
+    back (`rate_limited`), so the caller must give the lock (and a `slot` it took) back.
+    A request with no answer was not startable.
     `pgq_job_id` is the dispatch answered: the job's current one, the only one that may start it.
     """
 
@@ -68,10 +76,26 @@ class StartAnswer:
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
     slot: str | None = None
+    # Held back by a rate limit of its queue (app.db.rate_limit_function): which one
+    # (`limited_by`, a RateScope) and from when the job may try again.
+    queue: str = ""
+    rate_key: str | None = None
+    rate_limited: bool = False
+    # The bucket's clock when it decided (the time a start is counted at).
+    decided_at: datetime | None = None
+    retry_at: datetime | None = None
+    limited_by: str | None = None
 
     @property
     def lock_busy(self) -> bool:
         return not self.got_lock and not self.paused and not self.trigger_open
+
+    @property
+    def rate_wait_sec(self) -> float | None:
+        """For a rate-limited answer, how long until its bucket said to come back."""
+        if not self.rate_limited or self.retry_at is None or self.decided_at is None:
+            return None
+        return max(0.0, (self.retry_at - self.decided_at).total_seconds())
 
     @property
     def group_full(self) -> bool:
@@ -90,6 +114,8 @@ class FinishRequest:
     progress: dict[str, Any] | None = None
     error: str | None = None
     details: dict[str, Any] | None = None
+    # What the pipeline returned, as checked JSON text (app.pipelines.results); None: none.
+    result_json: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ MAX_FILTER_TEXT = 1000
 # An args filter is a small pattern, not a document: bounded so that one request cannot make
 # PostgreSQL compare megabytes per row.
 MAX_ARGS_FILTER_TEXT = 2000
+# Fields a listing leaves out unless `include` names them: each may be large.
+LIST_INCLUDABLE = frozenset({"result"})
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,25 @@ def parse_args_filter(raw: str | None) -> dict[str, Any] | None:
     if _holds_nul(value):
         raise InvalidJobError("NUL characters are not allowed (query parameter `args`)")
     return value
+
+
+def parse_include(raw: str | None) -> frozenset[str]:
+    """`result` -> {"result"}: the fields a listing adds on request (comma-separated; empty
+    items skipped, unknown ones rejected naming the parameter)."""
+    if raw is None:
+        return frozenset()
+    names: set[str] = set()
+    for item in raw.split(","):
+        name = item.strip().lower()
+        if not name:
+            continue
+        if name not in LIST_INCLUDABLE:
+            valid = ", ".join(sorted(LIST_INCLUDABLE))
+            raise InvalidJobError(
+                f"unknown field {item.strip()[:64]!r} (query parameter `include`; valid: {valid})"
+            )
+        names.add(name)
+    return frozenset(names)
 
 
 def parse_statuses(raw: str | None) -> tuple[JobStatus, ...]:

@@ -6,6 +6,8 @@ from datetime import datetime
 
 import msgspec
 
+from app.domain.rate_limits import QueueLimits
+
 
 class FinishedCounts(msgspec.Struct, kw_only=True):
     """Jobs that ended with each final status."""
@@ -44,6 +46,8 @@ class Queue(msgspec.Struct, kw_only=True):
     consumers: int = 0
     # Jobs are queued and no live worker serves the queue: they wait until one does.
     unserved: bool = False
+    # Its fleet-wide start-rate limits (docs/flow-control.md); none by default.
+    limits: QueueLimits = msgspec.field(default_factory=QueueLimits)
 
 
 class QueueList(msgspec.Struct, kw_only=True):

@@ -50,6 +50,8 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # At most concurrency_limit jobs of this key run at once (docs/flow-control.md).
     concurrency_key: Key | None = None
     concurrency_limit: ConcurrencyLimit | None = None
+    # Counted by the queue's per-rate_key limit, if it has one (docs/flow-control.md).
+    rate_key: Key | None = None
     # Join the job already queued for this queue, task and lock_key (one created by a
     # coalescing trigger) instead of adding another (docs/flow-control.md).
     coalescing: bool = False

@@ -36,6 +36,8 @@ class JobEvent(StrEnum):
     LOCK_BUSY = "lock_busy"
     # Its concurrency group already ran concurrency_limit jobs: not started, waits.
     CONCURRENCY_BUSY = "concurrency_busy"
+    # A rate limit of its queue had no start left for it: not started, due again later.
+    RATE_LIMITED = "rate_limited"
     # Picked just as its queue was paused: not started, waits for the resume.
     QUEUE_PAUSED = "queue_paused"
     # A coalescing trigger joined this queued job instead of adding another.

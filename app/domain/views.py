@@ -20,11 +20,16 @@ class Job(msgspec.Struct, kw_only=True):
     lock_key: str
     concurrency_key: str | None
     concurrency_limit: int | None
+    rate_key: str | None
     coalescing: bool
     idempotency_key: str | None
     partition_key: str | None
     priority: int
     available_at: datetime
+    # Why a queued job a worker picked has not started: lock_key, concurrency_group,
+    # rate_limit, queue_paused or trigger_open (app.domain.rate_limits.WaitReason); it may
+    # start from available_at. None for a job not held back, and once it runs.
+    waiting_for: str | None
     attempt: int
     max_attempts: int
     lease_ttl_sec: int
@@ -39,11 +44,30 @@ class Job(msgspec.Struct, kw_only=True):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # What the pipeline returned (any JSON value), set when it succeeded; null before and
+    # otherwise. Left out of listings (UNSET, not shown) unless they ask for it.
+    result: Any | msgspec.UnsetType = msgspec.UNSET
 
     @classmethod
-    def from_row(cls, row: object) -> Job:
-        """Copy the user-facing columns of a dl_jobs row (any object carrying them)."""
-        return cls(**{name: getattr(row, name) for name in cls.__struct_fields__})
+    def from_row(cls, row: object, *, with_result: bool = True) -> Job:
+        """Copy the user-facing columns of a dl_jobs row (any object carrying them); its
+        `result` only `with_result` (a listing's rows may not have loaded it)."""
+        names = (n for n in cls.__struct_fields__ if with_result or n != "result")
+        return cls(**{name: getattr(row, name) for name in names})
+
+    def __post_init__(self) -> None:
+        # A job canceled while it waited keeps the column; it no longer waits for anything.
+        if self.status != "queued":
+            self.waiting_for = None
+
+
+class JobResult(msgspec.Struct, kw_only=True, frozen=True):
+    """A job's status and what its pipeline returned (None unless it succeeded with a
+    result): what a caller reading results by job id gets."""
+
+    job_id: uuid.UUID
+    status: str
+    result: Any
 
 
 class JobCreated(msgspec.Struct, kw_only=True):

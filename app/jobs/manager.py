@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -33,6 +33,7 @@ from app.domain.errors import (
     JobNotFoundError,
     JobNotRetryableError,
 )
+from app.domain.rate_limits import RateScope, WaitReason
 from app.domain.spec import JobCreate
 from app.domain.states import RETRYABLE_STATUSES, JobEvent, JobStatus
 from app.domain.views import Job, JobCreated
@@ -264,6 +265,7 @@ class JobManager:
             lock_key=spec.lock_key,
             concurrency_key=spec.concurrency_key,
             concurrency_limit=spec.concurrency_limit,
+            rate_key=spec.rate_key,
             coalescing=spec.coalescing,
             partition_key=spec.partition_key,
             priority=spec.priority,
@@ -382,7 +384,9 @@ class JobManager:
         cancel or redispatch wins (False). The event names the worker that could not start it.
         """
         details = {"lock_key": lock_key, "retry_in_sec": delay_sec, "worker_id": worker_id}
-        return await self._wait_again(job_id, pgq_job_id, delay_sec, JobEvent.LOCK_BUSY, details)
+        return await self._wait_again(
+            job_id, pgq_job_id, JobEvent.LOCK_BUSY, details, WaitReason.LOCK_KEY, delay_sec
+        )
 
     async def postpone_for_group(
         self,
@@ -402,7 +406,35 @@ class JobManager:
             "worker_id": worker_id,
         }
         return await self._wait_again(
-            job_id, pgq_job_id, delay_sec, JobEvent.CONCURRENCY_BUSY, details
+            job_id,
+            pgq_job_id,
+            JobEvent.CONCURRENCY_BUSY,
+            details,
+            WaitReason.CONCURRENCY_GROUP,
+            delay_sec,
+        )
+
+    async def postpone_for_rate(
+        self,
+        job_id: uuid.UUID,
+        pgq_job_id: int,
+        *,
+        until: datetime,
+        limited_by: str,
+        rate_key: str | None,
+        worker_id: str,
+    ) -> bool:
+        """postpone(), for a job a rate limit of its queue held back: due again at `until`,
+        the moment its bucket said (app.db.rate_limit_function)."""
+        details: dict[str, Any] = {
+            "limit": limited_by,
+            "until": until.isoformat(),
+            "worker_id": worker_id,
+        }
+        if limited_by == RateScope.RATE_KEY:
+            details["rate_key"] = rate_key
+        return await self._wait_again(
+            job_id, pgq_job_id, JobEvent.RATE_LIMITED, details, WaitReason.RATE_LIMIT, until=until
         )
 
     async def postpone_for_trigger(
@@ -410,7 +442,9 @@ class JobManager:
     ) -> bool:
         """postpone(), for a job that a still open coalescing trigger joined."""
         details = {"retry_in_sec": delay_sec, "worker_id": worker_id}
-        return await self._wait_again(job_id, pgq_job_id, delay_sec, JobEvent.TRIGGER_OPEN, details)
+        return await self._wait_again(
+            job_id, pgq_job_id, JobEvent.TRIGGER_OPEN, details, WaitReason.TRIGGER_OPEN, delay_sec
+        )
 
     async def park(self, job_id: uuid.UUID, pgq_job_id: int, *, worker_id: str) -> bool:
         """A dispatch picked just as its queue was paused: its job waits for the resume.
@@ -418,19 +452,27 @@ class JobManager:
         The new dispatch is parked (not due before the resume); no attempt is counted.
         """
         return await self._wait_again(
-            job_id, pgq_job_id, 0, JobEvent.QUEUE_PAUSED, {"worker_id": worker_id}
+            job_id,
+            pgq_job_id,
+            JobEvent.QUEUE_PAUSED,
+            {"worker_id": worker_id},
+            WaitReason.QUEUE_PAUSED,
         )
 
     async def _wait_again(
         self,
         job_id: uuid.UUID,
         pgq_job_id: int,
-        delay_sec: float,
         event: JobEvent,
         details: dict[str, Any],
+        reason: WaitReason,
+        delay_sec: float = 0,
+        until: datetime | None = None,
     ) -> bool:
         async with self._transaction() as session:
-            row = await job_rows.postpone_queued(session, job_id, pgq_job_id, delay_sec)
+            row = await job_rows.postpone_queued(
+                session, job_id, pgq_job_id, waiting_for=reason, delay_sec=delay_sec, until=until
+            )
             if row is None:
                 return False
             await job_rows.dispatch(
@@ -439,7 +481,7 @@ class JobManager:
                 queue=row.queue,
                 job_id=job_id,
                 priority=row.priority,
-                delay=timedelta(seconds=delay_sec),
+                delay=row.wait,
             )
             if event is JobEvent.QUEUE_PAUSED:
                 details = {"queue": row.queue, **details}

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import job_stats, pgqueuer_tables, queues
 from app.domain.errors import InvalidQueueError
 from app.domain.queues import FinishedCounts, Queue, QueueList, ThroughputMinute
+from app.domain.rate_limits import QueueLimits, RateLimit
 from app.domain.spec import QueueName
 from app.jobs.worker_registry import WorkerRegistry
 from app.settings import Settings
@@ -88,6 +89,29 @@ class QueueService:
         logger.info("queue resumed: %s (%d dispatch(es) released)", name, unparked)
         return view
 
+    async def limits(self, queue: str) -> QueueLimits:
+        """The queue's rate limits (none for a queue nothing is known about)."""
+        name = check_queue_name(queue)
+        async with self.sessions() as session, session.begin():
+            states = await queues.queue_states(session, name)
+        return states[0].limits if states else QueueLimits()
+
+    async def set_limits(self, queue: str, limits: QueueLimits) -> QueueLimits:
+        """Replace the queue's rate limits; every worker counts by them from its next start.
+
+        A queue unknown so far can be limited ahead of its first job.
+        """
+        name = check_queue_name(queue)
+        async with self.sessions() as session, session.begin():
+            state = await queues.set_limits_in_session(session, name, limits)
+        logger.info(
+            "queue limits set: %s start=%s per_rate_key=%s",
+            name,
+            _described(state.limits.start),
+            _described(state.limits.per_rate_key),
+        )
+        return state.limits
+
     async def _view(self, session: AsyncSession, queue: str) -> Queue:
         views = await self._views(session, queue)
         if views:
@@ -113,6 +137,7 @@ class QueueService:
         for state in states.values():
             view = view_of(state.queue)
             view.paused, view.paused_at = state.paused, state.paused_at
+            view.limits = state.limits
         for counts in live.values():
             view = view_of(counts.queue)
             view.queued, view.running = counts.queued, counts.running
@@ -131,6 +156,10 @@ class QueueService:
             view.consumers = consumers.get(view.queue, 0)
             view.unserved = view.queued > 0 and view.consumers == 0
         return [views[name] for name in sorted(views)]
+
+
+def _described(limit: RateLimit | None) -> str:
+    return "none" if limit is None else f"{limit.count}/{limit.period_sec:g}s"
 
 
 def _minute_start(moment: datetime) -> datetime:

@@ -165,16 +165,24 @@ class JobService:
         return await self.manager.cancel(job_id)
 
     async def list_jobs(
-        self, filters: JobFilter, *, cursor: str | None = None, limit: int = LIST_LIMIT_DEFAULT
+        self,
+        filters: JobFilter,
+        *,
+        cursor: str | None = None,
+        limit: int = LIST_LIMIT_DEFAULT,
+        with_result: bool = False,
     ) -> JobPage:
-        """Jobs matching `filters`, newest first, `limit` at a time after `cursor`."""
+        """Jobs matching `filters`, newest first, `limit` at a time after `cursor`; each
+        job's `result` only `with_result` (results may be large)."""
         if not 1 <= limit <= LIST_LIMIT_MAX:
             raise InvalidJobError(f"limit must be 1..{LIST_LIMIT_MAX} (query parameter `limit`)")
         after = JobCursor.decode(cursor) if cursor else None
         async with self.sessions() as session:
             # One row more than asked tells whether another page exists.
-            rows = await job_rows.list_jobs(session, filters, after=after, limit=limit + 1)
-            page = [Job.from_row(row) for row in rows[:limit]]
+            rows = await job_rows.list_jobs(
+                session, filters, after=after, limit=limit + 1, with_result=with_result
+            )
+            page = [Job.from_row(row, with_result=with_result) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             next_cursor = JobCursor(page[-1].created_at, page[-1].job_id).encode()

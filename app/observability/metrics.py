@@ -105,6 +105,7 @@ class WorkerMetrics:
     attempts_finished: Counter
     job_duration: Histogram
     lock_busy: Counter
+    rate_limited: Counter
     reaper_actions: Counter
     schedule_fires: Counter
 
@@ -136,6 +137,13 @@ class WorkerMetrics:
             lock_busy=Counter(
                 f"{PREFIX}_lock_busy",
                 "Starts postponed because another job held the lock_key.",
+                registry=registry,
+            ),
+            rate_limited=Counter(
+                f"{PREFIX}_rate_limited",
+                "Starts postponed by a rate limit, by queue and limit (queue: the queue's"
+                " start rate; rate_key: its per-rate_key rate).",
+                ["queue", "limit"],
                 registry=registry,
             ),
             reaper_actions=Counter(

@@ -11,7 +11,8 @@ from typing import Any
 
 @dataclass
 class PipelineContext:
-    """The job a pipeline runs for, a way to report progress, and its cancellation."""
+    """The job a pipeline runs for, a way to report progress and a result, and its
+    cancellation."""
 
     job_id: uuid.UUID
     attempt: int
@@ -19,6 +20,8 @@ class PipelineContext:
     queue: str
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
     progress_sink: Callable[[dict[str, Any]], None] | None = None
+    # What the job returns (app.pipelines.results); None: no result.
+    result: Any = None
 
     @property
     def cancelled(self) -> bool:
@@ -35,6 +38,14 @@ class PipelineContext:
         if self.progress_sink is not None:
             self.progress_sink(progress)
         return RECORDED
+
+    def set_result(self, value: Any) -> None:
+        """Set the job's result (any JSON value); the last one set before the end wins.
+
+        Stored with the final status when the attempt succeeds, and only then. For a
+        coroutine or plain function, a return value other than None is set after it.
+        """
+        self.result = value
 
 
 class ProgressRecorded:

@@ -17,6 +17,7 @@ from typing import Any
 from app.pipelines.context import PipelineContext
 from app.pipelines.errors import InvalidArgsError
 from app.pipelines.registry import pipeline
+from app.pipelines.results import Result
 
 # Enough for any demo or benchmark job; a worker slot is not held for longer than a day.
 MAX_STEPS = 10_000
@@ -80,8 +81,11 @@ def _steps(args: dict[str, Any]) -> tuple[int, Iterator[float]]:
 
 
 @pipeline("noop", check_args=check_noop_args)
-async def noop(args: dict[str, Any], ctx: PipelineContext) -> AsyncIterator[dict[str, Any]]:
-    """Sleep each step, yielding progress; `fail_at_step` or `fail: true` raises on purpose."""
+async def noop(
+    args: dict[str, Any], ctx: PipelineContext
+) -> AsyncIterator[dict[str, Any] | Result]:
+    """Sleep each step, yielding progress; `fail_at_step` or `fail: true` raises on purpose;
+    `result` (any JSON) becomes the job's result."""
     total, sleeps = _steps(args)
     fail_at = args.get("fail_at_step", 0 if args.get("fail") else None)
     fail_attempts = args.get("fail_attempts")  # fail only while attempt <= this
@@ -93,3 +97,5 @@ async def noop(args: dict[str, Any], ctx: PipelineContext) -> AsyncIterator[dict
         yield {"processed": index + 1, "total": total}
     if should_fail and fail_at is not None and fail_at >= total:
         raise NoopFailure(f"noop failed on purpose after {total} steps")
+    if "result" in args:  # for demos of results: what a real pipeline would return
+        yield Result(args["result"])

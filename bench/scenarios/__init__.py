@@ -28,7 +28,17 @@ def all_scenarios() -> dict[int, Scenario]:
         s5_scale,
         s6_memory,
         s7_herd,
+        s8_rate_limits,
     )
 
-    modules = (s1_peer, s2_lifecycle, s3_enqueue, s4_latency, s5_scale, s6_memory, s7_herd)
+    modules = (
+        s1_peer,
+        s2_lifecycle,
+        s3_enqueue,
+        s4_latency,
+        s5_scale,
+        s6_memory,
+        s7_herd,
+        s8_rate_limits,
+    )
     return {m.NUMBER: Scenario(m.NUMBER, m.TITLE, m.run) for m in modules}

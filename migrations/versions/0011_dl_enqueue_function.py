@@ -29,8 +29,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     """Create the functions; forget the Python-made fingerprints of keyed jobs."""
     schema = queue_schema()
-    # As it was then: the concurrency-group parameters came with 0013, coalescing with 0016.
-    for statement in install_statements(schema, groups=False, coalescing=False):
+    # As it was then: the concurrency-group parameters came with 0013.
+    for statement in install_statements(schema, 11):
         op.get_bind().exec_driver_sql(statement)
     _forget_fingerprints(schema)
 

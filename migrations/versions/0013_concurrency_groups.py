@@ -19,9 +19,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from app.db.enqueue_function import install_statements, signature
-from app.db.sql_common import quote_ident
-from migrations.helpers import queue_schema
+from migrations.helpers import queue_schema, reinstall_dl_enqueue
 
 revision: str = "0013"
 down_revision: str | None = "0012"
@@ -44,28 +42,13 @@ def upgrade() -> None:
         "dl_jobs", sa.Column("concurrency_limit", sa.Integer(), nullable=True), schema=schema
     )
     op.create_check_constraint(CONSTRAINT, "dl_jobs", CHECK, schema=schema)
-    _reinstall_dl_enqueue(schema, groups=True)
-
-
-def _reinstall_dl_enqueue(schema: str, *, groups: bool) -> None:
-    """dl_enqueue with or without the group parameters; the other version dropped first.
-
-    Another argument list makes another function (an overload), not a replacement: left in
-    place, a call naming only the common arguments would be ambiguous.
-    """
-    other = signature(groups=not groups, coalescing=False)
-    op.get_bind().exec_driver_sql(
-        f"DROP FUNCTION IF EXISTS {quote_ident(schema)}.dl_enqueue({other})"
-    )
-    # As it was then: coalescing came with 0016.
-    for statement in install_statements(schema, groups=groups, coalescing=False):
-        op.get_bind().exec_driver_sql(statement)
+    reinstall_dl_enqueue(release=13, previous=11)
 
 
 def downgrade() -> None:
     """Drop them, with dl_enqueue's group parameters."""
     schema = queue_schema()
-    _reinstall_dl_enqueue(schema, groups=False)
+    reinstall_dl_enqueue(release=11, previous=13)
     op.drop_constraint(CONSTRAINT, "dl_jobs", type_="check", schema=schema)
     op.drop_column("dl_jobs", "concurrency_limit", schema=schema)
     op.drop_column("dl_jobs", "concurrency_key", schema=schema)

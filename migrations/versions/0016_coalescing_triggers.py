@@ -11,7 +11,7 @@ definition, and this revision finds it in place. dl_enqueue() is installed again
 `coalescing` parameter and the OUT columns `coalesced` and `differs`.
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 Create Date: 2026-12-06
 """
 
@@ -22,12 +22,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from app.db.enqueue_function import install_statements, signature
-from app.db.sql_common import quote_ident
-from migrations.helpers import queue_schema
+from migrations.helpers import queue_schema, reinstall_dl_enqueue
 
 revision: str = "0016"
-down_revision: str | None = "0013"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -52,26 +50,12 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'queued' AND coalescing"),
         if_not_exists=True,
     )
-    _reinstall_dl_enqueue(schema, coalescing=True)
+    reinstall_dl_enqueue(release=16, previous=14)
 
 
 def downgrade() -> None:
-    """dl_enqueue as 0013 installed it; drop the index and the column."""
+    """dl_enqueue as 0014 installed it; drop the index and the column."""
     schema = queue_schema()
-    _reinstall_dl_enqueue(schema, coalescing=False)
+    reinstall_dl_enqueue(release=14, previous=16)
     op.drop_index(INDEX, "dl_jobs", schema=schema)
     op.drop_column("dl_jobs", "coalescing", schema=schema)
-
-
-def _reinstall_dl_enqueue(schema: str, *, coalescing: bool) -> None:
-    """dl_enqueue with or without `coalescing`; the other version dropped first.
-
-    Another argument list makes another function (an overload), not a replacement, and its
-    OUT columns differ too: CREATE OR REPLACE cannot change them.
-    """
-    other = signature(coalescing=not coalescing)
-    op.get_bind().exec_driver_sql(
-        f"DROP FUNCTION IF EXISTS {quote_ident(schema)}.dl_enqueue({other})"
-    )
-    for statement in install_statements(schema, coalescing=coalescing):
-        op.get_bind().exec_driver_sql(statement)

@@ -229,13 +229,16 @@ async def test_dashboard_shows_job_data_as_text(page: Page, dashboard: Dashboard
     from playwright.async_api import expect
 
     markup = '<img src=x id="injected" onerror="window.__injected = 1">'
-    job_id = await trigger(dashboard, lock_key=markup, args={"steps": 0, "note": markup})
+    args = {"steps": 0, "note": markup, "result": {"note": markup}}  # noop returns `result`
+    job_id = await trigger(dashboard, lock_key=markup, args=args)
     await wait_final(dashboard, job_id)
 
     await page.goto(f"{dashboard.url}#/jobs/{job_id}")
     await expect(page.locator("#job-status")).to_have_attribute("data-status", "succeeded")
     await expect(page.locator('#job-fields dd[data-field="lock_key"]')).to_have_text(markup)
     await expect(page.locator("#job-args")).to_contain_text(json.dumps(markup))
+    await expect(page.locator("#job-result")).to_contain_text(json.dumps(markup))
+    await expect(page.locator("#job-result")).to_have_attribute("data-empty", "false")
     await page.goto(f"{dashboard.url}#/jobs?{urlencode({'lock_key': markup})}")
     await expect(page.locator("#jobs-table tbody tr")).to_have_count(1)
     assert await page.locator("#injected").count() == 0

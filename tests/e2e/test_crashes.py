@@ -49,12 +49,14 @@ async def _assert_second_attempt_won(
     jobs_db: JobsDb,
     job_id: uuid.UUID,
     stale: WorkerProcess,
-    progress: dict[str, object],
+    progress: dict[str, object] | None,
+    result: dict[str, object] | None = None,
 ) -> None:
     """The final state is attempt 2's; the stale runner wrote nothing and logged why."""
     done = await jobs_db.wait_status(job_id, "succeeded", timeout=30, diagnostics=stale.tail)
     assert done["attempt"] == 2
     assert done["progress"] == progress
+    assert done["result"] == result
 
     events = await jobs_db.events(job_id)
     names = [e["event"] for e in events]
@@ -230,5 +232,6 @@ async def test_runner_that_starved_its_heartbeat_cannot_write_its_result(
     stale = fleet.by_id(running["worker_id"])
 
     await _wait_requeued_behind_the_lock(jobs_db, job_id, fleet)
-    await _assert_second_attempt_won(jobs_db, job_id, stale, {"attempt": 2})
+    # Each attempt returns its own number: attempt 1's result is refused with its status.
+    await _assert_second_attempt_won(jobs_db, job_id, stale, None, {"attempt": 2})
     assert "nothing written" in stale.log()

@@ -256,6 +256,23 @@ async def _first_job_cli(example: Example) -> None:
     assert job["lock_key"] == "customer:42"
 
 
+@check("job-result")
+async def _job_result(example: Example) -> None:
+    """`--wait` prints the result after the outcome; the listing with include=result has it."""
+    ran = await example.run()
+
+    done = re.search(
+        r"job (\S+) succeeded in [\d.]+ s \(attempt 1/5\)\nresult (\{.*\})\n", ran.stdout
+    )
+    assert done, str(ran)
+    assert json.loads(done.group(2)) == {"rows": 42, "file": "rates.csv"}
+    (page,) = [found for found in ran.json_objects() if "jobs" in found]
+    assert page["jobs"][0]["job_id"] == done.group(1), str(ran)
+    assert page["jobs"][0]["result"] == {"rows": 42, "file": "rates.csv"}, str(ran)
+    job = await example.job(done.group(1))
+    assert (job["status"], job["result"]) == ("succeeded", {"rows": 42, "file": "rates.csv"})
+
+
 @check("list-jobs")
 async def _list_jobs(example: Example) -> None:
     """Failed and lost jobs of etl.default, newest first, one page with `next_cursor`."""
@@ -280,6 +297,19 @@ async def _job_counts(example: Example) -> None:
     states = {"due", "scheduled", "retrying", "running", "succeeded", "failed", "canceled", "lost"}
     assert set(counts) == states | {"next_due_at"}, str(ran)
     assert counts["failed"] >= 1, str(ran)
+
+
+@check("rate-limits")
+async def _rate_limits(example: Example) -> None:
+    """The limits as set, read back the same."""
+    ran = await example.run()
+    stored, read = ran.json_objects()
+
+    expected = {
+        "start": {"count": 20, "period_sec": 1.0},
+        "per_rate_key": {"count": 5, "period_sec": 1.0},
+    }
+    assert stored == read == expected, str(ran)
 
 
 @check("retry")
@@ -413,6 +443,18 @@ async def _cli_admin(example: Example) -> None:
     assert 1 <= len(page["jobs"]) <= 5
     queue = (await example.api.get(f"/api/v1/queues/{QUEUE}")).json()
     assert queue["paused"] is False
+
+
+@check("cli-limits")
+async def _cli_limits(example: Example) -> None:
+    """Both limits set, one changed with the other kept, shown, then cleared."""
+    ran = await example.run()
+
+    assert re.search(r"start\s+20/1s .*\n.*per rate_key\s+5/1s ", ran.stdout), str(ran)
+    assert re.search(r"start\s+20/1s .*\n.*per rate_key\s+2/1s ", ran.stdout), str(ran)
+    assert re.search(r"start\s+none\s*\n.*per rate_key\s+none", ran.stdout), str(ran)
+    limits = (await example.api.get(f"/api/v1/queues/{QUEUE}/limits")).json()
+    assert limits == {"start": None, "per_rate_key": None}
 
 
 @check("cli-retry-failed")

@@ -234,6 +234,40 @@ async def test_a_job_joined_by_an_open_transaction_starts_only_after_it_commits(
     assert [event for event, _ in await history(db, job_id)] == ["queued", "coalesced", "started"]
 
 
+async def test_a_job_an_open_trigger_holds_asks_no_rate_bucket_and_starts_after_the_commit(
+    database_dsn: str,
+    db: asyncpg.Connection,
+    lock_session: LockSession,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    """The trigger check comes before the rate buckets: a start that cannot happen is not
+    counted, so the queue's one start an hour is still free once the trigger commits."""
+    await db.execute(
+        "INSERT INTO dl_queues (queue, start_limit, start_period_sec) VALUES ($1, 1, 3600)",
+        refresh().queue,
+    )
+    queued = await enqueue(sessions, settings, refresh(rate_key="partner-a"))
+    job_id, holder = await _join_in_open_transaction(
+        "enqueue_in_session", sessions, settings, database_dsn
+    )
+    assert job_id == queued.job_id
+    try:
+        held = await start(db, lock_session, job_id)
+
+        assert (held.attempt, held.trigger_open, held.rate_limited) == (None, True, False)
+        assert await db.fetchval("SELECT count(*) FROM dl_rate_buckets") == 0
+    finally:
+        await _commit(holder)
+
+    await start_ok(db, lock_session, job_id)
+    counted = await db.fetchval(
+        "SELECT sum(n) FROM dl_rate_buckets, unnest(started_n) AS n WHERE queue = $1",
+        refresh().queue,
+    )
+    assert counted == 1
+
+
 @pytest.mark.parametrize("how", ["enqueue_in_session", "dl_enqueue"])
 async def test_repeatable_read_never_joins_a_job_started_after_its_snapshot(
     how: str,

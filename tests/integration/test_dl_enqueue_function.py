@@ -39,7 +39,7 @@ JOB_COLUMNS = (
     "queue, task, args, idempotency_key, lock_key, partition_key, priority, available_at,"
     " status, attempt, max_attempts, lease_ttl_sec, producer, consumer_group,"
     " request_fingerprint, cancel_requested, progress, error, worker_id, started_at, finished_at,"
-    " concurrency_key, concurrency_limit, coalescing"
+    " concurrency_key, concurrency_limit, rate_key, coalescing"
 )
 
 
@@ -324,6 +324,9 @@ LONG = "repeat('x', {})"
         ("producer", "'Dl:schedule:nightly'"),
         ("consumer_group", "U&'\\00a0'"),
         ("consumer_group", LONG.format(201)),
+        ("rate_key", "''"),
+        ("rate_key", "'  '"),
+        ("rate_key", LONG.format(501)),
         ("priority", "-1"),
         ("priority", "10001"),
         ("priority", "NULL"),
@@ -615,6 +618,41 @@ async def test_dl_enqueue_with_a_group_writes_the_rows_and_fingerprint_of_the_py
         await db.fetchrow(_call({**VALID, "idempotency_key": "'grouped-python'"}))
 
 
+# --- rate keys (migration 0014) ---------------------------------------------------------------
+
+
+async def test_dl_enqueue_with_a_rate_key_writes_the_rows_and_fingerprint_of_the_python_insert(
+    db: asyncpg.Connection, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    spec = JobCreate(
+        queue=QUEUE,
+        task="noop",
+        lock_key="rated",
+        rate_key="partner-a",
+        idempotency_key="rated-python",
+        available_at=datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC),
+    )
+    async with sessions() as session, session.begin():
+        python_job = (await enqueue_in_session(session, spec, settings)).job_id
+    call = (
+        "SELECT * FROM dl_enqueue(queue => 'etl.default', task => 'noop',"
+        " lock_key => 'rated', idempotency_key => $1, rate_key => $2, available_at => $3)"
+    )
+    when = spec.available_at
+    sql_job = (await db.fetchrow(call, "rated-sql", "partner-a", when))["job_id"]
+
+    python_rows, sql_rows = [await _rows_of(db, job) for job in (python_job, sql_job)]
+    for rows in (python_rows, sql_rows):
+        rows["job"].pop("idempotency_key")
+    assert sql_rows == python_rows
+    assert python_rows["job"]["rate_key"] == "partner-a"
+    # The rate_key is part of the request: the same one finds the job, another conflicts.
+    found = await db.fetchrow(call, "rated-python", "partner-a", when)
+    assert (found["job_id"], found["created"]) == (python_job, False)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await db.fetchrow(call, "rated-python", "partner-b", when)
+
+
 # --- coalescing (migration 0016) ---------------------------------------------------------------
 
 COALESCING = {**VALID, "coalescing": "true"}
@@ -719,3 +757,44 @@ async def test_dl_enqueue_key_reused_with_the_other_coalescing_choice_is_a_confl
     )
     with pytest.raises(asyncpg.UniqueViolationError):
         await db.fetchrow(_call({**VALID, "idempotency_key": "'refresh:1'"}))
+
+
+async def test_dl_enqueue_coalescing_with_a_rate_key_shares_the_python_fingerprint_and_names_it(
+    db: asyncpg.Connection, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """Both added fields count in the request on both paths; a join names a rate_key apart."""
+    spec = JobCreate(
+        queue=QUEUE,
+        task="noop",
+        lock_key="rated-refresh",
+        rate_key="partner-a",
+        concurrency_key="partner-api",
+        concurrency_limit=2,
+        coalescing=True,
+        idempotency_key="rated-refresh:1",
+    )
+    async with sessions() as session, session.begin():
+        made = await enqueue_in_session(session, spec, settings)
+    fields = {
+        **COALESCING,
+        "lock_key": "'rated-refresh'",
+        "concurrency_key": "'partner-api'",
+        "concurrency_limit": "2",
+        "idempotency_key": "'rated-refresh:1'",
+    }
+
+    found = await db.fetchrow(_call({**fields, "rate_key": "'partner-a'"}))
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await db.fetchrow(_call({**fields, "rate_key": "'partner-b'"}))
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await db.fetchrow(_call({**fields, "rate_key": "'partner-a'", "coalescing": "false"}))
+    joined = await db.fetchrow(
+        _call({**fields, "rate_key": "'partner-b'", "idempotency_key": "'rated-refresh:2'"})
+    )
+
+    assert (found["job_id"], found["created"], found["coalesced"]) == (made.job_id, False, False)
+    assert (joined["job_id"], joined["coalesced"], joined["differs"]) == (
+        made.job_id,
+        True,
+        ["rate_key"],
+    )

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import jobs as job_rows
-from app.domain.attempts import FinishRequest, StartRequest
+from app.domain.attempts import FinishRequest
 from app.domain.errors import JobNotRetryableError
 from app.domain.filters import JobFilter
 from app.domain.spec import JobCreate
@@ -21,17 +19,9 @@ from app.jobs.manager import JobManager
 from app.jobs.service import JobService
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
+from tests.support.attempts import start_attempt
 
 load_pipelines()  # the built-in `noop`
-
-
-@pytest.fixture
-async def service(
-    sessions: async_sessionmaker[AsyncSession], settings: Settings
-) -> AsyncIterator[JobService]:
-    job_service = JobService(sessions, settings)
-    yield job_service
-    await job_service.close()
 
 
 async def new_job(service: JobService, **spec: Any) -> uuid.UUID:
@@ -43,13 +33,7 @@ async def new_job(service: JobService, **spec: Any) -> uuid.UUID:
 
 async def start(db: asyncpg.Connection, settings: Settings, job_id: uuid.UUID) -> int:
     """Start the job's current dispatch as a worker's lock session does; returns the attempt."""
-    manager = JobManager(settings.pg_schema_queue)
-    pgq_job_id = await db.fetchval("SELECT pgq_job_id FROM dl_jobs WHERE job_id = $1", job_id)
-    answers = await manager.start_many(db, [StartRequest(job_id, pgq_job_id)], [], "worker-b")
-    started = answers[job_id].attempt
-    assert started is not None, answers
-    await manager.unlock_keys(db, [started.lock_key])
-    return started.attempt
+    return await start_attempt(db, JobManager(settings.pg_schema_queue), job_id, "worker-b")
 
 
 async def test_retry_stale_runner_of_the_old_attempt_is_fenced_out(

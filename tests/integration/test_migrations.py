@@ -19,7 +19,14 @@ from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
 from tests.support.databases import TestServer as PgServer
 from tests.support.databases import create_database, drop_database, unique_name
 
-DL_TABLES = {"dl_jobs", "dl_job_events", "dl_schedules", "dl_queues", "dl_workers"}
+DL_TABLES = {
+    "dl_jobs",
+    "dl_job_events",
+    "dl_schedules",
+    "dl_queues",
+    "dl_workers",
+    "dl_rate_buckets",
+}
 PGQ_TABLES = {"pgqueuer", "pgqueuer_log", "pgqueuer_schedules", "pgqueuer_statistics"}
 PGQ_TYPES = {"pgqueuer_status"}  # what pgqueuer 1.6.0 declares (and `pgq install` makes)
 

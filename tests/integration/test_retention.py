@@ -312,3 +312,22 @@ async def test_retention_service_comes_back_sooner_while_a_backlog_remains(
     assert waits[:-1] == [10] * (len(waits) - 1)
     assert len(waits) >= 3  # 45 jobs in batches of 10, at most 4 batches a pass
     assert await existing_jobs(db) == set()
+
+
+async def test_retention_forgets_rate_buckets_only_once_they_count_nothing(
+    sessions: async_sessionmaker[AsyncSession], db: asyncpg.Connection
+) -> None:
+    """A bucket untouched for longer than any period, with no one told to come back later."""
+    insert = (
+        "INSERT INTO dl_rate_buckets (queue, rate_key, started_at, started_n, promise_at,"
+        " updated_at) VALUES ('q', $1, ARRAY[now() - $2::interval], ARRAY[1],"
+        " now() + $3::interval, now() - $2::interval)"
+    )
+    await db.execute(insert, "idle", timedelta(days=2), timedelta(days=-2))
+    await db.execute(insert, "recent", timedelta(hours=2), timedelta(hours=-2))
+    await db.execute(insert, "promised", timedelta(days=2), timedelta(hours=1))
+
+    await Retention(sessions, RetentionConfig(WEEK)).run_once()
+
+    kept = {row["rate_key"] for row in await db.fetch("SELECT rate_key FROM dl_rate_buckets")}
+    assert kept == {"recent", "promised"}

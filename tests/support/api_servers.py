@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -19,8 +20,12 @@ from tests.support.databases import TestServer as PgServer
 from tests.support.databases import create_database, drop_database, unique_name
 from tests.support.paths import PROJECT_ROOT
 from tests.support.waiting import WaitTimeout, wait_until
+from tests.support.workers import E2E_PIPELINE_MODULES
 
 START_TIMEOUT_SEC = 30.0
+# An API that accepts triggers of the e2e pipelines (tests/support/e2e_pipelines.py), which
+# the test workers run: a test module sets `API_ENV = E2E_PIPELINES_API_ENV` (e2e/conftest.py).
+E2E_PIPELINES_API_ENV = {"DL_PIPELINE_MODULES": json.dumps([E2E_PIPELINE_MODULES])}
 
 
 @dataclass

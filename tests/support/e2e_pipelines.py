@@ -19,6 +19,7 @@ import asyncpg
 
 from app.pipelines.context import PipelineContext
 from app.pipelines.registry import pipeline
+from app.pipelines.results import Result
 
 # The table `test.record` writes to; tests create it with RUN_LOG_DDL before enqueueing.
 RUN_LOG_DDL = """
@@ -177,3 +178,60 @@ async def _record_stop(
             print(f"recording the stop of run {run_key} failed: {exc!r}", file=sys.stderr)
             connection.terminate()
             await asyncio.sleep(0.5)
+
+
+# --- results: one pipeline per shape, each returning args["value"] -----------------------
+
+
+@pipeline("test.result.coroutine")
+async def result_coroutine(args: dict[str, Any], ctx: PipelineContext) -> Any:
+    """Return `value` after `sleep` seconds."""
+    await asyncio.sleep(float(args.get("sleep", 0)))
+    return args["value"]
+
+
+@pipeline("test.result.function")
+def result_function(args: dict[str, Any]) -> Any:
+    """A plain function (run in a thread): return `value` after `sleep` seconds."""
+    time.sleep(float(args.get("sleep", 0)))
+    return args["value"]
+
+
+@pipeline("test.result.generator")
+async def result_generator(args: dict[str, Any], ctx: PipelineContext) -> AsyncIterator[Any]:
+    """Set a first result, report `steps` steps of progress, then yield `Result(value)`:
+    the last one set wins."""
+    ctx.set_result({"replaced": True})
+    steps = int(args.get("steps", 2))
+    for index in range(steps):
+        await asyncio.sleep(float(args.get("sleep", 0)))
+        yield {"processed": index + 1, "total": steps}
+    yield Result(args["value"])
+
+
+@pipeline("test.result.flaky")
+async def result_flaky(args: dict[str, Any], ctx: PipelineContext) -> dict[str, int]:
+    """Set a result naming the attempt, then fail while the attempt is at most
+    `fail_attempts`; the attempt that succeeds returns its own."""
+    ctx.set_result({"failed_attempt": ctx.attempt})
+    if ctx.attempt <= int(args.get("fail_attempts", 0)):
+        raise RuntimeError(f"failing attempt {ctx.attempt} on purpose")
+    return {"attempt": ctx.attempt}
+
+
+@pipeline("test.result.chars")
+async def result_chars(args: dict[str, Any], ctx: PipelineContext) -> str:
+    """Return a string of `chars` x characters (its JSON is chars + 2 bytes)."""
+    return "x" * int(args["chars"])
+
+
+class Unencodable:
+    """A type no JSON encoder knows."""
+
+
+@pipeline("test.result.unencodable")
+async def result_unencodable(args: dict[str, Any], ctx: PipelineContext) -> dict[str, Any]:
+    """Return a dict holding an Unencodable; with `nul`, a string holding NUL instead."""
+    if args.get("nul"):
+        return {"text": "a\x00b"}
+    return {"rows": 3, "item": Unencodable()}

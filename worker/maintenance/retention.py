@@ -170,6 +170,9 @@ class Retention(MaintenanceService):
             return RetentionResult()
         # A handful of rows at most, one statement: not counted as a batch.
         expired_workers = await self._history.expired_workers(self.config.worker_expiry)
+        idle_buckets = await self._history.idle_rate_buckets()
+        if idle_buckets:
+            logger.info("retention: deleted %d idle rate bucket(s)", idle_buckets)
         tally = _Tally()
         # Each step runs one batch and says whether a full one may follow.
         steps: dict[str, Callable[[_Tally], Awaitable[bool]]] = {

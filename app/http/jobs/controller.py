@@ -11,7 +11,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
-from app.domain.filters import LIST_LIMIT_DEFAULT, JobFilter
+from app.domain.filters import LIST_LIMIT_DEFAULT, JobFilter, parse_include
 from app.http.auth import requires
 from app.http.dependencies import from_state
 from app.http.jobs.docs import (
@@ -41,6 +41,7 @@ from app.http.jobs.docs import (
     EventsLimitQuery,
     FinishedAfterQuery,
     FinishedBeforeQuery,
+    IncludeQuery,
     LimitQuery,
     LockKeyQuery,
     PartitionKeyQuery,
@@ -173,9 +174,13 @@ class JobsController(Controller):
         filters: NamedDependency[JobFilter],
         limit: LimitQuery = LIST_LIMIT_DEFAULT,
         cursor: CursorQuery = None,
+        include: IncludeQuery = None,
     ) -> JobPage:
         """Jobs matching every filter given, newest first, one page at a time."""
-        return await job_service.list_jobs(filters, cursor=cursor, limit=limit)
+        with_result = "result" in parse_include(include)
+        return await job_service.list_jobs(
+            filters, cursor=cursor, limit=limit, with_result=with_result
+        )
 
     @get(
         "/counts",

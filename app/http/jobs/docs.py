@@ -27,11 +27,13 @@ FAILED_JOB: dict[str, Any] = {
     "lock_key": "cbr_rates",
     "concurrency_key": None,
     "concurrency_limit": None,
+    "rate_key": None,
     "coalescing": False,
     "idempotency_key": "cbr_2026-11-24",
     "partition_key": "2026-11-24",
     "priority": 100,
     "available_at": "2026-11-24T15:00:31.500000Z",
+    "waiting_for": None,
     "attempt": 3,
     "max_attempts": 3,
     "lease_ttl_sec": 60,
@@ -46,6 +48,7 @@ FAILED_JOB: dict[str, Any] = {
     "created_at": "2026-11-24T15:00:00.012345Z",
     "started_at": "2026-11-24T15:00:00.020000Z",
     "finished_at": "2026-11-24T15:01:02.500000Z",
+    "result": None,
 }
 
 RETRIED_JOB: dict[str, Any] = {
@@ -82,7 +85,8 @@ LIST_RESPONSES = {
             Example(
                 summary="A page with more to come",
                 value={
-                    "jobs": [FAILED_JOB],
+                    # A listing leaves `result` out unless `include=result` asks for it.
+                    "jobs": [{k: v for k, v in FAILED_JOB.items() if k != "result"}],
                     "next_cursor": _CURSOR,
                 },
             )
@@ -206,6 +210,7 @@ never shift the pages (they appear on the first). Ranges are half-open
 (`created_after` <= created_at < `created_before`, likewise for finished_at); a job that has
 not finished matches no finished range; an empty range gives an empty page. An empty value
 means no filter; unknown parameters are ignored; a bad value is a 400 naming the parameter.
+Each job's `result` is left out unless `include=result` asks for it (results may be large).
 """
 
 EVENTS_DESCRIPTION = """\
@@ -225,9 +230,9 @@ that 409.
 never write over the new one. `max_attempts` becomes `attempt` + the job's original
 `max_attempts` (the one it had before its first retry), so the job gets its whole budget
 again: a job created with `max_attempts` 3 that failed on attempt 3 is retried with
-`max_attempts` 6 and runs attempts 4 to 6. `error`, `progress`, `finished_at`, the lease and
-`cancel_requested` are cleared and `available_at` is now; the `retried` event's details hold
-`previous_status`, `max_attempts_before` and `max_attempts`.
+`max_attempts` 6 and runs attempts 4 to 6. `error`, `progress`, `result`, `finished_at`, the
+lease and `cancel_requested` are cleared and `available_at` is now; the `retried` event's
+details hold `previous_status`, `max_attempts_before` and `max_attempts`.
 """
 
 
@@ -288,6 +293,15 @@ ArgsQuery = Annotated[
 LimitQuery = Annotated[
     int,
     Parameter(description="Jobs per page", ge=1, le=LIST_LIMIT_MAX, examples=[Example(value=50)]),
+]
+IncludeQuery = Annotated[
+    str | None,
+    Parameter(
+        description="Fields to add to each job, comma-separated: `result` (what the pipeline "
+        "returned; left out by default, as results may be large). Anything else is a 400",
+        max_length=200,
+        examples=[Example(value="result")],
+    ),
 ]
 CursorQuery = Annotated[
     str | None,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, post
+from typing import Any
+
+from litestar import Controller, Request, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
 from app.http.auth import requires
 from app.http.dependencies import from_state
-from app.http.queues.schemas import Queue, QueueList
+from app.http.json_body import NOT_JSON, require_json
+from app.http.queues.schemas import Queue, QueueLimits, QueueList
 from app.jobs.queue_service import QueueService
 
 # Queue names are letters, digits and . _ : - (QueueName), so they travel in the path as
@@ -64,3 +67,32 @@ class QueuesController(Controller):
     ) -> Queue:
         """Waiting jobs start at once (or at their available_at)."""
         return await queue_service.resume(queue)
+
+    @get(QUEUE_PATH + "/limits", summary="A queue's rate limits", opt=requires("read"))
+    async def get_limits(
+        self, queue: FromPath[str], queue_service: NamedDependency[QueueService]
+    ) -> QueueLimits:
+        """`null` for a limit the queue does not have."""
+        return await queue_service.limits(queue)
+
+    @put(
+        QUEUE_PATH + "/limits",
+        summary="Set a queue's rate limits",
+        description="At most `count` starts in any `period_sec` seconds, across the fleet: "
+        "`start` for the queue's jobs together, `per_rate_key` for the jobs of each "
+        "rate_key. The body replaces both: a limit left out or `null` is removed. A count "
+        "outside 1..10000 or a period outside 0.01..86400 is a 400 naming the field.",
+        responses={415: NOT_JSON},
+        opt=requires("admin"),
+    )
+    async def set_limits(
+        self,
+        request: Request[Any, Any, Any],
+        queue: FromPath[str],
+        data: JSONBody[QueueLimits],
+        queue_service: NamedDependency[QueueService],
+    ) -> QueueLimits:
+        """Workers count by the new limits from their next start; jobs already waiting for
+        the old ones try again when those said, and are counted by the new ones then."""
+        require_json(request)
+        return await queue_service.set_limits(queue, data)

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from app.domain.queues import FinishedCounts, Queue, QueueList, ThroughputMinute
+from app.domain.rate_limits import QueueLimits, RateLimit
 
-__all__ = ["FinishedCounts", "Queue", "QueueList", "ThroughputMinute"]
+__all__ = ["FinishedCounts", "Queue", "QueueLimits", "QueueList", "RateLimit", "ThroughputMinute"]

@@ -63,6 +63,8 @@ def _expected_scope(method: str, path: str) -> str:
         return "open"
     if method == "DELETE" or path.endswith(("/pause", "/resume")):
         return "admin"
+    if method == "PUT" and path.endswith("/limits"):
+        return "admin"
     return "read" if method in ("GET", "HEAD") else "write"
 
 

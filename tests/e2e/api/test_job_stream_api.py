@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,13 +14,13 @@ import httpx
 import pytest
 
 from tests.support.api_servers import ApiServer
+from tests.support.job_streams import open_stream
 from tests.support.paths import PROJECT_ROOT
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerFleet, worker_fleet
 
 QUEUE = "etl.stream"
 FINAL = {"succeeded", "failed", "canceled", "lost"}
-EVENT_TIMEOUT_SEC = 20.0
 WATCH_APP_NAME = "dataloader job watch"
 
 
@@ -46,70 +44,6 @@ async def worker(stream_fleet: WorkerFleet) -> WorkerFleet:
     """The module's worker, once it serves its queue."""
     await stream_fleet.wait_ready(stream_fleet.workers[0])
     return stream_fleet
-
-
-@dataclass
-class JobStream:
-    """The `job` events of one open stream, read as they come."""
-
-    response: httpx.Response
-    lines: AsyncIterator[str]
-    events: list[dict[str, Any]] = field(default_factory=list)
-    comments: list[str] = field(default_factory=list)
-    ended: bool = False
-
-    async def next_event(self, timeout: float = EVENT_TIMEOUT_SEC) -> dict[str, Any] | None:
-        """The next `job` event's Job; None once the server ended the stream."""
-        return await asyncio.wait_for(self._read_event(), timeout)
-
-    async def _read_event(self) -> dict[str, Any] | None:
-        name: str | None = None
-        data: list[str] = []
-        async for line in self.lines:
-            if line.startswith(":"):
-                self.comments.append(line[1:].strip())
-            elif line.startswith("event:"):
-                name = line.removeprefix("event:").strip()
-            elif line.startswith("data:"):
-                data.append(line.removeprefix("data:").strip())
-            elif line == "" and data:
-                assert name == "job", f"unexpected event {name!r}"
-                view: dict[str, Any] = json.loads("\n".join(data))
-                self.events.append(view)
-                return view
-        self.ended = True
-        return None
-
-    async def until(self, predicate: Any, timeout: float = EVENT_TIMEOUT_SEC) -> dict[str, Any]:
-        """Read events until one satisfies `predicate`; fail if the stream ends first."""
-        while True:
-            view = await self.next_event(timeout)
-            assert view is not None, f"stream ended early; saw {self.statuses()}"
-            if predicate(view):
-                return view
-
-    async def read_to_end(self, timeout: float = EVENT_TIMEOUT_SEC) -> list[dict[str, Any]]:
-        """Every remaining event, until the server closes the stream."""
-        while await self.next_event(timeout) is not None:
-            pass
-        return self.events
-
-    def statuses(self) -> list[str]:
-        """The status of each event so far, repeats collapsed."""
-        seen: list[str] = []
-        for view in self.events:
-            if not seen or seen[-1] != view["status"]:
-                seen.append(view["status"])
-        return seen
-
-
-@contextlib.asynccontextmanager
-async def open_stream(client: httpx.AsyncClient, job_id: str) -> AsyncIterator[JobStream]:
-    """An open SSE stream for one job."""
-    async with client.stream("GET", f"/api/v1/jobs/{job_id}/stream") as response:
-        assert response.status_code == 200, await response.aread()
-        assert response.headers["content-type"].startswith("text/event-stream")
-        yield JobStream(response, response.aiter_lines())
 
 
 async def trigger(client: httpx.AsyncClient, **overrides: object) -> str:

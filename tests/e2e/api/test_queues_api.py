@@ -69,8 +69,10 @@ async def test_queues_list_shows_each_queue_in_the_contract_shape(
         "throughput",
         "consumers",
         "unserved",
+        "limits",
     }
     assert (view["queued"], view["running"], view["paused"]) == (2, 0, False)
+    assert view["limits"] == {"start": None, "per_rate_key": None}
     # No worker runs in this module: a backlog nobody serves.
     assert (view["consumers"], view["unserved"]) == (0, True)
     assert isinstance(view["oldest_queued_age_sec"], float)

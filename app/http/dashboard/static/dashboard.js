@@ -387,7 +387,9 @@
     const status = h("span", { class: "live" }, "loading…");
     const message = h("div");
     const body = h("div");
-    root.append(h("h1", {}, "Queues", status), message, chartLegend(), body);
+    const { limitsForm, limitsText } = window.dataloader;
+    const limits = limitsForm(() => load());
+    root.append(h("h1", {}, "Queues", status), message, limits.panel, chartLegend(), body);
     let stopped = false;
 
     async function act(queue, action) {
@@ -448,6 +450,11 @@
           h("a", { href: jobsHref({ ...base, status: "running" }) }, q.running),
         ),
         h("td", { class: "num" }, formatAge(q.oldest_queued_age_sec)),
+        h(
+          "td",
+          { class: "limits-cell", "data-limits": limitsText(q.limits) },
+          limitsText(q.limits) || h("span", { class: "muted" }, "–"),
+        ),
         FINISHED_KINDS.map((kind) =>
           h(
             "td",
@@ -458,10 +465,16 @@
         h("td", {}, throughputChart(q.throughput)),
         h(
           "td",
-          {},
+          { class: "row-actions" },
           q.paused
             ? h("button", { class: "resume", onclick: () => act(q.queue, "resume") }, "Resume")
             : h("button", { class: "pause", onclick: () => act(q.queue, "pause") }, "Pause"),
+          " ",
+          h(
+            "button",
+            { class: "edit-limits", onclick: () => limits.edit(q.queue, q.limits) },
+            "Limits",
+          ),
         ),
       );
     }
@@ -499,6 +512,7 @@
                     h("th", { class: "num" }, "Queued"),
                     h("th", { class: "num" }, "Running"),
                     h("th", { class: "num" }, "Oldest queued"),
+                    h("th", {}, "Rate limits"),
                     FINISHED_KINDS.map((k) => h("th", { class: "num" }, `${k} 1h`)),
                     h("th", {}, "Throughput, last hour"),
                     h("th", {}, ""),
@@ -822,11 +836,19 @@
     return { bar, update };
   }
 
-  /** Queued jobs told apart: due now, scheduled for later, or waiting to retry. */
+  /** Queued jobs told apart: due now, scheduled for later, waiting to retry, or held back
+   * by a worker (busy lock or group, rate limit, paused queue: job.waiting_for). */
   function queuedKind(job) {
     if (job.status !== "queued") return null;
+    if (job.waiting_for) return "waiting";
     if (job.attempt > 0) return "retrying";
     return new Date(job.available_at).getTime() > Date.now() ? "scheduled" : "due";
+  }
+
+  function kindBadge(job, kind) {
+    const el = badge(kind, `kind ${kind}`);
+    if (kind === "waiting") el.title = `waiting for ${window.dataloader.waitingText(job)}`;
+    return el;
   }
 
   function statusCell(job) {
@@ -835,7 +857,7 @@
       "td",
       { class: "status-cell" },
       badge(job.status),
-      kind ? [" ", badge(kind, `kind ${kind}`)] : "",
+      kind ? [" ", kindBadge(job, kind)] : "",
       kind && kind !== "due"
         ? h("div", { class: "muted due-at" }, "due ", relTimeCell(job.available_at))
         : "",
@@ -1208,6 +1230,9 @@
     ["queue", "Queue"],
     ["task", "Task"],
     ["lock_key", "Lock key", "mono"],
+    ["waiting_for", "Waiting for"],
+    ["concurrency_key", "Concurrency group", "mono"],
+    ["rate_key", "Rate key", "mono"],
     ["idempotency_key", "Idempotency key", "mono"],
     ["partition_key", "Partition key", "mono"],
     ["producer", "Producer"],
@@ -1228,6 +1253,10 @@
   function fieldValue(job, key, kind) {
     const value = job[key];
     if (key === "attempt") return `${job.attempt} of ${job.max_attempts}`;
+    if (key === "waiting_for") return waitingValue(job);
+    if (key === "concurrency_key" && value) {
+      return [h("span", { class: "mono" }, value), ` (at most ${job.concurrency_limit} at once)`];
+    }
     if (key === "queue" || key === "task" || key === "lock_key") {
       return h("a", { href: jobsHref({ [key]: value }) }, value);
     }
@@ -1236,6 +1265,15 @@
     if (kind === "time") return timeCell(value);
     if (typeof value === "boolean") return value ? "yes" : "no";
     return h("span", { class: kind || "" }, String(value));
+  }
+
+  /** "rate limit, until <time>": why a queued job a worker held back waits, and until when. */
+  function waitingValue(job) {
+    const reason = window.dataloader.waitingText(job);
+    if (!reason) return h("span", { class: "muted" }, "–");
+    // A paused queue's job waits for the resume; its available_at says nothing then.
+    if (job.waiting_for === "queue_paused") return h("span", { class: "waiting-for" }, reason);
+    return [h("span", { class: "waiting-for" }, reason), ", until ", timeCell(job.available_at)];
   }
 
   function eventItem(event) {
@@ -1292,6 +1330,8 @@
     const retryButton = h("button", { id: "job-retry", disabled: true }, "Retry");
     const fields = h("dl", { class: "fields", id: "job-fields" });
     const args = h("pre", { class: "light", id: "job-args" });
+    // What the pipeline returned: set once the job succeeded (docs/pipelines.md#results).
+    const result = h("pre", { class: "light", id: "job-result" });
     const errorBox = h("div", { id: "job-error" });
     const timeline = h("ol", { class: "timeline", id: "job-events" });
     const timelineNote = h("div");
@@ -1306,7 +1346,16 @@
         h("div", { class: "actions" }, cancelButton, retryButton),
       ),
       errorBox,
-      h("div", { class: "panel" }, h("h2", {}, "Fields"), fields, h("h2", {}, "Args"), args),
+      h(
+        "div",
+        { class: "panel" },
+        h("h2", {}, "Fields"),
+        fields,
+        h("h2", {}, "Args"),
+        args,
+        h("h2", {}, "Result"),
+        result,
+      ),
       h("div", { class: "panel" }, h("h2", {}, "Timeline"), timelineNote, timeline),
     );
 
@@ -1396,6 +1445,8 @@
         ]),
       );
       args.textContent = json(job.args);
+      result.textContent = job.result == null ? "none" : json(job.result);
+      result.dataset.empty = job.result == null ? "true" : "false";
       showError();
       // The timeline changes with transitions, not with progress: reload it only then.
       const key = `${job.status}|${job.attempt}|${job.cancel_requested}|${job.finished_at}`;
