@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8)
+ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 
 @dataclass
@@ -47,6 +47,8 @@ class BenchConfig:
     memory_warmup: int = 1_000
     memory_jobs: int = 100_000
     memory_batch: int = 1_000
+    # Scenario 9: tenant A's backlog that tenant B's jobs arrive behind.
+    fairness_backlog: int = 100_000
 
     @classmethod
     def quick_sizes(cls) -> BenchConfig:
@@ -70,6 +72,7 @@ class BenchConfig:
             memory_warmup=100,
             memory_jobs=500,
             memory_batch=100,
+            fairness_backlog=2_000,
         )
 
     def worker_settings(self, jobs: int) -> dict[str, object]:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.engine import create_engine, create_session_factory
+from app.domain.fairness import QueueFairness
 from app.domain.rate_limits import QueueLimits
 from app.domain.spec import JobCreate
 from app.jobs.enqueue import enqueue_many_in_session
@@ -28,9 +29,18 @@ TASK = "noop"
 ENQUEUE_PATH = "enqueue_many_in_session"
 
 
-def noop_spec(lock_key: str, rate_key: str | None = None) -> JobCreate:
+def noop_spec(
+    lock_key: str, rate_key: str | None = None, partition_key: str | None = None
+) -> JobCreate:
     """A zero-sleep noop job."""
-    return JobCreate(queue=QUEUE, task=TASK, lock_key=lock_key, args={}, rate_key=rate_key)
+    return JobCreate(
+        queue=QUEUE,
+        task=TASK,
+        lock_key=lock_key,
+        args={},
+        rate_key=rate_key,
+        partition_key=partition_key,
+    )
 
 
 def trigger_body(lock_key: str) -> dict[str, Any]:
@@ -55,15 +65,31 @@ class InApp:
         """The bench queue's rate limits, as `PUT /api/v1/queues/bench/limits` sets them."""
         await QueueService(self.sessions, self.settings).set_limits(QUEUE, limits)
 
+    async def set_fairness(self, fair: bool) -> None:
+        """Make the bench queue fair by partition_key, or not (`PUT .../fairness`)."""
+        fairness = QueueFairness(by="partition_key" if fair else None)
+        await QueueService(self.sessions, self.settings).set_fairness(QUEUE, fairness)
+
     async def enqueue(
-        self, count: int, per_transaction: int, prefix: str, rate_keys: int = 0
+        self,
+        count: int,
+        per_transaction: int,
+        prefix: str,
+        rate_keys: int = 0,
+        tenants: int = 0,
+        tenant: str | None = None,
     ) -> None:
         """`count` noop jobs with lock_keys `<prefix>-<n>`, `per_transaction` per commit;
-        with `rate_keys`, each names one of that many rate keys in turn."""
+        with `rate_keys`, each names one of that many rate keys in turn; with `tenants`,
+        one of that many partition_keys in turn, else `tenant` (or none)."""
         for start in range(0, count, per_transaction):
             end = min(count, start + per_transaction)
             specs = [
-                noop_spec(f"{prefix}-{n}", f"key-{n % rate_keys}" if rate_keys else None)
+                noop_spec(
+                    f"{prefix}-{n}",
+                    f"key-{n % rate_keys}" if rate_keys else None,
+                    f"tenant-{n % tenants}" if tenants else tenant,
+                )
                 for n in range(start, end)
             ]
             async with self.sessions() as session, session.begin():

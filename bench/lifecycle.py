@@ -34,10 +34,13 @@ async def lifecycle_drain(
     prefix: str,
     limits: QueueLimits | None = None,
     rate_keys: int = 0,
+    fair: bool = False,
+    tenants: int = 0,
 ) -> DrainRates:
     """Enqueue `jobs` noop jobs, drain them with the configured fleet, read the rates.
 
-    With `limits`, the queue carries those rate limits and the jobs name `rate_keys` keys.
+    With `limits`, the queue carries those rate limits and the jobs name `rate_keys` keys;
+    with `fair`, the queue is fair; with `tenants`, the jobs carry that many partition_keys.
     """
     config = ctx.config
     connection = await asyncpg.connect(dsn)
@@ -45,7 +48,9 @@ async def lifecycle_drain(
         since = await db_now(connection)
         async with in_app(dsn) as app:
             await app.set_limits(limits or QueueLimits())
-            await app.enqueue(jobs, config.enqueue_batch, prefix, rate_keys)
+            if fair:
+                await app.set_fairness(True)
+            await app.enqueue(jobs, config.enqueue_batch, prefix, rate_keys, tenants)
         with ctx.processes(scenario, rep) as processes:
             workers = [
                 processes.start_worker(

@@ -16,6 +16,7 @@ from pgqueuer import QueueManager
 from pgqueuer.models import Context, Job
 
 from app.jobs.connections import pgqueuer_queries, worker_sessions
+from app.jobs.fair_rounds import FairRounds
 from app.jobs.manager import JobManager
 from app.jobs.membership import Membership, MembershipConfig
 from app.jobs.schedule_firing import CHANGES_CHANNEL as SCHEDULE_CHANGES_CHANNEL
@@ -33,6 +34,7 @@ from worker.identity import worker_id
 from worker.lock_liveness import LockLiveness
 from worker.lock_session import LockSession
 from worker.maintenance.config import MaintenanceConfig
+from worker.maintenance.fair_rounds import FairRoundsService
 from worker.maintenance.leader import MaintenanceLeader
 from worker.maintenance.reaper import Reaper
 from worker.maintenance.retention import Retention
@@ -227,6 +229,7 @@ async def factory() -> AsyncIterator[QueueManager]:
                 ),
                 scheduler,
                 Retention(sessions, config.retention),
+                FairRoundsService(FairRounds(sessions, schema), config.reaper.period_sec),
             ],
             config=config.leader,
         )

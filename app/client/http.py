@@ -22,6 +22,7 @@ from app.client.models import (
     JobEvents,
     JobPage,
     Queue,
+    QueueFairness,
     QueueLimits,
     QueueList,
     Schedule,
@@ -189,6 +190,15 @@ class DataloaderClient:
         """Replace both of a queue's rate limits; a None limit is removed."""
         body = msgspec.to_builtins(limits)
         return self._call("PUT", f"{API}/queues/{segment(queue)}/limits", QueueLimits, json=body)
+
+    def queue_fairness(self, queue: str) -> Reply[QueueFairness]:
+        """Whether a queue starts its jobs round-robin over their partition_key."""
+        return self._call("GET", f"{API}/queues/{segment(queue)}/fairness", QueueFairness)
+
+    def set_queue_fairness(self, queue: str, by: str | None) -> Reply[QueueFairness]:
+        """Make a queue fair by `by`, or not (None)."""
+        path = f"{API}/queues/{segment(queue)}/fairness"
+        return self._call("PUT", path, QueueFairness, json={"by": by})
 
     # Schedules
 

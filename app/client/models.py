@@ -112,6 +112,12 @@ class QueueLimits(msgspec.Struct, kw_only=True):
     per_rate_key: RateLimit | None = None
 
 
+class QueueFairness(msgspec.Struct, kw_only=True):
+    """GET/PUT /api/v1/queues/{queue}/fairness; `by` None: priority order only."""
+
+    by: str | None = None
+
+
 class Queue(msgspec.Struct, kw_only=True):
     """GET /api/v1/queues: one queue's depth, state and recent throughput."""
 
@@ -123,6 +129,7 @@ class Queue(msgspec.Struct, kw_only=True):
     finished_last_hour: dict[str, int] = msgspec.field(default_factory=dict)
     throughput: list[ThroughputMinute] = msgspec.field(default_factory=list)
     limits: QueueLimits = msgspec.field(default_factory=QueueLimits)
+    fairness: QueueFairness = msgspec.field(default_factory=QueueFairness)
 
 
 class QueueList(msgspec.Struct, kw_only=True):

@@ -1,4 +1,5 @@
-"""`dataloader queues`: list queues, pause and resume one, show and set its rate limits."""
+"""`dataloader queues`: list queues, pause and resume one, show and set its rate limits and
+its fairness."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from app.client.models import QueueLimits, RateLimit
 from app.client.options import JsonFlag, options, wants_json
 from app.client.output import out, print_json, show
 from app.client.rate_limits import RateSpecError, limits_panel, parse_rate
-from app.client.render import queue_line, queues_table
+from app.client.render import fairness_line, queue_line, queues_table
 
 QueueArg = Annotated[
     str, typer.Argument(metavar="QUEUE", help="The queue's name.", show_default=False)
 ]
 
 queues_app = typer.Typer(
-    help="Queues: depth, state, throughput and rate limits; pause and resume.",
+    help="Queues: depth, state, throughput, rate limits and fairness; pause and resume.",
     no_args_is_help=False,
 )
 
@@ -113,6 +114,46 @@ def limits(
         print_json(reply.body)
     else:
         show(limits_panel(queue, reply.data))
+
+
+@queues_app.command()
+def fairness(
+    ctx: typer.Context,
+    queue: QueueArg,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            metavar="FIELD",
+            help="Start the queue's jobs round-robin over this field: partition_key.",
+        ),
+    ] = None,
+    off: Annotated[
+        bool,
+        typer.Option("--off", help="Start them in priority order only.", show_default=False),
+    ] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Show whether a queue is fair between tenants, or make it fair (--by) or not (--off).
+
+    A fair queue starts its due jobs round-robin over their partition_key (jobs without
+    one are one more tenant), within each priority. It applies to jobs triggered from
+    then on; queued jobs keep their order.
+    """
+    as_json = wants_json(ctx, json_out)
+    if off and by is not None:
+        raise typer.BadParameter(
+            "--off makes the queue not fair; leave out --by", param_hint="--off"
+        )
+    with options(ctx).client() as client:
+        if off or by is not None:
+            reply = client.set_queue_fairness(queue, by)
+        else:
+            reply = client.queue_fairness(queue)
+    if as_json:
+        print_json(reply.body)
+    else:
+        out.print(fairness_line(queue, reply.data))
 
 
 def show_queues(ctx: typer.Context, as_json: bool) -> None:

@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from app.client.models import Job, JobEvent, Queue, Schedule
+from app.client.models import Job, JobEvent, Queue, QueueFairness, Schedule
 from app.client.output import (
     compact_json,
     duration,
@@ -191,7 +191,7 @@ def queues_table(queues: list[Queue]) -> Table:
     for queue in queues:
         table.add_row(
             queue.queue,
-            Text("paused", style="yellow") if queue.paused else Text("active", style="green"),
+            state_text(queue),
             str(queue.queued),
             str(queue.running),
             duration(queue.oldest_queued_age_sec)
@@ -202,6 +202,21 @@ def queues_table(queues: list[Queue]) -> Table:
             sparkline(m.succeeded + m.failed + m.canceled + m.lost for m in queue.throughput),
         )
     return table
+
+
+def state_text(queue: Queue) -> Text:
+    """'active' or 'paused', and ', fair' for a queue fair between its tenants."""
+    text = Text("paused", style="yellow") if queue.paused else Text("active", style="green")
+    if queue.fairness.by is not None:
+        text.append(", fair")
+    return text
+
+
+def fairness_line(queue: str, fairness: QueueFairness) -> str:
+    """One line saying in which order the queue starts its jobs."""
+    if fairness.by is None:
+        return f"{queue}: jobs start in priority order, oldest first"
+    return f"{queue}: fair by {fairness.by} (round-robin over its values, within a priority)"
 
 
 def last_hour(queue: Queue) -> Text:

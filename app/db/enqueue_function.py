@@ -7,8 +7,8 @@ transaction exactly as the HTTP trigger does: the field rules of app.domain.spec
 dispatch rows). dl_request_fingerprint() is the one definition of "the same request": the
 Python insert (app.db.jobs) computes its fingerprints through it too.
 
-Migration 0011 installs what `install_statements` renders (0013, 0014 and 0016 again, with
-the fields they added). The
+Migration 0011 installs what `install_statements` renders (0013, 0014, 0016 and 0017 again,
+with what they added). The
 functions are frozen in the database at that moment, so a change to what they render (or to
 dispatch_ctes) needs a new migration that installs them again;
 tests/integration/test_dl_enqueue_function.py fails until one does.
@@ -16,6 +16,7 @@ tests/integration/test_dl_enqueue_function.py fails until one does.
 
 from __future__ import annotations
 
+from app.db import fairness
 from app.db.coalescing import MAX_JOIN_TRIES, differs_sql, event_details_sql, hold_key
 from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
 from app.db.sql_common import qualified, quote_ident
@@ -75,10 +76,14 @@ RELEASES: dict[int, tuple[tuple[str, str, str | None], ...]] = {
     13: PARAMETERS + GROUP_PARAMETERS,
     14: PARAMETERS + GROUP_PARAMETERS + RATE_PARAMETERS,
     16: PARAMETERS + GROUP_PARAMETERS + RATE_PARAMETERS + COALESCING_PARAMETERS,
+    # Migration 0017 (fair queues): the same parameters; its jobs get their round.
+    17: PARAMETERS + GROUP_PARAMETERS + RATE_PARAMETERS + COALESCING_PARAMETERS,
 }
 LATEST = max(RELEASES)
 # The first release with coalescing triggers.
 COALESCING_RELEASE = 16
+# The first release that gives a fair queue's jobs their round (app.db.fairness).
+FAIR_RELEASE = 17
 
 
 def parameters(release: int = LATEST) -> tuple[tuple[str, str, str | None], ...]:
@@ -170,24 +175,34 @@ def _insert_statement(schema: str, release: int) -> str:
         if release >= COALESCING_RELEASE
         else "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     )
+    fair = release >= FAIR_RELEASE
+    fair_first = fair_column = fair_value = fair_join = fair_returned = ""
+    if fair:
+        rows = "SELECT dl_enqueue.queue AS queue, dl_enqueue.partition_key AS partition_key"
+        fair_first = fairness.first_rounds_cte(schema, rows) + ","
+        fair_column, fair_value, fair_returned = ", fair_round", ", f.first_round", ", fair_round"
+        fair_join = (
+            " LEFT JOIN fair_first f ON f.queue = dl_enqueue.queue"
+            " AND f.tenant = coalesce(dl_enqueue.partition_key, '')"
+        )
     return f"""
     WITH input AS MATERIALIZED (
         SELECT {next_dispatch_id(schema)} AS pgq_id, new_id AS job_id
-    ),
+    ),{fair_first}
     new_jobs AS (
         INSERT INTO {jobs} (job_id, queue, task, args, idempotency_key, lock_key,
             partition_key, priority, max_attempts, lease_ttl_sec, producer, consumer_group,
-            available_at, request_fingerprint, status, pgq_job_id{group_columns})
+            available_at, request_fingerprint, status, pgq_job_id{group_columns}{fair_column})
         SELECT i.job_id, dl_enqueue.queue, dl_enqueue.task, dl_enqueue.args,
                dl_enqueue.idempotency_key, dl_enqueue.lock_key, dl_enqueue.partition_key,
                dl_enqueue.priority, dl_enqueue.max_attempts, lease, dl_enqueue.producer,
                dl_enqueue.consumer_group, coalesce(dl_enqueue.available_at, now()),
-               fingerprint, '{JobStatus.QUEUED.value}', i.pgq_id{group_values}
-        FROM input i
+               fingerprint, '{JobStatus.QUEUED.value}', i.pgq_id{group_values}{fair_value}
+        FROM input i{fair_join}
         {arbiter}
-        RETURNING job_id, queue, task, priority, available_at, pgq_job_id
+        RETURNING job_id, queue, task, priority, available_at, pgq_job_id{fair_returned}
     ),
-    {dispatch_ctes(schema, "new_jobs")},
+    {dispatch_ctes(schema, "new_jobs", fair=fair)},
     logged AS (
         INSERT INTO {qualified(schema, "dl_job_events")} (job_id, event, attempt, details)
         SELECT job_id, '{JobEvent.QUEUED.value}', 0,

@@ -46,6 +46,7 @@ from sqlalchemy.orm import defer
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import UUID, Boolean, DateTime, Integer, Interval, Text, Uuid
 
+from app.db import fairness
 from app.db.enqueue_function import coalescing_fingerprint, grouped_fingerprint
 from app.db.events import events, logged_with
 from app.db.models import DlJob
@@ -154,26 +155,28 @@ def _insert_statement(schema: str) -> TextClause:
                    {_fingerprint(schema)} AS request_fingerprint
             FROM unnest({typed}) WITH ORDINALITY AS t({names}, ord)
         ),
+        {fairness.first_rounds_cte(schema, "SELECT queue, partition_key FROM input")},
         new_jobs AS (
             INSERT INTO {qualified(schema, "dl_jobs")} (job_id, queue, task, args,
                 idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
                 producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id,
-                concurrency_key, concurrency_limit, rate_key, coalescing)
-            SELECT job_id, queue, task, args, idempotency_key, lock_key, partition_key, priority,
-                   max_attempts, lease_ttl_sec, producer, consumer_group,
-                   coalesce(available_at, now()), request_fingerprint,
-                   '{JobStatus.QUEUED.value}', pgq_id, concurrency_key, concurrency_limit,
-                   rate_key, coalescing
+                concurrency_key, concurrency_limit, rate_key, coalescing, fair_round)
+            SELECT i.job_id, i.queue, i.task, i.args, i.idempotency_key, i.lock_key,
+                   i.partition_key, i.priority, i.max_attempts, i.lease_ttl_sec, i.producer,
+                   i.consumer_group, coalesce(i.available_at, now()), i.request_fingerprint,
+                   '{JobStatus.QUEUED.value}', i.pgq_id, i.concurrency_key,
+                   i.concurrency_limit, i.rate_key, i.coalescing,
+                   {fairness.round_sql("i", "i.ord")}
             -- Key order, so two calls sharing keys wait on each other without deadlock;
             -- among items sharing a key (or a coalescing trigger's queue, task and
             -- lock_key) the first in the call wins.
-            FROM input
-            ORDER BY idempotency_key,
-                     CASE WHEN coalescing THEN ARRAY[queue, task, lock_key] END, ord
+            FROM input i {fairness.join_first_round("i")}
+            ORDER BY i.idempotency_key,
+                     CASE WHEN i.coalescing THEN ARRAY[i.queue, i.task, i.lock_key] END, i.ord
             -- Any arbiter: uq_dl_jobs_idempotency_key, or uq_dl_jobs_coalescing_queued for
             -- a coalescing trigger (app.db.coalescing); the caller tells which one it was.
             ON CONFLICT DO NOTHING
-            RETURNING job_id, queue, task, priority, available_at, pgq_job_id
+            RETURNING job_id, queue, task, priority, available_at, pgq_job_id, fair_round
         ),
         {dispatch_ctes(schema, "new_jobs")},
         logged AS (
@@ -220,7 +223,9 @@ def _dispatch_statement(schema: str) -> TextClause:
         WITH source AS MATERIALIZED (
             SELECT {next_dispatch_id(schema)} AS pgq_job_id, CAST(:job_id AS uuid) AS job_id,
                    CAST(:queue AS text) AS queue, CAST(:priority AS int) AS priority,
-                   now() + CAST(:delay AS interval) AS available_at
+                   now() + CAST(:delay AS interval) AS available_at,
+                   (SELECT fair_round FROM {qualified(schema, "dl_jobs")}
+                    WHERE job_id = CAST(:job_id AS uuid)) AS fair_round
         ),
         {dispatch_ctes(schema, "source")},
         linked AS (

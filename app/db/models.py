@@ -73,6 +73,9 @@ class DlJob(Base):
     # Made by a coalescing trigger (migration 0016): while queued, later coalescing triggers
     # for its queue, task and lock_key join it (uq_dl_jobs_coalescing_queued).
     coalescing: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # The job's turn among its queue's tenants when the queue is fair (migration 0017,
+    # app.db.fairness); NULL in a queue that is not.
+    fair_round: Mapped[int | None] = mapped_column(BigInteger)
     partition_key: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
     available_at: Mapped[datetime] = mapped_column(
@@ -168,6 +171,21 @@ class DlJob(Base):
             unique=True,
             postgresql_where=text("status = 'queued' AND coalescing"),
         ),
+        # A fair queue's queued jobs: a tenant's last round, and the queue's front
+        # (app.db.fairness). Jobs of other queues add no entries.
+        Index(
+            "ix_dl_jobs_fair_tenant",
+            "queue",
+            text("coalesce(partition_key, '')"),
+            "fair_round",
+            postgresql_where=text("status = 'queued' AND fair_round IS NOT NULL"),
+        ),
+        Index(
+            "ix_dl_jobs_fair_front",
+            "queue",
+            "fair_round",
+            postgresql_where=text("status = 'queued' AND fair_round IS NOT NULL"),
+        ),
     )
 
 
@@ -243,6 +261,10 @@ class DlQueue(Base):
     start_period_sec: Mapped[float | None] = mapped_column(Float)
     rate_key_limit: Mapped[int | None] = mapped_column(Integer)
     rate_key_period_sec: Mapped[float | None] = mapped_column(Float)
+    # Fairness (migration 0017, app.db.fairness): start the queue's jobs round-robin over
+    # their partition_key; pgqueuer's dispatches carry rounds counted from fair_base.
+    fair_by_partition: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    fair_base: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
     __table_args__ = (
         CheckConstraint(

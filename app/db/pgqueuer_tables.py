@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import DateTime, Text
 
+from app.db import fairness
 from app.db.pgqueuer_schema import pgqueuer_settings, queries_for
 from app.db.sql_common import cutoff, inline_constant, qualified
 from app.domain.states import JobStatus
@@ -69,12 +70,14 @@ async def _driver_connection(session: AsyncSession) -> asyncpg.Connection:
     return raw
 
 
-def dispatch_ctes(schema: str, source: str) -> str:
+def dispatch_ctes(schema: str, source: str, *, fair: bool = True) -> str:
     """The CTEs that write one pgqueuer row (and its `queued` log row) per row of `source`.
 
     The only builder of dispatch rows: new jobs and redispatches both use it. `source` names
     an earlier CTE with columns pgq_job_id (taken from pgqueuer's sequence), job_id, queue,
-    priority (ours: lower runs first) and available_at. Rows are written as pgqueuer's own
+    priority (ours: lower runs first), available_at and, with `fair`, fair_round (NULL
+    outside a fair queue: app.db.fairness). `fair=False` renders the statements dl_enqueue
+    releases before fair queues were installed with. Rows are written as pgqueuer's own
     enqueue writes them, so pgqueuer cannot tell them apart. A paused queue's dispatches are
     parked (see PARKED_PREFIX below); its dl_queues row is read FOR SHARE, so a concurrent
     resume waits for this transaction and then sees the dispatch.
@@ -84,7 +87,13 @@ def dispatch_ctes(schema: str, source: str) -> str:
     """
     pgq = pgqueuer_settings(schema).qualified
     queues = qualified(schema, "dl_queues")
-    return f"""
+    # Without `fair`, the text those releases were rendered from, to the byte.
+    fair_bases, s, rows, priority = "", "", source, "-priority"
+    if fair:
+        fair_bases, s = fairness.bases_cte(schema, source), "s."
+        rows = f"{source} s LEFT JOIN fair_bases b ON b.queue = s.queue"
+        priority = fairness.dispatch_priority_sql("s.priority", "s.fair_round", "b.fair_base")
+    return f"""{fair_bases}
         paused AS MATERIALIZED (
             -- dl_queues is tiny and holds a row only for queues ever paused.
             SELECT q.queue FROM {queues} q
@@ -94,11 +103,11 @@ def dispatch_ctes(schema: str, source: str) -> str:
         dispatched AS (
             -- pgqueuer runs higher priorities first; ours run lower numbers first.
             INSERT INTO {pgq.queue_table} (id, priority, entrypoint, payload, execute_after, status)
-            SELECT pgq_job_id, -priority,
-                   CASE WHEN queue IN (SELECT queue FROM paused)
-                        THEN '{PARKED_PREFIX}' || queue ELSE queue END,
-                   uuid_send(job_id), greatest(available_at, now()), 'queued'
-            FROM {source}
+            SELECT {s}pgq_job_id, {priority},
+                   CASE WHEN {s}queue IN (SELECT queue FROM paused)
+                        THEN '{PARKED_PREFIX}' || {s}queue ELSE {s}queue END,
+                   uuid_send({s}job_id), greatest({s}available_at, now()), 'queued'
+            FROM {rows}
             RETURNING id, entrypoint, priority, execute_after
         ),
         dispatch_logged AS (

@@ -1,4 +1,4 @@
-"""All SQL about dl_queues: a queue's pause state and rate limits. Functions flush, never commit.
+"""All SQL about dl_queues: pause state, rate limits, fairness. Functions flush, never commit.
 
 How a pause keeps a large backlog free of dequeue churn (its dispatches are parked) is told
 in app.db.pgqueuer_tables.
@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DlQueue, DlRateBucket
+from app.domain.fairness import QueueFairness
 from app.domain.rate_limits import MAX_RATE_PERIOD_SEC, QueueLimits, RateLimit
 
 queues = cast(Table, DlQueue.__table__)
@@ -40,6 +41,7 @@ class QueueState:
     paused: bool
     paused_at: datetime | None
     limits: QueueLimits
+    fairness: QueueFairness
 
 
 _STATE_COLUMNS = (
@@ -50,6 +52,7 @@ _STATE_COLUMNS = (
     queues.c.start_period_sec,
     queues.c.rate_key_limit,
     queues.c.rate_key_period_sec,
+    queues.c.fair_by_partition,
 )
 
 
@@ -70,6 +73,7 @@ def _state(row: Any) -> QueueState:
             start=_limit(row.start_limit, row.start_period_sec),
             per_rate_key=_limit(row.rate_key_limit, row.rate_key_period_sec),
         ),
+        fairness=QueueFairness(by="partition_key" if row.fair_by_partition else None),
     )
 
 
@@ -103,6 +107,20 @@ async def set_limits_in_session(
             None if limits.per_rate_key is None else limits.per_rate_key.period_sec
         ),
     }
+    return await _set(session, queue, values)
+
+
+async def set_fairness_in_session(
+    session: AsyncSession, queue: str, fairness: QueueFairness
+) -> QueueState:
+    """Make the queue fair by partition_key or not, for the jobs triggered from now on
+    (app.db.fairness); jobs already queued keep the order they were given."""
+    values = {"fair_by_partition": fairness.by == "partition_key"}
+    return await _set(session, queue, values)
+
+
+async def _set(session: AsyncSession, queue: str, values: dict[str, Any]) -> QueueState:
+    """Write `values` to the queue's row, created if it has none; the row as it is now."""
     statement = (
         insert(queues)
         .values(queue=queue, updated_at=func.now(), **values)
@@ -128,7 +146,8 @@ async def resume_in_session(session: AsyncSession, queue: str) -> None:
 
 
 async def queue_states(session: AsyncSession, queue: str | None = None) -> list[QueueState]:
-    """dl_queues rows (the table is tiny: one row per queue an operator paused or limited)."""
+    """dl_queues rows (the table is tiny: one row per queue an operator paused, limited or
+    made fair)."""
     statement = select(*_STATE_COLUMNS)
     if queue is not None:
         statement = statement.where(queues.c.queue == queue)

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import msgspec
 
+from app.domain.fairness import QueueFairness
 from app.domain.rate_limits import QueueLimits
 
 
@@ -48,6 +49,8 @@ class Queue(msgspec.Struct, kw_only=True):
     unserved: bool = False
     # Its fleet-wide start-rate limits (docs/flow-control.md); none by default.
     limits: QueueLimits = msgspec.field(default_factory=QueueLimits)
+    # Whether its jobs start round-robin over their partition_key (docs/flow-control.md).
+    fairness: QueueFairness = msgspec.field(default_factory=QueueFairness)
 
 
 class QueueList(msgspec.Struct, kw_only=True):

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import job_stats, pgqueuer_tables, queues
 from app.domain.errors import InvalidQueueError
+from app.domain.fairness import QueueFairness
 from app.domain.queues import FinishedCounts, Queue, QueueList, ThroughputMinute
 from app.domain.rate_limits import QueueLimits, RateLimit
 from app.domain.spec import QueueName
@@ -112,6 +113,24 @@ class QueueService:
         )
         return state.limits
 
+    async def fairness(self, queue: str) -> QueueFairness:
+        """Whether the queue is fair, and by what (not, for a queue nothing is known about)."""
+        name = check_queue_name(queue)
+        async with self.sessions() as session, session.begin():
+            states = await queues.queue_states(session, name)
+        return states[0].fairness if states else QueueFairness()
+
+    async def set_fairness(self, queue: str, fairness: QueueFairness) -> QueueFairness:
+        """Make the queue fair (or not) for the jobs triggered from now on.
+
+        A queue unknown so far can be made fair ahead of its first job.
+        """
+        name = check_queue_name(queue)
+        async with self.sessions() as session, session.begin():
+            state = await queues.set_fairness_in_session(session, name, fairness)
+        logger.info("queue fairness set: %s by=%s", name, state.fairness.by or "none")
+        return state.fairness
+
     async def _view(self, session: AsyncSession, queue: str) -> Queue:
         views = await self._views(session, queue)
         if views:
@@ -137,7 +156,7 @@ class QueueService:
         for state in states.values():
             view = view_of(state.queue)
             view.paused, view.paused_at = state.paused, state.paused_at
-            view.limits = state.limits
+            view.limits, view.fairness = state.limits, state.fairness
         for counts in live.values():
             view = view_of(counts.queue)
             view.queued, view.running = counts.queued, counts.running

@@ -312,6 +312,16 @@ async def _rate_limits(example: Example) -> None:
     assert stored == read == expected, str(ran)
 
 
+@check("fair-queue")
+async def _fair_queue(example: Example) -> None:
+    """The queue made fair; its view says so."""
+    ran = await example.run()
+    stored, view = ran.json_objects()
+
+    assert stored == {"by": "partition_key"}, str(ran)
+    assert (view["queue"], view["fairness"]) == ("etl.tenants", {"by": "partition_key"}), str(ran)
+
+
 @check("retry")
 async def _retry(example: Example) -> None:
     """Failed on attempt 1 of 1, retried with a budget of 2, succeeded on attempt 2."""

@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_200_OK
 from app.http.auth import requires
 from app.http.dependencies import from_state
 from app.http.json_body import NOT_JSON, require_json
-from app.http.queues.schemas import Queue, QueueLimits, QueueList
+from app.http.queues.schemas import Queue, QueueFairness, QueueLimits, QueueList
 from app.jobs.queue_service import QueueService
 
 # Queue names are letters, digits and . _ : - (QueueName), so they travel in the path as
@@ -96,3 +96,32 @@ class QueuesController(Controller):
         the old ones try again when those said, and are counted by the new ones then."""
         require_json(request)
         return await queue_service.set_limits(queue, data)
+
+    @get(QUEUE_PATH + "/fairness", summary="A queue's fairness", opt=requires("read"))
+    async def get_fairness(
+        self, queue: FromPath[str], queue_service: NamedDependency[QueueService]
+    ) -> QueueFairness:
+        """`{"by": null}` for a queue that starts its jobs in priority order only."""
+        return await queue_service.fairness(queue)
+
+    @put(
+        QUEUE_PATH + "/fairness",
+        summary="Make a queue fair between tenants, or not",
+        description='`{"by": "partition_key"}`: the queue starts its due jobs round-robin '
+        "over their partition_key (jobs without one are one more tenant), within each "
+        'priority. `{"by": null}`: in priority order, then oldest first. Applies to jobs '
+        "triggered from then on; jobs already queued keep their order. Any other value is a "
+        "400 naming `by`.",
+        responses={415: NOT_JSON},
+        opt=requires("admin"),
+    )
+    async def set_fairness(
+        self,
+        request: Request[Any, Any, Any],
+        queue: FromPath[str],
+        data: JSONBody[QueueFairness],
+        queue_service: NamedDependency[QueueService],
+    ) -> QueueFairness:
+        """The queue's fairness as it is now."""
+        require_json(request)
+        return await queue_service.set_fairness(queue, data)

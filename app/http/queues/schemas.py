@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from app.domain.fairness import QueueFairness
 from app.domain.queues import FinishedCounts, Queue, QueueList, ThroughputMinute
 from app.domain.rate_limits import QueueLimits, RateLimit
 
-__all__ = ["FinishedCounts", "Queue", "QueueLimits", "QueueList", "RateLimit", "ThroughputMinute"]
+__all__ = [
+    "FinishedCounts",
+    "Queue",
+    "QueueFairness",
+    "QueueLimits",
+    "QueueList",
+    "RateLimit",
+    "ThroughputMinute",
+]

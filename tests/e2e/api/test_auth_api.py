@@ -63,7 +63,7 @@ def _expected_scope(method: str, path: str) -> str:
         return "open"
     if method == "DELETE" or path.endswith(("/pause", "/resume")):
         return "admin"
-    if method == "PUT" and path.endswith("/limits"):
+    if method == "PUT" and path.endswith(("/limits", "/fairness")):
         return "admin"
     return "read" if method in ("GET", "HEAD") else "write"
 

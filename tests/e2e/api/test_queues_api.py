@@ -70,9 +70,11 @@ async def test_queues_list_shows_each_queue_in_the_contract_shape(
         "consumers",
         "unserved",
         "limits",
+        "fairness",
     }
     assert (view["queued"], view["running"], view["paused"]) == (2, 0, False)
     assert view["limits"] == {"start": None, "per_rate_key": None}
+    assert view["fairness"] == {"by": None}
     # No worker runs in this module: a backlog nobody serves.
     assert (view["consumers"], view["unserved"]) == (0, True)
     assert isinstance(view["oldest_queued_age_sec"], float)
