@@ -214,14 +214,7 @@ def _insert_statement(schema: str, release: int) -> str:
 
 def _group_checks(refuse: str) -> str:
     """app.domain.spec's rules for a concurrency group: both fields or neither, in bounds."""
-    white = _unicode_literal(PYTHON_WHITESPACE)
-    return f"""
-    IF dl_enqueue.concurrency_key IS NOT NULL AND (
-       char_length(dl_enqueue.concurrency_key) NOT BETWEEN 1 AND 500
-       OR dl_enqueue.concurrency_key !~ ('[^' || {white} || ']')) THEN
-        PERFORM {refuse}('concurrency_key',
-            'must be 1 to 500 characters with at least one that is not white space');
-    END IF;
+    return f"""{_optional_key_check(refuse, "concurrency_key")}
     IF dl_enqueue.concurrency_limit IS NOT NULL
        AND dl_enqueue.concurrency_limit NOT BETWEEN 1 AND {MAX_CONCURRENCY_LIMIT} THEN
         PERFORM {refuse}('concurrency_limit',
@@ -325,14 +318,14 @@ def _checks(refuse: str) -> str:
     )
 
 
-def _rate_key_checks(refuse: str) -> str:
-    """app.domain.spec's rule for a rate_key: the text rule of every key."""
+def _optional_key_check(refuse: str, field: str) -> str:
+    """app.domain.spec's text rule of an optional key (concurrency_key, rate_key)."""
     white = _unicode_literal(PYTHON_WHITESPACE)
     return f"""
-    IF dl_enqueue.rate_key IS NOT NULL AND (
-       char_length(dl_enqueue.rate_key) NOT BETWEEN 1 AND 500
-       OR dl_enqueue.rate_key !~ ('[^' || {white} || ']')) THEN
-        PERFORM {refuse}('rate_key',
+    IF dl_enqueue.{field} IS NOT NULL AND (
+       char_length(dl_enqueue.{field}) NOT BETWEEN 1 AND 500
+       OR dl_enqueue.{field} !~ ('[^' || {white} || ']')) THEN
+        PERFORM {refuse}('{field}',
             'must be 1 to 500 characters with at least one that is not white space');
     END IF;"""
 
@@ -371,7 +364,7 @@ def enqueue_function(schema: str, release: int = LATEST) -> str:
         )
         checks += _group_checks(refuse)
     if release >= 14:
-        checks += _rate_key_checks(refuse)
+        checks += _optional_key_check(refuse, "rate_key")
     outs = "OUT job_id uuid, OUT status text, OUT created boolean"
     variables = ""
     insert = _insert_statement(schema, release)
