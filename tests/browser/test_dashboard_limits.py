@@ -145,3 +145,28 @@ async def test_dashboard_shows_why_a_queued_job_waits_and_until_when(
         await page.screenshot(path=screenshot_dir / "limits-04-jobs-waiting.png", full_page=True)
     finally:
         await dashboard.client.put(f"/api/v1/queues/{WORKER_QUEUE}/limits", json={})
+
+
+async def test_dashboard_makes_a_queue_fair_and_back(page: Page, dashboard: Dashboard) -> None:
+    """Make fair marks the queue `fair` and sets it on the server; End fairness undoes both."""
+    from playwright.async_api import expect
+
+    queue = f"etl.fair.{uuid.uuid4().hex[:6]}"  # no worker serves it
+    await trigger(dashboard, queue, partition_key="tenant-a")
+    await page.goto(dashboard.url)
+    row = page.locator(f'#queues-table tr[data-queue="{queue}"]')
+    await expect(row.locator("button.toggle-fair")).to_have_text("Make fair")
+    await expect(row.locator(".badge.fair")).to_have_count(0)
+
+    await row.locator("button.toggle-fair").click()
+
+    await expect(row.locator(".badge.fair")).to_have_text("fair")
+    await expect(row.locator("button.toggle-fair")).to_have_text("End fairness")
+    fairness = await dashboard.client.get(f"/api/v1/queues/{queue}/fairness")
+    assert fairness.json() == {"by": "partition_key"}
+
+    await row.locator("button.toggle-fair").click()
+
+    await expect(row.locator(".badge.fair")).to_have_count(0)
+    fairness = await dashboard.client.get(f"/api/v1/queues/{queue}/fairness")
+    assert fairness.json() == {"by": None}

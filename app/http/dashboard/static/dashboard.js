@@ -392,6 +392,20 @@
     root.append(h("h1", {}, "Queues", status), message, limits.panel, chartLegend(), body);
     let stopped = false;
 
+    const fair = (q) => Boolean(q.fairness && q.fairness.by);
+
+    async function setFair(queue, on) {
+      try {
+        await api("PUT", `/queues/${enc(queue)}/fairness`, { by: on ? "partition_key" : null });
+        message.replaceChildren(
+          notice("ok", `Queue ${queue}: ${on ? "fair by partition_key" : "priority order"}.`),
+        );
+      } catch (error) {
+        message.replaceChildren(errorNotice(error));
+      }
+      await load();
+    }
+
     async function act(queue, action) {
       try {
         await api("POST", `/queues/${enc(queue)}/${action}`);
@@ -417,6 +431,16 @@
           "td",
           { class: "state-cell" },
           q.paused ? badge("paused") : badge("active"),
+          fair(q)
+            ? [
+                " ",
+                h(
+                  "span",
+                  { class: "badge fair", title: "jobs start round-robin over partition_key" },
+                  "fair",
+                ),
+              ]
+            : "",
           // From the worker registry (GET /api/v1/queues items carry consumers, unserved).
           q.unserved
             ? [
@@ -474,6 +498,16 @@
             "button",
             { class: "edit-limits", onclick: () => limits.edit(q.queue, q.limits) },
             "Limits",
+          ),
+          " ",
+          h(
+            "button",
+            {
+              class: "toggle-fair",
+              title: "start this queue's jobs round-robin over their partition_key, or not",
+              onclick: () => setFair(q.queue, !fair(q)),
+            },
+            fair(q) ? "End fairness" : "Make fair",
           ),
         ),
       );
