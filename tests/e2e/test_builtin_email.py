@@ -59,7 +59,7 @@ async def test_email_send_delivers_text_and_html_as_alternatives(
         )
 
     assert done["attempt"] == 1
-    assert done["progress"] == {"recipients": 4, "refused": {}}
+    assert done["result"] == {"recipients": 4, "refused": {}}
     [mail] = server.messages
     assert mail.mail_from == SENDER
     assert mail.rcpt_tos == [
@@ -158,7 +158,7 @@ async def test_email_send_refused_recipient_fails_at_once(
     )
     assert await jobs_db.event_names(all_refused) == ["queued", "started", "failed"]
     # Delivered to one of two: a retry would send it twice to her, so the job reports the rest.
-    assert partial["progress"] == {
+    assert partial["result"] == {
         "recipients": 1,
         "refused": {"old@example.com": "550 5.1.1 mailbox unavailable"},
     }

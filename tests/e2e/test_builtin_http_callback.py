@@ -47,7 +47,7 @@ async def test_http_callback_posts_json_object_with_headers(
         job_id, "succeeded", timeout=TIMEOUT, diagnostics=fleet.diagnostics
     )
 
-    assert (done["attempt"], done["progress"], done["error"]) == (1, {"status_code": 200}, None)
+    assert (done["attempt"], done["result"], done["error"]) == (1, {"status_code": 200}, None)
     [request] = server.requests_to("/hook?x=1")
     assert request.method == "POST"
     assert request.headers["content-type"] == "application/json"

@@ -78,7 +78,7 @@ async def test_rabbitmq_publish_delivers_json_persistent_with_headers(
         job_id, "succeeded", timeout=TIMEOUT, diagnostics=fleet.diagnostics
     )
 
-    assert (done["attempt"], done["progress"]) == (1, {"published": True})
+    assert (done["attempt"], done["result"]) == (1, {"published": True})
     message = await received(queue)
     assert json.loads(message.body) == body
     assert message.content_type == "application/json"

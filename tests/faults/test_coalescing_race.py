@@ -64,7 +64,11 @@ async def test_coalescing_race_over_http(
     server = await start_api_server(database_dsn, tmp_path / "api.log", PIPELINES_ENV)
     waves: list[tuple[datetime, list[dict[str, Any]]]] = []
     try:
-        limits = httpx.Limits(max_connections=TRIGGERS, max_keepalive_connections=TRIGGERS)
+        # Idle connections are dropped before the server's keep-alive timeout (5 s) ends
+        # them: a request sent on one the server is closing at that moment fails to read.
+        limits = httpx.Limits(
+            max_connections=TRIGGERS, max_keepalive_connections=TRIGGERS, keepalive_expiry=1.0
+        )
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60, limits=limits) as http:
             began = time.monotonic()
             first = await _fire(http, TRIGGERS)
