@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, and_, bindparam, case, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import Uuid
@@ -119,7 +119,8 @@ async def verdict(
 
 @dataclass(frozen=True)
 class ParentResult:
-    """A parent of a job: its step name (in a workflow), status and stored result."""
+    """A parent of a job: its step name when it is a step of the job's own workflow, its
+    status and stored result."""
 
     job_id: uuid.UUID
     step_name: str | None
@@ -129,13 +130,20 @@ class ParentResult:
 
 async def parent_results(session: AsyncSession, job_id: uuid.UUID) -> list[ParentResult]:
     """The parents of `job_id` with their results, by parent id; none for an unknown job."""
-    parents = (
-        select(func.unnest(jobs.c.depends_on).label("parent_id"))
-        .where(jobs.c.job_id == job_id)
-        .subquery()
+    child = select(jobs.c.depends_on, jobs.c.workflow_id).where(jobs.c.job_id == job_id).subquery()
+    parents = select(
+        func.unnest(child.c.depends_on).label("parent_id"), child.c.workflow_id
+    ).subquery()
+    same_workflow = and_(
+        jobs.c.workflow_id.is_not(None), jobs.c.workflow_id == parents.c.workflow_id
     )
     rows = await session.execute(
-        select(jobs.c.job_id, jobs.c.step_name, jobs.c.status, jobs.c.result)
+        select(
+            jobs.c.job_id,
+            case((same_workflow, jobs.c.step_name)).label("step_name"),
+            jobs.c.status,
+            jobs.c.result,
+        )
         .join(parents, parents.c.parent_id == jobs.c.job_id)
         .order_by(jobs.c.job_id)
     )

@@ -110,13 +110,18 @@ DECLARE
     v_causes uuid[];
     v_count bigint;
 BEGIN
-    WITH locked AS MATERIALIZED (
-        -- In job_id order: settlers of overlapping children queue up, never deadlock.
+    -- In job_id order: settlers of overlapping children queue up, never deadlock.
+    PERFORM 1 FROM {jobs} j
+    WHERE j.job_id = ANY(p_jobs) AND j.status = '{WAITING}'
+    ORDER BY j.job_id
+    FOR NO KEY UPDATE;
+    -- A statement of its own, so a snapshot of its own: taken after the locks, it sees every
+    -- parent that ended in a transaction this one waited for. (Read in the locking
+    -- statement, the parents would be as they were before the wait.)
+    WITH locked AS (
         SELECT j.job_id, j.run_after, j.depends_on
         FROM {jobs} j
         WHERE j.job_id = ANY(p_jobs) AND j.status = '{WAITING}'
-        ORDER BY j.job_id
-        FOR NO KEY UPDATE
     ),
     verdicts AS (
         SELECT l.job_id,
@@ -184,11 +189,15 @@ BEGIN
         SET status = '{CANCELED}', canceled_by = d.cause, finished_at = now(),
             updated_at = now(), pgq_job_id = NULL,
             error = format('canceled: it depends on job %s%s, which ended %s', d.cause,
-                           coalesce(' (step ' || p.step_name || ')', ''), p.status)
+                           coalesce(' (step ' || p.step_name || ')', ''),
+                           CASE WHEN d.cause = ANY(p_jobs) THEN '{CANCELED}' ELSE p.status END)
         FROM locked l JOIN doomed d ON d.job_id = l.job_id
              JOIN {jobs} p ON p.job_id = d.cause
         WHERE j.job_id = l.job_id AND j.status = '{WAITING}'
-        RETURNING j.job_id, j.attempt, d.cause, p.status AS parent_status,
+        -- A parent canceled by this same statement still reads as it was before it.
+        RETURNING j.job_id, j.attempt, d.cause,
+                  CASE WHEN d.cause = ANY(p_jobs) THEN '{CANCELED}' ELSE p.status END
+                      AS parent_status,
                   p.step_name AS parent_step
     ),
     logged AS (

@@ -12,6 +12,7 @@ a page costs the rows it reads, however deep it is, and needs no count.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -135,8 +136,9 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("rate_key", Text()),
     ("coalescing", Boolean()),
     ("status", Text()),
-    # JSON: unnest cannot take an array of arrays of different lengths.
-    ("depends_on", JSONB()),
+    # JSON text: unnest cannot take an array of arrays of different lengths, and a list in
+    # an array of jsonb would be read as another dimension of that array.
+    ("depends_on", Text()),
     ("run_after", Text()),
     ("has_dependents", Boolean()),
     ("workflow_id", UUID(as_uuid=True)),
@@ -162,9 +164,9 @@ _FINGERPRINTED = ", ".join(
 )
 # An input row's parents as uuid[] (NULL for none).
 _PARENTS = (
-    # A JSON null (how the driver may send None in a jsonb array) is no parents, like NULL.
-    "CASE WHEN jsonb_typeof(t.depends_on) IS DISTINCT FROM 'array' THEN NULL"
-    " ELSE ARRAY(SELECT CAST(p AS uuid) FROM jsonb_array_elements_text(t.depends_on) AS p) END"
+    "CASE WHEN t.depends_on IS NULL THEN NULL ELSE ARRAY("
+    "SELECT CAST(p AS uuid) FROM jsonb_array_elements_text(CAST(t.depends_on AS jsonb)) AS p)"
+    " END"
 )
 
 
@@ -261,7 +263,7 @@ async def insert_many(
     """Write the jobs in the session's transaction; nothing is committed here."""
     params = {name: [getattr(job, name) for job in new_jobs] for name, _ in _COLUMNS}
     params["depends_on"] = [
-        None if job.depends_on is None else [str(parent) for parent in job.depends_on]
+        None if job.depends_on is None else json.dumps([str(p) for p in job.depends_on])
         for job in new_jobs
     ]
     result = await session.execute(_insert_statement(schema), params)

@@ -57,6 +57,8 @@ class PlannedStep:
     spec: WorkflowStepCreate
     parent_steps: tuple[int, ...]
     parent_jobs: tuple[uuid.UUID, ...]
+    # Where each of parent_jobs is in the step's depends_on (to name it in an error).
+    job_positions: tuple[int, ...]
     has_children: bool
 
 
@@ -76,10 +78,14 @@ def plan(spec: WorkflowCreate) -> list[PlannedStep]:
             raise InvalidJobError(
                 f"step name {step.name!r} is taken by steps[{first}] (field `{field}`)"
             )
-    parents: list[tuple[tuple[int, ...], tuple[uuid.UUID, ...]]] = []
+    parents: list[tuple[tuple[int, ...], tuple[uuid.UUID, ...], tuple[int, ...]]] = []
     has_children = [False] * len(spec.steps)
     for index, step in enumerate(spec.steps):
         where = f"steps[{index}]"
+        for key in ("idempotency_key", "coalescing"):
+            if getattr(step.job, key):
+                # One step of a DAG is neither found again by a key nor joined by a trigger.
+                raise InvalidJobError(f"a step's job cannot set {key} (field `{where}.job.{key}`)")
         if step.job.depends_on is not None or step.job.run_after is not RunAfter.SUCCEEDED:
             raise InvalidJobError(
                 "a step's parents are the step's own depends_on and run_after, not its "
@@ -87,6 +93,7 @@ def plan(spec: WorkflowCreate) -> list[PlannedStep]:
             )
         steps: list[int] = []
         jobs: list[uuid.UUID] = []
+        positions: list[int] = []
         seen: set[str] = set()
         for position, name in enumerate(step.depends_on):
             field = f"{where}.depends_on[{position}]"
@@ -98,15 +105,19 @@ def plan(spec: WorkflowCreate) -> list[PlannedStep]:
                 has_children[index_of[name]] = True
                 continue
             try:
-                jobs.append(uuid.UUID(name))
+                parent = uuid.UUID(name)
             except ValueError:
                 raise InvalidJobError(
                     f"no step is named {name!r}, and it is not a job id (field `{field}`)"
                 ) from None
+            if parent in jobs:
+                raise InvalidJobError(f"job {parent} is named twice (field `{field}`)")
+            jobs.append(parent)
+            positions.append(position)
         if not steps and not jobs and step.run_after is not RunAfter.SUCCEEDED:
             raise InvalidJobError(f"run_after needs depends_on (field `{where}.run_after`)")
-        parents.append((tuple(steps), tuple(jobs)))
-    cycle = find_cycle([p for p, _ in parents])
+        parents.append((tuple(steps), tuple(jobs), tuple(positions)))
+    cycle = find_cycle([p for p, _, _ in parents])
     if cycle:
         names = " -> ".join(spec.steps[i].name for i in [*cycle, cycle[0]])
         raise InvalidJobError(
@@ -119,6 +130,7 @@ def plan(spec: WorkflowCreate) -> list[PlannedStep]:
             spec=step,
             parent_steps=parents[index][0],
             parent_jobs=parents[index][1],
+            job_positions=parents[index][2],
             has_children=has_children[index],
         )
         for index, step in enumerate(spec.steps)
