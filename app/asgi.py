@@ -50,8 +50,8 @@ from app.jobs.job_watch import JobWatch
 from app.jobs.queue_service import QueueService
 from app.jobs.schedule_service import ScheduleService
 from app.jobs.service import JobService
-from app.jobs.workflow_service import WorkflowService
 from app.jobs.worker_registry import WorkerRegistry
+from app.jobs.workflow_service import WorkflowService
 from app.observability.http_metrics import HttpMetricsMiddleware
 from app.observability.metrics import JobGaugesReader
 from app.pipelines.registry import load_pipelines

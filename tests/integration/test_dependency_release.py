@@ -133,13 +133,13 @@ async def test_dependency_fan_in_is_released_once_when_its_last_two_parents_fini
             await b.start()
             second_finish = asyncio.create_task(manager.finish_many(other, [requests[1]], "w-b"))
 
-            async def blocked() -> bool:
+            async def blocked(finishing: asyncio.Task[Any] = second_finish) -> bool:
                 waiting = await db.fetchval(
                     "SELECT count(*) FROM pg_stat_activity"
                     " WHERE pid = $1 AND wait_event_type = 'Lock'",
                     other.get_server_pid(),
                 )
-                return bool(waiting) or second_finish.done()
+                return bool(waiting) or finishing.done()
 
             await wait_until(blocked, timeout=10, what="the second finish to wait on the child")
             await a.commit()
@@ -166,7 +166,8 @@ async def test_dependency_failed_parent_cancels_the_chain_below_naming_each_pare
     canceled_middle, canceled_leaf = await row(db, middle), await row(db, leaf)
     assert (canceled_middle["status"], canceled_middle["canceled_by"]) == ("canceled", root)
     assert (canceled_leaf["status"], canceled_leaf["canceled_by"]) == ("canceled", middle)
-    assert str(root) in canceled_middle["error"] and "failed" in canceled_middle["error"]
+    assert str(root) in canceled_middle["error"]
+    assert "failed" in canceled_middle["error"]
     assert canceled_middle["finished_at"] is not None
     [*_, last] = await events(db, leaf)
     assert last["event"] == "canceled"
@@ -376,7 +377,8 @@ async def test_dependency_cancel_of_a_parent_that_is_queued_cancels_its_dependen
     assert (await row(db, child))["status"] == "canceled"
     async with sessions() as session:
         found = await job_rows.get_job(session, child)
-    assert found is not None and found.canceled_by == parent
+    assert found is not None
+    assert found.canceled_by == parent
 
 
 async def _while_a_finish_is_open(
