@@ -404,7 +404,9 @@ class JobManager:
             workflow_id=workflow_id,
             name=name,
             steps=[
-                WorkflowStepCreated(name=step.spec.name, job_id=job_id, status=statuses[job_id])
+                WorkflowStepCreated(
+                    name=step.spec.name, job_id=job_id, status=str(statuses[job_id])
+                )
                 for step, job_id in zip(steps, ids, strict=True)
             ],
         )
