@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.events import logged_with
 from app.db.models import DlJob, DlWorkflow
+from app.db.sql_common import cutoff
 from app.domain.states import JobEvent, JobStatus
 
 jobs = cast(Table, DlJob.__table__)
@@ -104,3 +106,28 @@ async def running_steps(session: AsyncSession, workflow_id: uuid.UUID) -> list[u
         )
     )
     return [row.job_id for row in rows]
+
+
+async def delete_emptied(session: AsyncSession, retention: timedelta, limit: int) -> int:
+    """Delete up to `limit` workflows created before now() - retention whose steps retention
+    already deleted (each step goes with the finished jobs); how many went.
+
+    The oldest first, along ix_dl_workflows_created_at; each step lookup is one probe of
+    uq_dl_jobs_workflow_step. A workflow with a step left (one still running, say) stays.
+    """
+    emptied = (
+        select(workflows.c.workflow_id)
+        .where(
+            workflows.c.created_at < cutoff(retention),
+            ~exists().where(jobs.c.workflow_id == workflows.c.workflow_id),
+        )
+        .order_by(workflows.c.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        delete(workflows)
+        .where(workflows.c.workflow_id.in_(emptied.scalar_subquery()))
+        .returning(workflows.c.workflow_id)
+    )
+    return len(result.all())
