@@ -1259,7 +1259,10 @@
     if (key === "attempt") return `${job.attempt} of ${job.max_attempts}`;
     if (key === "waiting_for") return waitingValue(job);
     if (key === "workflow_id" && value) {
-      return [h("span", { class: "mono" }, value), ` (step ${job.step_name})`];
+      return [
+        h("a", { href: `#/workflows/${encodeURIComponent(value)}`, class: "mono" }, value),
+        ` (step ${job.step_name})`,
+      ];
     }
     if (key === "depends_on" && value && value.length) {
       const links = value.flatMap((id, i) => (i ? [", ", jobLink(id)] : [jobLink(id)]));
@@ -1709,6 +1712,8 @@
   // What the page files (workers.js, schedule_form.js) share; they load after this one.
   window.dataloader = {
     h,
+    svg,
+    timeCell,
     api,
     enc,
     badge,
