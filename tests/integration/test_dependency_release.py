@@ -441,3 +441,31 @@ async def test_dependency_retried_while_its_parent_finishes_is_not_left_waiting(
 
     assert (await row(db, child))["status"] == "queued"
     assert await dispatches(db, child) == 1
+
+
+async def test_dependency_released_into_a_fair_queue_takes_its_round_then(
+    service: JobService, db: asyncpg.Connection, settings: Settings
+) -> None:
+    """A waiting job has no round; released, it takes one after its tenant's queued jobs, as
+    a trigger at that moment would, and its dispatch carries it."""
+    await db.execute(
+        "INSERT INTO dl_queues (queue, fair_by_partition) VALUES ('etl.default', true)"
+    )
+    parent = await trigger(service, partition_key="tenant-a")
+    child = await trigger(service, depends_on=[parent], partition_key="tenant-a")
+    queued = [await trigger(service, partition_key="tenant-a") for _ in range(2)]
+    assert (await row(db, child))["fair_round"] is None
+
+    await finish(db, settings, parent, JobStatus.SUCCEEDED)
+
+    released = await row(db, child)
+    rounds = [(await row(db, job_id))["fair_round"] for job_id in queued]
+    assert released["fair_round"] == max(rounds) + 1
+    priority = await db.fetchval(
+        "SELECT priority FROM pgqueuer WHERE id = $1", released["pgq_job_id"]
+    )
+    others = await db.fetch(
+        "SELECT priority FROM pgqueuer WHERE payload = ANY($1::bytea[])",
+        [job_id.bytes for job_id in queued],
+    )
+    assert priority < min(r["priority"] for r in others)  # it runs after them
