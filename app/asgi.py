@@ -44,12 +44,14 @@ from app.http.schedules.cron_controller import CronController
 from app.http.system.controller import SystemController
 from app.http.system.metrics_controller import MetricsController
 from app.http.workers.controller import WorkersController
+from app.http.workflows.controller import WorkflowsController
 from app.jobs.job_gauges import read_job_gauges
 from app.jobs.job_watch import JobWatch
 from app.jobs.queue_service import QueueService
 from app.jobs.schedule_service import ScheduleService
 from app.jobs.service import JobService
 from app.jobs.worker_registry import WorkerRegistry
+from app.jobs.workflow_service import WorkflowService
 from app.observability.http_metrics import HttpMetricsMiddleware
 from app.observability.metrics import JobGaugesReader
 from app.pipelines.registry import load_pipelines
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.stream_slots = stream_slots
         app.state.schedule_service = ScheduleService(sessions, settings)
         app.state.queue_service = QueueService(sessions, settings)
+        app.state.workflow_service = WorkflowService(sessions, settings)
         app.state.worker_registry = WorkerRegistry.from_settings(settings, sessions)
         app.state.job_gauges = JobGaugesReader(lambda: read_job_gauges(sessions))
         reload_tokens_on_sighup = guard.reloadable and _watch_sighup(guard.reload)
@@ -111,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CronController,
             SystemController,
             WorkersController,
+            WorkflowsController,
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

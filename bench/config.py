@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+ALL_SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 
 
 @dataclass
@@ -49,6 +49,8 @@ class BenchConfig:
     memory_batch: int = 1_000
     # Scenario 9: tenant A's backlog that tenant B's jobs arrive behind.
     fairness_backlog: int = 100_000
+    # Scenario 10: steps of the fan-out/fan-in workflow (and plain jobs to compare with).
+    workflow_steps: int = 1_000
 
     @classmethod
     def quick_sizes(cls) -> BenchConfig:
@@ -73,6 +75,7 @@ class BenchConfig:
             memory_jobs=500,
             memory_batch=100,
             fairness_backlog=2_000,
+            workflow_steps=100,
         )
 
     def worker_settings(self, jobs: int) -> dict[str, object]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import uuid
 from dataclasses import dataclass, field
 from functools import partial
@@ -20,7 +21,7 @@ from functools import partial
 import asyncpg
 
 from app.domain.attempts import FinishRequest
-from app.jobs.availability import database_unreachable
+from app.jobs.availability import database_unreachable, transient_conflict
 from app.jobs.batching import Round, RoundBatcher, Waiting
 from app.jobs.connections import connect_finish_writer
 from app.jobs.manager import JobManager
@@ -31,6 +32,7 @@ logger = logging.getLogger("worker.finish_writer")
 RECONNECT_DELAY_SEC = 1.0
 MAX_RECONNECT_DELAY_SEC = 5.0
 MAX_FINISHES_PER_ROUND = 1000  # more wait for the next round: statements stay bounded
+CONFLICT_PAUSE_SEC = 0.05
 
 # A finish and the lock_key its attempt holds (given back once the write is done).
 _Finish = tuple[FinishRequest, str]
@@ -78,6 +80,14 @@ class FinishWriter:
         try:
             owned = await self._write([request for request, _ in batch.requests])
         except Exception as exc:
+            if transient_conflict(exc):
+                # It lost a deadlock while releasing dependents (the finishes end parents
+                # whose children another statement was releasing): nothing was written,
+                # and the same round succeeds when sent again.
+                logger.info("finishing %d attempt(s): deadlock; sending again", len(batch))
+                self._rounds.put_back(batch)
+                await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE_SEC))
+                return
             if database_unreachable(exc):
                 # Kept, and sent again once the database answers: the pipelines ran to
                 # their end, and losing this write would run them a second time.

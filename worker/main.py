@@ -19,6 +19,7 @@ from app.jobs.connections import pgqueuer_queries, worker_sessions
 from app.jobs.fair_rounds import FairRounds
 from app.jobs.manager import JobManager
 from app.jobs.membership import Membership, MembershipConfig
+from app.jobs.results import JobResults
 from app.jobs.schedule_firing import CHANGES_CHANNEL as SCHEDULE_CHANGES_CHANNEL
 from app.jobs.schedule_sync import sync_declared_schedules
 from app.jobs.wake_gate import WakeGate
@@ -187,6 +188,7 @@ async def factory() -> AsyncIterator[QueueManager]:
             finishes,
             ident,
             task_holders=registry.holders_of_task,
+            results=JobResults(sessions),
         )
         locks.on_locks_lost = runner.interrupt_jobs
         # Jobs running per queue: a worker without a free slot leaves a new job to others.

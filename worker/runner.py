@@ -22,6 +22,7 @@ from app.domain.attempts import FinishRequest, RequeueRequest, StartAnswer, Star
 from app.domain.states import JobEvent, JobStatus
 from app.jobs.availability import database_unreachable
 from app.jobs.manager import JobManager
+from app.jobs.results import JobResults
 from app.observability.metrics import worker_metrics
 from app.pipelines.context import PipelineContext
 from app.pipelines.errors import PermanentError
@@ -90,6 +91,8 @@ class Runner:
     worker_id: str
     # Asked when a job's task has no pipeline here (worker.unregistered_task).
     task_holders: TaskHolders | None = None
+    # Where a dependent's pipeline reads its parents' results (ctx.parent_results()).
+    results: JobResults | None = None
     active: dict[uuid.UUID, AttemptRun] = field(default_factory=dict)
 
     def interrupt_all(self) -> None:
@@ -253,7 +256,14 @@ class Runner:
         """Run a started attempt to its end and write how it ended."""
         job_id = started.job_id
         context = PipelineContext(
-            job_id=job_id, attempt=started.attempt, task=started.task, queue=started.queue
+            job_id=job_id,
+            attempt=started.attempt,
+            task=started.task,
+            queue=started.queue,
+            parent_results_reader=None
+            if self.results is None
+            else partial(self.results.parents, job_id),
+            loop=asyncio.get_running_loop(),
         )
         run = AttemptRun(started=started, context=context)
         context.progress_sink = run.save_progress

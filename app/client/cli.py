@@ -22,6 +22,7 @@ from app.client.options import Options
 from app.client.output import out, print_error
 from app.client.queues_commands import queues_app
 from app.client.schedules_commands import schedules_app
+from app.client.workflows_commands import workflows_app
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -29,7 +30,8 @@ EXIT_UNREACHABLE = 3
 
 app = typer.Typer(
     name="dataloader",
-    help="Trigger, watch and manage dataloader jobs, queues and schedules over the HTTP API.",
+    help="Trigger, watch and manage dataloader jobs, workflows, queues and schedules over the"
+    " HTTP API.",
     no_args_is_help=True,
     # A traceback must never print local variables: they hold the token.
     pretty_exceptions_show_locals=False,
@@ -38,6 +40,7 @@ app = typer.Typer(
 jobs_commands.register(app)
 app.add_typer(queues_app, name="queues")
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(workflows_app, name="workflows")
 
 
 def check_url(url: str | None) -> str | None:

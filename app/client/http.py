@@ -29,6 +29,9 @@ from app.client.models import (
     SchedulePage,
     ScheduleRun,
     TriggerResult,
+    Workflow,
+    WorkflowCanceled,
+    WorkflowCreated,
 )
 
 T = TypeVar("T")
@@ -221,6 +224,22 @@ class DataloaderClient:
     def run_schedule(self, name: str) -> Reply[ScheduleRun]:
         """Create the schedule's job now."""
         return self._call("POST", f"{API}/schedules/{segment(name)}/run", ScheduleRun)
+
+    # Workflows
+
+    def create_workflow(self, body: Mapping[str, Any]) -> Reply[WorkflowCreated]:
+        """Create every step of a workflow in one transaction."""
+        return self._call("POST", f"{API}/workflows", WorkflowCreated, json=body)
+
+    def workflow(self, workflow_id: str) -> Reply[Workflow]:
+        """A workflow with every step's status."""
+        return self._call("GET", f"{API}/workflows/{segment(workflow_id)}", Workflow)
+
+    def cancel_workflow(self, workflow_id: str) -> Reply[WorkflowCanceled]:
+        """Cancel the steps that have not finished."""
+        return self._call(
+            "POST", f"{API}/workflows/{segment(workflow_id)}/cancel", WorkflowCanceled
+        )
 
     # Plumbing
 

@@ -106,6 +106,22 @@ def trigger(
         str | None,
         typer.Option("--rate-key", help="Counted by the queue's per-rate_key limit, if any."),
     ] = None,
+    depends_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--depends-on",
+            metavar="JOB_ID",
+            help="A job that must succeed first (repeatable): until then this one waits.",
+        ),
+    ] = None,
+    run_after: Annotated[
+        str | None,
+        typer.Option(
+            "--run-after",
+            help="With --depends-on: `succeeded` (the default) or `any` (run once they "
+            "ended, whatever the outcome).",
+        ),
+    ] = None,
     wait: WaitFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
@@ -129,6 +145,8 @@ def trigger(
         "concurrency_key": concurrency_key,
         "concurrency_limit": concurrency_limit,
         "rate_key": rate_key,
+        "depends_on": depends_on or None,
+        "run_after": run_after,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     with options(ctx).client() as client:

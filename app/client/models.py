@@ -47,6 +47,12 @@ class Job(msgspec.Struct, kw_only=True):
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The jobs it depends on; while they have not ended as run_after needs it is `waiting`.
+    depends_on: list[str] | None = None
+    run_after: str = "succeeded"
+    canceled_by: str | None = None
+    workflow_id: str | None = None
+    step_name: str | None = None
     # What the pipeline returned, once succeeded (absent from listings unless asked).
     result: Any = None
 
@@ -175,3 +181,58 @@ class ScheduleRun(msgspec.Struct, kw_only=True):
 
     job: TriggerResult
     schedule: Schedule
+
+
+class WorkflowStepCreated(msgspec.Struct, kw_only=True):
+    """One step of POST /api/v1/workflows' answer."""
+
+    name: str
+    job_id: str
+    status: str
+
+
+class WorkflowCreated(msgspec.Struct, kw_only=True):
+    """POST /api/v1/workflows: the workflow and each step's job."""
+
+    workflow_id: str
+    name: str
+    steps: list[WorkflowStepCreated]
+
+
+class WorkflowStep(msgspec.Struct, kw_only=True):
+    """One step of GET /api/v1/workflows/{id}."""
+
+    name: str
+    job_id: str
+    status: str
+    queue: str = ""
+    task: str = ""
+    depends_on: list[str] = msgspec.field(default_factory=list)
+    run_after: str = "succeeded"
+    attempt: int = 0
+    max_attempts: int | None = None
+    error: str | None = None
+    canceled_by: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Workflow(msgspec.Struct, kw_only=True):
+    """GET /api/v1/workflows/{id}: the workflow and every step's status."""
+
+    workflow_id: str
+    name: str
+    status: str
+    created_at: datetime | None = None
+    canceled_at: datetime | None = None
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+    steps: list[WorkflowStep] = msgspec.field(default_factory=list)
+
+
+class WorkflowCanceled(msgspec.Struct, kw_only=True):
+    """POST /api/v1/workflows/{id}/cancel."""
+
+    workflow_id: str
+    canceled: int
+    cancel_requested: int

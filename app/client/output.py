@@ -18,6 +18,7 @@ from rich.text import Text
 PIPE_WIDTH = 200
 
 STATUS_STYLES = {
+    "waiting": "bright_black",
     "queued": "blue",
     "running": "cyan",
     "succeeded": "green",

@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from app.client.models import Job, JobEvent, Queue, QueueFairness, Schedule
+from app.client.models import Job, JobEvent, Queue, QueueFairness, Schedule, Workflow
 from app.client.output import (
     compact_json,
     duration,
@@ -109,6 +109,9 @@ def job_panel(job: Job) -> Table:
             ("lock_key", job.lock_key),
             ("concurrency", concurrency_group(job)),
             ("rate_key", job.rate_key),
+            ("workflow", _workflow_step(job)),
+            ("depends on", _depends_on(job)),
+            ("canceled by", job.canceled_by),
             ("attempt", attempts(job)),
             ("progress", progress_text(job.progress) or None),
             ("error", Text(job.error, style="red") if job.error else None),
@@ -129,6 +132,47 @@ def job_panel(job: Job) -> Table:
             ("lease expires", lease),
         ]
     )
+
+
+def _workflow_step(job: Job) -> str | None:
+    """'3fa8... (step load)' for a step of a workflow."""
+    if job.workflow_id is None:
+        return None
+    return f"{job.workflow_id} (step {job.step_name})"
+
+
+def _depends_on(job: Job) -> str | None:
+    """The parents' ids, and what it needs of them when that is not success."""
+    if not job.depends_on:
+        return None
+    after = "" if job.run_after == "succeeded" else f" (runs after they end: {job.run_after})"
+    return ", ".join(job.depends_on) + after
+
+
+def workflow_table(workflow: Workflow) -> Table:
+    """One row per step: status, attempts, what it waits for, when it ran, why it failed."""
+    with_errors = any(step.error for step in workflow.steps)
+    headers = ["STEP", "STATUS", "ATTEMPT", "DEPENDS ON", "STARTED", "RUN TIME", "JOB ID"]
+    table = list_table(*headers, *(["ERROR"] if with_errors else []))
+    for step in workflow.steps:
+        run = None
+        if step.started_at is not None:
+            end = step.finished_at or datetime.now(UTC)
+            run = duration((end - step.started_at).total_seconds())
+        parents = ", ".join(step.depends_on)
+        row: list[RenderableType] = [
+            step.name,
+            status_text(step.status),
+            f"{step.attempt}/{step.max_attempts}" if step.max_attempts else str(step.attempt),
+            parents if step.run_after == "succeeded" else f"{parents} (any outcome)",
+            local_time(step.started_at),
+            run or "",
+            step.job_id,
+        ]
+        if with_errors:
+            row.append(Text(_cut(step.error or "", ERROR_WIDTH), style="red"))
+        table.add_row(*row)
+    return table
 
 
 def _available(job: Job) -> str | None:

@@ -20,6 +20,7 @@ from app.db import fairness
 from app.db.coalescing import MAX_JOIN_TRIES, differs_sql, event_details_sql, hold_key
 from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
 from app.db.sql_common import qualified, quote_ident
+from app.domain.dependencies import MAX_DEPENDS_ON, RunAfter
 from app.domain.idempotency import RESERVED_PREFIX
 from app.domain.spec import (
     DEFAULT_MAX_ATTEMPTS,
@@ -68,6 +69,9 @@ RATE_PARAMETERS = (("rate_key", "text", "NULL"),)
 # Added by migration 0016 (coalescing triggers), with the OUT columns `coalesced` and
 # `differs`.
 COALESCING_PARAMETERS = (("coalescing", "boolean", "false"),)
+# Added by migration 0018 (dependencies): a job with parents is created waiting
+# (app.db.dependency_functions settles it).
+DEPENDENCY_PARAMETERS = (("depends_on", "uuid[]", "NULL"), ("run_after", "text", "'succeeded'"))
 # dl_enqueue as each migration that (re)installed it rendered it, by revision: a migration
 # installs its own release, and a downgrade installs the one before, so a release's text
 # never changes once it shipped.
@@ -78,12 +82,19 @@ RELEASES: dict[int, tuple[tuple[str, str, str | None], ...]] = {
     16: PARAMETERS + GROUP_PARAMETERS + RATE_PARAMETERS + COALESCING_PARAMETERS,
     # Migration 0017 (fair queues): the same parameters; its jobs get their round.
     17: PARAMETERS + GROUP_PARAMETERS + RATE_PARAMETERS + COALESCING_PARAMETERS,
+    18: PARAMETERS
+    + GROUP_PARAMETERS
+    + RATE_PARAMETERS
+    + COALESCING_PARAMETERS
+    + DEPENDENCY_PARAMETERS,
 }
 LATEST = max(RELEASES)
 # The first release with coalescing triggers.
 COALESCING_RELEASE = 16
 # The first release that gives a fair queue's jobs their round (app.db.fairness).
 FAIR_RELEASE = 17
+# The first release with depends_on and run_after.
+DEPENDENCY_RELEASE = 18
 
 
 def parameters(release: int = LATEST) -> tuple[tuple[str, str, str | None], ...]:
@@ -163,6 +174,23 @@ def coalescing_fingerprint(fingerprint: str, coalescing: str) -> str:
             'request', {fingerprint}, 'coalescing', true)::text, 'UTF8')), 'hex') END"""
 
 
+def dependencies_fingerprint(fingerprint: str, depends_on: str, run_after: str) -> str:
+    """SQL: the fingerprint of a request with its parents (app.db.jobs uses it).
+
+    Like coalescing_fingerprint (which it wraps): unchanged for a request without
+    depends_on, so every job written before dependencies existed keeps its digest; with
+    them, the digest of the fingerprint, the set of parents (order and repeats do not
+    matter) and run_after: the same idempotency_key with other parents is another request.
+    `depends_on` is a uuid[] expression (NULL for none).
+    """
+    return f"""CASE WHEN {depends_on} IS NULL THEN {fingerprint}
+        ELSE encode(sha256(convert_to(jsonb_build_object(
+            'request', {fingerprint},
+            'depends_on', to_jsonb(ARRAY(SELECT DISTINCT p FROM unnest({depends_on}) AS p
+                                         ORDER BY p)),
+            'run_after', {run_after})::text, 'UTF8')), 'hex') END"""
+
+
 def _insert_statement(schema: str, release: int) -> str:
     """The one statement that writes the job, its event and its dispatch (like app.db.jobs)."""
     jobs = qualified(schema, "dl_jobs")
@@ -176,14 +204,34 @@ def _insert_statement(schema: str, release: int) -> str:
         else "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     )
     fair = release >= FAIR_RELEASE
+    deps = release >= DEPENDENCY_RELEASE
     fair_first = fair_column = fair_value = fair_join = fair_returned = ""
     if fair:
         rows = "SELECT dl_enqueue.queue AS queue, dl_enqueue.partition_key AS partition_key"
         fair_first = fairness.first_rounds_cte(schema, rows) + ","
         fair_column, fair_value, fair_returned = ", fair_round", ", f.first_round", ", fair_round"
+        if deps:  # a waiting job takes its round when it is released
+            fair_value = ", CASE WHEN dl_enqueue.depends_on IS NULL THEN f.first_round END"
         fair_join = (
             " LEFT JOIN fair_first f ON f.queue = dl_enqueue.queue"
             " AND f.tenant = coalesce(dl_enqueue.partition_key, '')"
+        )
+    status, pgq_id, returned, source = f"'{JobStatus.QUEUED.value}'", "i.pgq_id", "", "new_jobs"
+    event, to_dispatch = f"'{JobEvent.QUEUED.value}'", ""
+    if deps:  # a dependent is written waiting, without a dispatch
+        status = (
+            f"CASE WHEN dl_enqueue.depends_on IS NULL THEN '{JobStatus.QUEUED.value}'"
+            f" ELSE '{JobStatus.WAITING.value}' END"
+        )
+        pgq_id = "CASE WHEN dl_enqueue.depends_on IS NULL THEN i.pgq_id END"
+        returned, source = ", status", "to_dispatch"
+        to_dispatch = f"""
+    to_dispatch AS (
+        SELECT * FROM new_jobs WHERE status = '{JobStatus.QUEUED.value}'
+    ),"""
+        event = (
+            f"CASE WHEN status = '{JobStatus.QUEUED.value}' THEN '{JobEvent.QUEUED.value}'"
+            f" ELSE '{JobEvent.WAITING.value}' END"
         )
     return f"""
     WITH input AS MATERIALIZED (
@@ -197,15 +245,15 @@ def _insert_statement(schema: str, release: int) -> str:
                dl_enqueue.idempotency_key, dl_enqueue.lock_key, dl_enqueue.partition_key,
                dl_enqueue.priority, dl_enqueue.max_attempts, lease, dl_enqueue.producer,
                dl_enqueue.consumer_group, coalesce(dl_enqueue.available_at, now()),
-               fingerprint, '{JobStatus.QUEUED.value}', i.pgq_id{group_values}{fair_value}
+               fingerprint, {status}, {pgq_id}{group_values}{fair_value}
         FROM input i{fair_join}
         {arbiter}
-        RETURNING job_id, queue, task, priority, available_at, pgq_job_id{fair_returned}
-    ),
-    {dispatch_ctes(schema, "new_jobs", fair=fair)},
+        RETURNING job_id, queue, task, priority, available_at, pgq_job_id{fair_returned}{returned}
+    ),{to_dispatch}
+    {dispatch_ctes(schema, source, fair=fair)},
     logged AS (
         INSERT INTO {qualified(schema, "dl_job_events")} (job_id, event, attempt, details)
-        SELECT job_id, '{JobEvent.QUEUED.value}', 0,
+        SELECT job_id, {event}, 0,
                jsonb_build_object('queue', queue, 'task', task)
         FROM new_jobs
     )
@@ -368,6 +416,7 @@ def enqueue_function(schema: str, release: int = LATEST) -> str:
     outs = "OUT job_id uuid, OUT status text, OUT created boolean"
     variables = ""
     insert = _insert_statement(schema, release)
+    deps = release >= DEPENDENCY_RELEASE
     if release >= COALESCING_RELEASE:
         fingerprint = coalescing_fingerprint(fingerprint, "dl_enqueue.coalescing")
         checks += f"""
@@ -376,7 +425,13 @@ def enqueue_function(schema: str, release: int = LATEST) -> str:
     END IF;"""
         outs += ", OUT coalesced boolean, OUT differs text[]"
         variables = "\n    queued_job record;\n    held uuid[] := '{}';\n    tries integer := 0;"
-        body = _coalescing_body(schema, insert)
+        if deps:
+            fingerprint = dependencies_fingerprint(
+                fingerprint, "dl_enqueue.depends_on", "dl_enqueue.run_after"
+            )
+            checks += _dependency_checks(schema, refuse)
+            variables += "\n    missing uuid;"
+        body = _coalescing_body(schema, insert, deps=deps)
     else:
         body = f"""{insert}
 {_return_if_created("    ")}
@@ -409,12 +464,15 @@ $dl_enqueue$
 """
 
 
-def _return_if_created(indent: str) -> str:
-    """PL/pgSQL: read the insert's count into `inserted`; return the new job if it made one."""
+def _return_if_created(indent: str, settle: str = "") -> str:
+    """PL/pgSQL: read the insert's count into `inserted`; return the new job if it made one.
+
+    `settle` (the statements of _settle_new, release 18 on) runs before the return.
+    """
     block = f"""INTO inserted;
 IF inserted = 1 THEN
     job_id := new_id;
-    status := '{JobStatus.QUEUED.value}';
+    status := '{JobStatus.QUEUED.value}';{settle}
     created := true;
     RETURN;
 END IF;"""
@@ -439,9 +497,13 @@ END IF;"""
     return "\n".join(indent + line for line in block.splitlines())
 
 
-def _coalescing_body(schema: str, insert: str) -> str:
-    """PL/pgSQL: insert, or find the key's job, or join the queued job (app.db.coalescing)."""
+def _coalescing_body(schema: str, insert: str, *, deps: bool = False) -> str:
+    """PL/pgSQL: insert, or find the key's job, or join the queued job (app.db.coalescing).
+
+    With `deps` (release 18 on), a new dependent gets its edges and is settled first.
+    """
     jobs = qualified(schema, "dl_jobs")
+    settle = _settle_new(schema) if deps else ""
 
     def value(name: str) -> str:
         return "lease" if name == "lease_ttl_sec" else f"dl_enqueue.{name}"
@@ -451,7 +513,7 @@ def _coalescing_body(schema: str, insert: str) -> str:
     return f"""    coalesced := false;
     LOOP
 {inserted}
-{_return_if_created("        ")}
+{_return_if_created("        ", settle)}
         -- Idempotency first: a key already taken answers as it always does.
         IF dl_enqueue.idempotency_key IS NOT NULL THEN
 {_key_owner(schema, "            ")}
@@ -493,6 +555,65 @@ def _coalescing_body(schema: str, insert: str) -> str:
                 MESSAGE = 'dl_enqueue: the queued job to join kept starting; try again';
         END IF;
     END LOOP;"""
+
+
+def _dependency_checks(schema: str, refuse: str) -> str:
+    """app.domain.spec's rules for depends_on and run_after; then the parents are locked
+    and must exist (app.db.dependencies.lock_parents does the same for the Python insert)."""
+    jobs = qualified(schema, "dl_jobs")
+    run_after = ", ".join(f"''{value.value}''" for value in RunAfter)
+    return f"""
+    IF cardinality(dl_enqueue.depends_on) = 0 THEN
+        dl_enqueue.depends_on := NULL;
+    END IF;
+    IF dl_enqueue.run_after IS NULL
+       OR dl_enqueue.run_after NOT IN ({run_after.replace("''", "'")}) THEN
+        PERFORM {refuse}('run_after', 'must be one of {run_after}');
+    END IF;
+    IF dl_enqueue.depends_on IS NULL
+       AND dl_enqueue.run_after <> '{RunAfter.SUCCEEDED.value}' THEN
+        PERFORM {refuse}('run_after', 'needs depends_on');
+    END IF;
+    IF dl_enqueue.depends_on IS NOT NULL THEN
+        IF array_position(dl_enqueue.depends_on, NULL) IS NOT NULL THEN
+            PERFORM {refuse}('depends_on', 'must not hold NULL');
+        END IF;
+        IF cardinality(dl_enqueue.depends_on) > {MAX_DEPENDS_ON} THEN
+            PERFORM {refuse}('depends_on', 'must name at most {MAX_DEPENDS_ON} jobs');
+        END IF;
+        IF (SELECT count(DISTINCT p) FROM unnest(dl_enqueue.depends_on) AS p)
+           < cardinality(dl_enqueue.depends_on) THEN
+            PERFORM {refuse}('depends_on', 'must name each job once');
+        END IF;
+        IF dl_enqueue.coalescing THEN
+            PERFORM {refuse}('coalescing', 'cannot be true for a job with depends_on');
+        END IF;
+        -- Marked, then locked until commit (in job_id order): a parent cannot end unseen by
+        -- the release trigger between here and this job's commit.
+        UPDATE {jobs} SET has_dependents = true
+        WHERE job_id IN (SELECT j.job_id FROM {jobs} j
+                         WHERE j.job_id = ANY(dl_enqueue.depends_on) AND NOT j.has_dependents
+                         ORDER BY j.job_id FOR NO KEY UPDATE);
+        PERFORM 1 FROM {jobs} j WHERE j.job_id = ANY(dl_enqueue.depends_on)
+        ORDER BY j.job_id FOR SHARE;
+        SELECT p INTO missing FROM unnest(dl_enqueue.depends_on) AS p
+        WHERE NOT EXISTS (SELECT 1 FROM {jobs} j WHERE j.job_id = p) LIMIT 1;
+        IF missing IS NOT NULL THEN
+            PERFORM {refuse}('depends_on', format('no job has the id %s', missing));
+        END IF;
+    END IF;"""
+
+
+def _settle_new(schema: str) -> str:
+    """PL/pgSQL, run once a dependent was written: its edges, then its status as settled
+    (waiting; queued if its parents already ended as it needs; canceled if one failed)."""
+    return f"""
+    IF dl_enqueue.depends_on IS NOT NULL THEN
+        INSERT INTO {qualified(schema, "dl_job_dependencies")} (parent_id, child_id)
+        SELECT p, new_id FROM unnest(dl_enqueue.depends_on) AS p;
+        SELECT s.status INTO status
+        FROM {quote_ident(schema)}.dl_settle_waiting(ARRAY[new_id]) AS s;
+    END IF;"""
 
 
 def refuse_function(schema: str) -> str:

@@ -1,6 +1,7 @@
 """How many jobs of a listing are in each state: the jobs page's counts (GET /api/v1/jobs/counts).
 
-One pass over the rows the listing's filters select, counted per state. The queued jobs are
+One pass over the rows the listing's filters select, counted per state (waiting: dependents
+whose parents have not ended as they need). The queued jobs are
 split three ways: due (first attempt, available now), scheduled (first attempt, available
 later) and retrying (queued again after an attempt, whether its backoff has passed or not).
 """
@@ -37,6 +38,7 @@ def counts_statement(filters: JobFilter) -> Any:
     first_try = jobs.c.attempt == 0
     later = jobs.c.available_at > func.now()
     columns = [
+        _counted(_status(JobStatus.WAITING), "waiting"),
         _counted(and_(queued, first_try, jobs.c.available_at <= func.now()), "due"),
         _counted(and_(queued, first_try, later), "scheduled"),
         _counted(and_(queued, jobs.c.attempt > 0), "retrying"),

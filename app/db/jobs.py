@@ -12,6 +12,7 @@ a page costs the rows it reads, however deep it is, and needs no count.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -47,9 +48,13 @@ from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import UUID, Boolean, DateTime, Integer, Interval, Text, Uuid
 
 from app.db import fairness
-from app.db.enqueue_function import coalescing_fingerprint, grouped_fingerprint
+from app.db.enqueue_function import (
+    coalescing_fingerprint,
+    dependencies_fingerprint,
+    grouped_fingerprint,
+)
 from app.db.events import events, logged_with
-from app.db.models import DlJob
+from app.db.models import DlJob, DlJobDependency
 from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
 from app.db.sql_common import cutoff, qualified, quote_ident
 from app.domain.attempts import PostponedJob, RequeueRequest, StartedAttempt
@@ -57,6 +62,7 @@ from app.domain.filters import JobCursor, JobFilter
 from app.domain.states import FINAL_STATUSES, JobEvent, JobStatus
 
 jobs = cast(Table, DlJob.__table__)
+dependency_edges = cast(Table, DlJobDependency.__table__)
 # pgqueuer's job table; unqualified so the engine's schema_translate_map places it.
 pgqueuer_jobs = table("pgqueuer", column("id", BigInteger))
 ONE_SECOND: ColumnElement[Any] = literal_column("interval '1 second'")
@@ -89,6 +95,14 @@ class NewJob:
     producer: str | None
     consumer_group: str | None
     available_at: datetime | None
+    # `queued` (a dispatch is written with it) or `waiting` (a dependent: none yet).
+    status: str = JobStatus.QUEUED.value
+    depends_on: list[uuid.UUID] | None = None
+    run_after: str = "succeeded"
+    # Some job of the same call depends on it (a workflow's step with children).
+    has_dependents: bool = False
+    workflow_id: uuid.UUID | None = None
+    step_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,25 +135,52 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("concurrency_limit", Integer()),
     ("rate_key", Text()),
     ("coalescing", Boolean()),
+    ("status", Text()),
+    # JSON text: unnest cannot take an array of arrays of different lengths, and a list in
+    # an array of jsonb would be read as another dimension of that array.
+    ("depends_on", Text()),
+    ("run_after", Text()),
+    ("has_dependents", Boolean()),
+    ("workflow_id", UUID(as_uuid=True)),
+    ("step_name", Text()),
 )
 # The fields dl_request_fingerprint() digests: every one but the key (and the job's own
 # id). The concurrency group, rate_key and coalescing came after the function (0011):
 # grouped_fingerprint and coalescing_fingerprint add them.
 _EXTRA = ("job_id", "idempotency_key", "concurrency_key", "concurrency_limit", "rate_key")
+# Not part of the request's first fields: coalescing, and what dependencies and workflows
+# added (parents count through dependencies_fingerprint; the rest is not the caller's).
+_LATER = (
+    "coalescing",
+    "status",
+    "depends_on",
+    "run_after",
+    "has_dependents",
+    "workflow_id",
+    "step_name",
+)
 _FINGERPRINTED = ", ".join(
-    f"{name} => t.{name}" for name, _ in _COLUMNS if name not in (*_EXTRA, "coalescing")
+    f"{name} => t.{name}" for name, _ in _COLUMNS if name not in (*_EXTRA, *_LATER)
+)
+# An input row's parents as uuid[] (NULL for none).
+_PARENTS = (
+    "CASE WHEN t.depends_on IS NULL THEN NULL ELSE ARRAY("
+    "SELECT CAST(p AS uuid) FROM jsonb_array_elements_text(CAST(t.depends_on AS jsonb)) AS p)"
+    " END"
 )
 
 
 def _fingerprint(schema: str) -> str:
-    """The request fingerprint of an input row `t`, its group and coalescing included."""
+    """The request fingerprint of an input row `t`: group, coalescing and parents included."""
     grouped = grouped_fingerprint(
         f"{quote_ident(schema)}.dl_request_fingerprint({_FINGERPRINTED})",
         "t.concurrency_key",
         "t.concurrency_limit",
         "t.rate_key",
     )
-    return coalescing_fingerprint(grouped, "t.coalescing")
+    return dependencies_fingerprint(
+        coalescing_fingerprint(grouped, "t.coalescing"), _PARENTS, "t.run_after"
+    )
 
 
 @cache
@@ -149,9 +190,13 @@ def _insert_statement(schema: str) -> TextClause:
     typed = ", ".join(
         f"CAST(:{name} AS {_pg_array(kind)})" for name, kind in _COLUMNS
     )  # unnest needs the element types spelled out
+    queued = JobStatus.QUEUED.value
     sql = f"""
         WITH input AS MATERIALIZED (
-            SELECT {next_dispatch_id(schema)} AS pgq_id, t.*,
+            -- A waiting job (a dependent) takes no dispatch id: it gets one when released.
+            SELECT CASE WHEN t.status = '{queued}' THEN {next_dispatch_id(schema)} END
+                       AS pgq_id,
+                   t.*, {_PARENTS} AS parents,
                    {_fingerprint(schema)} AS request_fingerprint
             FROM unnest({typed}) WITH ORDINALITY AS t({names}, ord)
         ),
@@ -160,13 +205,16 @@ def _insert_statement(schema: str) -> TextClause:
             INSERT INTO {qualified(schema, "dl_jobs")} (job_id, queue, task, args,
                 idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
                 producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id,
-                concurrency_key, concurrency_limit, rate_key, coalescing, fair_round)
+                concurrency_key, concurrency_limit, rate_key, coalescing, fair_round,
+                depends_on, run_after, has_dependents, workflow_id, step_name)
             SELECT i.job_id, i.queue, i.task, i.args, i.idempotency_key, i.lock_key,
                    i.partition_key, i.priority, i.max_attempts, i.lease_ttl_sec, i.producer,
                    i.consumer_group, coalesce(i.available_at, now()), i.request_fingerprint,
-                   '{JobStatus.QUEUED.value}', i.pgq_id, i.concurrency_key,
+                   i.status, i.pgq_id, i.concurrency_key,
                    i.concurrency_limit, i.rate_key, i.coalescing,
-                   {fairness.round_sql("i", "i.ord")}
+                   -- A waiting job takes its round when it is released.
+                   CASE WHEN i.status = '{queued}' THEN {fairness.round_sql("i", "i.ord")} END,
+                   i.parents, i.run_after, i.has_dependents, i.workflow_id, i.step_name
             -- Key order, so two calls sharing keys wait on each other without deadlock;
             -- among items sharing a key (or a coalescing trigger's queue, task and
             -- lock_key) the first in the call wins.
@@ -176,13 +224,19 @@ def _insert_statement(schema: str) -> TextClause:
             -- Any arbiter: uq_dl_jobs_idempotency_key, or uq_dl_jobs_coalescing_queued for
             -- a coalescing trigger (app.db.coalescing); the caller tells which one it was.
             ON CONFLICT DO NOTHING
-            RETURNING job_id, queue, task, priority, available_at, pgq_job_id, fair_round
+            RETURNING job_id, queue, task, priority, available_at, pgq_job_id, fair_round,
+                      status
         ),
-        {dispatch_ctes(schema, "new_jobs")},
+        to_dispatch AS (
+            SELECT * FROM new_jobs WHERE status = '{queued}'
+        ),
+        {dispatch_ctes(schema, "to_dispatch")},
         logged AS (
             INSERT INTO {qualified(schema, "dl_job_events")} (job_id, event, attempt, details)
-            SELECT job_id, '{JobEvent.QUEUED.value}', 0,
-                   jsonb_build_object('queue', queue, 'task', task)
+            SELECT job_id,
+                   CASE WHEN status = '{queued}' THEN '{JobEvent.QUEUED.value}'
+                        ELSE '{JobEvent.WAITING.value}' END,
+                   0, jsonb_build_object('queue', queue, 'task', task)
             FROM new_jobs
         )
         SELECT i.job_id, i.request_fingerprint, n.job_id IS NOT NULL AS created
@@ -208,6 +262,10 @@ async def insert_many(
 ) -> list[InsertOutcome]:
     """Write the jobs in the session's transaction; nothing is committed here."""
     params = {name: [getattr(job, name) for job in new_jobs] for name, _ in _COLUMNS}
+    params["depends_on"] = [
+        None if job.depends_on is None else json.dumps([str(p) for p in job.depends_on])
+        for job in new_jobs
+    ]
     result = await session.execute(_insert_statement(schema), params)
     rows = {row.job_id: row for row in result}
     return [
@@ -584,13 +642,15 @@ async def postpone_queued(
 async def cancel_if_queued(
     session: AsyncSession, job_id: uuid.UUID
 ) -> tuple[int, int | None] | None:
-    """Move a queued job to canceled; returns (attempt, pgq_job_id) or None if not queued.
+    """Move a queued or waiting job to canceled; returns (attempt, pgq_job_id) or None if
+    it is neither (a waiting job has no dispatch: pgq_job_id None).
 
-    The row lock orders this against a worker's start: whichever commits first wins.
+    The row lock orders this against a worker's start: whichever commits first wins. Its
+    dependents are canceled with it by the database (app.db.dependency_functions).
     """
     statement = (
         update(jobs)
-        .where(jobs.c.job_id == job_id, jobs.c.status == JobStatus.QUEUED)
+        .where(jobs.c.job_id == job_id, jobs.c.status.in_([JobStatus.QUEUED, JobStatus.WAITING]))
         .values(
             status=JobStatus.CANCELED,
             cancel_requested=True,
@@ -626,6 +686,8 @@ class RetryCandidate:
     max_attempts: int
     queue: str
     priority: int
+    depends_on: list[uuid.UUID] | None = None
+    run_after: str = "succeeded"
 
 
 async def lock_for_retry(session: AsyncSession, job_id: uuid.UUID) -> RetryCandidate | None:
@@ -636,7 +698,13 @@ async def lock_for_retry(session: AsyncSession, job_id: uuid.UUID) -> RetryCandi
     row = (
         await session.execute(
             select(
-                jobs.c.status, jobs.c.attempt, jobs.c.max_attempts, jobs.c.queue, jobs.c.priority
+                jobs.c.status,
+                jobs.c.attempt,
+                jobs.c.max_attempts,
+                jobs.c.queue,
+                jobs.c.priority,
+                jobs.c.depends_on,
+                jobs.c.run_after,
             )
             .where(jobs.c.job_id == job_id)
             .with_for_update()
@@ -651,9 +719,11 @@ async def requeue_for_retry(
     *,
     previous_status: str,
     max_attempts: int,
-    pgq_job_id: int,
+    pgq_job_id: int | None,
+    status: JobStatus = JobStatus.QUEUED,
 ) -> DlJob | None:
-    """`previous_status` -> queued under dispatch `pgq_job_id`; None if the status moved.
+    """`previous_status` -> queued under dispatch `pgq_job_id` (or waiting, with none, for a
+    dependent whose parents have not all ended); None if the status moved.
 
     `attempt` is kept, so no attempt number is ever used twice (fencing relies on it).
     """
@@ -661,7 +731,8 @@ async def requeue_for_retry(
         update(DlJob)
         .where(jobs.c.job_id == job_id, jobs.c.status == previous_status)
         .values(
-            status=JobStatus.QUEUED,
+            status=status,
+            canceled_by=None,
             max_attempts=max_attempts,
             pgq_job_id=pgq_job_id,
             available_at=func.now(),
@@ -774,6 +845,26 @@ async def delete_finished(session: AsyncSession, retention: timedelta, limit: in
         .returning(jobs.c.job_id)
         .cte("gone")
     )
+    # A deleted job's edges go with it (as child, and as parent: a waiting child reads a
+    # parent that is gone as one that no longer holds it back).
+    gone_edges = (
+        delete(dependency_edges)
+        .where(
+            dependency_edges.c.child_id
+            == func.any(func.array(select(gone.c.job_id).scalar_subquery()))
+        )
+        .returning(dependency_edges.c.child_id)
+        .cte("gone_edges")
+    )
+    gone_parent_edges = (
+        delete(dependency_edges)
+        .where(
+            dependency_edges.c.parent_id
+            == func.any(func.array(select(gone.c.job_id).scalar_subquery()))
+        )
+        .returning(dependency_edges.c.parent_id)
+        .cte("gone_parent_edges")
+    )
     gone_events = (
         delete(events)
         # ix_dl_job_events_job_id_id: (job_id, id).
@@ -786,6 +877,9 @@ async def delete_finished(session: AsyncSession, retention: timedelta, limit: in
             select(
                 select(func.count()).select_from(gone).scalar_subquery(),
                 select(func.count()).select_from(gone_events).scalar_subquery(),
+                # Named, so that SQLAlchemy renders these CTEs at all.
+                select(func.count()).select_from(gone_edges).scalar_subquery(),
+                select(func.count()).select_from(gone_parent_edges).scalar_subquery(),
             )
         )
     ).one()

@@ -102,9 +102,23 @@ class DlJob(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Dependencies (migration 0018, app.db.dependency_functions): the parents it waits for
+    # (also edges of dl_job_dependencies), and whether it needs them to succeed or only to
+    # end. NULL for a job of its own.
+    depends_on: Mapped[list[uuid.UUID] | None] = mapped_column(ARRAY(UUID(as_uuid=True)))
+    run_after: Mapped[str] = mapped_column(Text, server_default=text("'succeeded'"))
+    # Some job depends on it: only then does a change of its status wake the release
+    # trigger (its WHEN clause), so a job without dependents pays nothing for it.
+    has_dependents: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # The parent whose end canceled this dependent; a retry of that parent makes it wait again.
+    canceled_by: Mapped[uuid.UUID | None] = mapped_column()
+    # The workflow it is a step of (dl_workflows), and the step's name there.
+    workflow_id: Mapped[uuid.UUID | None] = mapped_column()
+    step_name: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUS_LIST})", name="status_valid"),
+        CheckConstraint("run_after IN ('succeeded', 'any')", name="run_after_valid"),
         CheckConstraint("attempt >= 0", name="attempt_non_negative"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
         CheckConstraint("lease_ttl_sec >= 1", name="lease_ttl_positive"),
@@ -186,6 +200,47 @@ class DlJob(Base):
             "fair_round",
             postgresql_where=text("status = 'queued' AND fair_round IS NOT NULL"),
         ),
+        # A workflow's steps, one per name; jobs of their own add no entries.
+        Index(
+            "uq_dl_jobs_workflow_step",
+            "workflow_id",
+            "step_name",
+            unique=True,
+            postgresql_where=text("workflow_id IS NOT NULL"),
+        ),
+    )
+
+
+class DlJobDependency(Base):
+    """One edge: `child_id` waits for `parent_id` (app.db.dependency_functions).
+
+    The primary key finds a parent's children (the release trigger); the index on child_id
+    finds a child's edges when retention deletes it.
+    """
+
+    __tablename__ = "dl_job_dependencies"
+
+    parent_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    child_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+
+    __table_args__ = (Index("ix_dl_job_dependencies_child_id", "child_id"),)
+
+
+class DlWorkflow(Base):
+    """A workflow: a named DAG of steps (dl_jobs rows with its workflow_id) made at once."""
+
+    __tablename__ = "dl_workflows"
+
+    workflow_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    step_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Set by POST /api/v1/workflows/{id}/cancel.
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("length(name) > 0 AND step_count >= 1", name="fields_valid"),
+        Index("ix_dl_workflows_created_at", text("created_at DESC")),
     )
 
 

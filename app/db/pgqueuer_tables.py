@@ -149,6 +149,15 @@ async def withdraw_dispatch_in_session(session: AsyncSession, schema: str, pgq_j
     await queries.mark_job_as_cancelled([JobId(pgq_job_id)])
 
 
+async def withdraw_dispatches_in_session(
+    session: AsyncSession, schema: str, pgq_job_ids: list[int]
+) -> None:
+    """withdraw_dispatch_in_session() for many dispatches in one call."""
+    if pgq_job_ids:
+        queries = queries_for(await _driver_connection(session), pgqueuer_settings(schema))
+        await queries.mark_job_as_cancelled([JobId(pgq_job_id) for pgq_job_id in pgq_job_ids])
+
+
 async def signal_cancel_in_session(session: AsyncSession, schema: str, pgq_job_id: int) -> None:
     """Tell the worker running this dispatch to look at its cancel flag now (on commit)."""
     queries = queries_for(await _driver_connection(session), pgqueuer_settings(schema))

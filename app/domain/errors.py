@@ -58,6 +58,22 @@ class JobNotRetryableError(JobStatusConflictError):
         )
 
 
+class DependencyNotMetError(JobStatusConflictError):
+    """A dependent cannot run again while a job it needs to succeed has not."""
+
+    def __init__(self, status: str, parent: uuid.UUID, parent_status: str) -> None:
+        super().__init__(
+            f"job depends on job {parent}, which ended {parent_status}; retry that job first "
+            "(its dependents then wait for it again)",
+            status,
+        )
+        self.parent = parent
+
+
+class WorkflowNotFoundError(JobNotFoundError):
+    """No workflow has this id."""
+
+
 class IdempotencyConflictError(JobError):
     """The idempotency_key is already used by a job created from a different request."""
 

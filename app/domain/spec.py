@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
 
+from app.domain.dependencies import MAX_DEPENDS_ON, RunAfter
 from app.domain.errors import InvalidJobError
 
 # Names that travel into pgqueuer entrypoints, logs and metrics labels.
@@ -62,6 +64,11 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     lease_ttl_sec: LeaseTtlSec | None = None
     producer: Label | None = None
     consumer_group: Label | None = None
+    # Jobs that must end first (docs/workflows.md): this one waits, with no dispatch, until
+    # each succeeded (run_after `any`: until each ended), and is canceled, naming the parent,
+    # when one it needs ended failed, canceled or lost.
+    depends_on: Annotated[list[uuid.UUID], msgspec.Meta(max_length=MAX_DEPENDS_ON)] | None = None
+    run_after: RunAfter = RunAfter.SUCCEEDED
 
 
 def _check_json_value(value: object, path: str, depth: int) -> None:
@@ -89,6 +96,7 @@ def validated(spec: JobCreate) -> JobCreate:
         raise InvalidJobError(str(exc)) from None
     _check_json_value(checked.args, "$.args", 1)
     _check_concurrency_group(checked)
+    _check_dependencies(checked)
     if checked.available_at is not None and checked.available_at.tzinfo is None:
         # A timestamp without a zone is read as UTC, the server's reference.
         checked.available_at = checked.available_at.replace(tzinfo=UTC)
@@ -112,3 +120,25 @@ def _check_concurrency_group(spec: JobCreate) -> None:
         raise InvalidJobError(
             "concurrency_key is required with concurrency_limit (field `concurrency_key`)"
         )
+
+
+def _check_dependencies(spec: JobCreate) -> None:
+    """depends_on names each parent once; a dependent neither coalesces nor sets run_after
+    alone. An empty list means no parents."""
+    if spec.depends_on == []:
+        spec.depends_on = None
+    if spec.depends_on is None:
+        if spec.run_after is not RunAfter.SUCCEEDED:
+            raise InvalidJobError("run_after needs depends_on (field `run_after`)")
+        return
+    seen: set[uuid.UUID] = set()
+    for index, parent in enumerate(spec.depends_on):
+        if parent in seen:
+            raise InvalidJobError(
+                f"depends_on names job {parent} twice (field `depends_on[{index}]`)"
+            )
+        seen.add(parent)
+    if spec.coalescing:
+        # A queued coalescing job is joined by later triggers; a waiting one has no dispatch
+        # to join, and two of them would collide once released.
+        raise InvalidJobError("a job with depends_on cannot be coalescing (field `coalescing`)")

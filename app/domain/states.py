@@ -8,6 +8,9 @@ from enum import StrEnum
 class JobStatus(StrEnum):
     """Where a job is in its life; the last four are final."""
 
+    # Depends on jobs that have not all ended as it needs (docs/workflows.md): no dispatch
+    # yet; it becomes queued when they have, or canceled when one of them failed.
+    WAITING = "waiting"
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -26,12 +29,17 @@ FINAL_STATUSES = frozenset(
 )
 # The final statuses an operator may run again (POST /api/v1/jobs/{id}/retry).
 RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELED})
+# The final statuses that are not a success: a dependent that needs its parent to succeed is
+# canceled when the parent ends in one of them.
+UNSUCCESSFUL_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELED, JobStatus.LOST})
 
 
 class JobEvent(StrEnum):
     """The kinds of rows written to dl_job_events, one per lifecycle transition."""
 
     QUEUED = "queued"
+    # Created (or made to run again) while a job it depends on has not ended as it needs.
+    WAITING = "waiting"
     STARTED = "started"
     LOCK_BUSY = "lock_busy"
     # Its concurrency group already ran concurrency_limit jobs: not started, waits.

@@ -44,6 +44,15 @@ class Job(msgspec.Struct, kw_only=True):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # The jobs it depends on (docs/workflows.md), null for none; while one has not ended
+    # as `run_after` needs, it is `waiting`.
+    depends_on: list[uuid.UUID] | None = None
+    run_after: str = "succeeded"
+    # The parent whose end canceled it (a dependent whose parent failed), if one did.
+    canceled_by: uuid.UUID | None = None
+    # The workflow it is a step of, and its step's name; null for a job of its own.
+    workflow_id: uuid.UUID | None = None
+    step_name: str | None = None
     # What the pipeline returned (any JSON value), set when it succeeded; null before and
     # otherwise. Left out of listings (UNSET, not shown) unless they ask for it.
     result: Any | msgspec.UnsetType = msgspec.UNSET
@@ -119,11 +128,13 @@ class JobHistory(msgspec.Struct, kw_only=True):
 class JobCounts(msgspec.Struct, kw_only=True):
     """How many jobs of a listing are in each state; queued jobs split three ways.
 
+    waiting: depends on jobs that have not ended as it needs (no dispatch yet).
     due: first attempt, available now. scheduled: first attempt, `available_at` later.
     retrying: queued again after an attempt (its backoff may not have passed yet).
     `next_due_at` is the earliest `available_at` still ahead among the queued jobs.
     """
 
+    waiting: int
     due: int
     scheduled: int
     retrying: int

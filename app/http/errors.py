@@ -31,7 +31,7 @@ from app.domain.errors import (
     ScheduleNotFoundError,
 )
 from app.http.request_id import request_id
-from app.jobs.availability import database_unreachable
+from app.jobs.availability import database_unreachable, transient_conflict
 
 logger = logging.getLogger("app.http")
 
@@ -180,7 +180,9 @@ def database_error_handler(
     """Data the database refused is a 400; a database that is gone or full is a 503."""
     # Down, restarting, refusing connections (out of slots: SQLSTATE class 53, 57P03),
     # the connection gone, or this process's pool exhausted: see app/jobs/availability.py.
-    if database_unreachable(exc):
+    # A transaction that lost deadlocks more often than the manager runs it again
+    # (app.jobs.manager.again_on_conflict): the same request succeeds later.
+    if database_unreachable(exc) or transient_conflict(exc):
         logger.warning(
             "database unavailable on %s %s (request %s): %s: %s",
             request.method,

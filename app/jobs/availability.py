@@ -68,6 +68,22 @@ def database_unreachable(error: BaseException) -> bool:
     return False
 
 
+# Class 40, transaction rollback: 40P01 deadlock detected, 40001 serialization failure. The
+# release of dependents (app.db.dependency_functions) locks children in job_id order, but
+# one statement ending many parents at once (a worker's batch of finishes) reaches them in
+# the order of its rows, so two such statements can still meet in a deadlock, which
+# PostgreSQL ends by rolling one back. Nothing was done; the same transaction run again
+# succeeds.
+_CONFLICT_SQLSTATE_CLASS = "40"
+
+
+def transient_conflict(error: BaseException) -> bool:
+    """Whether `error` says the transaction lost a deadlock or a serialization race."""
+    return any(
+        (_sqlstate(current) or "").startswith(_CONFLICT_SQLSTATE_CLASS) for current in _chain(error)
+    )
+
+
 def connection_gone(error: BaseException) -> bool:
     """Whether `error` says the connection it came from is lost (not merely turned away)."""
     return any(isinstance(current, _CONNECTION_GONE) for current in _chain(error))

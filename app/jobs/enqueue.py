@@ -1,4 +1,5 @@
-"""enqueue_in_session() and enqueue_many_in_session(): create jobs in the caller's transaction.
+"""enqueue_in_session(), enqueue_many_in_session() and enqueue_workflow_in_session(): create
+jobs (or a workflow of them) in the caller's transaction.
 
 A process that loaded no pipelines (an application that only enqueues) checks task names
 against the tasks live workers registered (dl_workers), read in the caller's transaction;
@@ -13,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.spec import JobCreate
 from app.domain.views import JobCreated
+from app.domain.workflows import WorkflowCreate, WorkflowCreated
 from app.jobs.manager import JobManager
-from app.jobs.validation import check_spec, check_specs
+from app.jobs.validation import check_spec, check_specs, check_workflow
 from app.jobs.worker_registry import live_tasks_in_session
 from app.pipelines.registry import registered_names
 from app.settings import Settings, get_settings
@@ -64,6 +66,25 @@ async def enqueue_many_in_session(
     live = await _live_tasks_unless_loaded(session, settings)
     checked = check_specs(specs, internal=internal, live_tasks=live)
     return await manager.create_many_in_session(session, checked)
+
+
+async def enqueue_workflow_in_session(
+    session: AsyncSession, spec: WorkflowCreate, settings: Settings | None = None
+) -> WorkflowCreated:
+    """Write a workflow and all its steps in `session` (docs/workflows.md); nothing is
+    committed here.
+
+    The steps exist exactly when the caller's transaction commits: the roots queued (a
+    worker is woken at that moment), the others waiting for their parents. A bad DAG (a
+    cycle, an unknown step, a duplicate name) or a bad step is an InvalidJobError naming
+    it, raised before anything is written; a parent job outside the workflow that does not
+    exist is one too, raised after the workflow's row was written: roll the transaction back.
+    """
+    settings = settings or get_settings()
+    manager = JobManager.from_settings(settings)
+    live = await _live_tasks_unless_loaded(session, settings)
+    steps = check_workflow(spec, live_tasks=live)
+    return await manager.create_workflow_in_session(session, spec.name, steps)
 
 
 async def _live_tasks_unless_loaded(session: AsyncSession, settings: Settings) -> set[str] | None:

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import events, pgqueuer_tables, queues, workers
+from app.db import events, pgqueuer_tables, queues, workers, workflows
 from app.db import jobs as job_rows
 from app.db.events import OrphanWindow
 from app.db.jobs import JobBatch
@@ -51,6 +51,11 @@ class HistoryPruner:
         """dl_workers rows of workers not seen for `unseen_for`; how many went."""
         async with self.sessions() as session, session.begin():
             return await workers.delete_expired_in_session(session, unseen_for)
+
+    async def emptied_workflows(self, retention: timedelta, limit: int) -> int:
+        """dl_workflows rows older than the retention whose steps are all gone."""
+        async with self.sessions() as session, session.begin():
+            return await workflows.delete_emptied(session, retention, limit)
 
     async def idle_rate_buckets(self) -> int:
         """dl_rate_buckets rows whose starts all aged out and whose line is empty; how many went."""

@@ -11,33 +11,65 @@ or opens a transaction of its own. Two database styles, by path:
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import random
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import coalescing, events, job_batches
+from app.db import coalescing, dependencies, events, job_batches, workflows
 from app.db import jobs as job_rows
 from app.db import pgqueuer_tables as pgqueuer
 from app.db.coalescing import MAX_JOIN_TRIES
 from app.db.jobs import NewJob
 from app.domain.attempts import FinishRequest, RequeueRequest, StartAnswer, StartRequest
 from app.domain.errors import (
+    DependencyNotMetError,
     IdempotencyConflictError,
+    InvalidJobError,
     JobFinishedError,
     JobNotFoundError,
     JobNotRetryableError,
+    WorkflowNotFoundError,
 )
 from app.domain.rate_limits import RateScope, WaitReason
 from app.domain.spec import JobCreate
 from app.domain.states import RETRYABLE_STATUSES, JobEvent, JobStatus
 from app.domain.views import Job, JobCreated
+from app.domain.workflows import (
+    PlannedStep,
+    WorkflowCanceled,
+    WorkflowCreated,
+    WorkflowStepCreated,
+)
+from app.jobs.availability import transient_conflict
 from app.settings import Settings
+
+T = TypeVar("T")
+# A transaction that lost a deadlock (app.jobs.availability.transient_conflict) runs again
+# up to this many times in all, after a short random pause; then its error goes up (the
+# API answers 503).
+CONFLICT_TRIES = 5
+CONFLICT_PAUSE_SEC = 0.05
+
+
+async def again_on_conflict(action: Callable[[], Awaitable[T]]) -> T:
+    """`action()`, run again while it loses a deadlock, CONFLICT_TRIES times in all."""
+    for tries_left in range(CONFLICT_TRIES - 1, -1, -1):
+        try:
+            return await action()
+        except Exception as error:
+            if not tries_left or not transient_conflict(error):
+                raise
+        await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE_SEC))
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -102,6 +134,15 @@ class JobManager:
         async with self._session() as session, session.begin():
             yield session
 
+    async def _in_transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`work` in a transaction of the manager's own, run again while it loses a deadlock."""
+
+        async def once() -> T:
+            async with self._transaction() as session:
+                return await work(session)
+
+        return await again_on_conflict(once)
+
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[AsyncSession]:
         """A session of the manager's own; what it leaves uncommitted is rolled back."""
@@ -117,6 +158,8 @@ class JobManager:
         session: AsyncSession,
         specs: Sequence[JobCreate],
         details: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        name_items: bool = True,
     ) -> list[JobCreated | KeyConflict]:
         """Queued jobs with their first events and dispatches, in the caller's transaction.
 
@@ -128,9 +171,16 @@ class JobManager:
         a coalescing item (key first) whose queue, task and lock_key have a queued job of a
         coalescing trigger joins it (app.db.coalescing), which logs a `coalesced` event on
         that job, its details joined by the item's `details` (the HTTP request's id, say).
+
+        An item with depends_on is written waiting, without a dispatch, and settled once
+        its edges are in (dependencies.settle: queued at once if its parents already
+        succeeded, canceled if one it needs failed). Its parents are locked first; an
+        unknown one is an InvalidJobError naming it (and the item, `jobs[i]`, with
+        `name_items`).
         """
         if not specs:
             return []
+        await self._lock_parents(session, specs, name_items=name_items)
         new_jobs = [self._new_job(spec) for spec in specs]
         results: list[JobCreated | KeyConflict | None] = [None] * len(specs)
         created_by: dict[uuid.UUID, int] = {}
@@ -162,7 +212,9 @@ class JobManager:
                         held.add(queued.job_id)  # the next insert proves it still queued
             pending = [index for index, result in enumerate(results) if result is None]
             if not pending:
-                return [result for result in results if result is not None]
+                done = [result for result in results if result is not None]
+                await self._settle_new(session, specs, new_jobs, done)
+                return done
         # Each round needs a start of the job found, between two statements of this one.
         raise RuntimeError(f"the queued job to join kept starting ({MAX_JOIN_TRIES} tries)")
 
@@ -219,6 +271,47 @@ class JobManager:
                 )
         return joins
 
+    async def _lock_parents(
+        self, session: AsyncSession, specs: Sequence[JobCreate], *, name_items: bool
+    ) -> None:
+        """Lock every parent the specs name (dependencies.lock_parents); refuse an unknown one."""
+        parents = {parent for spec in specs for parent in spec.depends_on or ()}
+        if not parents:
+            return
+        found = await dependencies.lock_parents(session, parents)
+        for index, spec in enumerate(specs):
+            for position, parent in enumerate(spec.depends_on or ()):
+                if parent not in found:
+                    field = f"depends_on[{position}]"
+                    if name_items:
+                        field = f"jobs[{index}].{field}"
+                    where = f"jobs[{index}]: " if name_items else ""
+                    raise InvalidJobError(f"{where}no job has the id {parent} (field `{field}`)")
+
+    async def _settle_new(
+        self,
+        session: AsyncSession,
+        specs: Sequence[JobCreate],
+        new_jobs: list[NewJob],
+        results: list[JobCreated | KeyConflict],
+    ) -> None:
+        """Edges for the dependents this call created, then their statuses as settled."""
+        created = [
+            (job, result)
+            for job, result in zip(new_jobs, results, strict=True)
+            if job.depends_on and isinstance(result, JobCreated) and result.created
+        ]
+        if not created:
+            return
+        await dependencies.add_edges(
+            session, [(parent, job.job_id) for job, _ in created for parent in job.depends_on or ()]
+        )
+        statuses = await dependencies.settle(
+            session, self.schema, [job.job_id for job, _ in created]
+        )
+        for job, result in created:
+            result.status = statuses[job.job_id]
+
     async def create_many_in_session(
         self,
         session: AsyncSession,
@@ -244,15 +337,116 @@ class JobManager:
         self, specs: Sequence[JobCreate], details: Sequence[Mapping[str, Any]] | None = None
     ) -> list[JobCreated]:
         """create_many_in_session() in a transaction of the manager's own: all or none."""
-        async with self._transaction() as session:
-            return await self.create_many_in_session(session, specs, details=details)
+        return await self._in_transaction(
+            lambda session: self.create_many_in_session(session, specs, details=details)
+        )
 
     async def create_or_find(
-        self, specs: Sequence[JobCreate], details: Sequence[Mapping[str, Any]] | None = None
+        self,
+        specs: Sequence[JobCreate],
+        details: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        name_items: bool = True,
     ) -> list[JobCreated | KeyConflict]:
         """create_or_find_in_session() in a transaction of the manager's own, committed."""
-        async with self._transaction() as session:
-            return await self.create_or_find_in_session(session, specs, details)
+        return await self._in_transaction(
+            lambda session: self.create_or_find_in_session(
+                session, specs, details, name_items=name_items
+            )
+        )
+
+    async def create_workflow_in_session(
+        self, session: AsyncSession, name: str, steps: Sequence[PlannedStep]
+    ) -> WorkflowCreated:
+        """A workflow's row and every step, in the caller's transaction: one batched insert
+        for the steps (roots queued with their dispatches, the rest waiting), one for the
+        edges. Parents outside the workflow are locked first (InvalidJobError naming an
+        unknown one); the steps that have some are settled as a dependent trigger is.
+        `steps` come from app.domain.workflows.plan, their jobs already checked.
+        """
+        workflow_id = uuid.uuid4()
+        ids = [uuid.uuid4() for _ in steps]
+        outside = {parent for step in steps for parent in step.parent_jobs}
+        if outside:
+            found = await dependencies.lock_parents(session, outside)
+            for step in steps:
+                for position, parent in zip(step.job_positions, step.parent_jobs, strict=True):
+                    if parent not in found:
+                        field = f"steps[{step.index}].depends_on[{position}]"
+                        raise InvalidJobError(f"no job has the id {parent} (field `{field}`)")
+        await workflows.insert_workflow(session, workflow_id, name, len(steps))
+        new_jobs: list[NewJob] = []
+        for step, job_id in zip(steps, ids, strict=True):
+            parents = [ids[i] for i in step.parent_steps] + list(step.parent_jobs)
+            new_jobs.append(
+                dataclasses.replace(
+                    self._new_job(step.spec.job),
+                    job_id=job_id,
+                    status=JobStatus.WAITING if parents else JobStatus.QUEUED,
+                    depends_on=parents or None,
+                    run_after=step.spec.run_after,
+                    has_dependents=step.has_children,
+                    workflow_id=workflow_id,
+                    step_name=step.spec.name,
+                )
+            )
+        await job_rows.insert_many(session, self.schema, new_jobs)
+        await dependencies.add_edges(
+            session, [(parent, job.job_id) for job in new_jobs for parent in job.depends_on or ()]
+        )
+        statuses = {job.job_id: job.status for job in new_jobs}
+        statuses.update(
+            await dependencies.settle(
+                session, self.schema, [ids[step.index] for step in steps if step.parent_jobs]
+            )
+        )
+        return WorkflowCreated(
+            workflow_id=workflow_id,
+            name=name,
+            steps=[
+                WorkflowStepCreated(
+                    name=step.spec.name, job_id=job_id, status=str(statuses[job_id])
+                )
+                for step, job_id in zip(steps, ids, strict=True)
+            ],
+        )
+
+    async def create_workflow(self, name: str, steps: Sequence[PlannedStep]) -> WorkflowCreated:
+        """create_workflow_in_session() in a transaction of the manager's own: all or none."""
+        return await self._in_transaction(
+            lambda session: self.create_workflow_in_session(session, name, steps)
+        )
+
+    async def cancel_workflow(self, workflow_id: uuid.UUID) -> WorkflowCanceled:
+        """Cancel every step that has not finished: waiting and queued ones at once (their
+        dispatches withdrawn), running ones asked to stop at their next checkpoint.
+
+        Two kinds of transaction: the unstarted steps in one (locked in job_id order); then
+        each running step on its own, as a single cancel is. A running step's finish may
+        hold its row while the release trigger waits for a child's, so taking both in one
+        transaction could deadlock with it.
+        """
+
+        async def unstarted(session: AsyncSession) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+            if await workflows.get_workflow(session, workflow_id) is None:
+                raise WorkflowNotFoundError(f"workflow {workflow_id} not found")
+            canceled = await workflows.cancel_unstarted_steps(session, workflow_id)
+            await pgqueuer.withdraw_dispatches_in_session(
+                session, self.schema, canceled.pgq_job_ids
+            )
+            return canceled.job_ids, await workflows.running_steps(session, workflow_id)
+
+        canceled, running = await self._in_transaction(unstarted)
+        asked = 0
+        for job_id in running:
+            try:
+                job = await self.cancel(job_id)
+            except JobFinishedError:
+                continue  # it ended meanwhile
+            asked += job.status == JobStatus.RUNNING
+        return WorkflowCanceled(
+            workflow_id=workflow_id, canceled=len(canceled), cancel_requested=asked
+        )
 
     def _new_job(self, spec: JobCreate) -> NewJob:
         lease_ttl_sec = spec.lease_ttl_sec or self.default_lease_ttl_sec
@@ -274,6 +468,9 @@ class JobManager:
             producer=spec.producer,
             consumer_group=spec.consumer_group,
             available_at=spec.available_at,
+            status=JobStatus.WAITING if spec.depends_on else JobStatus.QUEUED,
+            depends_on=spec.depends_on or None,
+            run_after=spec.run_after,
         )
 
     # --- the worker's hot path (its lock session and finish writer connections) -----------
@@ -495,8 +692,12 @@ class JobManager:
 
         Keeps invariant 5: every running job has a live lease, every queued job a dispatch.
         `reaped_by` (the leader's worker id) is written on the events; their `worker_id`
-        stays the worker whose attempt it was.
+        stays the worker whose attempt it was. A pass that loses a deadlock (ending a job
+        releases its dependents) runs again.
         """
+        return await again_on_conflict(lambda: self._rescue_once(batch_size, reaped_by))
+
+    async def _rescue_once(self, batch_size: int, reaped_by: str | None) -> RescueResult:
         by = {} if reaped_by is None else {"reaped_by": reaped_by}
         requeued = lost = 0
         # One session for both steps, and, when the first found nothing (locked nothing,
@@ -557,66 +758,99 @@ class JobManager:
     # --- users' operations --------------------------------------------------------------------
 
     async def cancel(self, job_id: uuid.UUID) -> Job:
-        """Cancel a queued job at once; ask a running one to stop at its next checkpoint."""
-        async with self._transaction() as session:
-            running: tuple[int, int | None] | None = None
-            queued = await job_rows.cancel_if_queued(session, job_id)
-            if queued is not None:
-                attempt, pgq_job_id = queued
+        """Cancel a queued or waiting job at once; ask a running one to stop at its next
+        checkpoint. Its waiting dependents are canceled with it by the database."""
+        return await self._in_transaction(lambda session: self._cancel_in_session(session, job_id))
+
+    async def _cancel_in_session(self, session: AsyncSession, job_id: uuid.UUID) -> Job:
+        running: tuple[int, int | None] | None = None
+        queued = await job_rows.cancel_if_queued(session, job_id)
+        if queued is not None:
+            attempt, pgq_job_id = queued
+            if pgq_job_id is not None:
+                await pgqueuer.withdraw_dispatch_in_session(session, self.schema, pgq_job_id)
+            await events.add_event(session, job_id, JobEvent.CANCELED, attempt)
+        else:
+            running = await job_rows.request_cancel_if_running(session, job_id)
+            if running is not None:
+                attempt, pgq_job_id = running
+                await events.add_event(session, job_id, JobEvent.CANCEL_REQUESTED, attempt)
                 if pgq_job_id is not None:
-                    await pgqueuer.withdraw_dispatch_in_session(session, self.schema, pgq_job_id)
-                await events.add_event(session, job_id, JobEvent.CANCELED, attempt)
-            else:
-                running = await job_rows.request_cancel_if_running(session, job_id)
-                if running is not None:
-                    attempt, pgq_job_id = running
-                    await events.add_event(session, job_id, JobEvent.CANCEL_REQUESTED, attempt)
-                    if pgq_job_id is not None:
-                        await pgqueuer.signal_cancel_in_session(session, self.schema, pgq_job_id)
-            job = await job_rows.get_job(session, job_id)
-            if job is None:
-                raise JobNotFoundError(f"job {job_id} not found")
-            if queued is None and running is None:
-                raise JobFinishedError(job.status)
-            return Job.from_row(job)
+                    await pgqueuer.signal_cancel_in_session(session, self.schema, pgq_job_id)
+        job = await job_rows.get_job(session, job_id)
+        if job is None:
+            raise JobNotFoundError(f"job {job_id} not found")
+        if queued is None and running is None:
+            raise JobFinishedError(job.status)
+        return Job.from_row(job)
 
     async def retry(self, job_id: uuid.UUID) -> Job:
         """Run a failed, lost or canceled job again: queued, a fresh dispatch, a new budget.
+
+        A dependent waits again instead while a parent has not ended as it needs, and is
+        refused (DependencyNotMetError, naming the parent) while one it needs to succeed
+        ended otherwise. The dependents this job's end canceled wait for it again (the
+        release trigger, app.db.dependency_functions).
 
         The attempt counter is kept (a stale runner of an old attempt can never match a new
         one) and max_attempts becomes attempt + the job's original max_attempts, so the job
         gets its whole budget again. The original is the max_attempts the job had before
         its first retry (recorded in that `retried` event).
         """
-        async with self._transaction() as session:
-            job = await job_rows.lock_for_retry(session, job_id)
-            if job is None:
-                raise JobNotFoundError(f"job {job_id} not found")
-            if job.status not in RETRYABLE_STATUSES:
-                raise JobNotRetryableError(job.status)
-            original = await events.original_max_attempts(session, job_id)
-            max_attempts = job.attempt + (job.max_attempts if original is None else original)
-            pgq_job_id = await job_rows.dispatch(
-                session,
-                self.schema,
-                queue=job.queue,
-                job_id=job_id,
-                priority=job.priority,
-                delay=timedelta(0),
-            )
-            row = await job_rows.requeue_for_retry(
-                session,
-                job_id,
-                previous_status=job.status,
-                max_attempts=max_attempts,
-                pgq_job_id=pgq_job_id,
-            )
-            if row is None:  # cannot happen while the row lock is held
-                raise JobNotRetryableError(job.status)
-            details = {
-                "previous_status": job.status,
-                "max_attempts_before": job.max_attempts,
-                "max_attempts": max_attempts,
-            }
-            await events.add_event(session, job_id, JobEvent.RETRIED, row.attempt, details)
-            return Job.from_row(row)
+        return await self._in_transaction(lambda session: self._retry_in_session(session, job_id))
+
+    async def _retry_in_session(self, session: AsyncSession, job_id: uuid.UUID) -> Job:
+        job = await job_rows.lock_for_retry(session, job_id)
+        if job is None:
+            raise JobNotFoundError(f"job {job_id} not found")
+        if job.status not in RETRYABLE_STATUSES:
+            raise JobNotRetryableError(job.status)
+        original = await events.original_max_attempts(session, job_id)
+        max_attempts = job.attempt + (job.max_attempts if original is None else original)
+        details: dict[str, Any] = {
+            "previous_status": job.status,
+            "max_attempts_before": job.max_attempts,
+            "max_attempts": max_attempts,
+        }
+        if job.depends_on:
+            # Its parents are locked first, as on creation: one ending meanwhile either
+            # waits for this commit (and then releases it) or is seen as ended here.
+            await dependencies.lock_parents(session, job.depends_on)
+            verdict = await dependencies.verdict(session, job.depends_on, job.run_after)
+            if verdict.blocker is not None:
+                raise DependencyNotMetError(
+                    job.status, verdict.blocker, verdict.blocker_status or "unsuccessfully"
+                )
+            if not verdict.ready:
+                waiting = await job_rows.requeue_for_retry(
+                    session,
+                    job_id,
+                    previous_status=job.status,
+                    max_attempts=max_attempts,
+                    pgq_job_id=None,
+                    status=JobStatus.WAITING,
+                )
+                if waiting is None:  # cannot happen while the row lock is held
+                    raise JobNotRetryableError(job.status)
+                details["waiting"] = True
+                await events.add_event(session, job_id, JobEvent.RETRIED, waiting.attempt, details)
+                return Job.from_row(waiting)
+        pgq_job_id = await job_rows.dispatch(
+            session,
+            self.schema,
+            queue=job.queue,
+            job_id=job_id,
+            priority=job.priority,
+            delay=timedelta(0),
+        )
+        row = await job_rows.requeue_for_retry(
+            session,
+            job_id,
+            previous_status=job.status,
+            max_attempts=max_attempts,
+            pgq_job_id=pgq_job_id,
+        )
+        if row is None:  # cannot happen while the row lock is held
+            raise JobNotRetryableError(job.status)
+        await events.add_event(session, job_id, JobEvent.RETRIED, row.attempt, details)
+        return Job.from_row(row)

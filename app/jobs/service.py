@@ -115,7 +115,7 @@ class JobService:
         try:
             triggers = batch.requests
             results = await self.manager.create_or_find(
-                [t.spec for t in triggers], [t.origin for t in triggers]
+                [t.spec for t in triggers], [t.origin for t in triggers], name_items=False
             )
         except Exception as error:
             if len(batch) == 1:

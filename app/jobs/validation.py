@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence, Set
 
 import msgspec
@@ -11,6 +12,7 @@ from app.domain.errors import InvalidJobError, InvalidScheduleError, UnknownTask
 from app.domain.idempotency import check_client_names
 from app.domain.schedules import ScheduleCreate, job_spec_of
 from app.domain.spec import JobCreate, validated
+from app.domain.workflows import PlannedStep, WorkflowCreate, plan
 from app.pipelines.errors import InvalidArgsError, PermanentError
 from app.pipelines.registry import (
     check_destination,
@@ -60,18 +62,19 @@ def check_spec(
 
 
 async def check_destinations(
-    specs: Sequence[JobCreate], settings: Settings, *, bulk: bool = False
+    specs: Sequence[JobCreate], settings: Settings, *, bulk: bool = False, items: str = "jobs"
 ) -> None:
     """Refuse a client's checked specs that name a destination the settings do not allow.
 
     Raises InvalidJobError (a 400) with the pipeline's reason and the setting that would
-    allow it, naming the item (`jobs[i]`) of a bulk call. The worker checks again.
+    allow it, naming the item (`jobs[i]`, or `steps[i].job` with items="steps") of a bulk
+    call. The worker checks again.
     """
     for index, spec in enumerate(specs):
         try:
             await check_destination(spec.task, spec.args, settings)
         except PermanentError as error:  # InvalidArgsError too: also a PermanentError
-            where = f"jobs[{index}]: " if bulk else ""
+            where = f"{items}[{index}]{'.job' if items == 'steps' else ''}: " if bulk else ""
             raise InvalidJobError(f"{where}args of task {spec.task!r}: {error}") from None
 
 
@@ -82,6 +85,30 @@ def check_specs(
     return [
         check_spec(spec, f"jobs[{index}]: ", internal=internal, live_tasks=live_tasks)
         for index, spec in enumerate(specs)
+    ]
+
+
+def check_workflow(
+    spec: WorkflowCreate, *, live_tasks: Set[str] | None = None
+) -> list[PlannedStep]:
+    """The workflow's steps planned (app.domain.workflows.plan) with each job checked as
+    check_spec() checks a trigger's; InvalidJobError naming the step (`steps[i]`) otherwise.
+
+    Re-checks `spec` against its constraints first: in-app callers build it by hand.
+    """
+    try:
+        spec = msgspec.convert(msgspec.to_builtins(spec), WorkflowCreate)
+    except msgspec.ValidationError as exc:
+        raise InvalidJobError(str(exc)) from None
+    return [
+        dataclasses.replace(
+            step,
+            spec=msgspec.structs.replace(
+                step.spec,
+                job=check_spec(step.spec.job, f"steps[{step.index}].job: ", live_tasks=live_tasks),
+            ),
+        )
+        for step in plan(spec)
     ]
 
 

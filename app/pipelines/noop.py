@@ -85,7 +85,8 @@ async def noop(
     args: dict[str, Any], ctx: PipelineContext
 ) -> AsyncIterator[dict[str, Any] | Result]:
     """Sleep each step, yielding progress; `fail_at_step` or `fail: true` raises on purpose;
-    `result` (any JSON) becomes the job's result."""
+    `result` (any JSON) becomes the job's result; `parent_results: true` makes it
+    {"parents": what the jobs it depends on returned, "result": `result`}."""
     total, sleeps = _steps(args)
     fail_at = args.get("fail_at_step", 0 if args.get("fail") else None)
     fail_attempts = args.get("fail_attempts")  # fail only while attempt <= this
@@ -97,5 +98,7 @@ async def noop(
         yield {"processed": index + 1, "total": total}
     if should_fail and fail_at is not None and fail_at >= total:
         raise NoopFailure(f"noop failed on purpose after {total} steps")
-    if "result" in args:  # for demos of results: what a real pipeline would return
+    if args.get("parent_results") is True:  # for demos of workflows: results handed on
+        yield Result({"parents": await ctx.parent_results(), "result": args.get("result")})
+    elif "result" in args:  # for demos of results: what a real pipeline would return
         yield Result(args["result"])

@@ -29,6 +29,7 @@ MODULES = (
     "s7_herd",
     "s8_rate_limits",
     "s9_fairness",
+    "s10_workflows",
 )
 
 

@@ -295,6 +295,7 @@ async def _job_counts(example: Example) -> None:
     (counts,) = ran.json_objects()
 
     states = {"due", "scheduled", "retrying", "running", "succeeded", "failed", "canceled", "lost"}
+    states.add("waiting")
     assert set(counts) == states | {"next_due_at"}, str(ran)
     assert counts["failed"] >= 1, str(ran)
 
@@ -439,6 +440,77 @@ async def _coalescing_refresh(example: Example) -> None:
     job = await example.job(first["job_id"])
     assert (job["lock_key"], job["coalescing"], job["status"]) == ("table:sales", True, "queued")
     await example.api.post(f"/api/v1/jobs/{first['job_id']}/cancel")  # not left to run later
+
+
+@check("workflow-diamond")
+async def _workflow_diamond(example: Example) -> None:
+    """Created, followed to its end (exit 0), every step succeeded; publish ran after eur and
+    usd and got their results."""
+    ran = await example.run()
+
+    created = re.search(r"workflow (\S+) \(nightly-rates\) created: 4 steps", ran.stdout)
+    assert created, str(ran)
+    assert "succeeded (4 succeeded)" in ran.stdout, str(ran)
+    view = (await example.api.get(f"/api/v1/workflows/{created.group(1)}")).json()
+    steps = {step["name"]: step for step in view["steps"]}
+    assert sorted(steps["publish"]["depends_on"]) == ["eur", "usd"]
+    assert steps["publish"]["started_at"] > max(
+        steps["eur"]["finished_at"], steps["usd"]["finished_at"]
+    )
+    publish = await example.job(steps["publish"]["job_id"])
+    assert publish["result"] == {
+        "parents": {"eur": "EUR ok", "usd": "USD ok"},
+        "result": None,
+    }
+
+
+@check("workflow-parent-results")
+async def _workflow_parent_results(example: Example) -> None:
+    """b's result holds a's, by step name."""
+    ran = await example.run()
+
+    job = ran.json_objects()[-1]
+    assert job["step_name"] == "b", str(ran)
+    assert job["result"] == {"parents": {"a": {"rows": 3}}, "result": None}, str(ran)
+
+
+@check("workflow-in-session")
+async def _workflow_in_session(example: Example) -> None:
+    """The workflow's id and its steps' statuses; the steps then run in order."""
+    ran = await example.run()
+
+    workflow_id, statuses = ran.stdout.split(" ", 1)
+    assert statuses.strip() == "['queued', 'waiting', 'waiting']", str(ran)
+
+    async def done() -> dict[str, Any] | None:
+        view = (await example.api.get(f"/api/v1/workflows/{workflow_id}")).json()
+        return view if view["status"] != "active" else None
+
+    view = await wait_until(done, timeout=30, what="the workflow to end")
+    assert view["status"] == "succeeded"
+    assert [step["name"] for step in sorted(view["steps"], key=lambda s: s["started_at"])] == [
+        "fetch",
+        "parse",
+        "load",
+    ]
+
+
+@check("workflow-psql")
+async def _workflow_psql(example: Example) -> None:
+    """a queued and b, c, d waiting after the COMMIT; a worker runs all four."""
+    ran = await example.run()
+
+    rows = re.findall(r"^\s*(\w)\s*\|\s*(\w+)\s*$", ran.stdout, re.M)
+    assert rows == [("a", "queued"), ("b", "waiting"), ("c", "waiting"), ("d", "waiting")], str(ran)
+    workflow_id = await example.db.fetchval(
+        "SELECT workflow_id FROM dl_workflows WHERE name = 'sql-diamond'"
+    )
+
+    async def done() -> bool:
+        view = (await example.api.get(f"/api/v1/workflows/{workflow_id}")).json()
+        return bool(view["status"] == "succeeded")
+
+    await wait_until(done, timeout=30, what="the SQL workflow to succeed")
 
 
 @check("cli-admin")

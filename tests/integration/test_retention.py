@@ -331,3 +331,48 @@ async def test_retention_forgets_rate_buckets_only_once_they_count_nothing(
 
     kept = {row["rate_key"] for row in await db.fetch("SELECT rate_key FROM dl_rate_buckets")}
     assert kept == {"recent", "promised"}
+
+
+async def test_retention_deletes_old_steps_with_their_edges_then_their_emptied_workflow(
+    db: asyncpg.Connection, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A finished step goes with its edges (as parent and as child); a workflow goes once
+    its steps are gone and it is older than the retention, never while one remains."""
+    [old_parent, old_child] = await add_jobs(db, 2, "succeeded", age=OLD)
+    [live] = await add_jobs(db, 1, "running", age=OLD, finished=False)
+    [young] = await add_jobs(db, 1, "succeeded", age=RECENT)
+    emptied, kept = uuid.uuid4(), uuid.uuid4()
+    await db.execute(
+        "INSERT INTO dl_workflows (workflow_id, name, step_count, created_at)"
+        " VALUES ($1, 'old', 2, now() - $3::interval), ($2, 'running', 1, now() - $3::interval)",
+        emptied,
+        kept,
+        OLD,
+    )
+    await db.execute(
+        "UPDATE dl_jobs SET workflow_id = $1, step_name = job_id::text"
+        " WHERE job_id = ANY($2::uuid[])",
+        emptied,
+        [old_parent, old_child],
+    )
+    await db.execute(
+        "UPDATE dl_jobs SET workflow_id = $1, step_name = 'live' WHERE job_id = $2", kept, live
+    )
+    await db.execute(
+        "INSERT INTO dl_job_dependencies (parent_id, child_id) VALUES ($1, $2), ($2, $3), ($3, $4)",
+        old_parent,
+        old_child,
+        young,
+        live,
+    )
+
+    # Workflows are looked at before the jobs' batches: the steps go in the first pass,
+    # their emptied workflow in the next.
+    first = await Retention(sessions, RetentionConfig(WEEK)).run_once()
+    second = await Retention(sessions, RetentionConfig(WEEK)).run_once()
+
+    edges = await db.fetch("SELECT parent_id, child_id FROM dl_job_dependencies")
+    assert [(e["parent_id"], e["child_id"]) for e in edges] == [(young, live)]
+    left = {r["workflow_id"] for r in await db.fetch("SELECT workflow_id FROM dl_workflows")}
+    assert left == {kept}
+    assert (first.jobs, first.workflows, second.workflows) == (2, 0, 1)

@@ -8,7 +8,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from app.jobs.availability import connection_gone, database_unreachable
+from app.jobs.availability import connection_gone, database_unreachable, transient_conflict
 
 
 def _wrapped(driver_error: BaseException) -> DBAPIError:
@@ -168,3 +168,22 @@ def test_a_session_ended_for_idling_in_a_transaction_is_a_lost_connection() -> N
     adapted = _dialect_error(error)
     adapted.__cause__ = error
     assert database_unreachable(DBAPIError("SELECT 1", None, adapted))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.DeadlockDetectedError("deadlock detected"),
+        asyncpg.SerializationError("could not serialize access"),
+    ],
+    ids=type,
+)
+def test_a_lost_deadlock_is_a_transient_conflict_not_unreachable(error: BaseException) -> None:
+    assert transient_conflict(error)
+    assert transient_conflict(_wrapped(error)), "also behind SQLAlchemy's wrapper"
+    assert not database_unreachable(error)
+
+
+def test_other_errors_are_not_transient_conflicts() -> None:
+    assert not transient_conflict(asyncpg.UniqueViolationError("duplicate key value"))
+    assert not transient_conflict(ValueError("not a database error"))

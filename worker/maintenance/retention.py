@@ -88,6 +88,8 @@ class RetentionResult:
     pgqueuer_log: int = 0
     pgqueuer_statistics: int = 0
     workers: int = 0  # dl_workers rows of workers long gone
+    # dl_workflows rows whose steps were all deleted, older than the retention.
+    workflows: int = 0
     more_remain: bool = False
     batches: int = 0
     # The longest batch, commit included: the longest any row lock of the pass was held.
@@ -96,7 +98,14 @@ class RetentionResult:
     @property
     def deleted(self) -> int:
         """Rows deleted by the pass, all tables together."""
-        return self.jobs + self.events + self.pgqueuer_log + self.pgqueuer_statistics + self.workers
+        return (
+            self.jobs
+            + self.events
+            + self.pgqueuer_log
+            + self.pgqueuer_statistics
+            + self.workers
+            + self.workflows
+        )
 
 
 @dataclass
@@ -173,6 +182,10 @@ class Retention(MaintenanceService):
         idle_buckets = await self._history.idle_rate_buckets()
         if idle_buckets:
             logger.info("retention: deleted %d idle rate bucket(s)", idle_buckets)
+        # One bounded statement: a workflow's steps went with the finished jobs before.
+        emptied = await self._history.emptied_workflows(self.retention, self.batch_size)
+        if emptied:
+            logger.info("retention: deleted %d workflow(s) whose steps were gone", emptied)
         tally = _Tally()
         # Each step runs one batch and says whether a full one may follow.
         steps: dict[str, Callable[[_Tally], Awaitable[bool]]] = {
@@ -213,12 +226,13 @@ class Retention(MaintenanceService):
             pgqueuer_log=tally.pgqueuer_log,
             pgqueuer_statistics=tally.pgqueuer_statistics,
             workers=expired_workers,
+            workflows=emptied,
             more_remain=more_remain,
             batches=tally.batches,
             longest_batch_sec=tally.longest_batch_sec,
         )
         self._log_expired_workers(expired_workers)
-        if result.deleted - result.workers:
+        if result.deleted - result.workers - result.workflows:
             logger.info(
                 "retention: deleted jobs=%d events=%d pgqueuer_log=%d pgqueuer_statistics=%d"
                 " in %d batch(es), longest %.3f s%s",

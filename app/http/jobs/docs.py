@@ -48,6 +48,11 @@ FAILED_JOB: dict[str, Any] = {
     "created_at": "2026-11-24T15:00:00.012345Z",
     "started_at": "2026-11-24T15:00:00.020000Z",
     "finished_at": "2026-11-24T15:01:02.500000Z",
+    "depends_on": None,
+    "run_after": "succeeded",
+    "canceled_by": None,
+    "workflow_id": None,
+    "step_name": None,
     "result": None,
 }
 
@@ -67,6 +72,9 @@ TRIGGER_DESCRIPTION = (
     " already queued for the same queue, task and lock_key is joined instead: the answer says"
     " `coalesced: true`, with `differs`, the fields that job keeps with other values than the"
     " request's, and the job's history gets a `coalesced` event. See docs/flow-control.md."
+    " With `depends_on` (job ids), the job is created `waiting` and runs once every parent"
+    " succeeded (`run_after: any`: ended), or ends `canceled` naming the parent that failed;"
+    " an unknown parent is a 400. See docs/workflows.md."
 )
 
 JOB_RESPONSES = {

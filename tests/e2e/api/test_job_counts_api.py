@@ -52,6 +52,7 @@ async def test_counts_split_queued_jobs_into_due_scheduled_and_retrying(
     body = response.json()
     next_due = datetime.fromisoformat(body.pop("next_due_at"))
     assert body == {
+        "waiting": 0,
         "due": 2,
         "scheduled": 1,
         "retrying": 1,

@@ -6,7 +6,7 @@
 (() => {
   const API = "/api/v1";
   const TOKEN_KEY = "dataloader.token";
-  const STATUSES = ["queued", "running", "succeeded", "failed", "canceled", "lost"];
+  const STATUSES = ["waiting", "queued", "running", "succeeded", "failed", "canceled", "lost"];
   const FINAL = new Set(["succeeded", "failed", "canceled", "lost"]);
   const RETRYABLE = new Set(["failed", "lost", "canceled"]);
   const FINISHED_KINDS = ["succeeded", "failed", "canceled", "lost"];
@@ -826,6 +826,7 @@
 
   // The states the counts bar shows; the queued ones link to the queued filter.
   const COUNT_STATES = [
+    ["waiting", "waiting", "waiting for the jobs it depends on"],
     ["due", "queued", "queued, available now"],
     ["scheduled", "queued", "queued, first attempt later (available_at in the future)"],
     ["retrying", "queued", "queued again after a failed attempt"],
@@ -1267,6 +1268,9 @@
     ["waiting_for", "Waiting for"],
     ["concurrency_key", "Concurrency group", "mono"],
     ["rate_key", "Rate key", "mono"],
+    ["workflow_id", "Workflow"],
+    ["depends_on", "Depends on"],
+    ["canceled_by", "Canceled by"],
     ["idempotency_key", "Idempotency key", "mono"],
     ["partition_key", "Partition key", "mono"],
     ["producer", "Producer"],
@@ -1288,6 +1292,17 @@
     const value = job[key];
     if (key === "attempt") return `${job.attempt} of ${job.max_attempts}`;
     if (key === "waiting_for") return waitingValue(job);
+    if (key === "workflow_id" && value) {
+      return [
+        h("a", { href: `#/workflows/${encodeURIComponent(value)}`, class: "mono" }, value),
+        ` (step ${job.step_name})`,
+      ];
+    }
+    if (key === "depends_on" && value && value.length) {
+      const links = value.flatMap((id, i) => (i ? [", ", jobLink(id)] : [jobLink(id)]));
+      return job.run_after === "any" ? [...links, " (runs whatever their outcome)"] : links;
+    }
+    if (key === "canceled_by" && value) return jobLink(value);
     if (key === "concurrency_key" && value) {
       return [h("span", { class: "mono" }, value), ` (at most ${job.concurrency_limit} at once)`];
     }
@@ -1731,6 +1746,8 @@
   // What the page files (workers.js, schedule_form.js) share; they load after this one.
   window.dataloader = {
     h,
+    svg,
+    timeCell,
     api,
     enc,
     badge,

@@ -1,0 +1,1 @@
+"""/api/v1/workflows: the workflows controller and its schemas."""

@@ -1,0 +1,48 @@
+"""The bodies of /api/v1/workflows: the domain's workflow types, and the documented errors."""
+
+from __future__ import annotations
+
+from app.domain.workflows import (
+    Workflow,
+    WorkflowCanceled,
+    WorkflowCreate,
+    WorkflowCreated,
+    WorkflowStep,
+    WorkflowStepCreate,
+    WorkflowStepCreated,
+)
+from app.http.errors import error_response
+
+__all__ = [
+    "BAD_WORKFLOW",
+    "CREATE_DESCRIPTION",
+    "NOT_FOUND",
+    "Workflow",
+    "WorkflowCanceled",
+    "WorkflowCreate",
+    "WorkflowCreated",
+    "WorkflowStep",
+    "WorkflowStepCreate",
+    "WorkflowStepCreated",
+]
+
+_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+BAD_WORKFLOW = error_response(
+    400,
+    "The workflow is invalid: a cycle, a missing step, an unknown job, a bad step",
+    "the steps depend on each other in a cycle: load -> transform -> load (each waits for the"
+    " one before it) (field `steps`)",
+)
+NOT_FOUND = error_response(404, "No workflow has this id", f"workflow {_ID} not found")
+CREATE_DESCRIPTION = """\
+Creates every step of a named DAG in one transaction: all of them, or none. A step is a job
+(`job`, the body of `POST /api/v1/jobs/trigger` without `idempotency_key` or `coalescing`)
+with a name unique in the workflow; `depends_on` lists the steps it waits for by name, or
+jobs outside the workflow by id. A step without parents is queued at once; the others are
+`waiting` until every parent succeeded (`run_after: "any"`: until every parent ended), and
+are canceled, naming the parent, when one they need ends failed, canceled or lost.
+
+A cycle, a step name used twice, a `depends_on` naming no step and no job, a job id of no
+job, or a step whose job is invalid is a 400 naming it (`steps[i]...`). See
+docs/workflows.md.
+"""
