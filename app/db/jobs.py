@@ -89,6 +89,9 @@ class NewJob:
     producer: str | None
     consumer_group: str | None
     available_at: datetime | None
+    # The W3C trace context of the trigger (app.observability.tracing); None untraced.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,9 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("rate_key", Text()),
     ("coalescing", Boolean()),
 )
+# Sent only when some job of the call has a trace context: an untraced call's statement
+# is the one it was before traces existed.
+_TRACE_COLUMNS: tuple[tuple[str, Any], ...] = (("traceparent", Text()), ("tracestate", Text()))
 # The fields dl_request_fingerprint() digests: every one but the key (and the job's own
 # id). The concurrency group, rate_key and coalescing came after the function (0011):
 # grouped_fingerprint and coalescing_fingerprint add them.
@@ -143,12 +149,16 @@ def _fingerprint(schema: str) -> str:
 
 
 @cache
-def _insert_statement(schema: str) -> TextClause:
-    """New jobs, their first events and their dispatches, in one statement for any number."""
-    names = ", ".join(name for name, _ in _COLUMNS)
+def _insert_statement(schema: str, traced: bool = False) -> TextClause:
+    """New jobs, their first events and their dispatches, in one statement for any number;
+    `traced` writes their trace contexts too."""
+    columns = _COLUMNS + _TRACE_COLUMNS if traced else _COLUMNS
+    names = ", ".join(name for name, _ in columns)
     typed = ", ".join(
-        f"CAST(:{name} AS {_pg_array(kind)})" for name, kind in _COLUMNS
+        f"CAST(:{name} AS {_pg_array(kind)})" for name, kind in columns
     )  # unnest needs the element types spelled out
+    trace_names = ", traceparent, tracestate" if traced else ""
+    trace_values = ", i.traceparent, i.tracestate" if traced else ""
     sql = f"""
         WITH input AS MATERIALIZED (
             SELECT {next_dispatch_id(schema)} AS pgq_id, t.*,
@@ -160,13 +170,13 @@ def _insert_statement(schema: str) -> TextClause:
             INSERT INTO {qualified(schema, "dl_jobs")} (job_id, queue, task, args,
                 idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
                 producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id,
-                concurrency_key, concurrency_limit, rate_key, coalescing, fair_round)
+                concurrency_key, concurrency_limit, rate_key, coalescing, fair_round{trace_names})
             SELECT i.job_id, i.queue, i.task, i.args, i.idempotency_key, i.lock_key,
                    i.partition_key, i.priority, i.max_attempts, i.lease_ttl_sec, i.producer,
                    i.consumer_group, coalesce(i.available_at, now()), i.request_fingerprint,
                    '{JobStatus.QUEUED.value}', i.pgq_id, i.concurrency_key,
                    i.concurrency_limit, i.rate_key, i.coalescing,
-                   {fairness.round_sql("i", "i.ord")}
+                   {fairness.round_sql("i", "i.ord")}{trace_values}
             -- Key order, so two calls sharing keys wait on each other without deadlock;
             -- among items sharing a key (or a coalescing trigger's queue, task and
             -- lock_key) the first in the call wins.
@@ -188,7 +198,7 @@ def _insert_statement(schema: str) -> TextClause:
         SELECT i.job_id, i.request_fingerprint, n.job_id IS NOT NULL AS created
         FROM input i LEFT JOIN new_jobs n ON n.job_id = i.job_id, {ANNOUNCED}
     """
-    return text(sql).bindparams(*(bindparam(name, type_=ARRAY(kind)) for name, kind in _COLUMNS))
+    return text(sql).bindparams(*(bindparam(name, type_=ARRAY(kind)) for name, kind in columns))
 
 
 def _pg_array(kind: Any) -> str:
@@ -207,8 +217,10 @@ async def insert_many(
     session: AsyncSession, schema: str, new_jobs: list[NewJob]
 ) -> list[InsertOutcome]:
     """Write the jobs in the session's transaction; nothing is committed here."""
-    params = {name: [getattr(job, name) for job in new_jobs] for name, _ in _COLUMNS}
-    result = await session.execute(_insert_statement(schema), params)
+    traced = any(job.traceparent for job in new_jobs)
+    columns = _COLUMNS + _TRACE_COLUMNS if traced else _COLUMNS
+    params = {name: [getattr(job, name) for job in new_jobs] for name, _ in columns}
+    result = await session.execute(_insert_statement(schema, traced), params)
     rows = {row.job_id: row for row in result}
     return [
         InsertOutcome(job.job_id, rows[job.job_id].created, rows[job.job_id].request_fingerprint)

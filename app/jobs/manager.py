@@ -37,6 +37,7 @@ from app.domain.rate_limits import RateScope, WaitReason
 from app.domain.spec import JobCreate
 from app.domain.states import RETRYABLE_STATUSES, JobEvent, JobStatus
 from app.domain.views import Job, JobCreated
+from app.observability.tracing import TraceContext, current_trace_context
 from app.settings import Settings
 
 
@@ -117,6 +118,7 @@ class JobManager:
         session: AsyncSession,
         specs: Sequence[JobCreate],
         details: Sequence[Mapping[str, Any]] | None = None,
+        traces: Sequence[TraceContext | None] | None = None,
     ) -> list[JobCreated | KeyConflict]:
         """Queued jobs with their first events and dispatches, in the caller's transaction.
 
@@ -128,10 +130,14 @@ class JobManager:
         a coalescing item (key first) whose queue, task and lock_key have a queued job of a
         coalescing trigger joins it (app.db.coalescing), which logs a `coalesced` event on
         that job, its details joined by the item's `details` (the HTTP request's id, say).
+        Each new job stores its item's trace context (`traces`; without them, the caller's
+        current span, app.observability.tracing), the parent of its attempts' spans.
         """
         if not specs:
             return []
-        new_jobs = [self._new_job(spec) for spec in specs]
+        if traces is None:
+            traces = [current_trace_context()] * len(specs)
+        new_jobs = [self._new_job(spec, trace) for spec, trace in zip(specs, traces, strict=True)]
         results: list[JobCreated | KeyConflict | None] = [None] * len(specs)
         created_by: dict[uuid.UUID, int] = {}
         # Jobs this transaction holds (app.db.coalescing); its own new ones cannot start
@@ -226,6 +232,7 @@ class JobManager:
         *,
         name_items: bool = True,
         details: Sequence[Mapping[str, Any]] | None = None,
+        traces: Sequence[TraceContext | None] | None = None,
     ) -> list[JobCreated]:
         """create_or_find_in_session(), all items or an error: IdempotencyConflictError for
         the first item in conflict (naming it, `jobs[i]`, with `name_items`).
@@ -234,7 +241,7 @@ class JobManager:
         a transaction, the caller rolls it back.
         """
         created: list[JobCreated] = []
-        for result in await self.create_or_find_in_session(session, specs, details):
+        for result in await self.create_or_find_in_session(session, specs, details, traces):
             if isinstance(result, KeyConflict):
                 raise result.error(name_items=name_items)
             created.append(result)
@@ -248,13 +255,16 @@ class JobManager:
             return await self.create_many_in_session(session, specs, details=details)
 
     async def create_or_find(
-        self, specs: Sequence[JobCreate], details: Sequence[Mapping[str, Any]] | None = None
+        self,
+        specs: Sequence[JobCreate],
+        details: Sequence[Mapping[str, Any]] | None = None,
+        traces: Sequence[TraceContext | None] | None = None,
     ) -> list[JobCreated | KeyConflict]:
         """create_or_find_in_session() in a transaction of the manager's own, committed."""
         async with self._transaction() as session:
-            return await self.create_or_find_in_session(session, specs, details)
+            return await self.create_or_find_in_session(session, specs, details, traces)
 
-    def _new_job(self, spec: JobCreate) -> NewJob:
+    def _new_job(self, spec: JobCreate, trace: TraceContext | None) -> NewJob:
         lease_ttl_sec = spec.lease_ttl_sec or self.default_lease_ttl_sec
         return NewJob(
             job_id=uuid.uuid4(),
@@ -274,6 +284,8 @@ class JobManager:
             producer=spec.producer,
             consumer_group=spec.consumer_group,
             available_at=spec.available_at,
+            traceparent=None if trace is None else trace.traceparent,
+            tracestate=None if trace is None else trace.tracestate,
         )
 
     # --- the worker's hot path (its lock session and finish writer connections) -----------
