@@ -219,6 +219,22 @@ async def test_http_bulk_trigger_stores_the_request_span_on_every_job(
         assert await stored(db, job["job_id"]) == (traceparent_of(server), None)
 
 
+async def test_http_schedule_run_stores_the_request_span(
+    spans: InMemorySpanExporter, db: asyncpg.Connection, database_dsn: str
+) -> None:
+    schedule = {"name": "nightly", "cron": "0 3 * * *", **body()}
+    async with api(settings_for(database_dsn)) as client:
+        created = await client.post("/api/v1/schedules", json=schedule)
+        assert created.status_code == 201, created.text
+        spans.clear()
+        run = await client.post("/api/v1/schedules/nightly/run")
+    assert run.status_code == 200, run.text
+
+    (server,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert server.name == "POST /api/v1/schedules/{name}/run"  # the template, never the name
+    assert await stored(db, run.json()["job"]["job_id"]) == (traceparent_of(server), None)
+
+
 async def test_http_trigger_with_tracing_off_stores_nothing_and_adds_no_middleware(
     db: asyncpg.Connection, database_dsn: str
 ) -> None:
