@@ -53,7 +53,9 @@ from app.jobs.service import JobService
 from app.jobs.worker_registry import WorkerRegistry
 from app.jobs.workflow_service import WorkflowService
 from app.observability.http_metrics import HttpMetricsMiddleware
+from app.observability.http_tracing import HttpTracingMiddleware
 from app.observability.metrics import JobGaugesReader
+from app.observability.tracing import configure_tracing
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings, get_settings
 
@@ -66,6 +68,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     load_pipelines(settings.dl_pipeline_modules)
     guard = TokenGuard.from_settings(settings)
     in_flight = InFlight(settings.app_max_concurrent_requests, settings.app_busy_retry_after_sec)
+    # Off unless OTEL_* variables turn it on (docs/tracing.md): then no middleware at all.
+    tracer = configure_tracing("dataloader-api")
+    tracing = [] if tracer is None else [DefineMiddleware(HttpTracingMiddleware, tracer=tracer)]
     stream_slots = StreamSlots(
         settings.app_stream_max,
         settings.app_stream_max_per_token,
@@ -124,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             DefineMiddleware(LoadSheddingMiddleware, in_flight=in_flight),
             RequestIdLogMiddleware,
+            *tracing,
             HttpMetricsMiddleware,
         ],
         # Every answer carries X-Request-ID (app.http.request_id) and the security headers

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from app.observability.logging import uvicorn_log_config
+from app.observability.tracing import tracing_or_exit
 from app.settings import Settings, settings_or_exit
 
 
@@ -19,6 +20,8 @@ def serve(settings: Settings, workers: int | None = None) -> int:
     from app.http.edge.protocol import HeadLimits, edge_protocol
 
     workers = workers or settings.app_workers
+    # A bad OTEL_* value stops the server here with one line, not each process's traceback.
+    tracing_or_exit("dataloader", "dataloader-api")
     # Several processes each build their own app (and engine) from the environment.
     target: Any = create_app(settings) if workers == 1 else "app.asgi:create_app"
     uvicorn.run(

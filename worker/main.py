@@ -26,6 +26,7 @@ from app.jobs.wake_gate import WakeGate
 from app.jobs.worker_registry import WorkerRegistry
 from app.observability.logging import configure_logging
 from app.observability.metrics import start_metrics_server, worker_metrics
+from app.observability.tracing import tracing_or_exit
 from app.pipelines import rabbitmq_publish
 from app.pipelines.loading import pipelines_or_exit
 from app.pipelines.registry import declared_schedules, registered_tasks
@@ -131,6 +132,8 @@ async def factory() -> AsyncIterator[QueueManager]:
     settings = settings_or_exit("dataloader worker")
     ident = worker_id(settings)
     configure_logging(settings, process="worker", ident=ident, id_field="worker_id")
+    # Off unless OTEL_* variables turn it on (docs/tracing.md); read once per process.
+    tracer = tracing_or_exit("dataloader worker", "dataloader-worker")
     # Before any other line: a module that does not import is the one thing to say.
     pipelines_or_exit("dataloader worker", settings.dl_pipeline_modules)
     _warn_without_restart()
@@ -189,6 +192,7 @@ async def factory() -> AsyncIterator[QueueManager]:
             ident,
             task_holders=registry.holders_of_task,
             results=JobResults(sessions),
+            tracer=tracer,
         )
         locks.on_locks_lost = runner.interrupt_jobs
         # Jobs running per queue: a worker without a free slot leaves a new job to others.
@@ -215,7 +219,7 @@ async def factory() -> AsyncIterator[QueueManager]:
             )
 
         config = MaintenanceConfig.from_settings(settings)
-        scheduler = Scheduler(sessions, settings, ident, config.scheduler)
+        scheduler = Scheduler(sessions, settings, ident, config.scheduler, tracer=tracer)
         # On pgqueuer's connection, which LISTENs anyway: a notice costs no statement. It
         # goes with that connection when the run fails, and this run's successor listens
         # again; meanwhile the scheduler's period bounds how late a change is seen.

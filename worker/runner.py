@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 from anyio import CancelScope
+from opentelemetry.trace import Tracer
 
 from app.domain.attempts import FinishRequest, RequeueRequest, StartAnswer, StartedAttempt
 from app.domain.states import JobEvent, JobStatus
@@ -30,6 +31,7 @@ from app.pipelines.registry import get_pipeline, registered_names
 from app.pipelines.results import ResultError, encode_result
 from app.settings import Settings
 from worker.attempt_log import AttemptEnd, attempt_end_fields, attempt_end_message
+from worker.attempt_trace import AttemptSpan, attempt_span
 from worker.db_retry import retry_while_unreachable
 from worker.finish_writer import FinishWriter
 from worker.invoke import PipelineCanceled, is_interruptible, run_pipeline
@@ -93,6 +95,8 @@ class Runner:
     task_holders: TaskHolders | None = None
     # Where a dependent's pipeline reads its parents' results (ctx.parent_results()).
     results: JobResults | None = None
+    # This process's tracer (app.observability.tracing); None while tracing is off.
+    tracer: Tracer | None = None
     active: dict[uuid.UUID, AttemptRun] = field(default_factory=dict)
 
     def interrupt_all(self) -> None:
@@ -284,41 +288,57 @@ class Runner:
             started.attempt,
             extra={"job_args": started.args},  # the formatter masks secret-looking keys
         )
+        # The pipeline and heartbeat tasks copy the span's context: a job the pipeline
+        # triggers stores this attempt as its parent.
         try:
-            outcome, error = await self._execute(run, pgq_cancel)
-            if not await self._finish(run, outcome, error) and outcome is not Outcome.FENCED:
-                logger.warning(
-                    "lease lost: job %s attempt %d ended %s but another attempt owns the job;"
-                    " nothing written",
-                    job_id,
-                    started.attempt,
-                    outcome.value,
-                    extra=log,
-                )
-                outcome = Outcome.FENCED
-            end = AttemptEnd(
-                outcome=outcome.value,
-                job_id=job_id,
-                attempt=started.attempt,
-                max_attempts=started.max_attempts,
-                error=run.error if outcome is Outcome.FAILED else None,
-                retry_at=run.retry_at if outcome is Outcome.FAILED else None,
-            )
-            # A failure says why and when it runs again, so the log alone answers both.
-            logger.log(
-                logging.WARNING if end.error else logging.INFO,
-                "%s",
-                attempt_end_message(end),
-                extra={**log, **attempt_end_fields(end)},
-            )
-            label = "retried" if run.retried and outcome is Outcome.FAILED else outcome.value
-            metrics.attempts_finished.labels(started.queue, started.task, label).inc()
-            metrics.job_duration.labels(started.queue, started.task).observe(
-                time.monotonic() - began
-            )
+            with attempt_span(self.tracer, started, self.worker_id) as span:
+                await self._run_and_write(run, pgq_cancel, span, log, began)
         finally:
             self.active.pop(job_id, None)
             structlog.contextvars.reset_contextvars(**bound)
+
+    async def _run_and_write(
+        self,
+        run: AttemptRun,
+        pgq_cancel: CancelScope | None,
+        span: AttemptSpan,
+        log: dict[str, Any],
+        began: float,
+    ) -> None:
+        """The attempt's body: execute, write its end, log, count and trace it."""
+        started = run.started
+        job_id = started.job_id
+        metrics = worker_metrics()
+        outcome, error = await self._execute(run, pgq_cancel)
+        if not await self._finish(run, outcome, error) and outcome is not Outcome.FENCED:
+            logger.warning(
+                "lease lost: job %s attempt %d ended %s but another attempt owns the job;"
+                " nothing written",
+                job_id,
+                started.attempt,
+                outcome.value,
+                extra=log,
+            )
+            outcome = Outcome.FENCED
+        end = AttemptEnd(
+            outcome=outcome.value,
+            job_id=job_id,
+            attempt=started.attempt,
+            max_attempts=started.max_attempts,
+            error=run.error if outcome is Outcome.FAILED else None,
+            retry_at=run.retry_at if outcome is Outcome.FAILED else None,
+        )
+        # A failure says why and when it runs again, so the log alone answers both.
+        logger.log(
+            logging.WARNING if end.error else logging.INFO,
+            "%s",
+            attempt_end_message(end),
+            extra={**log, **attempt_end_fields(end)},
+        )
+        label = "retried" if run.retried and outcome is Outcome.FAILED else outcome.value
+        span.end_with(label, error, end.error)
+        metrics.attempts_finished.labels(started.queue, started.task, label).inc()
+        metrics.job_duration.labels(started.queue, started.task).observe(time.monotonic() - began)
 
     async def _execute(
         self, run: AttemptRun, pgq_cancel: CancelScope | None

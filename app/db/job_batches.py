@@ -214,7 +214,8 @@ def batch_statements(schema: str) -> BatchStatements:
               AND j.status = '{queued}'
               AND j.pgq_job_id = l.pgq_job_id AND NOT j.cancel_requested
             RETURNING j.job_id, j.queue, j.task, j.args, j.lock_key, j.priority, j.attempt,
-                      j.max_attempts, j.lease_ttl_sec, ra.decided_at
+                      j.max_attempts, j.lease_ttl_sec, ra.decided_at, j.traceparent,
+                      j.tracestate
         ),
         logged AS (
             INSERT INTO {events} (job_id, event, attempt, at, details)
@@ -244,8 +245,8 @@ def batch_statements(schema: str) -> BatchStatements:
                l.concurrency_key, l.concurrency_limit, l.slot,
                s.job_id IS NOT NULL AS started,
                s.queue, s.task, s.args, s.priority, s.attempt, s.max_attempts, s.lease_ttl_sec,
-               l.queue AS job_queue, l.rate_key, ra.admitted IS FALSE AS rate_limited,
-               ra.decided_at, ra.retry_at, ra.limited_by
+               s.traceparent, s.tracestate, l.queue AS job_queue, l.rate_key,
+               ra.admitted IS FALSE AS rate_limited, ra.decided_at, ra.retry_at, ra.limited_by
         -- Listing `answered` makes it run: a SELECT in WITH runs only when read.
         FROM slotted l LEFT JOIN started s ON s.job_id = l.job_id
              LEFT JOIN rated ra ON ra.job_id = l.job_id,
@@ -314,6 +315,8 @@ async def start_batch(
                 attempt=row["attempt"],
                 max_attempts=row["max_attempts"],
                 lease_ttl_sec=row["lease_ttl_sec"],
+                traceparent=row["traceparent"],
+                tracestate=row["tracestate"],
             )
         answers[row["job_id"]] = StartAnswer(
             job_id=row["job_id"],

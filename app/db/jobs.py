@@ -103,6 +103,9 @@ class NewJob:
     has_dependents: bool = False
     workflow_id: uuid.UUID | None = None
     step_name: str | None = None
+    # The W3C trace context of the trigger (app.observability.tracing); None untraced.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,9 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("workflow_id", UUID(as_uuid=True)),
     ("step_name", Text()),
 )
+# Sent only when some job of the call has a trace context: an untraced call's statement
+# is the one it was before traces existed.
+_TRACE_COLUMNS: tuple[tuple[str, Any], ...] = (("traceparent", Text()), ("tracestate", Text()))
 # The fields dl_request_fingerprint() digests: every one but the key (and the job's own
 # id). The concurrency group, rate_key and coalescing came after the function (0011):
 # grouped_fingerprint and coalescing_fingerprint add them.
@@ -184,13 +190,17 @@ def _fingerprint(schema: str) -> str:
 
 
 @cache
-def _insert_statement(schema: str) -> TextClause:
-    """New jobs, their first events and their dispatches, in one statement for any number."""
-    names = ", ".join(name for name, _ in _COLUMNS)
+def _insert_statement(schema: str, traced: bool = False) -> TextClause:
+    """New jobs, their first events and their dispatches, in one statement for any number;
+    `traced` writes their trace contexts too."""
+    columns = _COLUMNS + _TRACE_COLUMNS if traced else _COLUMNS
+    names = ", ".join(name for name, _ in columns)
     typed = ", ".join(
-        f"CAST(:{name} AS {_pg_array(kind)})" for name, kind in _COLUMNS
+        f"CAST(:{name} AS {_pg_array(kind)})" for name, kind in columns
     )  # unnest needs the element types spelled out
     queued = JobStatus.QUEUED.value
+    trace_names = ", traceparent, tracestate" if traced else ""
+    trace_values = ", i.traceparent, i.tracestate" if traced else ""
     sql = f"""
         WITH input AS MATERIALIZED (
             -- A waiting job (a dependent) takes no dispatch id: it gets one when released.
@@ -206,7 +216,7 @@ def _insert_statement(schema: str) -> TextClause:
                 idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
                 producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id,
                 concurrency_key, concurrency_limit, rate_key, coalescing, fair_round,
-                depends_on, run_after, has_dependents, workflow_id, step_name)
+                depends_on, run_after, has_dependents, workflow_id, step_name{trace_names})
             SELECT i.job_id, i.queue, i.task, i.args, i.idempotency_key, i.lock_key,
                    i.partition_key, i.priority, i.max_attempts, i.lease_ttl_sec, i.producer,
                    i.consumer_group, coalesce(i.available_at, now()), i.request_fingerprint,
@@ -214,7 +224,8 @@ def _insert_statement(schema: str) -> TextClause:
                    i.concurrency_limit, i.rate_key, i.coalescing,
                    -- A waiting job takes its round when it is released.
                    CASE WHEN i.status = '{queued}' THEN {fairness.round_sql("i", "i.ord")} END,
-                   i.parents, i.run_after, i.has_dependents, i.workflow_id, i.step_name
+                   i.parents, i.run_after, i.has_dependents, i.workflow_id,
+                   i.step_name{trace_values}
             -- Key order, so two calls sharing keys wait on each other without deadlock;
             -- among items sharing a key (or a coalescing trigger's queue, task and
             -- lock_key) the first in the call wins.
@@ -242,7 +253,7 @@ def _insert_statement(schema: str) -> TextClause:
         SELECT i.job_id, i.request_fingerprint, n.job_id IS NOT NULL AS created
         FROM input i LEFT JOIN new_jobs n ON n.job_id = i.job_id, {ANNOUNCED}
     """
-    return text(sql).bindparams(*(bindparam(name, type_=ARRAY(kind)) for name, kind in _COLUMNS))
+    return text(sql).bindparams(*(bindparam(name, type_=ARRAY(kind)) for name, kind in columns))
 
 
 def _pg_array(kind: Any) -> str:
@@ -261,12 +272,14 @@ async def insert_many(
     session: AsyncSession, schema: str, new_jobs: list[NewJob]
 ) -> list[InsertOutcome]:
     """Write the jobs in the session's transaction; nothing is committed here."""
-    params = {name: [getattr(job, name) for job in new_jobs] for name, _ in _COLUMNS}
+    traced = any(job.traceparent for job in new_jobs)
+    columns = _COLUMNS + _TRACE_COLUMNS if traced else _COLUMNS
+    params = {name: [getattr(job, name) for job in new_jobs] for name, _ in columns}
     params["depends_on"] = [
         None if job.depends_on is None else json.dumps([str(p) for p in job.depends_on])
         for job in new_jobs
     ]
-    result = await session.execute(_insert_statement(schema), params)
+    result = await session.execute(_insert_statement(schema, traced), params)
     rows = {row.job_id: row for row in result}
     return [
         InsertOutcome(job.job_id, rows[job.job_id].created, rows[job.job_id].request_fingerprint)

@@ -76,6 +76,10 @@ class DlJob(Base):
     # The job's turn among its queue's tenants when the queue is fair (migration 0017,
     # app.db.fairness); NULL in a queue that is not.
     fair_round: Mapped[int | None] = mapped_column(BigInteger)
+    # The W3C trace context of the trigger (migration 0019, docs/tracing.md): the parent of
+    # each attempt's span. NULL when the trigger ran outside a trace (tracing off).
+    traceparent: Mapped[str | None] = mapped_column(Text)
+    tracestate: Mapped[str | None] = mapped_column(Text)
     partition_key: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
     available_at: Mapped[datetime] = mapped_column(

@@ -35,6 +35,9 @@ class StartedAttempt:
     attempt: int
     max_attempts: int
     lease_ttl_sec: int
+    # The W3C trace context its trigger stored (docs/tracing.md); None when untraced.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from app.domain.workflows import (
     WorkflowStepCreated,
 )
 from app.jobs.availability import transient_conflict
+from app.observability.tracing import TraceContext, current_trace_context
 from app.settings import Settings
 
 T = TypeVar("T")
@@ -158,6 +159,7 @@ class JobManager:
         session: AsyncSession,
         specs: Sequence[JobCreate],
         details: Sequence[Mapping[str, Any]] | None = None,
+        traces: Sequence[TraceContext | None] | None = None,
         *,
         name_items: bool = True,
     ) -> list[JobCreated | KeyConflict]:
@@ -176,12 +178,16 @@ class JobManager:
         its edges are in (dependencies.settle: queued at once if its parents already
         succeeded, canceled if one it needs failed). Its parents are locked first; an
         unknown one is an InvalidJobError naming it (and the item, `jobs[i]`, with
-        `name_items`).
+        `name_items`). Each new job stores its item's trace context (`traces`; without
+        them, the caller's current span, app.observability.tracing), the parent of its
+        attempts' spans.
         """
         if not specs:
             return []
         await self._lock_parents(session, specs, name_items=name_items)
-        new_jobs = [self._new_job(spec) for spec in specs]
+        if traces is None:
+            traces = [current_trace_context()] * len(specs)
+        new_jobs = [self._new_job(spec, trace) for spec, trace in zip(specs, traces, strict=True)]
         results: list[JobCreated | KeyConflict | None] = [None] * len(specs)
         created_by: dict[uuid.UUID, int] = {}
         # Jobs this transaction holds (app.db.coalescing); its own new ones cannot start
@@ -319,6 +325,7 @@ class JobManager:
         *,
         name_items: bool = True,
         details: Sequence[Mapping[str, Any]] | None = None,
+        traces: Sequence[TraceContext | None] | None = None,
     ) -> list[JobCreated]:
         """create_or_find_in_session(), all items or an error: IdempotencyConflictError for
         the first item in conflict (naming it, `jobs[i]`, with `name_items`).
@@ -327,7 +334,7 @@ class JobManager:
         a transaction, the caller rolls it back.
         """
         created: list[JobCreated] = []
-        for result in await self.create_or_find_in_session(session, specs, details):
+        for result in await self.create_or_find_in_session(session, specs, details, traces):
             if isinstance(result, KeyConflict):
                 raise result.error(name_items=name_items)
             created.append(result)
@@ -345,13 +352,14 @@ class JobManager:
         self,
         specs: Sequence[JobCreate],
         details: Sequence[Mapping[str, Any]] | None = None,
+        traces: Sequence[TraceContext | None] | None = None,
         *,
         name_items: bool = True,
     ) -> list[JobCreated | KeyConflict]:
         """create_or_find_in_session() in a transaction of the manager's own, committed."""
         return await self._in_transaction(
             lambda session: self.create_or_find_in_session(
-                session, specs, details, name_items=name_items
+                session, specs, details, traces, name_items=name_items
             )
         )
 
@@ -380,7 +388,7 @@ class JobManager:
             parents = [ids[i] for i in step.parent_steps] + list(step.parent_jobs)
             new_jobs.append(
                 dataclasses.replace(
-                    self._new_job(step.spec.job),
+                    self._new_job(step.spec.job, current_trace_context()),
                     job_id=job_id,
                     status=JobStatus.WAITING if parents else JobStatus.QUEUED,
                     depends_on=parents or None,
@@ -448,7 +456,7 @@ class JobManager:
             workflow_id=workflow_id, canceled=len(canceled), cancel_requested=asked
         )
 
-    def _new_job(self, spec: JobCreate) -> NewJob:
+    def _new_job(self, spec: JobCreate, trace: TraceContext | None) -> NewJob:
         lease_ttl_sec = spec.lease_ttl_sec or self.default_lease_ttl_sec
         return NewJob(
             job_id=uuid.uuid4(),
@@ -471,6 +479,8 @@ class JobManager:
             status=JobStatus.WAITING if spec.depends_on else JobStatus.QUEUED,
             depends_on=spec.depends_on or None,
             run_after=spec.run_after,
+            traceparent=None if trace is None else trace.traceparent,
+            tracestate=None if trace is None else trace.tracestate,
         )
 
     # --- the worker's hot path (its lock session and finish writer connections) -----------

@@ -34,6 +34,7 @@ from app.jobs.batching import Round, RoundBatcher
 from app.jobs.manager import JobManager, KeyConflict
 from app.jobs.validation import check_destinations, check_spec, check_specs
 from app.jobs.worker_registry import WorkerRegistry
+from app.observability.tracing import TraceContext, current_trace_context
 from app.settings import Settings
 
 EVENTS_LIMIT_MAX = 1000
@@ -52,6 +53,8 @@ class Trigger:
     spec: JobCreate
     # Joined into the details of a `coalesced` event, e.g. the HTTP request's id.
     origin: Mapping[str, Any]
+    # The request's span, taken here: the round is written from another task.
+    trace: TraceContext | None = None
 
 
 def _origin(request_id: str | None, item: int | None = None) -> dict[str, Any]:
@@ -103,7 +106,8 @@ class JobService:
         """
         spec = check_spec(spec)
         await check_destinations([spec], self.settings)
-        created = await self._triggers.submit(Trigger(spec, _origin(request_id)))
+        trigger = Trigger(spec, _origin(request_id), current_trace_context())
+        created = await self._triggers.submit(trigger)
         warnings = await self.registry.unserved_warnings([spec.queue])
         return msgspec.structs.replace(created, warnings=warnings) if warnings else created
 
@@ -115,7 +119,10 @@ class JobService:
         try:
             triggers = batch.requests
             results = await self.manager.create_or_find(
-                [t.spec for t in triggers], [t.origin for t in triggers], name_items=False
+                [t.spec for t in triggers],
+                [t.origin for t in triggers],
+                [t.trace for t in triggers],
+                name_items=False,
             )
         except Exception as error:
             if len(batch) == 1:

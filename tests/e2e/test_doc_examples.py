@@ -389,6 +389,20 @@ async def _enqueue_in_session(example: Example) -> None:
         await example.db.execute("DROP TABLE orders")
 
 
+@check("trace-in-session")
+async def _trace_in_session(example: Example) -> None:
+    """The job stores the caller's span as its traceparent, and runs as any other."""
+    ran = await example.run()
+    job_id, trace_id, span_id = ran.stdout.split()
+
+    traceparent = await example.db.fetchval(
+        "SELECT traceparent FROM dl_jobs WHERE job_id = $1", uuid.UUID(job_id)
+    )
+    assert traceparent is not None, str(ran)
+    assert traceparent.split("-")[1:3] == [trace_id, span_id], str(ran)
+    await example.wait_status(job_id, "succeeded")
+
+
 @check("dl-enqueue-psql")
 async def _dl_enqueue_psql(example: Example) -> None:
     """Prints the new job's id, `queued` and `t`; a worker runs it after the COMMIT."""

@@ -17,9 +17,13 @@ from typing import Any
 
 import asyncpg
 
+from app.db.engine import create_engine, create_session_factory
+from app.domain.spec import JobCreate
+from app.jobs.enqueue import enqueue_in_session
 from app.pipelines.context import PipelineContext
 from app.pipelines.registry import pipeline
 from app.pipelines.results import Result
+from app.settings import get_settings
 
 # The table `test.record` writes to; tests create it with RUN_LOG_DDL before enqueueing.
 RUN_LOG_DDL = """
@@ -235,3 +239,24 @@ async def result_unencodable(args: dict[str, Any], ctx: PipelineContext) -> dict
     if args.get("nul"):
         return {"text": "a\x00b"}
     return {"rows": 3, "item": Unencodable()}
+
+
+@pipeline("test.trigger_child")
+async def trigger_child(args: dict[str, Any], ctx: PipelineContext) -> dict[str, str]:
+    """Create a `noop` job in a transaction of its own, as a pipeline that starts follow-up
+    work does; return its id."""
+    settings = get_settings()
+    engine = create_engine(settings, pool_size=1, max_overflow=0)
+    spec = JobCreate(
+        queue=str(args.get("queue", "etl.default")),
+        task="noop",
+        lock_key=f"child-of-{ctx.job_id}",
+        args={"steps": 1, "sleep": 0},
+        idempotency_key=f"child-of-{ctx.job_id}",
+    )
+    try:
+        async with create_session_factory(engine)() as session, session.begin():
+            created = await enqueue_in_session(session, spec, settings)
+    finally:
+        await engine.dispose()
+    return {"child": str(created.job_id)}

@@ -8,11 +8,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs.schedule_firing import FireKind, FireOutcome, ScheduleFiring
 from app.observability.metrics import worker_metrics
 from app.settings import Settings
+from worker.attempt_trace import JOB_ID, WORKER_ID
 from worker.maintenance.service import (
     MaintenanceService,
     again_if_connection_was_dead,
@@ -74,6 +76,8 @@ class Scheduler(MaintenanceService):
     config: SchedulerConfig = field(default_factory=SchedulerConfig)
     # Set by a change notice (`notice_received`); ends the wait between passes early.
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # This process's tracer (app.observability.tracing); None while tracing is off.
+    tracer: Tracer | None = None
     _firing: ScheduleFiring = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -137,7 +141,30 @@ class Scheduler(MaintenanceService):
         return SchedulerResult(counts=counts, failed=failed, next_due_in_sec=next_due)
 
     async def _fire(self, schedule_id: uuid.UUID) -> FireOutcome | None:
-        """Fire one schedule in its own transaction; None (logged, recorded) when it failed."""
+        """Fire one schedule in its own transaction; None (logged, recorded) when it failed.
+
+        Traced, each firing is a span of its own, the parent of the job it creates.
+        """
+        if self.tracer is None:
+            return await self._fire_untraced(schedule_id)
+        with self.tracer.start_as_current_span(
+            "schedule fire",
+            kind=SpanKind.PRODUCER,
+            attributes={"dataloader.schedule.id": str(schedule_id), WORKER_ID: self.worker_id},
+        ) as span:
+            outcome = await self._fire_untraced(schedule_id)
+            if outcome is None:
+                span.set_status(Status(StatusCode.ERROR, "failed to fire"))
+                return None
+            span.update_name(f"schedule {outcome.name}" if outcome.name else "schedule fire")
+            span.set_attribute("dataloader.schedule.outcome", outcome.kind.value)
+            if outcome.name:
+                span.set_attribute("dataloader.schedule.name", outcome.name)
+            if outcome.job_id is not None:
+                span.set_attribute(JOB_ID, str(outcome.job_id))
+            return outcome
+
+    async def _fire_untraced(self, schedule_id: uuid.UUID) -> FireOutcome | None:
         try:
             # Not a period later for want of a live connection.
             return await again_if_connection_was_dead(lambda: self._firing.fire(schedule_id))
