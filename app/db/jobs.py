@@ -89,6 +89,8 @@ class NewJob:
     producer: str | None
     consumer_group: str | None
     available_at: datetime | None
+    # The batch a bulk trigger with a completion callback made (app.db.batches).
+    batch_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,20 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("concurrency_limit", Integer()),
     ("rate_key", Text()),
     ("coalescing", Boolean()),
+    ("batch_id", UUID(as_uuid=True)),
 )
 # The fields dl_request_fingerprint() digests: every one but the key (and the job's own
 # id). The concurrency group, rate_key and coalescing came after the function (0011):
-# grouped_fingerprint and coalescing_fingerprint add them.
-_EXTRA = ("job_id", "idempotency_key", "concurrency_key", "concurrency_limit", "rate_key")
+# grouped_fingerprint and coalescing_fingerprint add them. A batch is not part of the
+# request: the same item sent again (with or without a callback) finds its job.
+_EXTRA = (
+    "job_id",
+    "idempotency_key",
+    "concurrency_key",
+    "concurrency_limit",
+    "rate_key",
+    "batch_id",
+)
 _FINGERPRINTED = ", ".join(
     f"{name} => t.{name}" for name, _ in _COLUMNS if name not in (*_EXTRA, "coalescing")
 )
@@ -160,13 +171,13 @@ def _insert_statement(schema: str) -> TextClause:
             INSERT INTO {qualified(schema, "dl_jobs")} (job_id, queue, task, args,
                 idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
                 producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id,
-                concurrency_key, concurrency_limit, rate_key, coalescing, fair_round)
+                concurrency_key, concurrency_limit, rate_key, coalescing, fair_round, batch_id)
             SELECT i.job_id, i.queue, i.task, i.args, i.idempotency_key, i.lock_key,
                    i.partition_key, i.priority, i.max_attempts, i.lease_ttl_sec, i.producer,
                    i.consumer_group, coalesce(i.available_at, now()), i.request_fingerprint,
                    '{JobStatus.QUEUED.value}', i.pgq_id, i.concurrency_key,
                    i.concurrency_limit, i.rate_key, i.coalescing,
-                   {fairness.round_sql("i", "i.ord")}
+                   {fairness.round_sql("i", "i.ord")}, i.batch_id
             -- Key order, so two calls sharing keys wait on each other without deadlock;
             -- among items sharing a key (or a coalescing trigger's queue, task and
             -- lock_key) the first in the call wins.

@@ -117,6 +117,7 @@ class JobManager:
         session: AsyncSession,
         specs: Sequence[JobCreate],
         details: Sequence[Mapping[str, Any]] | None = None,
+        batch_id: uuid.UUID | None = None,
     ) -> list[JobCreated | KeyConflict]:
         """Queued jobs with their first events and dispatches, in the caller's transaction.
 
@@ -128,10 +129,11 @@ class JobManager:
         a coalescing item (key first) whose queue, task and lock_key have a queued job of a
         coalescing trigger joins it (app.db.coalescing), which logs a `coalesced` event on
         that job, its details joined by the item's `details` (the HTTP request's id, say).
+        The jobs created belong to `batch_id` (app.jobs.batches), if given.
         """
         if not specs:
             return []
-        new_jobs = [self._new_job(spec) for spec in specs]
+        new_jobs = [self._new_job(spec, batch_id) for spec in specs]
         results: list[JobCreated | KeyConflict | None] = [None] * len(specs)
         created_by: dict[uuid.UUID, int] = {}
         # Jobs this transaction holds (app.db.coalescing); its own new ones cannot start
@@ -226,6 +228,7 @@ class JobManager:
         *,
         name_items: bool = True,
         details: Sequence[Mapping[str, Any]] | None = None,
+        batch_id: uuid.UUID | None = None,
     ) -> list[JobCreated]:
         """create_or_find_in_session(), all items or an error: IdempotencyConflictError for
         the first item in conflict (naming it, `jobs[i]`, with `name_items`).
@@ -234,7 +237,7 @@ class JobManager:
         a transaction, the caller rolls it back.
         """
         created: list[JobCreated] = []
-        for result in await self.create_or_find_in_session(session, specs, details):
+        for result in await self.create_or_find_in_session(session, specs, details, batch_id):
             if isinstance(result, KeyConflict):
                 raise result.error(name_items=name_items)
             created.append(result)
@@ -254,7 +257,7 @@ class JobManager:
         async with self._transaction() as session:
             return await self.create_or_find_in_session(session, specs, details)
 
-    def _new_job(self, spec: JobCreate) -> NewJob:
+    def _new_job(self, spec: JobCreate, batch_id: uuid.UUID | None = None) -> NewJob:
         lease_ttl_sec = spec.lease_ttl_sec or self.default_lease_ttl_sec
         return NewJob(
             job_id=uuid.uuid4(),
@@ -274,6 +277,7 @@ class JobManager:
             producer=spec.producer,
             consumer_group=spec.consumer_group,
             available_at=spec.available_at,
+            batch_id=batch_id,
         )
 
     # --- the worker's hot path (its lock session and finish writer connections) -----------

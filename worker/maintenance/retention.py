@@ -173,6 +173,11 @@ class Retention(MaintenanceService):
         idle_buckets = await self._history.idle_rate_buckets()
         if idle_buckets:
             logger.info("retention: deleted %d idle rate bucket(s)", idle_buckets)
+        old_batches = await self._history.completed_batches(
+            self.config.retention, self.config.batch_size
+        )
+        if old_batches:
+            logger.info("retention: deleted %d completed batch(es)", old_batches)
         tally = _Tally()
         # Each step runs one batch and says whether a full one may follow.
         steps: dict[str, Callable[[_Tally], Awaitable[bool]]] = {
