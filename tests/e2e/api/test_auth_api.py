@@ -50,7 +50,12 @@ TOKEN_BY_SCOPE = {"read": READ_TOKEN, "write": WRITE_TOKEN, "admin": ADMIN_TOKEN
 WEAKER = {"write": "read", "admin": "write"}
 OPEN_MESSAGE = "API is open: no API_TOKENS_JSON, bound to loopback only"
 # Path parameters: ids nothing exists for, a queue and schedule only this module uses.
-PATH_VALUES = {"job_id": str(uuid.uuid4()), "queue": "auth.only", "name": "auth-only"}
+PATH_VALUES = {
+    "job_id": str(uuid.uuid4()),
+    "batch_id": str(uuid.uuid4()),
+    "queue": "auth.only",
+    "name": "auth-only",
+}
 
 
 def _bearer(token: str) -> dict[str, str]:
