@@ -29,6 +29,7 @@ from app.http.auth import (
     openapi_components,
     requires,
 )
+from app.http.batches.controller import BatchesController
 from app.http.dashboard.controller import DashboardController, dashboard_static_router
 from app.http.edge.security_headers import add_security_headers
 from app.http.edge.shedding import InFlight, LoadSheddingMiddleware
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             JobsController,
             MetricsController,
             QueuesController,
+            BatchesController,
             SchedulesController,
             CronController,
             SystemController,

@@ -106,6 +106,8 @@ class NewJob:
     # The W3C trace context of the trigger (app.observability.tracing); None untraced.
     traceparent: str | None = None
     tracestate: str | None = None
+    # The batch a bulk trigger with a completion callback made (app.db.batches).
+    batch_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("has_dependents", Boolean()),
     ("workflow_id", UUID(as_uuid=True)),
     ("step_name", Text()),
+    ("batch_id", UUID(as_uuid=True)),
 )
 # Sent only when some job of the call has a trace context: an untraced call's statement
 # is the one it was before traces existed.
@@ -164,6 +167,9 @@ _LATER = (
     "has_dependents",
     "workflow_id",
     "step_name",
+    # A batch is not part of the request: the same item sent again (with or without a
+    # callback) finds its job.
+    "batch_id",
 )
 _FINGERPRINTED = ", ".join(
     f"{name} => t.{name}" for name, _ in _COLUMNS if name not in (*_EXTRA, *_LATER)
@@ -216,7 +222,8 @@ def _insert_statement(schema: str, traced: bool = False) -> TextClause:
                 idempotency_key, lock_key, partition_key, priority, max_attempts, lease_ttl_sec,
                 producer, consumer_group, available_at, request_fingerprint, status, pgq_job_id,
                 concurrency_key, concurrency_limit, rate_key, coalescing, fair_round,
-                depends_on, run_after, has_dependents, workflow_id, step_name{trace_names})
+                depends_on, run_after, has_dependents, workflow_id, step_name,
+                batch_id{trace_names})
             SELECT i.job_id, i.queue, i.task, i.args, i.idempotency_key, i.lock_key,
                    i.partition_key, i.priority, i.max_attempts, i.lease_ttl_sec, i.producer,
                    i.consumer_group, coalesce(i.available_at, now()), i.request_fingerprint,
@@ -225,7 +232,7 @@ def _insert_statement(schema: str, traced: bool = False) -> TextClause:
                    -- A waiting job takes its round when it is released.
                    CASE WHEN i.status = '{queued}' THEN {fairness.round_sql("i", "i.ord")} END,
                    i.parents, i.run_after, i.has_dependents, i.workflow_id,
-                   i.step_name{trace_values}
+                   i.step_name, i.batch_id{trace_values}
             -- Key order, so two calls sharing keys wait on each other without deadlock;
             -- among items sharing a key (or a coalescing trigger's queue, task and
             -- lock_key) the first in the call wins.

@@ -81,6 +81,9 @@ class DlJob(Base):
     traceparent: Mapped[str | None] = mapped_column(Text)
     tracestate: Mapped[str | None] = mapped_column(Text)
     partition_key: Mapped[str | None] = mapped_column(Text)
+    # The batch a bulk trigger with a completion callback made it part of (migration 0020,
+    # app.db.batch_functions); NULL for every other job.
+    batch_id: Mapped[uuid.UUID | None] = mapped_column()
     priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
     available_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
@@ -212,6 +215,7 @@ class DlJob(Base):
             unique=True,
             postgresql_where=text("workflow_id IS NOT NULL"),
         ),
+        Index("ix_dl_jobs_batch", "batch_id", postgresql_where=text("batch_id IS NOT NULL")),
     )
 
 
@@ -381,4 +385,36 @@ class DlWorker(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_seen_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class DlBatch(Base):
+    """The jobs one bulk trigger made with a completion callback (app.db.batch_functions):
+    how many are not final yet, how many ended each way, and the callback once created."""
+
+    __tablename__ = "dl_batches"
+
+    batch_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    total: Mapped[int] = mapped_column(Integer)
+    pending: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    failed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    canceled: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    lost: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # The callback's JobCreate, every field resolved (dl_enqueue() takes them as they are).
+    callback: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    callback_job_id: Mapped[uuid.UUID | None] = mapped_column()
+    # Why dl_enqueue() refused the callback, should it ever (it was checked at creation).
+    callback_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("pending >= 0 AND pending <= total", name="pending_valid"),
+        # Retention deletes completed batches past the retention age.
+        Index(
+            "ix_dl_batches_completed",
+            "completed_at",
+            postgresql_where=text("completed_at IS NOT NULL"),
+        ),
     )

@@ -33,6 +33,10 @@ class JobNotFoundError(JobError):
     """No job has this id."""
 
 
+class BatchNotFoundError(JobError):
+    """No batch has this id."""
+
+
 class JobStatusConflictError(JobError):
     """The job's status does not allow this operation."""
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.domain.errors import (
+    BatchNotFoundError,
     IdempotencyConflictError,
     InvalidJobError,
     JobError,
@@ -69,6 +70,7 @@ def error_response(status_code: int, description: str, detail: str, **extra: Any
 _STATUS_BY_ERROR: list[tuple[type[JobError], int]] = [
     (InvalidJobError, HTTP_400_BAD_REQUEST),
     (JobNotFoundError, HTTP_404_NOT_FOUND),
+    (BatchNotFoundError, HTTP_404_NOT_FOUND),
     (JobStatusConflictError, HTTP_409_CONFLICT),
     (IdempotencyConflictError, HTTP_409_CONFLICT),
     (ScheduleNotFoundError, HTTP_404_NOT_FOUND),

@@ -1,5 +1,6 @@
-"""enqueue_in_session(), enqueue_many_in_session() and enqueue_workflow_in_session(): create
-jobs (or a workflow of them) in the caller's transaction.
+"""enqueue_in_session(), enqueue_many_in_session(), enqueue_batch_in_session() and
+enqueue_workflow_in_session(): create jobs (a batch, or a workflow of them) in the caller's
+transaction.
 
 A process that loaded no pipelines (an application that only enqueues) checks task names
 against the tasks live workers registered (dl_workers), read in the caller's transaction;
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.domain.spec import JobCreate
 from app.domain.views import JobCreated
 from app.domain.workflows import WorkflowCreate, WorkflowCreated
+from app.jobs.batches import BatchCreated, check_callback, create_batch_in_session
 from app.jobs.manager import JobManager
 from app.jobs.validation import check_spec, check_specs, check_workflow
 from app.jobs.worker_registry import live_tasks_in_session
@@ -66,6 +68,25 @@ async def enqueue_many_in_session(
     live = await _live_tasks_unless_loaded(session, settings)
     checked = check_specs(specs, internal=internal, live_tasks=live)
     return await manager.create_many_in_session(session, checked)
+
+
+async def enqueue_batch_in_session(
+    session: AsyncSession,
+    specs: Sequence[JobCreate],
+    on_complete: JobCreate,
+    settings: Settings | None = None,
+) -> BatchCreated:
+    """enqueue_many_in_session() as one batch: when every job it created has reached a
+    final status, `on_complete` is created once, with the counts in its args under
+    `batch` (docs/batches.md). Checks and errors as enqueue_many_in_session(); a bad
+    callback names `on_complete`.
+    """
+    settings = settings or get_settings()
+    manager = JobManager.from_settings(settings)
+    live = await _live_tasks_unless_loaded(session, settings)
+    checked = check_specs(specs, live_tasks=live)
+    callback = check_callback(on_complete, live_tasks=live)
+    return await create_batch_in_session(session, manager, checked, callback)
 
 
 async def enqueue_workflow_in_session(

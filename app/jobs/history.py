@@ -3,7 +3,7 @@
 The leader's retention service decides when and how much; this is where the rows go. Old
 finished jobs go with their events, pgqueuer's log and statistics (which pgqueuer never
 prunes) by age, a sweep finds events whose job was deleted by hand, and the rows of
-workers that died without leaving go once long expired.
+workers that died without leaving go once long expired, completed batches by age.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import events, pgqueuer_tables, queues, workers, workflows
+from app.db import batches, events, pgqueuer_tables, queues, workers, workflows
 from app.db import jobs as job_rows
 from app.db.events import OrphanWindow
 from app.db.jobs import JobBatch
@@ -61,3 +61,8 @@ class HistoryPruner:
         """dl_rate_buckets rows whose starts all aged out and whose line is empty; how many went."""
         async with self.sessions() as session, session.begin():
             return await queues.delete_idle_buckets_in_session(session)
+
+    async def completed_batches(self, retention: timedelta, limit: int) -> int:
+        """dl_batches rows completed before now() - retention; how many went."""
+        async with self.sessions() as session, session.begin():
+            return await batches.delete_old_batches(session, retention, limit)

@@ -162,6 +162,7 @@ class JobManager:
         traces: Sequence[TraceContext | None] | None = None,
         *,
         name_items: bool = True,
+        batch_id: uuid.UUID | None = None,
     ) -> list[JobCreated | KeyConflict]:
         """Queued jobs with their first events and dispatches, in the caller's transaction.
 
@@ -180,14 +181,17 @@ class JobManager:
         unknown one is an InvalidJobError naming it (and the item, `jobs[i]`, with
         `name_items`). Each new job stores its item's trace context (`traces`; without
         them, the caller's current span, app.observability.tracing), the parent of its
-        attempts' spans.
+        attempts' spans. The jobs created belong to `batch_id` (app.jobs.batches), if
+        given.
         """
         if not specs:
             return []
         await self._lock_parents(session, specs, name_items=name_items)
         if traces is None:
             traces = [current_trace_context()] * len(specs)
-        new_jobs = [self._new_job(spec, trace) for spec, trace in zip(specs, traces, strict=True)]
+        new_jobs = [
+            self._new_job(spec, trace, batch_id) for spec, trace in zip(specs, traces, strict=True)
+        ]
         results: list[JobCreated | KeyConflict | None] = [None] * len(specs)
         created_by: dict[uuid.UUID, int] = {}
         # Jobs this transaction holds (app.db.coalescing); its own new ones cannot start
@@ -326,6 +330,7 @@ class JobManager:
         name_items: bool = True,
         details: Sequence[Mapping[str, Any]] | None = None,
         traces: Sequence[TraceContext | None] | None = None,
+        batch_id: uuid.UUID | None = None,
     ) -> list[JobCreated]:
         """create_or_find_in_session(), all items or an error: IdempotencyConflictError for
         the first item in conflict (naming it, `jobs[i]`, with `name_items`).
@@ -334,7 +339,9 @@ class JobManager:
         a transaction, the caller rolls it back.
         """
         created: list[JobCreated] = []
-        for result in await self.create_or_find_in_session(session, specs, details, traces):
+        for result in await self.create_or_find_in_session(
+            session, specs, details, traces, batch_id=batch_id
+        ):
             if isinstance(result, KeyConflict):
                 raise result.error(name_items=name_items)
             created.append(result)
@@ -456,7 +463,9 @@ class JobManager:
             workflow_id=workflow_id, canceled=len(canceled), cancel_requested=asked
         )
 
-    def _new_job(self, spec: JobCreate, trace: TraceContext | None) -> NewJob:
+    def _new_job(
+        self, spec: JobCreate, trace: TraceContext | None, batch_id: uuid.UUID | None = None
+    ) -> NewJob:
         lease_ttl_sec = spec.lease_ttl_sec or self.default_lease_ttl_sec
         return NewJob(
             job_id=uuid.uuid4(),
@@ -481,6 +490,7 @@ class JobManager:
             run_after=spec.run_after,
             traceparent=None if trace is None else trace.traceparent,
             tracestate=None if trace is None else trace.tracestate,
+            batch_id=batch_id,
         )
 
     # --- the worker's hot path (its lock session and finish writer connections) -----------

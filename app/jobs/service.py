@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import events
 from app.db import jobs as job_rows
 from app.db.job_counts import count_jobs
+from app.domain.batches import BatchView
 from app.domain.errors import (
+    BatchNotFoundError,
     InvalidJobError,
     JobNotFoundError,
     JobStatusConflictError,
@@ -29,6 +31,13 @@ from app.domain.views import (
     JobHistory,
     JobHistoryEvent,
     JobPage,
+)
+from app.jobs.batches import (
+    WHERE,
+    BatchCreated,
+    batch_in_session,
+    check_callback,
+    create_batch_in_session,
 )
 from app.jobs.batching import Round, RoundBatcher
 from app.jobs.manager import JobManager, KeyConflict
@@ -154,6 +163,26 @@ class JobService:
         await check_destinations(specs, self.settings, bulk=True)
         origins = [_origin(request_id, index) for index in range(len(specs))]
         return await self.manager.create_many(specs, origins)
+
+    async def trigger_batch(
+        self, specs: list[JobCreate], on_complete: JobCreate, request_id: str | None = None
+    ) -> BatchCreated:
+        """trigger_many() as one batch with a completion callback (app.jobs.batches)."""
+        specs = check_specs(specs)
+        on_complete = check_callback(on_complete)
+        await check_destinations(specs, self.settings, bulk=True)
+        await check_destinations([on_complete], self.settings, where=WHERE)
+        origins = [_origin(request_id, index) for index in range(len(specs))]
+        async with self.sessions() as session, session.begin():
+            return await create_batch_in_session(session, self.manager, specs, on_complete, origins)
+
+    async def batch(self, batch_id: uuid.UUID) -> BatchView:
+        """The batch as it stands (GET /batches/{id})."""
+        async with self.sessions() as session:
+            found = await batch_in_session(session, batch_id)
+        if found is None:
+            raise BatchNotFoundError(f"batch {batch_id} not found")
+        return found
 
     async def unserved_warnings(self, specs: list[JobCreate]) -> list[str]:
         """One warning per queue of `specs` that no live worker serves (a cached view)."""

@@ -62,19 +62,24 @@ def check_spec(
 
 
 async def check_destinations(
-    specs: Sequence[JobCreate], settings: Settings, *, bulk: bool = False, items: str = "jobs"
+    specs: Sequence[JobCreate],
+    settings: Settings,
+    *,
+    bulk: bool = False,
+    items: str = "jobs",
+    where: str = "",
 ) -> None:
     """Refuse a client's checked specs that name a destination the settings do not allow.
 
     Raises InvalidJobError (a 400) with the pipeline's reason and the setting that would
     allow it, naming the item (`jobs[i]`, or `steps[i].job` with items="steps") of a bulk
-    call. The worker checks again.
+    call, or prefixed by `where`. The worker checks again.
     """
     for index, spec in enumerate(specs):
         try:
             await check_destination(spec.task, spec.args, settings)
         except PermanentError as error:  # InvalidArgsError too: also a PermanentError
-            where = f"{items}[{index}]{'.job' if items == 'steps' else ''}: " if bulk else ""
+            where = f"{items}[{index}]{'.job' if items == 'steps' else ''}: " if bulk else where
             raise InvalidJobError(f"{where}args of task {spec.task!r}: {error}") from None
 
 

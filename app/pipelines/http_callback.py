@@ -38,6 +38,9 @@ class HttpCallbackArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     headers: dict[HeaderName, HeaderValue] = {}
     timeout_sec: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     credentials: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    # Filled in by the service when the job is a batch's completion callback
+    # (docs/batches.md): sent in the JSON body under `batch`.
+    batch: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # msgspec turns a ValueError here into a ValidationError, so trigger answers 400.
@@ -113,8 +116,9 @@ def _request_kwargs(args: HttpCallbackArgs, secrets: dict[str, str]) -> dict[str
     if isinstance(args.data, str):
         headers.setdefault("content-type", "text/plain; charset=utf-8")
         return {"headers": headers, "content": args.data.encode()}
-    if args.data is not None:
-        return {"headers": headers, "json": args.data}  # keeps a content-type the job set
+    data = args.data if args.batch is None else {**(args.data or {}), "batch": args.batch}
+    if data is not None:
+        return {"headers": headers, "json": data}  # keeps a content-type the job set
     return {"headers": headers}
 
 

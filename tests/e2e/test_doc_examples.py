@@ -323,6 +323,28 @@ async def _fair_queue(example: Example) -> None:
     assert (view["queue"], view["fairness"]) == ("etl.tenants", {"by": "partition_key"}), str(ran)
 
 
+@check("batch-callback")
+async def _batch_callback(example: Example) -> None:
+    """The batch completes after its three jobs; the callback's args carry the counts."""
+    ran = await example.run()
+    batch, args = ran.json_objects()
+
+    assert (batch["total"], batch["pending"]) == (3, 0), str(ran)
+    assert batch["counts"] == {"succeeded": 3, "failed": 0, "canceled": 0, "lost": 0}
+    assert args == {
+        "day": 1,
+        "batch": {
+            "batch_id": batch["batch_id"],
+            "total": 3,
+            "succeeded": 3,
+            "failed": 0,
+            "canceled": 0,
+            "lost": 0,
+        },
+    }, str(ran)
+    await example.wait_status(batch["callback_job_id"], "succeeded")
+
+
 @check("retry")
 async def _retry(example: Example) -> None:
     """Failed on attempt 1 of 1, retried with a budget of 2, succeeded on attempt 2."""

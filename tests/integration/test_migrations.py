@@ -28,6 +28,7 @@ DL_TABLES = {
     "dl_rate_buckets",
     "dl_job_dependencies",
     "dl_workflows",
+    "dl_batches",
 }
 PGQ_TABLES = {"pgqueuer", "pgqueuer_log", "pgqueuer_schedules", "pgqueuer_statistics"}
 PGQ_TYPES = {"pgqueuer_status"}  # what pgqueuer 1.6.0 declares (and `pgq install` makes)

@@ -186,6 +186,9 @@ class Retention(MaintenanceService):
         emptied = await self._history.emptied_workflows(self.retention, self.batch_size)
         if emptied:
             logger.info("retention: deleted %d workflow(s) whose steps were gone", emptied)
+        old_batches = await self._history.completed_batches(self.retention, self.batch_size)
+        if old_batches:
+            logger.info("retention: deleted %d completed batch(es)", old_batches)
         tally = _Tally()
         # Each step runs one batch and says whether a full one may follow.
         steps: dict[str, Callable[[_Tally], Awaitable[bool]]] = {

@@ -137,7 +137,11 @@ class JobsController(Controller):
     @post(
         "/trigger/bulk",
         status_code=HTTP_200_OK,
-        summary="Create up to 1,000 jobs in one transaction",
+        summary="Create up to 1,000 jobs in one transaction, optionally as a batch",
+        description="With `on_complete` (a job, as a trigger's body), the jobs this call "
+        "creates make a batch: when every one of them has reached a final status, the "
+        "`on_complete` job is created once, with the counts by status under `batch` in its "
+        "args. The answer's `batch_id` names it (GET /api/v1/batches/{batch_id}).",
         raises=[],
         responses={409: BULK_KEY_CONFLICT, 415: NOT_JSON},
         opt=requires("write"),
@@ -156,9 +160,16 @@ class JobsController(Controller):
         """
         require_json(request)
         await require_booleans(request, STRICT_BOOLEANS, items="jobs")
-        jobs = await job_service.trigger_many(data.jobs, request_id(request.scope))
-        warnings = await job_service.unserved_warnings(data.jobs)
-        return JobBulkCreated(jobs=jobs, warnings=warnings or msgspec.UNSET)
+        batch_id: UUID | msgspec.UnsetType = msgspec.UNSET
+        if data.on_complete is None:
+            jobs = await job_service.trigger_many(data.jobs, request_id(request.scope))
+        else:
+            batch = await job_service.trigger_batch(
+                data.jobs, data.on_complete, request_id(request.scope)
+            )
+            jobs, batch_id = batch.jobs, batch.batch_id
+        warnings = await job_service.unserved_warnings(data.jobs) or msgspec.UNSET
+        return JobBulkCreated(jobs=jobs, batch_id=batch_id, warnings=warnings)
 
     @get(
         "/",

@@ -46,12 +46,17 @@ class JobBulkCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Up to BULK_CREATE_LIMIT jobs created in one transaction: all of them, or none."""
 
     jobs: Annotated[list[JobCreate], msgspec.Meta(min_length=1, max_length=BULK_CREATE_LIMIT)]
+    # A job created once, when every job this call created has reached a final status, with
+    # the counts under `batch` in its args (docs/batches.md).
+    on_complete: JobCreate | None = None
 
 
 class JobBulkCreated(msgspec.Struct, kw_only=True):
     """One answer per requested job, in request order."""
 
     jobs: list[JobCreated]
+    # Only with `on_complete`: the batch the jobs make (GET /api/v1/batches/{batch_id}).
+    batch_id: uuid.UUID | msgspec.UnsetType = msgspec.UNSET
     # Said only when there is something to say, e.g. that no live worker serves a queue.
     warnings: list[str] | msgspec.UnsetType = msgspec.UNSET
 

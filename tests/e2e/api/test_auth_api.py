@@ -53,6 +53,7 @@ OPEN_MESSAGE = "API is open: no API_TOKENS_JSON, bound to loopback only"
 PATH_VALUES = {
     "job_id": str(uuid.uuid4()),
     "workflow_id": str(uuid.uuid4()),
+    "batch_id": str(uuid.uuid4()),
     "queue": "auth.only",
     "name": "auth-only",
 }

@@ -1,0 +1,1 @@
+"""/api/v1/batches: the state of a bulk trigger's batch."""
