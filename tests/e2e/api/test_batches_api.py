@@ -96,3 +96,10 @@ async def test_an_unknown_batch_is_a_404(client: httpx.AsyncClient) -> None:
 
     assert response.status_code == 404, response.text
     assert "batch" in response.json()["detail"]
+
+
+async def test_a_batch_id_that_is_not_a_uuid_is_a_400_naming_it(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/batches/abc")
+
+    assert response.status_code == 400, response.text
+    assert "batch_id" in response.json()["detail"]
