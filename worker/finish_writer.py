@@ -31,9 +31,8 @@ logger = logging.getLogger("worker.finish_writer")
 
 RECONNECT_DELAY_SEC = 1.0
 # A finished attempt's write is tried again at least every second while the database is
-# unreachable: nothing extends its lease meanwhile, so each second it waits after the
-# database is back is a second closer to the reaper running the job again (a 3 s restart
-# behind PgBouncer, with 1-2-4 s waits, once let ten 10 s leases expire).
+# unreachable: its heartbeat keeps the lease meanwhile (worker.runner), but a quick write
+# once the database is back frees the job's lock_key for the next job sooner.
 MAX_RECONNECT_DELAY_SEC = 1.0
 MAX_FINISHES_PER_ROUND = 1000  # more wait for the next round: statements stay bounded
 CONFLICT_PAUSE_SEC = 0.05

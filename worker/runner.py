@@ -75,6 +75,8 @@ class AttemptRun:
     error: str | None = None  # why it failed, for the attempt's log line
     retry_at: datetime | None = None  # when a failed attempt's job runs again
     result_json: str | None = None  # the pipeline's result, checked, once it succeeded
+    # The body has ended and its end is being written: the heartbeat only keeps the lease.
+    finishing: bool = False
 
     def save_progress(self, progress: dict[str, Any]) -> None:
         """Keep the latest progress; the heartbeat writes it."""
@@ -309,8 +311,19 @@ class Runner:
         started = run.started
         job_id = started.job_id
         metrics = worker_metrics()
-        outcome, error = await self._execute(run, pgq_cancel)
-        if not await self._finish(run, outcome, error) and outcome is not Outcome.FENCED:
+        # The heartbeat outlives the body until the end is written: a finish write that
+        # waits out a database restart must not let the lease expire meanwhile, or the
+        # reaper would run a job whose body already ran to its end a second time.
+        heart = asyncio.create_task(self._heartbeat_loop(run))
+        try:
+            outcome, error = await self._execute(run, pgq_cancel)
+            run.finishing = True
+            written = await self._finish(run, outcome, error)
+        finally:
+            heart.cancel()
+            with contextlib.suppress(BaseException):
+                await heart
+        if not written and outcome is not Outcome.FENCED:
             logger.warning(
                 "lease lost: job %s attempt %d ended %s but another attempt owns the job;"
                 " nothing written",
@@ -354,23 +367,17 @@ class Runner:
                 self.task_holders,
             )
         body = asyncio.create_task(run_pipeline(func, run.started.args, run.context))
-        heart = asyncio.create_task(self._heartbeat_loop(run))
         stop_reason: Outcome | None = None
-        try:
-            while not body.done():
-                await asyncio.wait({body}, timeout=WATCH_INTERVAL_SEC)
-                if body.done():
-                    break
-                if pgq_cancel is not None and pgq_cancel.cancel_called:
-                    run.context.cancel_event.set()
-                stop_reason = self._stop_reason(run)
-                if stop_reason is not None and is_interruptible(func):
-                    body.cancel()
-                    break
-        finally:
-            heart.cancel()
-            with contextlib.suppress(BaseException):
-                await heart
+        while not body.done():
+            await asyncio.wait({body}, timeout=WATCH_INTERVAL_SEC)
+            if body.done():
+                break
+            if pgq_cancel is not None and pgq_cancel.cancel_called:
+                run.context.cancel_event.set()
+            stop_reason = self._stop_reason(run)
+            if stop_reason is not None and is_interruptible(func):
+                body.cancel()
+                break
         try:
             await body
         except asyncio.CancelledError:
@@ -403,7 +410,7 @@ class Runner:
         return None
 
     async def _heartbeat_loop(self, run: AttemptRun) -> None:
-        """Extend the lease and read the cancel flag every DL_HEARTBEAT_SEC.
+        """Extend the lease, read the cancel flag every DL_HEARTBEAT_SEC, until the end is written.
 
         New progress is saved sooner, at most every DL_PROGRESS_SEC, so people watching the
         job see it move; a pipeline that reports none costs one write per heartbeat.
@@ -429,6 +436,8 @@ class Runner:
                     logger.warning("heartbeat failed", exc_info=True)
                 continue
             if cancel is None:
+                if run.finishing:
+                    return  # the end was written meanwhile; the finish says who owns the job
                 logger.warning(
                     "lease lost: another attempt owns the job: job %s attempt %d",
                     run.started.job_id,
