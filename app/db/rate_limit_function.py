@@ -46,23 +46,22 @@ CREATE OR REPLACE FUNCTION {quote_ident(schema)}.dl_rate_admit(
                  retry_at timestamptz, limited_by text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $admit$
 #variable_conflict use_column
 DECLARE
     t timestamptz;
-    lim record;
-    state record;
-    b_ids text[] := '{{}}';
-    b_queue text[] := '{{}}';
-    b_key text[] := '{{}}';
-    b_count int[] := '{{}}';
-    b_period interval[] := '{{}}';
-    b_free int[] := '{{}}';
-    b_used int[] := '{{}}';
-    b_next timestamptz[] := '{{}}';
-    b_pat timestamptz[] := '{{}}';
-    b_pn int[] := '{{}}';
-    b_changed boolean[] := '{{}}';
+    b_ids text[];
+    b_queue text[];
+    b_key text[];
+    b_count int[];
+    b_period interval[];
+    b_free int[];
+    b_used int[];
+    b_next timestamptz[];
+    b_pat timestamptz[];
+    b_pn int[];
+    b_changed boolean[];
     i int;
     b int;
     qi int;
@@ -74,9 +73,17 @@ BEGIN
     IF coalesce(cardinality(p_job_ids), 0) = 0 THEN
         RETURN;
     END IF;
-    -- The buckets this call touches, locked one by one in a fixed order.
-    FOR lim IN
-        SELECT s.queue, s.rate_key, s.count, s.period
+    -- The buckets this call touches, in the fixed order they are locked in. One statement
+    -- each for the list, the locks, the read and the write: a start statement holds the
+    -- queue's bucket until it commits, so the fleet's starts take turns for this long.
+    SELECT array_agg(s.queue || {SEPARATOR} || s.rate_key ORDER BY s.ord),
+           array_agg(s.queue ORDER BY s.ord), array_agg(s.rate_key ORDER BY s.ord),
+           array_agg(s.count ORDER BY s.ord), array_agg(s.period ORDER BY s.ord)
+    INTO b_ids, b_queue, b_key, b_count, b_period
+    FROM (
+        SELECT l.*, row_number() OVER (
+                   ORDER BY hashtext(l.queue || {SEPARATOR} || l.rate_key), l.queue, l.rate_key
+               ) AS ord
         FROM (
             SELECT q.queue, ''::text AS rate_key, q.start_limit AS count,
                    make_interval(secs => q.start_period_sec) AS period
@@ -88,40 +95,36 @@ BEGIN
             FROM unnest(p_queues, p_rate_keys) AS r(queue, rate_key)
             JOIN {queues} q ON q.queue = r.queue
             WHERE r.rate_key IS NOT NULL AND q.rate_key_limit IS NOT NULL
-        ) s
-        ORDER BY hashtext(s.queue || {SEPARATOR} || s.rate_key), s.queue, s.rate_key
-    LOOP
-        PERFORM pg_advisory_xact_lock({BUCKET_LOCK_CLASS},
-                                      hashtext(lim.queue || {SEPARATOR} || lim.rate_key));
-        b_ids := b_ids || (lim.queue || {SEPARATOR} || lim.rate_key);
-        b_queue := b_queue || lim.queue;
-        b_key := b_key || lim.rate_key;
-        b_count := b_count || lim.count;
-        b_period := b_period || lim.period;
-    END LOOP;
-    IF cardinality(b_ids) = 0 THEN
+        ) l
+    ) s;
+    IF b_ids IS NULL THEN
         RETURN QUERY SELECT u.id, true, NULL::timestamptz, NULL::timestamptz, NULL::text
                      FROM unnest(p_job_ids) AS u(id);
         RETURN;
     END IF;
+    -- A function scan yields the array in its order: the locks are taken in that order.
+    PERFORM pg_advisory_xact_lock({BUCKET_LOCK_CLASS}, hashtext(u.id))
+    FROM unnest(b_ids) AS u(id);
     -- Read after the locks: every earlier holder's starts are committed and seen.
     t := clock_timestamp();
-    FOR b IN 1..cardinality(b_ids) LOOP
-        SELECT coalesce(sum(e.n) FILTER (WHERE e.at > t - b_period[b]), 0) AS used,
-               min(e.at) FILTER (WHERE e.at > t - b_period[b]) AS oldest,
+    SELECT array_agg(u.count - coalesce(st.used, 0) ORDER BY u.n),
+           array_agg(0 ORDER BY u.n),
+           -- When this window's first start ages out: a slot frees then.
+           array_agg(coalesce(st.oldest, t) + u.period ORDER BY u.n),
+           array_agg(st.promise_at ORDER BY u.n),
+           array_agg(coalesce(st.promise_n, 0) ORDER BY u.n),
+           array_agg(false ORDER BY u.n)
+    INTO b_free, b_used, b_next, b_pat, b_pn, b_changed
+    FROM unnest(b_queue, b_key, b_count, b_period) WITH ORDINALITY
+         AS u(queue, rate_key, count, period, n)
+    LEFT JOIN LATERAL (
+        SELECT sum(e.n) FILTER (WHERE e.at > t - u.period) AS used,
+               min(e.at) FILTER (WHERE e.at > t - u.period) AS oldest,
                max(k.promise_at) AS promise_at, max(k.promise_n) AS promise_n
-        INTO state
         FROM {buckets} k
         LEFT JOIN LATERAL unnest(k.started_at, k.started_n) AS e(at, n) ON true
-        WHERE k.queue = b_queue[b] AND k.rate_key = b_key[b];
-        b_free[b] := b_count[b] - state.used;
-        b_used[b] := 0;
-        -- When this window's first start ages out: a slot frees then.
-        b_next[b] := coalesce(state.oldest, t) + b_period[b];
-        b_pat[b] := state.promise_at;
-        b_pn[b] := coalesce(state.promise_n, 0);
-        b_changed[b] := false;
-    END LOOP;
+        WHERE k.queue = u.queue AND k.rate_key = u.rate_key
+    ) st ON true;
     FOR i IN 1..cardinality(p_job_ids) LOOP
         qi := array_position(b_ids, p_queues[i] || {SEPARATOR});
         ki := CASE WHEN p_rate_keys[i] IS NULL THEN NULL
@@ -170,26 +173,28 @@ BEGIN
         limited_by := r_by;
         RETURN NEXT;
     END LOOP;
-    FOR b IN 1..cardinality(b_ids) LOOP
-        CONTINUE WHEN NOT b_changed[b];
-        INSERT INTO {buckets} AS k (queue, rate_key, started_at, started_n, promise_at,
-                                     promise_n, updated_at)
-        VALUES (b_queue[b], b_key[b],
-                CASE WHEN b_used[b] > 0 THEN ARRAY[t] ELSE '{{}}'::timestamptz[] END,
-                CASE WHEN b_used[b] > 0 THEN ARRAY[b_used[b]] ELSE '{{}}'::int[] END,
-                b_pat[b], b_pn[b], t)
-        ON CONFLICT (queue, rate_key) DO UPDATE SET
-            -- The starts still inside the window, then this call's.
-            started_at = ARRAY(SELECT e.at FROM unnest(k.started_at, k.started_n) AS e(at, n)
-                               WHERE e.at > t - b_period[b] ORDER BY e.at)
-                         || EXCLUDED.started_at,
-            started_n = ARRAY(SELECT e.n FROM unnest(k.started_at, k.started_n) AS e(at, n)
-                              WHERE e.at > t - b_period[b] ORDER BY e.at)
-                        || EXCLUDED.started_n,
-            promise_at = EXCLUDED.promise_at,
-            promise_n = EXCLUDED.promise_n,
-            updated_at = t;
-    END LOOP;
+    -- The changed buckets in one write: the starts still inside their window, then this
+    -- call's (read from the rows the locks keep still).
+    INSERT INTO {buckets} AS k (queue, rate_key, started_at, started_n, promise_at,
+                                 promise_n, updated_at)
+    SELECT u.queue, u.rate_key,
+           ARRAY(SELECT e.at FROM unnest(cur.started_at, cur.started_n) AS e(at, n)
+                 WHERE e.at > t - u.period ORDER BY e.at)
+           || CASE WHEN u.used > 0 THEN ARRAY[t] ELSE '{{}}'::timestamptz[] END,
+           ARRAY(SELECT e.n FROM unnest(cur.started_at, cur.started_n) AS e(at, n)
+                 WHERE e.at > t - u.period ORDER BY e.at)
+           || CASE WHEN u.used > 0 THEN ARRAY[u.used] ELSE '{{}}'::int[] END,
+           u.pat, u.pn, t
+    FROM unnest(b_queue, b_key, b_period, b_used, b_pat, b_pn, b_changed)
+         AS u(queue, rate_key, period, used, pat, pn, changed)
+    LEFT JOIN {buckets} cur ON cur.queue = u.queue AND cur.rate_key = u.rate_key
+    WHERE u.changed
+    ON CONFLICT (queue, rate_key) DO UPDATE SET
+        started_at = EXCLUDED.started_at,
+        started_n = EXCLUDED.started_n,
+        promise_at = EXCLUDED.promise_at,
+        promise_n = EXCLUDED.promise_n,
+        updated_at = EXCLUDED.updated_at;
 END
 $admit$
 """
