@@ -15,6 +15,7 @@ from app.domain.spec import JobCreate
 from app.jobs.enqueue import enqueue_batch_in_session
 from tests.faults.checks import kill_a_busy_worker, report
 from tests.support.jobs_db import JobsDb
+from tests.support.waiting import wait_until
 from tests.support.workers import WorkerFleet
 
 QUEUE = "etl.batch-kills"
@@ -68,10 +69,9 @@ async def test_worker_kills_leave_a_batch_with_one_callback_and_true_counts(
         )
         return bool(done)
 
-    deadline = asyncio.get_running_loop().time() + 120
-    while not await completed():
-        assert asyncio.get_running_loop().time() < deadline, fleet.diagnostics()
-        await asyncio.sleep(0.2)
+    await wait_until(
+        completed, timeout=120, what="the batch to complete", diagnostics=fleet.diagnostics
+    )
     fleet.stop_all()
 
     ended = {
