@@ -197,6 +197,8 @@ class WorkflowCreated(msgspec.Struct, kw_only=True):
     workflow_id: str
     name: str
     steps: list[WorkflowStepCreated]
+    # False when the idempotency_key found the workflow an earlier request created.
+    created: bool = True
 
 
 class WorkflowStep(msgspec.Struct, kw_only=True):

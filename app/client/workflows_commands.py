@@ -44,11 +44,22 @@ def create(
             help="Follow it until every step ended; exit 0 when all succeeded, 1 otherwise.",
         ),
     ] = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            metavar="KEY",
+            help="Run again with the same file and key, it finds the workflow this created"
+            " instead of making another (overrides the file's idempotency_key).",
+        ),
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Create every step of a workflow in one transaction."""
     as_json = wants_json(ctx, json_out)
     body = _read_body(path)
+    if idempotency_key is not None:
+        body["idempotency_key"] = idempotency_key
     with options(ctx).client() as client:
         reply = client.create_workflow(body)
         created = reply.data
@@ -56,8 +67,9 @@ def create(
             print_json(reply.body)
             return
         if not as_json:
+            made = "created" if created.created else "found (created before with this key)"
             out.print(
-                f"workflow {created.workflow_id} ({created.name}) created: "
+                f"workflow {created.workflow_id} ({created.name}) {made}: "
                 f"{count(len(created.steps), 'step')}"
             )
         if not wait:

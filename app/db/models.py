@@ -245,10 +245,20 @@ class DlWorkflow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Set by POST /api/v1/workflows/{id}/cancel.
     canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The request's idempotency_key, and what makes a request under it "the same"
+    # (app.domain.workflows.request_fingerprint); both NULL without a key.
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
+    request_fingerprint: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint("length(name) > 0 AND step_count >= 1", name="fields_valid"),
         Index("ix_dl_workflows_created_at", text("created_at DESC")),
+        Index(
+            "uq_dl_workflows_idempotency_key",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
 
 

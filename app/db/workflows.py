@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import Table, delete, exists, func, insert, select, update
+from sqlalchemy import Table, delete, exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.events import logged_with
@@ -21,12 +22,56 @@ workflows = cast(Table, DlWorkflow.__table__)
 
 
 async def insert_workflow(
-    session: AsyncSession, workflow_id: uuid.UUID, name: str, step_count: int
-) -> None:
-    """Write the workflow's row."""
-    await session.execute(
-        insert(workflows).values(workflow_id=workflow_id, name=name, step_count=step_count)
+    session: AsyncSession,
+    workflow_id: uuid.UUID,
+    name: str,
+    step_count: int,
+    *,
+    idempotency_key: str | None = None,
+    fingerprint: str | None = None,
+) -> bool:
+    """Write the workflow's row; False when another workflow holds the idempotency_key.
+
+    ON CONFLICT waits for a transaction writing the same key: once it commits this one
+    finds its workflow, and if it rolls back this one takes the key.
+    """
+    written = await session.execute(
+        pg_insert(workflows)
+        .values(
+            workflow_id=workflow_id,
+            name=name,
+            step_count=step_count,
+            idempotency_key=idempotency_key,
+            request_fingerprint=fingerprint,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[workflows.c.idempotency_key],
+            index_where=workflows.c.idempotency_key.is_not(None),
+        )
+        .returning(workflows.c.workflow_id)
     )
+    return written.first() is not None
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """The workflow that holds an idempotency_key, and the fingerprint of its request."""
+
+    workflow_id: uuid.UUID
+    name: str
+    fingerprint: str | None
+
+
+async def key_holder(session: AsyncSession, idempotency_key: str) -> KeyHolder | None:
+    """The workflow created under `idempotency_key`, if one was."""
+    row = (
+        await session.execute(
+            select(
+                workflows.c.workflow_id, workflows.c.name, workflows.c.request_fingerprint
+            ).where(workflows.c.idempotency_key == idempotency_key)
+        )
+    ).first()
+    return None if row is None else KeyHolder(row.workflow_id, row.name, row.request_fingerprint)
 
 
 async def get_workflow(session: AsyncSession, workflow_id: uuid.UUID) -> DlWorkflow | None:

@@ -101,6 +101,19 @@ class IdempotencyConflictError(JobError):
         self.job_id = job_id
 
 
+class WorkflowKeyConflictError(JobError):
+    """The idempotency_key is already used by a workflow created from a different request."""
+
+    def __init__(self, key: str, workflow_id: uuid.UUID) -> None:
+        super().__init__(
+            f"idempotency_key {key!r} is already used by workflow {workflow_id}, created from "
+            "a different request; send the same request to get that workflow, or use another "
+            "key (field `idempotency_key`)"
+        )
+        self.key = key
+        self.workflow_id = workflow_id
+
+
 class InvalidScheduleError(InvalidJobError):
     """The schedule is invalid."""
 

@@ -8,6 +8,7 @@ workflow; it depends on other steps by name, or on jobs outside the workflow by 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +18,7 @@ import msgspec
 
 from app.domain.dependencies import MAX_DEPENDS_ON, RunAfter
 from app.domain.errors import InvalidJobError
-from app.domain.spec import NAME_PATTERN, JobCreate, Label
+from app.domain.spec import NAME_PATTERN, JobCreate, Key, Label
 
 # Steps one workflow may have (the request body's size limit may bind first: about 100 bytes
 # a step).
@@ -41,12 +42,41 @@ class WorkflowStepCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
 
 
 class WorkflowCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A named DAG of steps, created at once: all of them, or none."""
+    """A named DAG of steps, created at once: all of them, or none.
+
+    With an idempotency_key, sending the same request again finds the workflow it created;
+    a different request under the key is a conflict (WorkflowKeyConflictError).
+    """
 
     name: Label
     steps: Annotated[
         list[WorkflowStepCreate], msgspec.Meta(min_length=1, max_length=MAX_WORKFLOW_STEPS)
     ]
+    idempotency_key: Key | None = None
+
+
+def request_fingerprint(spec: WorkflowCreate) -> str:
+    """What makes two workflow requests "the same" for an idempotency_key: the request as
+    decoded (defaults filled in, object keys sorted), without the key itself."""
+    canonical = msgspec.json.encode(
+        msgspec.structs.replace(spec, idempotency_key=None), order="sorted"
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+@dataclass(frozen=True)
+class WorkflowKey:
+    """A workflow request's idempotency_key, with its request's fingerprint."""
+
+    key: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, spec: WorkflowCreate) -> WorkflowKey | None:
+        """The request's key, or None when it has none."""
+        if spec.idempotency_key is None:
+            return None
+        return cls(spec.idempotency_key, request_fingerprint(spec))
 
 
 @dataclass(frozen=True)
@@ -177,11 +207,16 @@ class WorkflowStepCreated(msgspec.Struct, kw_only=True):
 
 
 class WorkflowCreated(msgspec.Struct, kw_only=True):
-    """The workflow created, with each step's job in the order given."""
+    """The workflow created, with each step's job in the order given.
+
+    `created` is false when an idempotency_key found the workflow an earlier request made;
+    its steps then say their status now.
+    """
 
     workflow_id: uuid.UUID
     name: str
     steps: list[WorkflowStepCreated]
+    created: bool = True
 
 
 class WorkflowStep(msgspec.Struct, kw_only=True):

@@ -30,6 +30,7 @@ from app.domain.errors import (
     JobStatusConflictError,
     ScheduleExistsError,
     ScheduleNotFoundError,
+    WorkflowKeyConflictError,
 )
 from app.http.request_id import request_id
 from app.jobs.availability import database_unreachable, transient_conflict
@@ -46,6 +47,8 @@ class ErrorResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     job_status: str | None = None
     # A 409 about an idempotency_key carries the id of the job that holds the key.
     job_id: str | None = None
+    # ... or of the workflow that holds it.
+    workflow_id: str | None = None
     # A 503 says when to try again, as its Retry-After header does.
     retry_after_sec: int | None = None
     # The answer's X-Request-ID header: the server's log holds the cause under this id.
@@ -73,6 +76,7 @@ _STATUS_BY_ERROR: list[tuple[type[JobError], int]] = [
     (BatchNotFoundError, HTTP_404_NOT_FOUND),
     (JobStatusConflictError, HTTP_409_CONFLICT),
     (IdempotencyConflictError, HTTP_409_CONFLICT),
+    (WorkflowKeyConflictError, HTTP_409_CONFLICT),
     (ScheduleNotFoundError, HTTP_404_NOT_FOUND),
     (ScheduleExistsError, HTTP_409_CONFLICT),
 ]
@@ -107,6 +111,8 @@ def job_error_handler(
         extra["job_status"] = exc.status
     if isinstance(exc, IdempotencyConflictError):
         extra["job_id"] = str(exc.job_id)
+    if isinstance(exc, WorkflowKeyConflictError):
+        extra["workflow_id"] = str(exc.workflow_id)
     return _body(request, status_code, exc.message, **extra)
 
 

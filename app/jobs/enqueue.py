@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.spec import JobCreate
 from app.domain.views import JobCreated
-from app.domain.workflows import WorkflowCreate, WorkflowCreated
+from app.domain.workflows import WorkflowCreate, WorkflowCreated, WorkflowKey
 from app.jobs.batches import BatchCreated, check_callback, create_batch_in_session
 from app.jobs.manager import JobManager
 from app.jobs.validation import check_spec, check_specs, check_workflow
@@ -100,12 +100,14 @@ async def enqueue_workflow_in_session(
     cycle, an unknown step, a duplicate name) or a bad step is an InvalidJobError naming
     it, raised before anything is written; a parent job outside the workflow that does not
     exist is one too, raised after the workflow's row was written: roll the transaction back.
+    With `spec.idempotency_key`, the same request again finds the workflow it made
+    (`created` false) and a different one is a WorkflowKeyConflictError.
     """
     settings = settings or get_settings()
     manager = JobManager.from_settings(settings)
     live = await _live_tasks_unless_loaded(session, settings)
     steps = check_workflow(spec, live_tasks=live)
-    return await manager.create_workflow_in_session(session, spec.name, steps)
+    return await manager.create_workflow_in_session(session, spec.name, steps, WorkflowKey.of(spec))
 
 
 async def _live_tasks_unless_loaded(session: AsyncSession, settings: Settings) -> set[str] | None:

@@ -37,6 +37,7 @@ from app.domain.errors import (
     JobFinishedError,
     JobNotFoundError,
     JobNotRetryableError,
+    WorkflowKeyConflictError,
     WorkflowNotFoundError,
 )
 from app.domain.rate_limits import RateScope, WaitReason
@@ -47,6 +48,7 @@ from app.domain.workflows import (
     PlannedStep,
     WorkflowCanceled,
     WorkflowCreated,
+    WorkflowKey,
     WorkflowStepCreated,
 )
 from app.jobs.availability import transient_conflict
@@ -371,15 +373,36 @@ class JobManager:
         )
 
     async def create_workflow_in_session(
-        self, session: AsyncSession, name: str, steps: Sequence[PlannedStep]
+        self,
+        session: AsyncSession,
+        name: str,
+        steps: Sequence[PlannedStep],
+        key: WorkflowKey | None = None,
     ) -> WorkflowCreated:
         """A workflow's row and every step, in the caller's transaction: one batched insert
         for the steps (roots queued with their dispatches, the rest waiting), one for the
-        edges. Parents outside the workflow are locked first (InvalidJobError naming an
-        unknown one); the steps that have some are settled as a dependent trigger is.
-        `steps` come from app.domain.workflows.plan, their jobs already checked.
+        edges. Parents outside the workflow are locked next (InvalidJobError naming an
+        unknown one: roll back); the steps that have some are settled as a dependent
+        trigger is. `steps` come from app.domain.workflows.plan, their jobs already checked.
+
+        With a `key` held by an earlier workflow, nothing is written: the same request
+        finds that workflow (`created` false), another is a WorkflowKeyConflictError.
         """
         workflow_id = uuid.uuid4()
+        while not await workflows.insert_workflow(
+            session,
+            workflow_id,
+            name,
+            len(steps),
+            idempotency_key=None if key is None else key.key,
+            fingerprint=None if key is None else key.fingerprint,
+        ):
+            assert key is not None  # only a key can be taken already
+            holder = await workflows.key_holder(session, key.key)
+            if holder is not None:
+                return await self._workflow_found(session, key, holder, steps)
+            # Retention deleted the key's workflow between the two statements: the key is
+            # free again, so the insert is tried again.
         ids = [uuid.uuid4() for _ in steps]
         outside = {parent for step in steps for parent in step.parent_jobs}
         if outside:
@@ -389,7 +412,6 @@ class JobManager:
                     if parent not in found:
                         field = f"steps[{step.index}].depends_on[{position}]"
                         raise InvalidJobError(f"no job has the id {parent} (field `{field}`)")
-        await workflows.insert_workflow(session, workflow_id, name, len(steps))
         new_jobs: list[NewJob] = []
         for step, job_id in zip(steps, ids, strict=True):
             parents = [ids[i] for i in step.parent_steps] + list(step.parent_jobs)
@@ -426,10 +448,40 @@ class JobManager:
             ],
         )
 
-    async def create_workflow(self, name: str, steps: Sequence[PlannedStep]) -> WorkflowCreated:
+    async def _workflow_found(
+        self,
+        session: AsyncSession,
+        key: WorkflowKey,
+        holder: workflows.KeyHolder,
+        steps: Sequence[PlannedStep],
+    ) -> WorkflowCreated:
+        """The answer to a request sent again under its key: the workflow it created, each
+        step (in the request's order) with its status now; a conflict for another request."""
+        if holder.fingerprint != key.fingerprint:
+            raise WorkflowKeyConflictError(key.key, holder.workflow_id)
+        stored = {row.step_name: row for row in await workflows.steps(session, holder.workflow_id)}
+        return WorkflowCreated(
+            workflow_id=holder.workflow_id,
+            name=holder.name,
+            steps=[
+                WorkflowStepCreated(
+                    name=step.spec.name,
+                    job_id=stored[step.spec.name].job_id,
+                    status=str(stored[step.spec.name].status),
+                )
+                for step in steps
+                # Retention deletes a finished workflow's steps before the workflow.
+                if step.spec.name in stored
+            ],
+            created=False,
+        )
+
+    async def create_workflow(
+        self, name: str, steps: Sequence[PlannedStep], key: WorkflowKey | None = None
+    ) -> WorkflowCreated:
         """create_workflow_in_session() in a transaction of the manager's own: all or none."""
         return await self._in_transaction(
-            lambda session: self.create_workflow_in_session(session, name, steps)
+            lambda session: self.create_workflow_in_session(session, name, steps, key)
         )
 
     async def cancel_workflow(self, workflow_id: uuid.UUID) -> WorkflowCanceled:

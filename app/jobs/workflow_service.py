@@ -15,6 +15,7 @@ from app.domain.workflows import (
     WorkflowCanceled,
     WorkflowCreate,
     WorkflowCreated,
+    WorkflowKey,
     WorkflowStep,
     workflow_status,
 )
@@ -40,7 +41,7 @@ class WorkflowService:
         await check_destinations(
             [step.spec.job for step in steps], self.settings, bulk=True, items="steps"
         )
-        return await self.manager.create_workflow(spec.name, steps)
+        return await self.manager.create_workflow(spec.name, steps, WorkflowKey.of(spec))
 
     async def get(self, workflow_id: uuid.UUID) -> Workflow:
         """The workflow with every step's status (GET /api/v1/workflows/{id})."""

@@ -30,7 +30,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     """CREATE OR REPLACE the function with its new body."""
     for statement in install_statements(queue_schema()):
-        op.execute(statement)
+        op.get_bind().exec_driver_sql(statement)
 
 
 def downgrade() -> None:

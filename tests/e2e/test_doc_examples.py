@@ -500,6 +500,19 @@ async def _workflow_diamond(example: Example) -> None:
     }
 
 
+@check("workflow-idempotency")
+async def _workflow_idempotency(example: Example) -> None:
+    """Sent twice with one key: created, then found; one workflow, two steps."""
+    ran = await example.run()
+
+    created = re.search(r"workflow (\S+) \(month-end\) created: 2 steps", ran.stdout)
+    assert created, str(ran)
+    found = f"workflow {created.group(1)} (month-end) found (created before with this key): 2"
+    assert found in ran.stdout, str(ran)
+    view = (await example.api.get(f"/api/v1/workflows/{created.group(1)}")).json()
+    assert [step["name"] for step in view["steps"]] == ["close", "report"]
+
+
 @check("workflow-parent-results")
 async def _workflow_parent_results(example: Example) -> None:
     """b's result holds a's, by step name."""

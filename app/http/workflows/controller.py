@@ -16,6 +16,7 @@ from app.http.json_body import NOT_JSON, require_json
 from app.http.workflows.schemas import (
     BAD_WORKFLOW,
     CREATE_DESCRIPTION,
+    KEY_CONFLICT,
     NOT_FOUND,
     Workflow,
     WorkflowCanceled,
@@ -40,7 +41,7 @@ class WorkflowsController(Controller):
         status_code=HTTP_200_OK,
         summary="Create a workflow: every step of a DAG in one transaction",
         description=CREATE_DESCRIPTION,
-        responses={400: BAD_WORKFLOW, 415: NOT_JSON},
+        responses={400: BAD_WORKFLOW, 409: KEY_CONFLICT, 415: NOT_JSON},
         opt=requires("write"),
     )
     async def create(

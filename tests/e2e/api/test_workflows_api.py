@@ -182,3 +182,59 @@ async def test_workflows_cancel_unknown_is_a_404(client: httpx.AsyncClient) -> N
     response = await client.post(f"{WORKFLOWS}/{uuid.UUID(int=2)}/cancel")
 
     assert response.status_code == 404, response.text
+
+
+async def test_workflows_create_again_with_its_key_answers_the_same_workflow(
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
+) -> None:
+    body = {"name": "nightly", "idempotency_key": f"k-{uuid.uuid4()}", "steps": DIAMOND}
+    first = await client.post(WORKFLOWS, json=body)
+    # The answer was lost, say: the client sends it again.
+    again = await client.post(WORKFLOWS, json=body)
+
+    assert first.status_code == again.status_code == 200, again.text
+    assert first.json()["created"] is True
+    assert again.json()["created"] is False
+    assert again.json()["workflow_id"] == first.json()["workflow_id"]
+    assert again.json()["steps"] == first.json()["steps"]
+    count = await api_db.fetchval(
+        "SELECT count(*) FROM dl_jobs WHERE workflow_id = $1",
+        uuid.UUID(first.json()["workflow_id"]),
+    )
+    assert count == len(DIAMOND)
+
+
+async def test_workflows_create_with_a_key_taken_by_another_request_is_a_409(
+    client: httpx.AsyncClient, api_db: asyncpg.Connection
+) -> None:
+    key = f"k-{uuid.uuid4()}"
+    first = await client.post(
+        WORKFLOWS, json={"name": "a", "idempotency_key": key, "steps": DIAMOND}
+    )
+    before = await api_db.fetchval("SELECT count(*) FROM dl_jobs")
+
+    response = await client.post(
+        WORKFLOWS, json={"name": "b", "idempotency_key": key, "steps": [step("only")]}
+    )
+
+    assert response.status_code == 409, response.text
+    workflow_id = first.json()["workflow_id"]
+    assert response.json()["workflow_id"] == workflow_id
+    assert response.json()["detail"] == (
+        f"idempotency_key {key!r} is already used by workflow {workflow_id}, created from a"
+        " different request; send the same request to get that workflow, or use another key"
+        " (field `idempotency_key`)"
+    )
+    assert await api_db.fetchval("SELECT count(*) FROM dl_jobs") == before
+
+
+@pytest.mark.parametrize("key", ["", "x" * 501, 7])
+async def test_workflows_create_refuses_a_bad_key_naming_it(
+    client: httpx.AsyncClient, key: object
+) -> None:
+    response = await client.post(
+        WORKFLOWS, json={"name": "a", "idempotency_key": key, "steps": [step("only")]}
+    )
+
+    assert response.status_code == 400, response.text
+    assert "idempotency_key" in response.json()["detail"]

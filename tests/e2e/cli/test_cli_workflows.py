@@ -82,6 +82,42 @@ async def test_workflows_create_refuses_a_cycle_naming_it(cli: Cli, tmp_path: Pa
     assert "cycle: b -> a -> b" in result.stderr, str(result)
 
 
+async def test_workflows_create_again_with_its_key_finds_the_workflow(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = workflow_file(tmp_path, IDLE_QUEUE, DIAMOND)
+    key = f"cli-{uuid.uuid4()}"
+
+    first = await cli.ok("workflows", "create", path, "--idempotency-key", key)
+    again = await cli.ok("workflows", "create", path, "--idempotency-key", key)
+
+    assert re.search(r"workflow (\S+) \(cli-diamond\) created: 4 steps", first.stdout), str(first)
+    workflow_id = first.stdout.split()[1]
+    assert (
+        f"workflow {workflow_id} (cli-diamond) found (created before with this key): 4 steps"
+        in again.stdout
+    ), str(again)
+
+
+async def test_workflows_create_with_a_taken_key_is_a_client_error_naming_it(
+    cli: Cli, tmp_path: Path
+) -> None:
+    key = f"cli-{uuid.uuid4()}"
+    await cli.ok(
+        "workflows",
+        "create",
+        workflow_file(tmp_path, IDLE_QUEUE, DIAMOND),
+        "--idempotency-key",
+        key,
+    )
+    other = workflow_file(tmp_path, IDLE_QUEUE, [("only", [])])
+
+    result = await cli("workflows", "create", other, "--idempotency-key", key)
+
+    assert result.returncode == 2, str(result)
+    assert f"idempotency_key '{key}' is already used by workflow" in result.stderr, str(result)
+
+
 async def test_workflows_show_of_an_unknown_id_is_a_client_error(cli: Cli) -> None:
     result = await cli("workflows", "show", str(uuid.UUID(int=3)))
 
