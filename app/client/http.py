@@ -32,6 +32,7 @@ from app.client.models import (
     Workflow,
     WorkflowCanceled,
     WorkflowCreated,
+    WorkflowPage,
 )
 
 T = TypeVar("T")
@@ -230,6 +231,11 @@ class DataloaderClient:
     def create_workflow(self, body: Mapping[str, Any]) -> Reply[WorkflowCreated]:
         """Create every step of a workflow in one transaction."""
         return self._call("POST", f"{API}/workflows", WorkflowCreated, json=body)
+
+    def list_workflows(self, params: Mapping[str, str | int | None]) -> Reply[WorkflowPage]:
+        """One page of workflows, newest first; None-valued parameters are left out."""
+        query = {key: str(value) for key, value in params.items() if value is not None}
+        return self._call("GET", f"{API}/workflows", WorkflowPage, params=query)
 
     def workflow(self, workflow_id: str) -> Reply[Workflow]:
         """A workflow with every step's status."""

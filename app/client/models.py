@@ -232,6 +232,25 @@ class Workflow(msgspec.Struct, kw_only=True):
     steps: list[WorkflowStep] = msgspec.field(default_factory=list)
 
 
+class WorkflowSummary(msgspec.Struct, kw_only=True):
+    """One workflow of GET /api/v1/workflows."""
+
+    workflow_id: str
+    name: str
+    status: str
+    step_count: int = 0
+    created_at: datetime | None = None
+    canceled_at: datetime | None = None
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class WorkflowPage(msgspec.Struct, kw_only=True):
+    """GET /api/v1/workflows: one page, newest first."""
+
+    workflows: list[WorkflowSummary]
+    next_cursor: str | None = None
+
+
 class WorkflowCanceled(msgspec.Struct, kw_only=True):
     """POST /api/v1/workflows/{id}/cancel."""
 

@@ -8,7 +8,15 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from app.client.models import Job, JobEvent, Queue, QueueFairness, Schedule, Workflow
+from app.client.models import (
+    Job,
+    JobEvent,
+    Queue,
+    QueueFairness,
+    Schedule,
+    Workflow,
+    WorkflowSummary,
+)
 from app.client.output import (
     compact_json,
     duration,
@@ -172,6 +180,22 @@ def workflow_table(workflow: Workflow) -> Table:
         if with_errors:
             row.append(Text(_cut(step.error or "", ERROR_WIDTH), style="red"))
         table.add_row(*row)
+    return table
+
+
+def workflows_table(workflows: list[WorkflowSummary]) -> Table:
+    """One row per workflow: status, steps per status, when it was created."""
+    table = list_table("WORKFLOW ID", "NAME", "STATUS", "STEPS", "CREATED")
+    table.columns[0].no_wrap = True
+    for workflow in workflows:
+        steps = ", ".join(f"{n} {status}" for status, n in workflow.counts.items())
+        table.add_row(
+            workflow.workflow_id,
+            workflow.name,
+            status_text(workflow.status),
+            steps,
+            local_time(workflow.created_at),
+        )
     return table
 
 

@@ -14,7 +14,7 @@ from rich.text import Text
 from app.client.models import Workflow
 from app.client.options import JsonFlag, options, wants_json
 from app.client.output import count, out, print_json, show, status_text
-from app.client.render import workflow_table
+from app.client.render import workflow_table, workflows_table
 
 WorkflowIdArg = Annotated[
     str, typer.Argument(metavar="WORKFLOW_ID", help="The workflow's id (a UUID).")
@@ -23,7 +23,7 @@ POLL_SEC = 0.5
 # Exit statuses of `create --wait`, as `trigger --wait` has them.
 EXIT_SUCCEEDED, EXIT_FAILED = 0, 1
 
-workflows_app = typer.Typer(help="Workflows: a DAG of steps created at once; show, cancel.")
+workflows_app = typer.Typer(help="Workflows: a DAG of steps created at once; list, show, cancel.")
 
 
 @workflows_app.command()
@@ -81,6 +81,33 @@ def create(
             time.sleep(POLL_SEC)
     _print_workflow(shown.body, shown.data, as_json)
     raise typer.Exit(EXIT_SUCCEEDED if shown.data.status == "succeeded" else EXIT_FAILED)
+
+
+@workflows_app.command("list")
+def list_workflows(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Option("--name", help="Only workflows of this name.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="Workflows per page.")] = 50,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="Continue after a previous page.")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """List workflows, newest first, with their status and steps per status."""
+    with options(ctx).client() as client:
+        reply = client.list_workflows({"name": name, "limit": limit, "cursor": cursor})
+    if wants_json(ctx, json_out):
+        print_json(reply.body)
+        return
+    page = reply.data
+    if not page.workflows:
+        out.print("no workflows")
+        return
+    show(workflows_table(page.workflows))
+    footer = count(len(page.workflows), "workflow")
+    if page.next_cursor:
+        footer += f"; more with --cursor {page.next_cursor}"
+    out.print(footer, soft_wrap=True)
 
 
 @workflows_app.command("show")

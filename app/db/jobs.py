@@ -58,7 +58,7 @@ from app.db.models import DlJob, DlJobDependency
 from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
 from app.db.sql_common import cutoff, qualified, quote_ident
 from app.domain.attempts import PostponedJob, RequeueRequest, StartedAttempt
-from app.domain.filters import JobCursor, JobFilter
+from app.domain.filters import JobFilter, PageCursor
 from app.domain.states import FINAL_STATUSES, JobEvent, JobStatus
 
 jobs = cast(Table, DlJob.__table__)
@@ -426,7 +426,7 @@ def filter_conditions(filters: JobFilter) -> list[ColumnElement[bool]]:
 
 
 def list_jobs_statement(
-    filters: JobFilter, *, after: JobCursor | None, limit: int, with_result: bool = False
+    filters: JobFilter, *, after: PageCursor | None, limit: int, with_result: bool = False
 ) -> Select[DlJob]:
     """The listing query: jobs matching `filters`, newest first, strictly after `after`.
 
@@ -441,7 +441,7 @@ def list_jobs_statement(
             tuple_(jobs.c.created_at, jobs.c.job_id)
             < tuple_(
                 literal(after.created_at, jobs.c.created_at.type),
-                literal(after.job_id, jobs.c.job_id.type),
+                literal(after.row_id, jobs.c.job_id.type),
             )
         )
     return statement.order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc()).limit(limit)
@@ -451,7 +451,7 @@ async def list_jobs(
     session: AsyncSession,
     filters: JobFilter,
     *,
-    after: JobCursor | None,
+    after: PageCursor | None,
     limit: int,
     with_result: bool = False,
 ) -> Sequence[DlJob]:

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import Table, delete, exists, func, select, update
+from sqlalchemy import Table, delete, exists, func, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.events import logged_with
 from app.db.models import DlJob, DlWorkflow
 from app.db.sql_common import cutoff
+from app.domain.filters import PageCursor
 from app.domain.states import JobEvent, JobStatus
 
 jobs = cast(Table, DlJob.__table__)
@@ -88,6 +89,41 @@ async def steps(session: AsyncSession, workflow_id: uuid.UUID) -> Sequence[DlJob
         .execution_options(populate_existing=True)
     )
     return rows.all()
+
+
+async def list_workflows(
+    session: AsyncSession, *, name: str | None, after: PageCursor | None, limit: int
+) -> Sequence[DlWorkflow]:
+    """Up to `limit` workflows (named `name`, if given), newest first, strictly after
+    `after`; along ix_dl_workflows_created_at."""
+    statement = select(DlWorkflow)
+    if name is not None:
+        statement = statement.where(workflows.c.name == name)
+    if after is not None:
+        statement = statement.where(
+            tuple_(workflows.c.created_at, workflows.c.workflow_id)
+            < tuple_(
+                literal(after.created_at, workflows.c.created_at.type),
+                literal(after.row_id, workflows.c.workflow_id.type),
+            )
+        )
+    ordered = statement.order_by(workflows.c.created_at.desc(), workflows.c.workflow_id.desc())
+    return (await session.scalars(ordered.limit(limit))).all()
+
+
+async def step_counts(
+    session: AsyncSession, workflow_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    """Steps per status of each workflow (uq_dl_jobs_workflow_step finds them)."""
+    rows = await session.execute(
+        select(jobs.c.workflow_id, jobs.c.status, func.count())
+        .where(jobs.c.workflow_id.in_(workflow_ids))
+        .group_by(jobs.c.workflow_id, jobs.c.status)
+    )
+    counts: dict[uuid.UUID, dict[str, int]] = {workflow_id: {} for workflow_id in workflow_ids}
+    for workflow_id, status, count in rows:
+        counts[workflow_id][str(status)] = count
+    return counts
 
 
 @dataclass(frozen=True)

@@ -217,31 +217,32 @@ def check_query_text(name: str, value: str | None) -> None:
 
 
 @dataclass(frozen=True)
-class JobCursor:
-    """Where a page ended: the listing goes on with jobs ordered after this one.
+class PageCursor:
+    """Where a page ended: a listing (of jobs, of workflows) goes on with the rows ordered
+    after this one, newest first by (created_at, row_id).
 
-    Sent to clients as base64url text of `<created_at ISO>|<job_id>`; they treat it as opaque.
+    Sent to clients as base64url text of `<created_at ISO>|<row id>`; they treat it as opaque.
     """
 
     created_at: datetime
-    job_id: uuid.UUID
+    row_id: uuid.UUID
 
     def encode(self) -> str:
         """The opaque text a client passes back as `cursor`."""
-        raw = f"{self.created_at.astimezone(UTC).isoformat()}|{self.job_id}".encode()
+        raw = f"{self.created_at.astimezone(UTC).isoformat()}|{self.row_id}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
-    def decode(cls, text: str) -> JobCursor:
+    def decode(cls, text: str) -> PageCursor:
         """Read a cursor made by `encode`; anything else is an InvalidJobError."""
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-            created_text, job_text = raw.split("|")
+            created_text, id_text = raw.split("|")
             created_at = datetime.fromisoformat(created_text)
-            job_id = uuid.UUID(job_text)
+            row_id = uuid.UUID(id_text)
             if created_at.tzinfo is None:
                 raise ValueError("a cursor's time carries its zone")
-            return cls(created_at.astimezone(UTC), job_id)
+            return cls(created_at.astimezone(UTC), row_id)
         except (ValueError, OverflowError, binascii.Error):
             raise InvalidJobError(
                 "invalid cursor (query parameter `cursor`): pass `next_cursor` of the "

@@ -257,6 +257,25 @@ class Workflow(msgspec.Struct, kw_only=True):
     steps: list[WorkflowStep]
 
 
+class WorkflowSummary(msgspec.Struct, kw_only=True):
+    """A workflow in a listing: its status and steps per status, without the steps."""
+
+    workflow_id: uuid.UUID
+    name: str
+    status: str
+    step_count: int
+    created_at: datetime
+    canceled_at: datetime | None
+    counts: dict[str, int]
+
+
+class WorkflowPage(msgspec.Struct, kw_only=True):
+    """One page of the workflow listing, newest first; `next_cursor` is None on the last."""
+
+    workflows: list[WorkflowSummary]
+    next_cursor: str | None
+
+
 def workflow_status(statuses: list[str]) -> str:
     """The workflow's status from its steps' (see Workflow)."""
     if any(status not in ("succeeded", "failed", "canceled", "lost") for status in statuses):

@@ -21,7 +21,7 @@ from app.domain.errors import (
     JobNotFoundError,
     JobStatusConflictError,
 )
-from app.domain.filters import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, JobCursor, JobFilter
+from app.domain.filters import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, JobFilter, PageCursor
 from app.domain.spec import JobCreate
 from app.domain.views import (
     Job,
@@ -212,7 +212,7 @@ class JobService:
         job's `result` only `with_result` (results may be large)."""
         if not 1 <= limit <= LIST_LIMIT_MAX:
             raise InvalidJobError(f"limit must be 1..{LIST_LIMIT_MAX} (query parameter `limit`)")
-        after = JobCursor.decode(cursor) if cursor else None
+        after = PageCursor.decode(cursor) if cursor else None
         async with self.sessions() as session:
             # One row more than asked tells whether another page exists.
             rows = await job_rows.list_jobs(
@@ -221,7 +221,7 @@ class JobService:
             page = [Job.from_row(row, with_result=with_result) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
-            next_cursor = JobCursor(page[-1].created_at, page[-1].job_id).encode()
+            next_cursor = PageCursor(page[-1].created_at, page[-1].job_id).encode()
         return JobPage(jobs=page, next_cursor=next_cursor)
 
     async def events(

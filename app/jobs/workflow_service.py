@@ -9,14 +9,17 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import workflows
-from app.domain.errors import WorkflowNotFoundError
+from app.domain.errors import InvalidJobError, WorkflowNotFoundError
+from app.domain.filters import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, PageCursor
 from app.domain.workflows import (
     Workflow,
     WorkflowCanceled,
     WorkflowCreate,
     WorkflowCreated,
     WorkflowKey,
+    WorkflowPage,
     WorkflowStep,
+    WorkflowSummary,
     workflow_status,
 )
 from app.jobs.manager import JobManager
@@ -47,6 +50,36 @@ class WorkflowService:
         """The workflow with every step's status (GET /api/v1/workflows/{id})."""
         async with self.sessions() as session:
             return await read_workflow_in_session(session, workflow_id)
+
+    async def list_workflows(
+        self, *, name: str | None = None, cursor: str | None = None, limit: int = LIST_LIMIT_DEFAULT
+    ) -> WorkflowPage:
+        """Workflows (named `name`, if given), newest first, `limit` at a time after `cursor`,
+        each with its status and steps per status (GET /api/v1/workflows)."""
+        if not 1 <= limit <= LIST_LIMIT_MAX:
+            raise InvalidJobError(f"limit must be 1..{LIST_LIMIT_MAX} (query parameter `limit`)")
+        after = PageCursor.decode(cursor) if cursor else None
+        async with self.sessions() as session:
+            # One row more than asked tells whether another page exists.
+            rows = await workflows.list_workflows(session, name=name, after=after, limit=limit + 1)
+            page = rows[:limit]
+            counts = await workflows.step_counts(session, [row.workflow_id for row in page])
+        summaries = [
+            WorkflowSummary(
+                workflow_id=row.workflow_id,
+                name=row.name,
+                status=workflow_status(list(counts[row.workflow_id])),
+                step_count=row.step_count,
+                created_at=row.created_at,
+                canceled_at=row.canceled_at,
+                counts=dict(sorted(counts[row.workflow_id].items())),
+            )
+            for row in page
+        ]
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = PageCursor(page[-1].created_at, page[-1].workflow_id).encode()
+        return WorkflowPage(workflows=summaries, next_cursor=next_cursor)
 
     async def cancel(self, workflow_id: uuid.UUID) -> WorkflowCanceled:
         """Cancel the steps that have not finished (JobManager.cancel_workflow)."""

@@ -1,4 +1,4 @@
-"""JobFilter.from_query and JobCursor: query text to filters, and the opaque page cursor."""
+"""JobFilter.from_query and PageCursor: query text to filters, and the opaque page cursor."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from app.domain.errors import InvalidJobError
-from app.domain.filters import JobCursor, JobFilter
+from app.domain.filters import JobFilter, PageCursor
 from app.domain.states import JobStatus
 
 
 def test_job_cursor_round_trips_microseconds_and_zone() -> None:
-    cursor = JobCursor(
+    cursor = PageCursor(
         datetime(2026, 11, 24, 18, 0, 0, 123456, tzinfo=timezone(timedelta(hours=3))),
         uuid.uuid4(),
     )
 
-    decoded = JobCursor.decode(cursor.encode())
+    decoded = PageCursor.decode(cursor.encode())
 
     assert decoded == cursor
     assert decoded.created_at.utcoffset() == timedelta(0)
@@ -44,7 +44,7 @@ def test_job_cursor_round_trips_microseconds_and_zone() -> None:
 )
 def test_job_cursor_decode_rejects_anything_else(text: str) -> None:
     with pytest.raises(InvalidJobError, match="cursor"):
-        JobCursor.decode(text)
+        PageCursor.decode(text)
 
 
 def test_job_filter_statuses_are_deduplicated_and_case_insensitive() -> None:

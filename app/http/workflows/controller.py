@@ -10,18 +10,24 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
+from app.domain.filters import LIST_LIMIT_DEFAULT
 from app.http.auth import requires
 from app.http.dependencies import from_state
+from app.http.jobs.docs import CursorQuery
 from app.http.json_body import NOT_JSON, require_json
 from app.http.workflows.schemas import (
+    BAD_LIST_QUERY,
     BAD_WORKFLOW,
     CREATE_DESCRIPTION,
     KEY_CONFLICT,
     NOT_FOUND,
+    LimitQuery,
+    NameQuery,
     Workflow,
     WorkflowCanceled,
     WorkflowCreate,
     WorkflowCreated,
+    WorkflowPage,
 )
 from app.jobs.workflow_service import WorkflowService
 
@@ -53,6 +59,24 @@ class WorkflowsController(Controller):
         """All steps or none; each step's job id and status (queued or waiting)."""
         require_json(request)
         return await workflow_service.create(data)
+
+    @get(
+        "/",
+        summary="List workflows, newest first, keyset-paged",
+        description="Each workflow with its status and steps per status, not its steps"
+        " (`GET /api/v1/workflows/{workflow_id}` has them). `name` keeps one name's.",
+        responses={400: BAD_LIST_QUERY},
+        opt=requires("read"),
+    )
+    async def list_workflows(
+        self,
+        workflow_service: NamedDependency[WorkflowService],
+        name: NameQuery = None,
+        limit: LimitQuery = LIST_LIMIT_DEFAULT,
+        cursor: CursorQuery = None,
+    ) -> WorkflowPage:
+        """Workflows, newest first, one page at a time."""
+        return await workflow_service.list_workflows(name=name, cursor=cursor, limit=limit)
 
     @get(
         WORKFLOW_PATH,

@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from litestar.openapi.spec import Example
+from litestar.params import Parameter
+
+from app.domain.filters import LIST_LIMIT_MAX
 from app.domain.workflows import (
     Workflow,
     WorkflowCanceled,
     WorkflowCreate,
     WorkflowCreated,
+    WorkflowPage,
     WorkflowStep,
     WorkflowStepCreate,
     WorkflowStepCreated,
+    WorkflowSummary,
 )
 from app.http.errors import error_response
 
 __all__ = [
+    "BAD_LIST_QUERY",
     "BAD_WORKFLOW",
     "CREATE_DESCRIPTION",
     "KEY_CONFLICT",
     "NOT_FOUND",
+    "LimitQuery",
+    "NameQuery",
     "Workflow",
     "WorkflowCanceled",
     "WorkflowCreate",
     "WorkflowCreated",
+    "WorkflowPage",
     "WorkflowStep",
     "WorkflowStepCreate",
     "WorkflowStepCreated",
+    "WorkflowSummary",
 ]
 
 _ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
@@ -61,3 +74,23 @@ A cycle, a step name used twice, a `depends_on` naming no step and no job, a job
 job, or a step whose job is invalid is a 400 naming it (`steps[i]...`). See
 docs/workflows.md.
 """
+BAD_LIST_QUERY = error_response(
+    400,
+    "A query parameter is invalid",
+    "invalid cursor (query parameter `cursor`): pass `next_cursor` of the previous page unchanged",
+)
+LimitQuery = Annotated[
+    int,
+    Parameter(
+        description="Workflows per page", ge=1, le=LIST_LIMIT_MAX, examples=[Example(value=50)]
+    ),
+]
+NameQuery = Annotated[
+    str | None,
+    Parameter(
+        description="Only workflows of this name",
+        min_length=1,
+        max_length=200,
+        examples=[Example(value="nightly-rates")],
+    ),
+]

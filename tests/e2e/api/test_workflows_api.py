@@ -238,3 +238,53 @@ async def test_workflows_create_refuses_a_bad_key_naming_it(
 
     assert response.status_code == 400, response.text
     assert "idempotency_key" in response.json()["detail"]
+
+
+async def test_workflows_list_pages_newest_first_with_status_and_counts(
+    client: httpx.AsyncClient,
+) -> None:
+    name = f"listed-{uuid.uuid4().hex[:8]}"
+    made = []
+    for _ in range(3):
+        response = await client.post(WORKFLOWS, json={"name": name, "steps": DIAMOND})
+        made.append(response.json()["workflow_id"])
+    canceled = made[0]
+    await client.post(f"{WORKFLOWS}/{canceled}/cancel")
+
+    first = await client.get(WORKFLOWS, params={"name": name, "limit": 2})
+    second = await client.get(
+        WORKFLOWS, params={"name": name, "limit": 2, "cursor": first.json()["next_cursor"]}
+    )
+
+    assert first.status_code == second.status_code == 200, first.text + second.text
+    listed = first.json()["workflows"] + second.json()["workflows"]
+    assert [w["workflow_id"] for w in listed] == made[::-1]
+    assert second.json()["next_cursor"] is None
+    newest = listed[0]
+    assert newest["status"] == "active"
+    assert newest["counts"] == {"queued": 1, "waiting": 3}
+    assert newest["step_count"] == 4
+    assert newest["name"] == name
+    assert "steps" not in newest
+    oldest = listed[-1]
+    assert oldest["status"] == "canceled"
+    assert oldest["counts"] == {"canceled": 4}
+    assert oldest["canceled_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [
+        ({"cursor": "not-a-cursor"}, "invalid cursor (query parameter `cursor`)"),
+        ({"limit": 0}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"name": ""}, "name"),
+    ],
+)
+async def test_workflows_list_refuses_a_bad_query_naming_it(
+    client: httpx.AsyncClient, params: dict[str, Any], detail: str
+) -> None:
+    response = await client.get(WORKFLOWS, params=params)
+
+    assert response.status_code == 400, response.text
+    assert detail in response.json()["detail"]

@@ -118,6 +118,26 @@ async def test_workflows_create_with_a_taken_key_is_a_client_error_naming_it(
     assert f"idempotency_key '{key}' is already used by workflow" in result.stderr, str(result)
 
 
+async def test_workflows_list_shows_each_with_its_status_and_steps(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = tmp_path / "named.json"
+    body = json.loads(Path(workflow_file(tmp_path, IDLE_QUEUE, DIAMOND)).read_text())
+    name = f"cli-list-{uuid.uuid4().hex[:8]}"
+    path.write_text(json.dumps({**body, "name": name}))
+    created = await cli.ok("workflows", "create", str(path), "--json")
+    workflow_id = created.json()["workflow_id"]
+
+    listed = await cli.ok("workflows", "list", "--name", name)
+    as_json = await cli.ok("workflows", "list", "--name", name, "--json")
+
+    assert re.search(rf"{workflow_id}\s+{name}\s+active\s+1 queued, 3 waiting\s", listed.stdout), (
+        str(listed)
+    )
+    assert "1 workflow" in listed.stdout, str(listed)
+    assert [w["workflow_id"] for w in as_json.json()["workflows"]] == [workflow_id]
+
+
 async def test_workflows_show_of_an_unknown_id_is_a_client_error(cli: Cli) -> None:
     result = await cli("workflows", "show", str(uuid.UUID(int=3)))
 
