@@ -81,3 +81,23 @@ async def test_dashboard_cancels_a_workflow_from_its_page(
     await expect(graph.locator("rect.node.canceled")).to_have_count(4)
     await expect(page.locator("#workflow-message .notice")).to_contain_text("4 step(s) canceled")
     await page.screenshot(path=str(screenshot_dir / "workflow-canceled.png"), full_page=True)
+
+
+async def test_dashboard_lists_the_newest_workflows_linking_to_each(
+    page: Page, dashboard: Dashboard, screenshot_dir: Path
+) -> None:
+    from playwright.async_api import expect
+
+    created = await create(dashboard, f"etl.idle.{uuid.uuid4().hex[:6]}")  # no worker serves it
+    workflow_id = created["workflow_id"]
+
+    await page.goto(f"{dashboard.url}#/workflows")
+    row = page.locator(f'#workflow-table tr[data-workflow="{workflow_id}"]')
+    await expect(row).to_contain_text("dash-diamond")
+    await expect(row.locator(".badge").first).to_have_text("active")
+    await expect(row).to_contain_text("queued 1")
+    await expect(row).to_contain_text("waiting 3")
+    await page.screenshot(path=str(screenshot_dir / "workflow-list.png"), full_page=True)
+
+    await row.locator(f'a[href="#/workflows/{workflow_id}"]').click()
+    await expect(page.locator("#workflow-graph rect.node")).to_have_count(4)

@@ -157,6 +157,49 @@
     );
   }
 
+  // The newest workflows (GET /api/v1/workflows), each linking to its page.
+  async function renderList(list) {
+    try {
+      const page = await api("GET", "/workflows?limit=50");
+      if (!page.workflows.length) {
+        list.replaceChildren(h("p", { class: "muted" }, "No workflows yet."));
+        return;
+      }
+      const headers = ["Workflow", "Name", "Status", "Steps", "Created"];
+      const rows = page.workflows.map((workflow) =>
+        h(
+          "tr",
+          { "data-workflow": workflow.workflow_id },
+          h("td", {}, h("a", { href: `#/workflows/${enc(workflow.workflow_id)}`, class: "mono" }, workflow.workflow_id)),
+          h("td", {}, workflow.name),
+          h("td", {}, badge(workflow.status, workflow.status === "active" ? "running" : workflow.status)),
+          h("td", {}, countChips(workflow.counts)),
+          h("td", {}, timeCell(workflow.created_at)),
+        ),
+      );
+      list.replaceChildren(
+        h(
+          "div",
+          { class: "table-scroll" },
+          h(
+            "table",
+            { id: "workflow-table" },
+            h("thead", {}, h("tr", {}, ...headers.map((text) => h("th", {}, text)))),
+            h("tbody", {}, ...rows),
+          ),
+        ),
+        page.next_cursor ? h("p", { class: "muted" }, "The 50 newest; dataloader workflows list --cursor C goes further.") : "",
+      );
+    } catch (error) {
+      list.replaceChildren(errorNotice(error));
+    }
+  }
+
+  // One chip per status some step has, in lifecycle order.
+  function countChips(counts) {
+    return STATUS_ORDER.filter((s) => counts[s]).map((s) => h("span", { class: "count-chip" }, badge(s), ` ${counts[s]}`));
+  }
+
   function renderWorkflow(root, params, parts) {
     const workflowId = parts[1];
     if (!workflowId) {
@@ -166,7 +209,9 @@
         event.preventDefault();
         if (input.value.trim()) location.hash = `#/workflows/${encodeURIComponent(input.value.trim())}`;
       });
-      root.append(h("h1", {}, "Workflows"), form);
+      const list = h("div", { id: "workflow-list" }, "loading…");
+      root.append(h("h1", {}, "Workflows"), form, list);
+      renderList(list);
       return;
     }
     const status = h("span", { id: "workflow-status" });
@@ -194,8 +239,7 @@
         const workflow = await api("GET", `/workflows/${enc(workflowId)}`);
         if (stopped) return;
         status.replaceChildren(" ", badge(workflow.status, workflow.status === "active" ? "running" : workflow.status));
-        const counts = STATUS_ORDER.filter((s) => workflow.counts[s]).map((s) => h("span", { class: "count-chip" }, badge(s), ` ${workflow.counts[s]}`));
-        summary.replaceChildren(h("p", {}, h("strong", {}, workflow.name), " · ", timeCell(workflow.created_at), " · ", counts));
+        summary.replaceChildren(h("p", {}, h("strong", {}, workflow.name), " · ", timeCell(workflow.created_at), " · ", countChips(workflow.counts)));
         body.replaceChildren(h("div", { class: "panel" }, drawGraph(workflow)), stepsTable(workflow));
         cancelButton.disabled = workflow.status !== "active";
         live.className = workflow.status === "active" ? "live on" : "live";
