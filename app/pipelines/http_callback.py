@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import httpx
 import msgspec
 
+from app.observability.tracing import current_trace_context
 from app.pipelines.errors import DestinationRefusedError, PermanentError
 from app.pipelines.outbound.guard import (
     OutboundPolicy,
@@ -110,9 +111,18 @@ def _redact(text: str, secrets: dict[str, str]) -> str:
 
 
 def _request_kwargs(args: HttpCallbackArgs, secrets: dict[str, str]) -> dict[str, Any]:
-    """Headers and body for httpx: credentials override the job's headers of the same name."""
+    """Headers and body for httpx: credentials override the job's headers of the same name.
+
+    While tracing is on, the receiver gets the attempt's span as W3C `traceparent` (and
+    `tracestate`), so its own spans join the job's trace; a traceparent the job sets wins.
+    """
     headers = httpx.Headers(args.headers)
     headers.update(secrets)
+    trace = current_trace_context()
+    if trace is not None and "traceparent" not in headers:
+        headers["traceparent"] = trace.traceparent
+        if trace.tracestate:
+            headers["tracestate"] = trace.tracestate
     if isinstance(args.data, str):
         headers.setdefault("content-type", "text/plain; charset=utf-8")
         return {"headers": headers, "content": args.data.encode()}

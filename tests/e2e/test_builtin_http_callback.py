@@ -52,6 +52,7 @@ async def test_http_callback_posts_json_object_with_headers(
     assert request.method == "POST"
     assert request.headers["content-type"] == "application/json"
     assert request.headers["x-trace"] == "t-1"
+    assert "traceparent" not in request.headers, "tracing is off: no trace context is sent"
     assert json.loads(request.body) == data
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.api_servers import E2E_PIPELINES_API_ENV, start_api_server, stop_api_server
 from tests.support.jobs_db import JobsDb
-from tests.support.local_servers import RecordingHttpServer, http_server
+from tests.support.local_servers import LOOPBACK_CALLBACKS, RecordingHttpServer, http_server
 from tests.support.otlp import ReceivedSpan, otlp_env, spans
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerFleet
@@ -147,6 +147,31 @@ async def test_tracing_one_trace_runs_from_trigger_through_attempts_to_dependent
         parent_trace,
         parent_attempt.span_id,
     )
+
+
+@pytest.mark.timeout(120)
+async def test_tracing_http_callback_carries_the_attempt_span_to_its_receiver(
+    receiver: RecordingHttpServer, jobs_db: JobsDb, fleet: WorkerFleet
+) -> None:
+    await fleet.start_ready("alpha", env={**otlp_env(receiver), **LOOPBACK_CALLBACKS})
+    with http_server() as partner:
+        job_id = await jobs_db.enqueue(
+            "http.callback", {"url": partner.url("/hook"), "data": {"rows": 3}}
+        )
+        await jobs_db.wait_status(job_id, "succeeded", timeout=30, diagnostics=fleet.diagnostics)
+        [request] = partner.requests_to("/hook")
+
+    await wait_until(
+        lambda: attempts_of(spans(receiver), job_id),
+        timeout=20,
+        what="the callback's attempt span",
+        diagnostics=fleet.diagnostics,
+    )
+    [attempt] = attempts_of(spans(receiver), job_id)
+    # The partner's spans would be children of the attempt, in its trace.
+    version, trace_id, parent_id, flags = request.headers["traceparent"].split("-")
+    assert (version, trace_id, parent_id) == ("00", attempt.trace_id, attempt.span_id)
+    assert int(flags, 16) & 1, "sampled"
 
 
 @pytest.mark.timeout(120)
