@@ -37,7 +37,6 @@ from sqlalchemy import (
     select,
     table,
     text,
-    tuple_,
     type_coerce,
     update,
 )
@@ -56,7 +55,7 @@ from app.db.enqueue_function import (
 from app.db.events import events, logged_with
 from app.db.models import DlJob, DlJobDependency
 from app.db.pgqueuer_tables import ANNOUNCED, dispatch_ctes, next_dispatch_id
-from app.db.sql_common import cutoff, qualified, quote_ident
+from app.db.sql_common import after_cursor, cutoff, qualified, quote_ident
 from app.domain.attempts import PostponedJob, RequeueRequest, StartedAttempt
 from app.domain.filters import JobFilter, PageCursor
 from app.domain.states import FINAL_STATUSES, JobEvent, JobStatus
@@ -437,13 +436,7 @@ def list_jobs_statement(
     if not with_result:
         statement = statement.options(defer(DlJob.result, raiseload=True))
     if after is not None:
-        statement = statement.where(
-            tuple_(jobs.c.created_at, jobs.c.job_id)
-            < tuple_(
-                literal(after.created_at, jobs.c.created_at.type),
-                literal(after.row_id, jobs.c.job_id.type),
-            )
-        )
+        statement = statement.where(after_cursor(jobs.c.created_at, jobs.c.job_id, after))
     return statement.order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc()).limit(limit)
 
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import Table, delete, exists, func, literal, select, tuple_, update
+from sqlalchemy import Table, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.events import logged_with
 from app.db.models import DlJob, DlWorkflow
-from app.db.sql_common import cutoff
+from app.db.sql_common import after_cursor, cutoff
 from app.domain.filters import PageCursor
 from app.domain.states import JobEvent, JobStatus
 
@@ -101,11 +101,7 @@ async def list_workflows(
         statement = statement.where(workflows.c.name == name)
     if after is not None:
         statement = statement.where(
-            tuple_(workflows.c.created_at, workflows.c.workflow_id)
-            < tuple_(
-                literal(after.created_at, workflows.c.created_at.type),
-                literal(after.row_id, workflows.c.workflow_id.type),
-            )
+            after_cursor(workflows.c.created_at, workflows.c.workflow_id, after)
         )
     ordered = statement.order_by(workflows.c.created_at.desc(), workflows.c.workflow_id.desc())
     return (await session.scalars(ordered.limit(limit))).all()
