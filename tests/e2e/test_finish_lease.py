@@ -17,7 +17,7 @@ from tests.support.jobs_db import JobsDb
 from tests.support.waiting import wait_until
 from tests.support.workers import WorkerFleet
 
-LEASE_TTL_SEC = 2  # FAST_ENV beats every 0.5 s, and the reaper looks every 0.5 s
+LEASE_TTL_SEC = 4  # FAST_ENV beats every 0.5 s (8 beats of slack), the reaper looks every 0.5 s
 HELD_FOR_SEC = 3 * LEASE_TTL_SEC
 
 
