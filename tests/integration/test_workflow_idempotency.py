@@ -17,6 +17,7 @@ from app.domain.workflows import WorkflowCreate, WorkflowCreated
 from app.jobs.enqueue import enqueue_workflow_in_session
 from app.pipelines.registry import load_pipelines
 from app.settings import Settings
+from tests.support.waiting import wait_until
 
 load_pipelines()  # the built-in `noop`
 
@@ -98,19 +99,43 @@ async def test_without_a_key_each_request_makes_a_workflow(
     assert await db.fetchval("SELECT count(*) FROM dl_workflows") == 2
 
 
-async def test_two_requests_at_once_under_one_key_make_one_workflow(
-    db: asyncpg.Connection, sessions: async_sessionmaker[AsyncSession], settings: Settings
-) -> None:
-    # The first holds its transaction open with the key written; the second's insert waits
-    # for it, then finds its workflow.
+async def second_request_waiting_on_the_first(
+    db: asyncpg.Connection,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    first_commits: bool,
+) -> tuple[WorkflowCreated, WorkflowCreated]:
+    """The first request holds its transaction open with the key written; the second is
+    sent under the same key and, once PostgreSQL shows it waiting on the first, the first
+    commits or rolls back. Both answers."""
     async with sessions() as first_session:
         transaction = await first_session.begin()
         first = await enqueue_workflow_in_session(first_session, workflow("race"), settings)
-        second_task = asyncio.ensure_future(create(sessions, settings, workflow("race")))
-        await asyncio.sleep(0.5)  # long enough for the second to be waiting on the key
-        assert not second_task.done(), "the second did not wait for the first's key"
-        await transaction.commit()
-    second = await asyncio.wait_for(second_task, 10)
+        second_task = asyncio.ensure_future(
+            create(sessions, settings, workflow("race", sleep=0 if first_commits else 1))
+        )
+
+        async def second_waits() -> bool:
+            return bool(
+                await db.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+            )
+
+        await wait_until(second_waits, timeout=10, what="the second request to wait on the key")
+        assert not second_task.done()
+        await (transaction.commit() if first_commits else transaction.rollback())
+    return first, await asyncio.wait_for(second_task, 10)
+
+
+async def test_two_requests_at_once_under_one_key_make_one_workflow(
+    db: asyncpg.Connection, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    first, second = await second_request_waiting_on_the_first(
+        db, sessions, settings, first_commits=True
+    )
 
     assert second.workflow_id == first.workflow_id
     assert not second.created
@@ -118,15 +143,15 @@ async def test_two_requests_at_once_under_one_key_make_one_workflow(
     assert await db.fetchval("SELECT count(*) FROM dl_jobs") == 2
 
 
-async def test_a_key_whose_first_request_rolled_back_is_free(
+async def test_a_key_whose_first_request_rolled_back_goes_to_the_request_waiting_on_it(
     db: asyncpg.Connection, sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    async with sessions() as session:
-        transaction = await session.begin()
-        await enqueue_workflow_in_session(session, workflow("rolled-back"), settings)
-        await transaction.rollback()
+    # The waiting request differs from the rolled-back one: it takes the key, no conflict.
+    first, second = await second_request_waiting_on_the_first(
+        db, sessions, settings, first_commits=False
+    )
 
-    created = await create(sessions, settings, workflow("rolled-back", sleep=1))
-
-    assert created.created
-    assert await db.fetchval("SELECT count(*) FROM dl_workflows") == 1
+    assert second.created
+    assert second.workflow_id != first.workflow_id
+    assert await db.fetchval("SELECT workflow_id FROM dl_workflows") == second.workflow_id
+    assert await db.fetchval("SELECT count(*) FROM dl_jobs") == 2
