@@ -253,6 +253,8 @@ class DlWorkflow(Base):
     __table_args__ = (
         CheckConstraint("length(name) > 0 AND step_count >= 1", name="fields_valid"),
         Index("ix_dl_workflows_created_at", text("created_at DESC")),
+        # GET /api/v1/workflows?name=: one name's, newest first.
+        Index("ix_dl_workflows_name_created_at", "name", text("created_at DESC")),
         Index(
             "uq_dl_workflows_idempotency_key",
             "idempotency_key",

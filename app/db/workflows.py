@@ -95,7 +95,7 @@ async def list_workflows(
     session: AsyncSession, *, name: str | None, after: PageCursor | None, limit: int
 ) -> Sequence[DlWorkflow]:
     """Up to `limit` workflows (named `name`, if given), newest first, strictly after
-    `after`; along ix_dl_workflows_created_at."""
+    `after`; along ix_dl_workflows_created_at (ix_dl_workflows_name_created_at by name)."""
     statement = select(DlWorkflow)
     if name is not None:
         statement = statement.where(workflows.c.name == name)

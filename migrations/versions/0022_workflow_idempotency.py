@@ -1,4 +1,5 @@
-"""Workflows take an idempotency_key: dl_workflows.idempotency_key and request_fingerprint.
+"""Workflows take an idempotency_key (dl_workflows.idempotency_key, request_fingerprint),
+and the listing by name gets its index.
 
 A client that sends a workflow again (its answer was lost) with the same key gets the
 workflow it created, not a second DAG; a different request under the key is a 409. The
@@ -38,11 +39,18 @@ def upgrade() -> None:
         schema=schema,
         postgresql_where=sa.text("idempotency_key IS NOT NULL"),
     )
+    op.create_index(
+        "ix_dl_workflows_name_created_at",
+        "dl_workflows",
+        ["name", sa.text("created_at DESC")],
+        schema=schema,
+    )
 
 
 def downgrade() -> None:
-    """Drop the index and the columns."""
+    """Drop the indexes and the columns."""
     schema = queue_schema()
+    op.drop_index("ix_dl_workflows_name_created_at", "dl_workflows", schema=schema)
     op.drop_index("uq_dl_workflows_idempotency_key", "dl_workflows", schema=schema)
     op.drop_column("dl_workflows", "request_fingerprint", schema=schema)
     op.drop_column("dl_workflows", "idempotency_key", schema=schema)
